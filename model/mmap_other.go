@@ -1,0 +1,30 @@
+//go:build !unix
+
+package model
+
+import (
+	"fmt"
+	"os"
+)
+
+// MappedFile is a read-only view of a whole file; without mmap it is read into memory.
+type MappedFile struct {
+	Data []byte
+}
+
+// MapFile reads path into memory.
+func MapFile(path string) (*MappedFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	return &MappedFile{Data: data}, nil
+}
+
+// Close releases the data.
+func (m *MappedFile) Close() error {
+	if m != nil {
+		m.Data = nil
+	}
+	return nil
+}
