@@ -1,0 +1,315 @@
+package model
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/x448/float16"
+)
+
+// Safetensors layout (https://github.com/huggingface/safetensors):
+//
+//	bytes [0, 8)      header length N, little-endian uint64
+//	bytes [8, 8+N)    JSON header: {"name": {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}}
+//	bytes [8+N, end)  tensor data; data_offsets are bytes from the start of this section
+//
+// The reader is strict: the header must fit the file, every tensor's byte range
+// must lie inside the data section, ranges must not overlap, and
+// dtype size × element count must equal the range length.
+
+// ErrSafetensors marks a malformed safetensors file.
+var ErrSafetensors = errors.New("malformed safetensors file")
+
+// maxSafetensorsHeader bounds the JSON header; real checkpoints use a few hundred KB.
+const maxSafetensorsHeader = 100 << 20
+
+// DType is a stored element type of an unquantized tensor.
+type DType string
+
+// The element types cafeq reads from checkpoints.
+const (
+	F32  DType = "F32"
+	F16  DType = "F16"
+	BF16 DType = "BF16"
+)
+
+// safetensorsDTypeSize covers every dtype safetensors defines, so that files
+// with tensors cafeq does not use still validate; unknown names are rejected.
+var safetensorsDTypeSize = map[string]int{
+	"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+	"I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+	"I32": 4, "U32": 4, "F32": 4,
+	"I64": 8, "U64": 8, "F64": 8,
+}
+
+// Tensor is a view of one stored tensor. Data aliases the mapped file.
+type Tensor struct {
+	Name  string
+	DType DType
+	Shape []int
+	Data  []byte
+}
+
+// Elements is the product of the shape.
+func (t Tensor) Elements() int {
+	n := 1
+	for _, d := range t.Shape {
+		n *= d
+	}
+	return n
+}
+
+type safetensorsEntry struct {
+	DType       string  `json:"dtype"`
+	Shape       []int64 `json:"shape"`
+	DataOffsets []int64 `json:"data_offsets"`
+}
+
+// ParseSafetensors validates a whole safetensors file held in memory and
+// returns its tensors by their stored names. Data slices alias file.
+func ParseSafetensors(file []byte) (map[string]Tensor, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("model: safetensors: "+format+": %w", append(args, ErrSafetensors)...)
+	}
+	if len(file) < 8 {
+		return nil, bad("file of %d bytes is too short for a header", len(file))
+	}
+	n := binary.LittleEndian.Uint64(file[:8])
+	if n > maxSafetensorsHeader || n > uint64(len(file)-8) {
+		return nil, bad("header length %d does not fit in a file of %d bytes", n, len(file))
+	}
+	var header map[string]json.RawMessage
+	if err := json.Unmarshal(file[8:8+n], &header); err != nil {
+		return nil, bad("header JSON: %v", err)
+	}
+	data := file[8+n:]
+	tensors := make(map[string]Tensor, len(header))
+	type span struct {
+		begin, end int64
+		name       string
+	}
+	spans := make([]span, 0, len(header))
+	for name, raw := range header {
+		if name == "__metadata__" {
+			continue
+		}
+		var e safetensorsEntry
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return nil, bad("tensor %q: %v", name, err)
+		}
+		size, ok := safetensorsDTypeSize[e.DType]
+		if !ok {
+			return nil, bad("tensor %q: unknown dtype %q", name, e.DType)
+		}
+		if len(e.DataOffsets) != 2 {
+			return nil, bad("tensor %q: data_offsets must have two entries", name)
+		}
+		begin, end := e.DataOffsets[0], e.DataOffsets[1]
+		if begin < 0 || end < begin || end > int64(len(data)) {
+			return nil, bad("tensor %q: data_offsets [%d, %d] outside the %d-byte data section", name, begin, end, len(data))
+		}
+		count := int64(1)
+		shape := make([]int, len(e.Shape))
+		for i, d := range e.Shape {
+			if d < 0 || (d > 0 && count > math.MaxInt32*int64(1<<20)/d) {
+				return nil, bad("tensor %q: bad shape %v", name, e.Shape)
+			}
+			count *= d
+			shape[i] = int(d)
+		}
+		if count*int64(size) != end-begin {
+			return nil, bad("tensor %q: %s %v needs %d bytes, data_offsets give %d", name, e.DType, e.Shape, count*int64(size), end-begin)
+		}
+		spans = append(spans, span{begin, end, name})
+		tensors[name] = Tensor{Name: name, DType: DType(e.DType), Shape: shape, Data: data[begin:end:end]}
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].begin < spans[j].begin })
+	for i := 1; i < len(spans); i++ {
+		if spans[i].begin < spans[i-1].end {
+			return nil, bad("tensors %q and %q overlap", spans[i-1].name, spans[i].name)
+		}
+	}
+	return tensors, nil
+}
+
+// Checkpoint is a Hugging Face Gemma 2 checkpoint directory: config.json,
+// one or more safetensors files and the tokenizer. Tensors are memory-mapped
+// and exposed under their canonical names.
+type Checkpoint struct {
+	Dir     string
+	Config  Config
+	tensors map[string]Tensor
+	files   []*MappedFile
+}
+
+// OpenCheckpoint reads config.json, maps model.safetensors or the shards
+// listed in model.safetensors.index.json, and checks that every tensor the
+// config needs is present with the right shape and a supported dtype.
+func OpenCheckpoint(dir string) (*Checkpoint, error) {
+	cfg, err := LoadConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	files, err := safetensorsFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	ck := &Checkpoint{Dir: dir, Config: cfg, tensors: map[string]Tensor{}}
+	for _, f := range files {
+		m, err := MapFile(f)
+		if err != nil {
+			ck.Close()
+			return nil, err
+		}
+		ck.files = append(ck.files, m)
+		ts, err := ParseSafetensors(m.Data)
+		if err != nil {
+			ck.Close()
+			return nil, fmt.Errorf("%w (in %s)", err, filepath.Base(f))
+		}
+		for hfName, t := range ts {
+			name, ok := CanonicalName(hfName)
+			if !ok {
+				continue
+			}
+			if _, dup := ck.tensors[name]; dup {
+				ck.Close()
+				return nil, fmt.Errorf("model: tensor %q appears twice in the checkpoint", hfName)
+			}
+			t.Name = name
+			ck.tensors[name] = t
+		}
+	}
+	if err := ck.validate(); err != nil {
+		ck.Close()
+		return nil, err
+	}
+	return ck, nil
+}
+
+func (ck *Checkpoint) validate() error {
+	expected := ck.Config.ExpectedShapes()
+	names := make([]string, 0, len(expected))
+	for name := range expected {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		t, ok := ck.tensors[name]
+		if !ok {
+			return fmt.Errorf("model: checkpoint %s lacks tensor %q", ck.Dir, name)
+		}
+		if !equalShape(t.Shape, expected[name]) {
+			return fmt.Errorf("model: tensor %q has shape %v, config expects %v", name, t.Shape, expected[name])
+		}
+		switch t.DType {
+		case F32, F16, BF16:
+		default:
+			return fmt.Errorf("model: tensor %q has dtype %s; cafeq reads F32, F16 and BF16", name, t.DType)
+		}
+	}
+	for name := range ck.tensors {
+		if _, ok := expected[name]; !ok {
+			return fmt.Errorf("model: unexpected tensor %q for this config", name)
+		}
+	}
+	return nil
+}
+
+// safetensorsFiles lists the checkpoint's data files: the shards named by
+// model.safetensors.index.json, or the single model.safetensors.
+func safetensorsFiles(dir string) ([]string, error) {
+	index, err := os.ReadFile(filepath.Join(dir, "model.safetensors.index.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		single := filepath.Join(dir, "model.safetensors")
+		if _, err := os.Stat(single); err != nil {
+			return nil, fmt.Errorf("model: %s has neither model.safetensors nor model.safetensors.index.json", dir)
+		}
+		return []string{single}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(index, &idx); err != nil {
+		return nil, fmt.Errorf("model: model.safetensors.index.json: %w", err)
+	}
+	seen := map[string]bool{}
+	var files []string
+	for _, shard := range idx.WeightMap {
+		if shard != filepath.Base(shard) || shard == "" || shard == "." || shard == ".." {
+			return nil, fmt.Errorf("model: model.safetensors.index.json: shard name %q is not a plain file name", shard)
+		}
+		if !seen[shard] {
+			seen[shard] = true
+			files = append(files, filepath.Join(dir, shard))
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("model: model.safetensors.index.json lists no shards")
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// Tensor returns the tensor with the given canonical name.
+func (ck *Checkpoint) Tensor(name string) (Tensor, error) {
+	t, ok := ck.tensors[name]
+	if !ok {
+		return Tensor{}, fmt.Errorf("model: checkpoint has no tensor %q", name)
+	}
+	return t, nil
+}
+
+// Names lists the canonical tensor names in sorted order.
+func (ck *Checkpoint) Names() []string {
+	names := make([]string, 0, len(ck.tensors))
+	for n := range ck.tensors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Close unmaps the files; tensors must not be used afterwards.
+func (ck *Checkpoint) Close() error {
+	var first error
+	for _, f := range ck.files {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	ck.files = nil
+	return first
+}
+
+// Float32s decodes the tensor's elements to float32 (exact for all three dtypes).
+func (t Tensor) Float32s() ([]float32, error) {
+	n := t.Elements()
+	out := make([]float32, n)
+	switch t.DType {
+	case F32:
+		for i := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:]))
+		}
+	case BF16:
+		for i := range out {
+			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(t.Data[2*i:])) << 16)
+		}
+	case F16:
+		for i := range out {
+			out[i] = float16.Frombits(binary.LittleEndian.Uint16(t.Data[2*i:])).Float32()
+		}
+	default:
+		return nil, fmt.Errorf("model: tensor %q: cannot decode dtype %s", t.Name, t.DType)
+	}
+	return out, nil
+}
