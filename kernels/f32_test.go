@@ -1,0 +1,178 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+var oddLens = []int{1, 7, 31, 33, 255, 257, 2304}
+
+// Tanh against math.Tanh: relative error below 1e-6 over the whole range
+// (absolute below 1e-7 near 0, where the result is tiny).
+func TestTanhAccuracy(t *testing.T) {
+	worst := 0.0
+	for x := -12.0; x <= 12; x += 1e-4 {
+		got := float64(tanhGeneric(float32(x)))
+		want := math.Tanh(float64(float32(x)))
+		err := math.Abs(got - want)
+		if want != 0 {
+			err /= math.Abs(want)
+		}
+		worst = max(worst, err)
+	}
+	for _, x := range []float32{1e-30, -1e-8, 1e-4, 3e-3} {
+		got := float64(tanhGeneric(x))
+		if want := math.Tanh(float64(x)); math.Abs(got-want) > 1e-6*math.Abs(want) {
+			t.Errorf("tanh(%g) = %g, want %g", x, got, want)
+		}
+	}
+	t.Logf("worst relative tanh error %.3g", worst)
+	if worst > 1e-6 {
+		t.Errorf("worst relative tanh error %.3g > 1e-6", worst)
+	}
+	if tanhGeneric(float32(math.Inf(1))) != 1 || tanhGeneric(float32(math.Inf(-1))) != -1 {
+		t.Error("tanh(±Inf)")
+	}
+}
+
+func TestExpAccuracy(t *testing.T) {
+	for x := -90.0; x <= 0; x += 1e-3 {
+		got := float64(expNeg(float32(x)))
+		want := math.Exp(float64(float32(x)))
+		if want < 1e-37 {
+			continue // f32 subnormal range: flushing is fine for softmax
+		}
+		if math.Abs(got-want) > 1e-6*want {
+			t.Fatalf("exp(%g) = %g, want %g", x, got, want)
+		}
+	}
+}
+
+// Every tier's f32 loops against float64 math. Error budget 2 for float
+// paths: relative RMS error below 1e-6 (a few f32 ulps); dot products are
+// compared against a float64 sum with a bound of 1e-6 * sum|a_i b_i|.
+func TestF32LoopsTiers(t *testing.T) {
+	forEachTier(t, func(t *testing.T, tier Tier) {
+		rng := rand.New(rand.NewPCG(21, 22))
+		for _, n := range oddLens {
+			a, b := gaussian(rng, n, 1), gaussian(rng, n, 1)
+			var ref, mag float64
+			for i := range a {
+				ref += float64(a[i]) * float64(b[i])
+				mag += math.Abs(float64(a[i]) * float64(b[i]))
+			}
+			if got := Dot(a, b); math.Abs(float64(got)-ref) > 1e-6*mag {
+				t.Errorf("n=%d dot %v, want %v", n, got, ref)
+			}
+
+			buf, y := guarded(n)
+			copy(y, b)
+			Axpy(0.75, a, y)
+			checkGuard(t, buf, 0, n)
+			for i := range y {
+				if want := b[i] + 0.75*a[i]; math.Abs(float64(y[i]-want)) > 1e-6*math.Abs(float64(want))+1e-7 {
+					t.Fatalf("n=%d axpy[%d] %v, want %v", n, i, y[i], want)
+				}
+			}
+			buf, y = guarded(n)
+			copy(y, a)
+			Scale(-1.5, y)
+			checkGuard(t, buf, 0, n)
+			for i := range y {
+				if y[i] != -1.5*a[i] {
+					t.Fatalf("n=%d scale[%d]", n, i)
+				}
+			}
+
+			w := gaussian(rng, n, 0.1)
+			buf, y = guarded(n)
+			RMSNorm(y, a, w, 1e-6)
+			checkGuard(t, buf, 0, n)
+			var ss float64
+			for _, v := range a {
+				ss += float64(v) * float64(v)
+			}
+			inv := 1 / math.Sqrt(ss/float64(n)+1e-6)
+			want := make([]float32, n)
+			for i := range want {
+				want[i] = float32(float64(a[i]) * inv * (1 + float64(w[i])))
+			}
+			if e := rmse(y, want) / rms(want); e > 1e-6 {
+				t.Errorf("n=%d rmsnorm relative RMS error %.3g", n, e)
+			}
+
+			buf, y = guarded(n)
+			copy(y, a)
+			for i := range y {
+				y[i] *= 10
+			}
+			Softmax(y)
+			checkGuard(t, buf, 0, n)
+			m := math.Inf(-1)
+			for _, v := range a {
+				m = max(m, 10*float64(v))
+			}
+			var sum float64
+			for _, v := range a {
+				sum += math.Exp(10*float64(v) - m)
+			}
+			for i := range want {
+				want[i] = float32(math.Exp(10*float64(a[i])-m) / sum)
+			}
+			if e := rmse(y, want) / rms(want); e > 1e-6 {
+				t.Errorf("n=%d softmax relative RMS error %.3g", n, e)
+			}
+
+			buf, y = guarded(n)
+			copy(y, a)
+			GELUMul(y, b)
+			checkGuard(t, buf, 0, n)
+			for i := range want {
+				x := float64(a[i])
+				want[i] = float32(0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x))) * float64(b[i]))
+			}
+			if e := rmse(y, want) / rms(want); e > 1e-6 {
+				t.Errorf("n=%d gelumul relative RMS error %.3g", n, e)
+			}
+			copy(y, a)
+			GELUTanh(y)
+			for i := range want {
+				x := float64(a[i])
+				want[i] = float32(0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x))))
+			}
+			if e := rmse(y, want) / rms(want); e > 1e-6 {
+				t.Errorf("n=%d gelu relative RMS error %.3g", n, e)
+			}
+		}
+		for _, h := range []int{1, 4, 8, 16, 33, 128} {
+			x := gaussian(rng, 2*h, 1)
+			cs, sn := make([]float32, h), make([]float32, h)
+			for i := range cs {
+				th := rng.Float64() * 2 * math.Pi
+				cs[i], sn[i] = float32(math.Cos(th)), float32(math.Sin(th))
+			}
+			buf, y := guarded(2 * h)
+			copy(y, x)
+			RoPE(y, cs, sn)
+			checkGuard(t, buf, 0, 2*h)
+			want := make([]float32, 2*h)
+			for i := 0; i < h; i++ {
+				want[i] = float32(float64(x[i])*float64(cs[i]) - float64(x[i+h])*float64(sn[i]))
+				want[i+h] = float32(float64(x[i+h])*float64(cs[i]) + float64(x[i])*float64(sn[i]))
+			}
+			if e := rmse(y, want) / rms(want); e > 1e-6 {
+				t.Errorf("head %d rope relative RMS error %.3g", 2*h, e)
+			}
+		}
+	})
+}
+
+func TestF32LengthMismatchPanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Dot with mismatched lengths did not panic")
+		}
+	}()
+	Dot(make([]float32, 3), make([]float32, 4))
+}

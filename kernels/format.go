@@ -1,0 +1,245 @@
+// Package kernels holds cafeq's numeric core: stored weight formats (dtypes and
+// packed quantized blocks), 8-bit activations, matrix-vector and matrix-matrix
+// products over them, and the f32 loops of the forward pass (dot, axpy,
+// RMSNorm, softmax, GELU, RoPE).
+//
+// Every kernel has a pure-Go reference (the generic tier, always compiled, the
+// only tier under `-tags purego`) and, on amd64, AVX2+FMA and AVX-512+VNNI
+// tiers generated with avo from ../asm. The tier is chosen once at init from
+// the CPU's features; tests switch tiers with ForceTier.
+//
+// The byte layout of every format is documented above its block type in
+// blocks.go and in docs/FORMAT.md.
+//
+// kernels imports no other cafeq package.
+package kernels
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Type is the element type of a stored tensor.
+type Type uint8
+
+// Stored element types. The zero value is invalid so that an unset Format is
+// caught by Valid.
+const (
+	TypeInvalid Type = iota
+	F32              // IEEE binary32
+	F16              // IEEE binary16
+	BF16             // bfloat16 (top half of a binary32)
+	Q8               // 8-bit symmetric, group 32, f16 scale
+	Q4               // 4-bit, symmetric or asymmetric, groups 32/64/128
+	Q3               // 3-bit, symmetric or asymmetric, groups 32/64/128
+)
+
+var typeNames = [...]string{TypeInvalid: "invalid", F32: "f32", F16: "f16", BF16: "bf16", Q8: "q8", Q4: "q4", Q3: "q3"}
+
+func (t Type) String() string {
+	if int(t) < len(typeNames) {
+		return typeNames[t]
+	}
+	return "type(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Quantized reports whether t is a packed integer type (Q8, Q4, Q3).
+func (t Type) Quantized() bool { return t == Q8 || t == Q4 || t == Q3 }
+
+// Bits is the number of bits of one integer level (8, 4, 3), or 0 for float types.
+func (t Type) Bits() int {
+	switch t {
+	case Q8:
+		return 8
+	case Q4:
+		return 4
+	case Q3:
+		return 3
+	}
+	return 0
+}
+
+// ChunkSize is the number of weights in one SIMD chunk: quantized groups are
+// made of 32-weight chunks, and activations are quantized in blocks of the
+// same size, so one chunk of weights meets exactly one activation block.
+const ChunkSize = 32
+
+// Errors returned by Format.Valid and the packing functions; wrapped with
+// details, test with errors.Is.
+var (
+	ErrFormat = errors.New("kernels: invalid format")
+	ErrShape  = errors.New("kernels: bad shape")
+)
+
+// Format names a stored weight type: the element type, the quantization group
+// size along the input axis (0 for float types) and whether the group also
+// stores a minimum (asymmetric) or only a scale (symmetric).
+type Format struct {
+	Type  Type
+	Group int  // weights per quantization group: 32, 64 or 128 (Q8: 32); 0 for F32/F16/BF16
+	Asym  bool // asymmetric: w = d*q + m; symmetric: w = d*(q - 2^(bits-1))
+}
+
+// Common formats.
+var (
+	FormatF32  = Format{Type: F32}
+	FormatF16  = Format{Type: F16}
+	FormatBF16 = Format{Type: BF16}
+	FormatQ8   = Format{Type: Q8, Group: 32}
+)
+
+// check reports whether the format itself (ignoring shapes) is well formed.
+func (f Format) check() error {
+	switch f.Type {
+	case F32, F16, BF16:
+		if f.Group != 0 || f.Asym {
+			return fmt.Errorf("%w: %s takes no group or asym flag", ErrFormat, f.Type)
+		}
+	case Q8:
+		if f.Group != 32 || f.Asym {
+			return fmt.Errorf("%w: q8 is symmetric with group 32 (got group %d asym %v)", ErrFormat, f.Group, f.Asym)
+		}
+	case Q4, Q3:
+		if f.Group != 32 && f.Group != 64 && f.Group != 128 {
+			return fmt.Errorf("%w: %s group %d (want 32, 64 or 128)", ErrFormat, f.Type, f.Group)
+		}
+	default:
+		return fmt.Errorf("%w: unknown type %d", ErrFormat, uint8(f.Type))
+	}
+	return nil
+}
+
+// Valid reports whether f is a well-formed format and a row of cols weights
+// can be stored in it (cols > 0 and a multiple of the group size).
+func (f Format) Valid(cols int) error {
+	if err := f.check(); err != nil {
+		return err
+	}
+	if cols <= 0 {
+		return fmt.Errorf("%w: %d columns", ErrShape, cols)
+	}
+	if f.Group > 0 && cols%f.Group != 0 {
+		return fmt.Errorf("%w: %d columns is not a multiple of group %d for %s", ErrShape, cols, f.Group, f)
+	}
+	return nil
+}
+
+// headerBytes is the size of a group's scale (and min) fields: one f16 scale,
+// plus one f16 min when asymmetric.
+func (f Format) headerBytes() int {
+	if f.Asym {
+		return 4
+	}
+	return 2
+}
+
+// chunkBytes is the packed size of one 32-weight chunk of levels.
+func (t Type) chunkBytes() int {
+	switch t {
+	case Q8:
+		return 32
+	case Q4:
+		return 16
+	case Q3:
+		return 12
+	}
+	return 0
+}
+
+// BlockBytes is the size of one quantization group in bytes (its header and
+// packed levels), or the element size for float types.
+func (f Format) BlockBytes() int {
+	switch f.Type {
+	case F32:
+		return 4
+	case F16, BF16:
+		return 2
+	case Q8, Q4, Q3:
+		return f.headerBytes() + f.Group/ChunkSize*f.Type.chunkBytes()
+	}
+	return 0
+}
+
+// RowBytes is the stored size of one row of cols weights. It is only
+// meaningful when f.Valid(cols) is nil.
+func (f Format) RowBytes(cols int) int {
+	if f.Group > 0 {
+		return cols / f.Group * f.BlockBytes()
+	}
+	return cols * f.BlockBytes()
+}
+
+// BitsPerWeight is the storage cost per weight, scales and mins included.
+func (f Format) BitsPerWeight() float64 {
+	if f.Group > 0 {
+		return float64(8*f.BlockBytes()) / float64(f.Group)
+	}
+	return float64(8 * f.BlockBytes())
+}
+
+// String gives the canonical name: "f32", "f16", "bf16", "q8_g32", "q4_g64",
+// "q3_g128_asym". ParseFormat reads it back.
+func (f Format) String() string {
+	if !f.Type.Quantized() {
+		return f.Type.String()
+	}
+	s := f.Type.String() + "_g" + strconv.Itoa(f.Group)
+	if f.Asym {
+		s += "_asym"
+	}
+	return s
+}
+
+// ParseFormat parses a format name as written by Format.String, e.g.
+// "q4_g32_asym". "q8" alone is accepted for q8_g32.
+func ParseFormat(s string) (Format, error) {
+	parts := strings.Split(s, "_")
+	var f Format
+	for t := F32; t <= Q3; t++ {
+		if parts[0] == t.String() {
+			f.Type = t
+		}
+	}
+	if f.Type == TypeInvalid {
+		return Format{}, fmt.Errorf("%w: unknown type in %q", ErrFormat, s)
+	}
+	rest := parts[1:]
+	if f.Type == Q8 && len(rest) == 0 {
+		return FormatQ8, nil
+	}
+	if f.Type.Quantized() {
+		if len(rest) == 0 || !strings.HasPrefix(rest[0], "g") {
+			return Format{}, fmt.Errorf("%w: %q needs a group suffix like _g32", ErrFormat, s)
+		}
+		g, err := strconv.Atoi(rest[0][1:])
+		if err != nil {
+			return Format{}, fmt.Errorf("%w: group in %q: %w", ErrFormat, s, err)
+		}
+		f.Group = g
+		rest = rest[1:]
+		if len(rest) > 0 && rest[0] == "asym" {
+			f.Asym = true
+			rest = rest[1:]
+		}
+	}
+	if len(rest) > 0 {
+		return Format{}, fmt.Errorf("%w: unexpected %q in %q", ErrFormat, strings.Join(rest, "_"), s)
+	}
+	if err := f.check(); err != nil {
+		return Format{}, err
+	}
+	return f, nil
+}
+
+// Formats lists every valid stored format, for tests and tooling.
+func Formats() []Format {
+	fs := []Format{FormatF32, FormatF16, FormatBF16, FormatQ8}
+	for _, t := range []Type{Q4, Q3} {
+		for _, g := range []int{32, 64, 128} {
+			fs = append(fs, Format{Type: t, Group: g}, Format{Type: t, Group: g, Asym: true})
+		}
+	}
+	return fs
+}

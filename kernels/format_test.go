@@ -1,0 +1,113 @@
+package kernels
+
+import (
+	"errors"
+	"testing"
+)
+
+// Block sizes are part of the file format: a change here breaks every stored model.
+func TestBlockBytes(t *testing.T) {
+	want := map[string]struct {
+		bytes int
+		bpw   float64
+	}{
+		"f32": {4, 32}, "f16": {2, 16}, "bf16": {2, 16}, "q8_g32": {34, 8.5},
+		"q4_g32": {18, 4.5}, "q4_g64": {34, 4.25}, "q4_g128": {66, 4.125},
+		"q4_g32_asym": {20, 5}, "q4_g64_asym": {36, 4.5}, "q4_g128_asym": {68, 4.25},
+		"q3_g32": {14, 3.5}, "q3_g64": {26, 3.25}, "q3_g128": {50, 3.125},
+		"q3_g32_asym": {16, 4}, "q3_g64_asym": {28, 3.5}, "q3_g128_asym": {52, 3.25},
+	}
+	fs := Formats()
+	if len(fs) != len(want) {
+		t.Fatalf("Formats() has %d entries, table has %d", len(fs), len(want))
+	}
+	for _, f := range fs {
+		w, ok := want[f.String()]
+		if !ok {
+			t.Fatalf("format %s missing from the table", f)
+		}
+		if f.BlockBytes() != w.bytes || f.BitsPerWeight() != w.bpw {
+			t.Errorf("%s: block %d bytes %.4g bpw, want %d and %.4g", f, f.BlockBytes(), f.BitsPerWeight(), w.bytes, w.bpw)
+		}
+		if err := f.Valid(256); err != nil {
+			t.Errorf("%s.Valid(256): %v", f, err)
+		}
+		if got := f.RowBytes(256); got*8 != int(w.bpw*256) {
+			t.Errorf("%s.RowBytes(256) = %d, want %v bits", f, got, w.bpw*256)
+		}
+	}
+	if q3 := q3ChunkBytes * 8; q3 != 3*ChunkSize {
+		t.Errorf("q3 chunk has %d bits for 32 weights, want 96", q3)
+	}
+}
+
+func TestParseFormatRoundTrip(t *testing.T) {
+	for _, f := range Formats() {
+		g, err := ParseFormat(f.String())
+		if err != nil || g != f {
+			t.Errorf("ParseFormat(%q) = %v, %v; want %v", f.String(), g, err, f)
+		}
+	}
+	if f, err := ParseFormat("q8"); err != nil || f != FormatQ8 {
+		t.Errorf("ParseFormat(q8) = %v, %v", f, err)
+	}
+	for _, bad := range []string{"", "q4", "q4_g16", "q4_g32_sym", "q4_gx", "q8_g64", "q8_g32_asym", "f16_g32", "f32_asym", "q5_g32", "q4_g32_asym_x"} {
+		if f, err := ParseFormat(bad); err == nil {
+			t.Errorf("ParseFormat(%q) = %v, want error", bad, f)
+		} else if !errors.Is(err, ErrFormat) {
+			t.Errorf("ParseFormat(%q) error %v does not wrap ErrFormat", bad, err)
+		}
+	}
+}
+
+func TestValidRejects(t *testing.T) {
+	cases := []struct {
+		f    Format
+		cols int
+		err  error
+	}{
+		{Format{}, 32, ErrFormat},
+		{Format{Type: Q4, Group: 48}, 96, ErrFormat},
+		{Format{Type: Q4, Group: 0}, 32, ErrFormat},
+		{Format{Type: Q8, Group: 32, Asym: true}, 32, ErrFormat},
+		{Format{Type: F16, Group: 32}, 32, ErrFormat},
+		{Format{Type: 99}, 32, ErrFormat},
+		{Format{Type: Q4, Group: 64}, 96, ErrShape},
+		{Format{Type: Q3, Group: 128}, 0, ErrShape},
+		{FormatF32, -1, ErrShape},
+	}
+	for _, c := range cases {
+		if err := c.f.Valid(c.cols); !errors.Is(err, c.err) {
+			t.Errorf("%v.Valid(%d) = %v, want %v", c.f, c.cols, err, c.err)
+		}
+	}
+	if err := FormatF32.Valid(7); err != nil {
+		t.Errorf("f32 with 7 columns: %v", err)
+	}
+}
+
+// FuzzParseFormat: any string either fails cleanly or parses to a format
+// whose String parses back to itself.
+func FuzzParseFormat(f *testing.F) {
+	for _, s := range []string{"q4_g32_asym", "q3_g128", "q8", "bf16", "q4_g", "q4_g-32", "_", "q3_g64_asym_asym"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fm, err := ParseFormat(s)
+		if err != nil {
+			return
+		}
+		if err := fm.check(); err != nil {
+			t.Fatalf("ParseFormat(%q) returned invalid %v: %v", s, fm, err)
+		}
+		back, err := ParseFormat(fm.String())
+		if err != nil || back != fm {
+			t.Fatalf("round trip of %q: %v -> %q -> %v, %v", s, fm, fm.String(), back, err)
+		}
+		for _, cols := range []int{-32, 0, 1, 31, 32, 96, 128} {
+			if fm.Valid(cols) == nil && fm.RowBytes(cols) <= 0 {
+				t.Fatalf("%v valid for %d columns with %d row bytes", fm, cols, fm.RowBytes(cols))
+			}
+		}
+	})
+}
