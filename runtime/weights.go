@@ -1,0 +1,146 @@
+package runtime
+
+import (
+	"fmt"
+
+	"github.com/cafeq/cafeq/kernels"
+	"github.com/cafeq/cafeq/model"
+)
+
+// linear is one weight matrix y = W·x, optionally preceded by a block-diagonal
+// input transform: the file stores Q(W·M) and the runtime applies M⁻¹ to the
+// activation first (see transform.go).
+type linear struct {
+	kernels.Matrix
+	transform *blockTransform // nil: none
+}
+
+// layer holds one transformer block's weights in forward order.
+type layer struct {
+	attnNorm     []float32 // (d_model)
+	q, k, v, o   *linear
+	postAttnNorm []float32 // (d_model)
+	ffnNorm      []float32 // (d_model)
+	gate, up     *linear
+	down         *linear
+	postFFNNorm  []float32 // (d_model)
+}
+
+// weights is the whole model. embed is also the output projection when the
+// embeddings are tied (always, in released Gemma 2 checkpoints).
+type weights struct {
+	embed     *linear // (vocab, d_model)
+	output    *linear // (vocab, d_model); == embed when tied
+	finalNorm []float32
+	layers    []layer
+}
+
+// tensorSource is what the loader needs from a checkpoint or a .cq file.
+type tensorSource interface {
+	matrix(name string, rows, cols int) (*linear, error)
+	vector(name string, n int) ([]float32, error)
+}
+
+func loadWeights(cfg model.Config, src tensorSource) (*weights, error) {
+	d, f, q, kv := cfg.HiddenSize, cfg.IntermediateSize, cfg.QDim(), cfg.KVDim()
+	w := &weights{}
+	var err error
+	if w.embed, err = src.matrix(model.NameEmbed, cfg.VocabSize, d); err != nil {
+		return nil, err
+	}
+	w.output = w.embed
+	if !cfg.TieWordEmbeddings {
+		if w.output, err = src.matrix(model.NameOutput, cfg.VocabSize, d); err != nil {
+			return nil, err
+		}
+	}
+	if w.finalNorm, err = src.vector(model.NameFinalNorm, d); err != nil {
+		return nil, err
+	}
+	w.layers = make([]layer, cfg.NumHiddenLayers)
+	for l := range w.layers {
+		L := &w.layers[l]
+		vecs := []struct {
+			dst  *[]float32
+			kind string
+		}{{&L.attnNorm, model.AttnNorm}, {&L.postAttnNorm, model.PostAttnNorm}, {&L.ffnNorm, model.FFNNorm}, {&L.postFFNNorm, model.PostFFNNorm}}
+		for _, v := range vecs {
+			if *v.dst, err = src.vector(model.LayerName(l, v.kind), d); err != nil {
+				return nil, err
+			}
+		}
+		mats := []struct {
+			dst        **linear
+			kind       string
+			rows, cols int
+		}{
+			{&L.q, model.AttnQ, q, d}, {&L.k, model.AttnK, kv, d}, {&L.v, model.AttnV, kv, d}, {&L.o, model.AttnO, d, q},
+			{&L.gate, model.FFNGate, f, d}, {&L.up, model.FFNUp, f, d}, {&L.down, model.FFNDown, d, f},
+		}
+		for _, m := range mats {
+			if *m.dst, err = src.matrix(model.LayerName(l, m.kind), m.rows, m.cols); err != nil {
+				return nil, err
+			}
+		}
+		// Matrices reading one activation must agree on its transform, since
+		// the runtime transforms that activation once.
+		if !sameTransform(L.q, L.k) || !sameTransform(L.q, L.v) || !sameTransform(L.gate, L.up) {
+			return nil, fmt.Errorf("runtime: layer %d: matrices that share an input have different transforms", l)
+		}
+	}
+	return w, nil
+}
+
+// anyQuantized reports whether any matrix reads the 8-bit activation form, so
+// that activations are only quantized when something uses them.
+func (w *weights) anyQuantized() bool {
+	if w.embed.Format.Type.Quantized() || w.output.Format.Type.Quantized() {
+		return true
+	}
+	for _, L := range w.layers {
+		for _, m := range []*linear{L.q, L.k, L.v, L.o, L.gate, L.up, L.down} {
+			if m.Format.Type.Quantized() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkpointSource reads an unquantized Hugging Face checkpoint in place: the
+// mapped F32/F16/BF16 bytes are the kernels' matrix data, with no copy.
+type checkpointSource struct{ ck *model.Checkpoint }
+
+func (s checkpointSource) matrix(name string, rows, cols int) (*linear, error) {
+	t, err := s.ck.Tensor(name)
+	if err != nil {
+		return nil, err
+	}
+	var f kernels.Format
+	switch t.DType {
+	case model.F32:
+		f = kernels.FormatF32
+	case model.F16:
+		f = kernels.FormatF16
+	case model.BF16:
+		f = kernels.FormatBF16
+	default:
+		return nil, fmt.Errorf("runtime: tensor %q: dtype %s", name, t.DType)
+	}
+	m := &linear{Matrix: kernels.Matrix{Format: f, Rows: rows, Cols: cols, Data: t.Data}}
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("runtime: tensor %q: %w", name, err)
+	}
+	return m, nil
+}
+
+func (s checkpointSource) vector(name string, n int) ([]float32, error) {
+	t, err := s.ck.Tensor(name)
+	if err != nil {
+		return nil, err
+	}
+	if t.Elements() != n {
+		return nil, fmt.Errorf("runtime: tensor %q has %d values, want %d", name, t.Elements(), n)
+	}
+	return t.Float32s()
+}
