@@ -1,0 +1,213 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+)
+
+// stopMatcher finds stop strings in streamed text. It passes text through as
+// soon as it cannot be part of a stop string and holds back the longest tail
+// that is still a prefix of one, so a stop string is never emitted, not even
+// in part.
+type stopMatcher struct {
+	stops []string
+	held  string
+}
+
+// push adds text and returns what can be emitted now. hit reports that a stop
+// string was found; out is then the text before it and the rest is dropped.
+func (m *stopMatcher) push(text string) (out string, hit bool) {
+	if len(m.stops) == 0 {
+		return text, false
+	}
+	m.held += text
+	first := -1
+	for _, s := range m.stops {
+		if i := strings.Index(m.held, s); i >= 0 && (first < 0 || i < first) {
+			first = i
+		}
+	}
+	if first >= 0 {
+		out, m.held = m.held[:first], ""
+		return out, true
+	}
+	keep := 0
+	for _, s := range m.stops {
+		// Longest suffix of held that is a proper prefix of s.
+		for k := min(len(s)-1, len(m.held)); k > keep; k-- {
+			if strings.HasSuffix(m.held, s[:k]) {
+				keep = k
+				break
+			}
+		}
+	}
+	out, m.held = m.held[:len(m.held)-keep], m.held[len(m.held)-keep:]
+	return out, false
+}
+
+// flush returns the held text once no more text will come.
+func (m *stopMatcher) flush() string {
+	out := m.held
+	m.held = ""
+	return out
+}
+
+// slots bounds concurrent generations and the queue in front of them.
+// Sessions (KV caches) are created on first use and reused afterwards; each
+// idle one sits in the free channel, and a nil entry is a slot whose session
+// has not been created yet.
+type slots struct {
+	free     chan Session
+	admitted atomic.Int64 // running + waiting
+	limit    int64        // Parallel + QueueSize
+	waiting  atomic.Int64
+	newSess  func() (Session, error)
+}
+
+func newSlots(parallel, queue int, newSess func() (Session, error)) *slots {
+	s := &slots{free: make(chan Session, parallel), limit: int64(parallel + queue), newSess: newSess}
+	for range parallel {
+		s.free <- nil
+	}
+	return s
+}
+
+var errQueueFull = &apiError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "queue_full",
+	Message: "server is busy: all generation slots are in use and the queue is full; retry later"}
+
+// acquire waits for a slot. It fails at once with errQueueFull when Parallel
+// generations run and QueueSize requests already wait, and with ctx's error
+// when the client goes away while waiting. release must be called once.
+func (s *slots) acquire(ctx context.Context) (sess Session, release func(), err error) {
+	if s.admitted.Add(1) > s.limit {
+		s.admitted.Add(-1)
+		return nil, nil, errQueueFull
+	}
+	s.waiting.Add(1)
+	select {
+	case sess = <-s.free:
+		s.waiting.Add(-1)
+	case <-ctx.Done():
+		s.waiting.Add(-1)
+		s.admitted.Add(-1)
+		return nil, nil, ctx.Err()
+	}
+	if sess == nil {
+		if sess, err = s.newSess(); err != nil {
+			s.free <- nil
+			s.admitted.Add(-1)
+			return nil, nil, fmt.Errorf("server: new session: %w", err)
+		}
+	}
+	var once atomic.Bool
+	return sess, func() {
+		if once.CompareAndSwap(false, true) {
+			s.free <- sess
+			s.admitted.Add(-1)
+		}
+	}, nil
+}
+
+// busy returns the number of running and waiting generations.
+func (s *slots) busy() (running, waiting int) {
+	w := s.waiting.Load()
+	return int(s.admitted.Load() - w), int(w)
+}
+
+// genResult is the outcome of one generation.
+type genResult struct {
+	Finish           string
+	CompletionTokens int
+}
+
+// errEmit marks a failure to write to the client.
+var errEmit = errors.New("server: write to client failed")
+
+// generate runs one generation on sess and passes the reply text to emit in
+// pieces as it becomes final (stop strings removed). emit returning an error
+// ends the generation with that error.
+func (s *Server) generate(ctx context.Context, sess Session, prompt []int, p sampling, emit func(string) error) (genResult, error) {
+	room := s.opts.MaxCtx - len(prompt)
+	maxTok := room
+	if p.MaxTokens > 0 && p.MaxTokens < room {
+		maxTok = p.MaxTokens
+	}
+	stopTokens := s.backend.StopTokens()
+	opts := GenerateOptions{
+		MaxTokens:   maxTok,
+		Temperature: p.Temperature,
+		TopP:        p.TopP,
+		TopK:        p.TopK,
+		Seed:        p.Seed,
+		StopTokens:  stopTokens,
+	}
+	dec := s.backend.NewDecoder()
+	m := stopMatcher{stops: p.Stop}
+	var (
+		res      genResult
+		stopped  bool // by a stop token or a stop string
+		stopHit  bool // by a stop string: the rest of the text is dropped
+		emitErr  error
+		counted  int
+		emitText = func(t string) bool {
+			if t == "" {
+				return true
+			}
+			if err := emit(t); err != nil {
+				emitErr = err
+				return false
+			}
+			return true
+		}
+	)
+	finish, err := sess.Generate(ctx, prompt, opts, func(id int) bool {
+		if slices.Contains(stopTokens, id) {
+			// The runtime may or may not report the stop token itself;
+			// either way it is not part of the reply.
+			stopped = true
+			return false
+		}
+		counted++
+		out, hit := m.push(dec.Add(id))
+		if !emitText(out) {
+			return false
+		}
+		if hit {
+			stopped, stopHit = true, true
+			return false
+		}
+		return counted < maxTok
+	})
+	res.CompletionTokens = counted
+	if emitErr != nil {
+		return res, emitErr
+	}
+	if err != nil {
+		return res, err
+	}
+	if !stopHit {
+		out, hit := m.push(dec.Flush())
+		if !emitText(out) {
+			return res, emitErr
+		}
+		if hit {
+			stopped = true
+		} else if !emitText(m.flush()) {
+			return res, emitErr
+		}
+	}
+	switch {
+	case stopped:
+		res.Finish = FinishStop
+	case finish == FinishLength || counted >= maxTok:
+		res.Finish = FinishLength
+	default:
+		res.Finish = FinishStop
+	}
+	return res, nil
+}
