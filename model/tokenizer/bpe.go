@@ -33,23 +33,28 @@ func (r *scoreRules) pair(text string, ls, rs *symbol) (int32, float64, bool) {
 
 // rankRules is Hugging Face BPE: a pair merges only if it is listed in
 // merges; the earliest listed (lowest rank) merges first.
+//
+// A merge "a b" is keyed by the id of the merged piece a+b and the length
+// of a rather than by the ids of a and b: the pair is the same (vocabulary
+// strings are unique), and loading needs one vocabulary lookup per merge
+// instead of three, which is most of the load time of Gemma's 580604 merges.
 type rankRules struct {
-	merges map[uint64]rankMerge // left id<<32 | right id
+	ids   map[string]int32
+	ranks map[uint64]int32 // merged id<<32 | len(a) -> rank
 }
 
-type rankMerge struct {
-	rank int32
-	id   int32 // the merged piece
-}
+func rankKey(merged int32, leftLen int) uint64 { return uint64(uint32(merged))<<32 | uint64(uint32(leftLen)) }
 
-func pairKey(l, r int32) uint64 { return uint64(uint32(l))<<32 | uint64(uint32(r)) }
-
-func (r *rankRules) pair(_ string, ls, rs *symbol) (int32, float64, bool) {
+func (r *rankRules) pair(text string, ls, rs *symbol) (int32, float64, bool) {
 	if ls.id < 0 || rs.id < 0 {
 		return 0, 0, false
 	}
-	m, ok := r.merges[pairKey(ls.id, rs.id)]
-	return m.id, float64(m.rank), ok
+	id, ok := r.ids[text[ls.start:rs.end]]
+	if !ok {
+		return 0, 0, false
+	}
+	rank, ok := r.ranks[rankKey(id, int(ls.end-ls.start))]
+	return id, float64(rank), ok
 }
 
 // symbol is a node of the doubly linked list BPE works on: a byte range of

@@ -5,26 +5,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+	"math"
+	"slices"
+	"unicode/utf8"
 )
 
 // hfFile is the part of a Hugging Face tokenizer.json this package reads.
 type hfFile struct {
-	AddedTokens  []hfAddedToken `json:"added_tokens"`
+	AddedTokens  []hfAddedToken
 	Normalizer   json.RawMessage
-	PreTokenizer json.RawMessage `json:"pre_tokenizer"`
-	Model        *struct {
-		Type                    string
-		Vocab                   map[string]int
-		Merges                  json.RawMessage
-		UnkToken                *string  `json:"unk_token"`
-		ByteFallback            bool     `json:"byte_fallback"`
-		FuseUnk                 bool     `json:"fuse_unk"`
-		IgnoreMerges            bool     `json:"ignore_merges"`
-		Dropout                 *float64 `json:"dropout"`
-		ContinuingSubwordPrefix *string  `json:"continuing_subword_prefix"`
-		EndOfWordSuffix         *string  `json:"end_of_word_suffix"`
-	}
+	PreTokenizer json.RawMessage
+	Model        *hfModel
+}
+
+type hfModel struct {
+	Type                    string
+	UnkToken                *string
+	ByteFallback            bool
+	FuseUnk                 bool
+	IgnoreMerges            bool
+	Dropout                 *float64
+	ContinuingSubwordPrefix *string
+	EndOfWordSuffix         *string
+	Vocab, Merges           json.RawMessage // scanned by hand once the rest is checked
 }
 
 type hfAddedToken struct {
@@ -35,6 +38,94 @@ type hfAddedToken struct {
 	Rstrip     bool
 	Normalized bool
 	Special    bool
+}
+
+// parseHFFile reads the top level of tokenizer.json. Unknown keys are
+// skipped; as in encoding/json, a repeated key's last value wins.
+func parseHFFile(data []byte) (*hfFile, error) {
+	var f hfFile
+	s := &jsonScanner{data: data}
+	err := s.object(func(key string) error {
+		var err error
+		switch key {
+		case "added_tokens":
+			err = s.decode(&f.AddedTokens)
+		case "normalizer":
+			f.Normalizer, err = s.raw()
+		case "pre_tokenizer":
+			f.PreTokenizer, err = s.raw()
+		case "model":
+			f.Model = &hfModel{}
+			err = parseHFModel(s, f.Model)
+		default:
+			err = s.skip(1)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.end(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+func parseHFModel(s *jsonScanner, m *hfModel) error {
+	return s.object(func(key string) error {
+		var err error
+		switch key {
+		case "type":
+			err = s.decode(&m.Type)
+		case "unk_token":
+			err = s.decode(&m.UnkToken)
+		case "byte_fallback":
+			err = s.decode(&m.ByteFallback)
+		case "fuse_unk":
+			err = s.decode(&m.FuseUnk)
+		case "ignore_merges":
+			err = s.decode(&m.IgnoreMerges)
+		case "dropout":
+			err = s.decode(&m.Dropout)
+		case "continuing_subword_prefix":
+			err = s.decode(&m.ContinuingSubwordPrefix)
+		case "end_of_word_suffix":
+			err = s.decode(&m.EndOfWordSuffix)
+		case "vocab":
+			m.Vocab, err = s.raw()
+		case "merges":
+			m.Merges, err = s.raw()
+		default:
+			err = s.skip(1)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		return nil
+	})
+}
+
+// parseHFVocab reads model.vocab, an object piece -> id.
+func parseHFVocab(data json.RawMessage) ([]string, []int, error) {
+	var keys []string
+	var ids []int
+	s := &jsonScanner{data: data}
+	err := s.object(func(key string) error {
+		id, err := s.int()
+		if err != nil {
+			return fmt.Errorf("vocab %q: %w", key, err)
+		}
+		keys = append(keys, key)
+		ids = append(ids, id)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("vocab: %w", err)
+	}
+	return keys, ids, nil
 }
 
 type hfNormalizer struct {
@@ -59,8 +150,8 @@ func FromHuggingFaceJSON(data []byte) (*Tokenizer, error) {
 }
 
 func fromHuggingFaceJSON(data []byte) (*Tokenizer, error) {
-	var f hfFile
-	if err := json.Unmarshal(data, &f); err != nil {
+	f, err := parseHFFile(data)
+	if err != nil {
 		return nil, err
 	}
 	m := f.Model
@@ -79,6 +170,9 @@ func fromHuggingFaceJSON(data []byte) (*Tokenizer, error) {
 	if m.EndOfWordSuffix != nil && *m.EndOfWordSuffix != "" {
 		return nil, fmt.Errorf("%w: end_of_word_suffix", ErrUnsupported)
 	}
+	if m.UnkToken == nil {
+		return nil, errors.New("no unk_token")
+	}
 	escape, err := hfCheckNormalizer(f.Normalizer)
 	if err != nil {
 		return nil, err
@@ -86,23 +180,34 @@ func fromHuggingFaceJSON(data []byte) (*Tokenizer, error) {
 	if !isJSONNull(f.PreTokenizer) {
 		return nil, fmt.Errorf("%w: pre_tokenizer %s (only none is supported)", ErrUnsupported, truncate(f.PreTokenizer))
 	}
+	if m.Vocab == nil {
+		return nil, errors.New("no model.vocab")
+	}
+	vocab, vocabIDs, err := parseHFVocab(m.Vocab)
+	if err != nil {
+		return nil, err
+	}
 
 	// Piece table: the vocabulary plus added tokens, which may extend it.
-	n := len(m.Vocab)
+	n := len(vocab)
 	for _, a := range f.AddedTokens {
 		n = max(n, a.ID+1)
 	}
-	if n > len(m.Vocab)+len(f.AddedTokens) {
+	if n > len(vocab)+len(f.AddedTokens) {
 		return nil, errors.New("token ids are not contiguous from 0")
 	}
 	pieces := make([]string, n)
 	types := make([]pieceType, n)
-	for s, id := range m.Vocab {
+	for i, s := range vocab {
+		id := vocabIDs[i]
 		if id < 0 || id >= n {
 			return nil, fmt.Errorf("vocab id %d of %q out of range [0, %d)", id, s, n)
 		}
 		if pieces[id] != "" {
 			return nil, fmt.Errorf("vocab id %d used by %q and %q", id, pieces[id], s)
+		}
+		if s == "" {
+			return nil, fmt.Errorf("vocab id %d is empty", id)
 		}
 		pieces[id] = s
 	}
@@ -139,25 +244,18 @@ func fromHuggingFaceJSON(data []byte) (*Tokenizer, error) {
 			return nil, fmt.Errorf("token id %d has no piece (ids are not contiguous)", id)
 		}
 	}
-
-	unk := -1
-	if m.UnkToken != nil {
-		id, ok := m.Vocab[*m.UnkToken]
-		if !ok {
-			return nil, fmt.Errorf("unk_token %q is not in the vocab", *m.UnkToken)
-		}
-		unk = id
-		types[id] = typeUnknown
-	} else {
-		return nil, errors.New("no unk_token")
-	}
 	if m.ByteFallback {
 		for id, p := range pieces {
-			if _, ok := parseBytePiece(p); ok && id != unk {
+			if _, ok := parseBytePiece(p); ok {
 				types[id] = typeByte
 			}
 		}
 	}
+	unk := slices.Index(pieces, *m.UnkToken)
+	if unk < 0 {
+		return nil, fmt.Errorf("unk_token %q is not in the vocab", *m.UnkToken)
+	}
+	types[unk] = typeUnknown
 
 	t, err := newTokenizer(KindHuggingFace, data, pieces, types)
 	if err != nil {
@@ -192,48 +290,91 @@ func fromHuggingFaceJSON(data []byte) (*Tokenizer, error) {
 
 // hfMerges reads model.merges, either ["a b", ...] or [["a", "b"], ...].
 // A pair listed twice keeps its last rank, as in the tokenizers library.
+// Like the tokenizers library it rejects a merge whose parts or result are
+// not in the vocabulary. Only the result is looked up in the full
+// vocabulary: a multi-character part that is not a piece can never be a
+// symbol, so the merge could never apply; single characters are checked
+// against the (small, cache-friendly) set of one-character pieces.
 func hfMerges(data json.RawMessage, ids map[string]int32) (*rankRules, error) {
+	r := &rankRules{ids: ids, ranks: make(map[uint64]int32, len(data)/16)}
 	if isJSONNull(data) {
-		return &rankRules{merges: map[uint64]rankMerge{}}, nil
+		return r, nil
 	}
-	var pairs [][]string
-	var strs []string
-	if err := json.Unmarshal(data, &strs); err != nil {
-		if err2 := json.Unmarshal(data, &pairs); err2 != nil {
-			return nil, fmt.Errorf("merges: %w", err)
+	chars := make(map[string]bool)
+	for p := range ids {
+		if utf8.RuneCountInString(p) == 1 {
+			chars[p] = true
 		}
 	}
-	count := max(len(strs), len(pairs))
-	r := &rankRules{merges: make(map[uint64]rankMerge, count)}
+	known := func(p []byte) bool {
+		if len(p) == 0 {
+			return false
+		}
+		if _, size := utf8.DecodeRune(p); size == len(p) {
+			return chars[string(p)]
+		}
+		return true
+	}
+	s := &jsonScanner{data: data}
 	var buf []byte
-	for i := range count {
-		var a, b string
-		if strs != nil {
-			var ok bool
-			a, b, ok = strings.Cut(strs[i], " ")
-			if !ok || strings.Contains(b, " ") {
-				return nil, fmt.Errorf("merge %d (%q) is not two tokens separated by a space", i, strs[i])
+	rank := 0
+	err := s.array(func() error {
+		var a, b []byte
+		switch s.peek() {
+		case '"':
+			start := s.pos
+			span, escaped, err := s.strSpan()
+			if err != nil {
+				return err
 			}
-		} else {
-			if len(pairs[i]) != 2 {
-				return nil, fmt.Errorf("merge %d has %d parts, want 2", i, len(pairs[i]))
+			if escaped {
+				var str string
+				if err := json.Unmarshal(s.data[start:s.pos], &str); err != nil {
+					return fmt.Errorf("merge %d: %w", rank, err)
+				}
+				span = []byte(str)
 			}
-			a, b = pairs[i][0], pairs[i][1]
+			i := bytes.IndexByte(span, ' ')
+			if i < 0 || bytes.IndexByte(span[i+1:], ' ') >= 0 {
+				return fmt.Errorf("merge %d (%q) is not two tokens separated by a space", rank, span)
+			}
+			a, b = span[:i], span[i+1:]
+		case '[':
+			var parts []string
+			if err := s.array(func() error {
+				p, err := s.str()
+				parts = append(parts, p)
+				return err
+			}); err != nil {
+				return fmt.Errorf("merge %d: %w", rank, err)
+			}
+			if len(parts) != 2 {
+				return fmt.Errorf("merge %d has %d parts, want 2", rank, len(parts))
+			}
+			a, b = []byte(parts[0]), []byte(parts[1])
+		default:
+			return fmt.Errorf("merge %d: %w", rank, s.errorf("want a string or a pair"))
 		}
-		ia, ok := ids[a]
-		if !ok {
-			return nil, fmt.Errorf("merge %d: %q is not in the vocab", i, a)
+		if !known(a) {
+			return fmt.Errorf("merge %d: %q is not in the vocab", rank, a)
 		}
-		ib, ok := ids[b]
-		if !ok {
-			return nil, fmt.Errorf("merge %d: %q is not in the vocab", i, b)
+		if !known(b) {
+			return fmt.Errorf("merge %d: %q is not in the vocab", rank, b)
 		}
 		buf = append(append(buf[:0], a...), b...)
-		im, ok := ids[string(buf)] // no allocation: the compiler looks up []byte keys in place
+		id, ok := ids[string(buf)] // no allocation: the compiler looks up []byte keys in place
 		if !ok {
-			return nil, fmt.Errorf("merge %d: %q is not in the vocab", i, buf)
+			return fmt.Errorf("merge %d: %q is not in the vocab", rank, buf)
 		}
-		r.merges[pairKey(ia, ib)] = rankMerge{rank: int32(i), id: im}
+		if rank > math.MaxInt32 {
+			return errors.New("too many merges")
+		}
+		r.ranks[rankKey(id, len(a))] = int32(rank)
+		rank++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("merges: %w", err)
 	}
 	return r, nil
 }

@@ -64,9 +64,9 @@ type Tokenizer struct {
 	// Hugging Face: a character whose bytes do not all have pieces becomes
 	// one <unk>; SentencePiece uses <unk> only for the missing bytes.
 	bytesAllOrNothing bool
-	fuseUnk      bool // Hugging Face: consecutive unknown characters give one <unk>
-	escapeSpaces bool // replace ' ' with "▁" before BPE
-	ignoreMerges bool // Hugging Face: a segment that is a whole vocab entry is taken as is
+	fuseUnk           bool // Hugging Face: consecutive unknown characters give one <unk>
+	escapeSpaces      bool // replace ' ' with "▁" before BPE
+	ignoreMerges      bool // Hugging Face: a segment that is a whole vocab entry is taken as is
 
 	unk, bos, eos int32 // -1 where the tokenizer has none
 
