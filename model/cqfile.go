@@ -2,6 +2,7 @@ package model
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -43,6 +44,7 @@ const (
 	cqPrefixSize = 32 // magic, version, header CRC, header length, file length
 	cqAlign      = 64 // alignment of the data section and of every section in it
 	cqMaxDims    = 8
+	cqMaxDim     = 1 << 28 // per dimension; keeps RowBytes inside a 32-bit int
 )
 
 // Errors of the .cq reader and writer; they are wrapped with context, test
@@ -175,11 +177,11 @@ func cqTensorSize(f kernels.Format, shape []int) (int64, error) {
 	}
 	rows := uint64(1)
 	for _, d := range shape {
-		if d <= 0 || d > math.MaxInt32 {
+		if d <= 0 || d > cqMaxDim {
 			return 0, fmt.Errorf("shape %v: dimension %d out of range", shape, d)
 		}
 		hi, lo := bits.Mul64(rows, uint64(d))
-		if hi != 0 || lo > math.MaxInt32*math.MaxInt32 {
+		if hi != 0 || lo > 1<<62 {
 			return 0, fmt.Errorf("shape %v: too many elements", shape)
 		}
 		rows = lo
@@ -274,7 +276,7 @@ func (h *cqJSON) check(dataStart, fileLen int64) (tensors []CQTensor, tok cqSect
 			return nil, tok, 0, bad("tensor %q: transform: %v", t.Name, err)
 		}
 	}
-	slices.SortFunc(sections, func(a, b cqSection) int { return int(max(-1, min(1, a.offset-b.offset))) })
+	slices.SortFunc(sections, func(a, b cqSection) int { return cmp.Compare(a.offset, b.offset) })
 	end = dataStart
 	for i, s := range sections {
 		if i > 0 && s.offset < sections[i-1].end {
@@ -308,8 +310,9 @@ func checkTransform(t CQTensor, tensors []CQTensor, index map[string]int) error 
 	return nil
 }
 
-// CQFile is an open .cq file. Its methods are safe for concurrent use; the
-// byte slices it hands out are read-only views of the file, valid until Close.
+// CQFile is an open .cq file. Its methods are safe for concurrent use. What
+// it returns shares memory with it and must not be modified; byte slices are
+// read-only views of the mapped file, valid until Close.
 type CQFile struct {
 	Header  CQHeader
 	tensors []CQTensor

@@ -368,7 +368,8 @@ func TestCQMalformedDirectory(t *testing.T) {
 		{"beyond end", wrap(tensor("a", 0, 64, ""), tensor("b", 1<<20, 64, "")), `tensor "b": ends beyond the end of the file`},
 		{"bad format", strings.Replace(wrap(tensor("a", 0, 64, "")), `"f32"`, `"q5_g32"`, 1), "unknown type"},
 		{"bad shape", strings.Replace(wrap(tensor("a", 0, 64, "")), `[2,8]`, `[2,0,8]`, 1), "dimension 0"},
-		{"huge shape", strings.Replace(wrap(tensor("a", 0, 64, "")), `[2,8]`, `[2147483647,2147483647,2147483647]`, 1), "too many elements"},
+		{"huge shape", strings.Replace(wrap(tensor("a", 0, 64, "")), `[2,8]`, `[268435456,268435456,268435456]`, 1), "too many elements"},
+		{"huge dim", strings.Replace(wrap(tensor("a", 0, 64, "")), `[2,8]`, `[2,268435457]`, 1), "dimension 268435457 out of range"},
 		{"bad crc", strings.Replace(wrap(tensor("a", 0, 64, "")), `"00000000"`, `"0000000g"`, 1), "header JSON"},
 		{"crc width", strings.Replace(wrap(tensor("a", 0, 64, "")), `"00000000"`, `1`, 1), "header JSON"},
 		{"missing transform", wrap(tensor("a", 0, 64, `,"transform":{"tensor":"m","block":4}`)), `no tensor "m"`},
@@ -575,4 +576,71 @@ func TestCQConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// benchCQ makes specs for n q4_g64 tensors of 1024×4096 (2.1 MiB each) and
+// their shared data.
+func benchCQ(n int) (specs []CQTensorSpec, data []byte) {
+	q4 := kernels.Format{Type: kernels.Q4, Group: 64}
+	for i := range n {
+		specs = append(specs, CQTensorSpec{Name: LayerName(i, FFNUp), Format: q4, Shape: []int{1024, 4096}})
+	}
+	size, _ := cqTensorSize(q4, specs[0].Shape)
+	data = make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	return specs, data
+}
+
+func writeBenchCQ(b *testing.B, path string, specs []CQTensorSpec, data []byte) {
+	w, err := CreateCQ(path, CQHeader{Config: json.RawMessage(`{}`)}, specs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range specs {
+		if err := w.WriteTensor(s.Name, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkCQ: write (fsync included), open (structure and header checks
+// only, so independent of the data size) and Verify (CRC-32C of everything).
+func BenchmarkCQ(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "bench.cq")
+	specs, data := benchCQ(32)
+	total := int64(len(specs) * len(data))
+	b.Run("Write", func(b *testing.B) {
+		b.SetBytes(total)
+		for b.Loop() {
+			writeBenchCQ(b, path, specs, data)
+		}
+	})
+	writeBenchCQ(b, path, specs, data)
+	b.Run("Open", func(b *testing.B) {
+		for b.Loop() {
+			f, err := OpenCQ(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+	})
+	b.Run("Verify", func(b *testing.B) {
+		f, err := OpenCQ(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		b.SetBytes(total)
+		for b.Loop() {
+			if err := f.Verify(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
