@@ -43,7 +43,9 @@ type rankRules struct {
 	ranks map[uint64]int32 // merged id<<32 | len(a) -> rank
 }
 
-func rankKey(merged int32, leftLen int) uint64 { return uint64(uint32(merged))<<32 | uint64(uint32(leftLen)) }
+func rankKey(merged int32, leftLen int) uint64 {
+	return uint64(uint32(merged))<<32 | uint64(uint32(leftLen))
+}
 
 func (r *rankRules) pair(text string, ls, rs *symbol) (int32, float64, bool) {
 	if ls.id < 0 || rs.id < 0 {
