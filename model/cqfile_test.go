@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/crc32"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -643,4 +645,117 @@ func BenchmarkCQ(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestCQGemma2Tiny packs the tiny golden checkpoint (matrices as q4_g32 by
+// round-to-nearest, the rest f32) with its tokenizer, and checks that the
+// config decodes to the checkpoint's, and that the tokenizer and every tensor
+// come back byte for byte (f32 values exactly).
+func TestCQGemma2Tiny(t *testing.T) {
+	const dir = "../testdata/gemma2-tiny"
+	ck, err := OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	tok, err := os.ReadFile(filepath.Join(dir, "tokenizer.model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgJSON, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q4 := kernels.Format{Type: kernels.Q4, Group: 32}
+	var specs []CQTensorSpec
+	for _, name := range ck.Names() {
+		tn, _ := ck.Tensor(name)
+		f := kernels.FormatF32
+		if len(tn.Shape) == 2 && tn.Shape[1]%32 == 0 && name != NameEmbed {
+			f = q4
+		}
+		specs = append(specs, CQTensorSpec{Name: name, Format: f, Shape: tn.Shape})
+	}
+	path := filepath.Join(t.TempDir(), "tiny.cq")
+	w, err := CreateCQ(path, CQHeader{
+		Config:    cfgJSON,
+		Quant:     CQQuant{Method: "rtn", Bits: 4, Group: 32},
+		Tokenizer: CQTokenizer{Kind: TokenizerSentencePiece, Data: tok},
+	}, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	want := map[string][]float32{} // f32 tensors
+	wantPacked := map[string][]byte{}
+	for _, sp := range specs {
+		tn, _ := ck.Tensor(sp.Name)
+		vals, err := tn.Float32s()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sp.Format == kernels.FormatF32 {
+			want[sp.Name] = vals
+		}
+		size, _ := cqTensorSize(sp.Format, sp.Shape)
+		packed := make([]byte, size)
+		cols := sp.Shape[len(sp.Shape)-1]
+		rowBytes := sp.Format.RowBytes(cols)
+		for r := range len(vals) / cols {
+			dst, src := packed[r*rowBytes:(r+1)*rowBytes], vals[r*cols:(r+1)*cols]
+			if sp.Format == q4 {
+				err = kernels.QuantizeRowRTN(q4, dst, src)
+			} else {
+				for i, v := range src {
+					binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantPacked[sp.Name] = packed
+		if err := w.WriteTensor(sp.Name, packed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	f, err := OpenCQ(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig(f.Header.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg, ck.Config) {
+		t.Errorf("config %+v, want %+v", cfg, ck.Config)
+	}
+	if !bytes.Equal(f.Header.Tokenizer.Data, tok) {
+		t.Error("tokenizer bytes differ")
+	}
+	for _, sp := range specs {
+		tn, err := f.Tensor(sp.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(tn.Data, wantPacked[sp.Name]) {
+			t.Fatalf("%s: stored bytes differ", sp.Name)
+		}
+		for i, v := range want[sp.Name] {
+			if got := math.Float32frombits(binary.LittleEndian.Uint32(tn.Data[4*i:])); got != v {
+				t.Fatalf("%s[%d] = %g, want %g", sp.Name, i, got, v)
+			}
+		}
+	}
+	if n := len(want); n == 0 || n == len(specs) {
+		t.Errorf("%d of %d tensors stored as f32; the test wants both f32 and q4", n, len(specs))
+	}
 }
