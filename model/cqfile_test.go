@@ -371,6 +371,7 @@ func TestCQMalformedDirectory(t *testing.T) {
 		{"bad format", strings.Replace(wrap(tensor("a", 0, 64, "")), `"f32"`, `"q5_g32"`, 1), "unknown type"},
 		{"bad shape", strings.Replace(wrap(tensor("a", 0, 64, "")), `[2,8]`, `[2,0,8]`, 1), "dimension 0"},
 		{"huge shape", strings.Replace(wrap(tensor("a", 0, 64, "")), `[2,8]`, `[268435456,268435456,268435456]`, 1), "too many elements"},
+		{"huge size", strings.Replace(wrap(tensor("a", 0, 64, "")), `[2,8]`, `[268435456,268435456,64]`, 1), "too large"},
 		{"huge dim", strings.Replace(wrap(tensor("a", 0, 64, "")), `[2,8]`, `[2,268435457]`, 1), "dimension 268435457 out of range"},
 		{"bad crc", strings.Replace(wrap(tensor("a", 0, 64, "")), `"00000000"`, `"0000000g"`, 1), "header JSON"},
 		{"crc width", strings.Replace(wrap(tensor("a", 0, 64, "")), `"00000000"`, `1`, 1), "header JSON"},
@@ -496,12 +497,55 @@ func TestCQWriterFailures(t *testing.T) {
 	}
 	t.Run("config not an object", func(t *testing.T) {
 		dir := t.TempDir()
-		hdr := s.hdr
-		hdr.Config = nil
-		if _, err := CreateCQ(filepath.Join(dir, "m.cq"), hdr, s.specs); err == nil {
-			t.Fatal("a header without config was accepted")
+		for _, cfg := range []string{"", "[1]", `{"a":`} {
+			hdr := s.hdr
+			hdr.Config = json.RawMessage(cfg)
+			if _, err := CreateCQ(filepath.Join(dir, "m.cq"), hdr, s.specs); err == nil {
+				t.Errorf("config %q was accepted", cfg)
+			}
 		}
 		onlyFile(t, dir, "")
+	})
+	t.Run("destination is a directory", func(t *testing.T) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "model.cq")
+		if err := os.MkdirAll(filepath.Join(path, "x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		w, err := CreateCQ(path, s.hdr, s.specs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sp := range s.specs {
+			if err := w.WriteTensor(sp.Name, s.data[sp.Name]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err == nil {
+			t.Fatal("Close renamed over a non-empty directory")
+		}
+		onlyFile(t, dir, "model.cq")
+		if err := w.WriteTensor("embed", s.data["embed"]); err == nil {
+			t.Error("WriteTensor after a failed Close succeeded")
+		}
+	})
+	t.Run("write after close", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "m.cq")
+		s.write(t, path, nil)
+		w, err := CreateCQ(path, CQHeader{Config: json.RawMessage(`{}`)}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteTensor("embed", nil); err == nil || w.Close() == nil {
+			t.Error("the writer accepted calls after Close")
+		}
+		w.Abort() // a no-op after Close: the file stays
+		if _, err := OpenCQ(path); err != nil {
+			t.Error(err)
+		}
 	})
 	t.Run("missing directory", func(t *testing.T) {
 		if _, err := CreateCQ(filepath.Join(t.TempDir(), "no", "m.cq"), s.hdr, s.specs); err == nil {
