@@ -2,10 +2,15 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
+import (
+	"golang.org/x/sys/cpu"
+)
+
+//go:generate sh -c "cd ../asm && go run . -out ../kernels/dot_amd64.s -stubs ../kernels/dot_stubs_amd64.go -pkg kernels"
 
 var (
-	hasAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasBMI2
+	hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasBMI2
+	// VPDPBUSD on YMM is the EVEX (AVX-512VL) encoding in Go's assembler.
 	hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
 		cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VNNI
 )
@@ -22,14 +27,118 @@ func archSets() []kernelSet {
 	return s
 }
 
+// dotKernel is the signature of the generated quantized dot kernels
+// (see dot_stubs_amd64.go): R rows x T tokens into out[r*T+t].
+type dotKernel func(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// dotKernels holds one format's kernels: 2 rows x 1 token (decode), 1 x 1
+// (tails), 1 row x 4 tokens (prefill).
+type dotKernels struct{ r2t1, r1t1, r1t4 dotKernel }
+
+// quantKernels indexes a tier's kernels by format: [bits index][asym].
+type quantKernels struct{ q4, q4a, q3, q3a, q8 dotKernels }
+
+func (qk *quantKernels) lookup(f Format) *dotKernels {
+	switch {
+	case f.Type == Q4 && !f.Asym:
+		return &qk.q4
+	case f.Type == Q4:
+		return &qk.q4a
+	case f.Type == Q3 && !f.Asym:
+		return &qk.q3
+	case f.Type == Q3:
+		return &qk.q3a
+	case f.Type == Q8:
+		return &qk.q8
+	}
+	return nil
+}
+
+var avx2Kernels = quantKernels{
+	q4:  dotKernels{q4SymR2T1AVX2, q4SymR1T1AVX2, q4SymR1T4AVX2},
+	q4a: dotKernels{q4AsymR2T1AVX2, q4AsymR1T1AVX2, q4AsymR1T4AVX2},
+	q3:  dotKernels{q3SymR2T1AVX2, q3SymR1T1AVX2, q3SymR1T4AVX2},
+	q3a: dotKernels{q3AsymR2T1AVX2, q3AsymR1T1AVX2, q3AsymR1T4AVX2},
+	q8:  dotKernels{q8SymR2T1AVX2, q8SymR1T1AVX2, q8SymR1T4AVX2},
+}
+
+var avx512Kernels = quantKernels{
+	q4:  dotKernels{q4SymR2T1AVX512, q4SymR1T1AVX512, q4SymR1T4AVX512},
+	q4a: dotKernels{q4AsymR2T1AVX512, q4AsymR1T1AVX512, q4AsymR1T4AVX512},
+	q3:  dotKernels{q3SymR2T1AVX512, q3SymR1T1AVX512, q3SymR1T4AVX512},
+	q3a: dotKernels{q3AsymR2T1AVX512, q3AsymR1T1AVX512, q3AsymR1T4AVX512},
+	q8:  dotKernels{q8SymR2T1AVX512, q8SymR1T1AVX512, q8SymR1T4AVX512},
+}
+
 var avx2Set = func() kernelSet {
 	s := genericSet
 	s.tier = TierAVX2
+	s.mulVec = func(m *Matrix, dst []float32, x *Activation, r0, r1 int) { mulVecSIMD(&avx2Kernels, m, dst, x, r0, r1) }
+	s.mulMat = func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+		mulMatSIMD(&avx2Kernels, m, dst, xs, r0, r1)
+	}
 	return s
 }()
 
 var avx512Set = func() kernelSet {
 	s := avx2Set
 	s.tier = TierAVX512
+	s.mulVec = func(m *Matrix, dst []float32, x *Activation, r0, r1 int) {
+		mulVecSIMD(&avx512Kernels, m, dst, x, r0, r1)
+	}
+	s.mulMat = func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+		mulMatSIMD(&avx512Kernels, m, dst, xs, r0, r1)
+	}
 	return s
 }()
+
+// mulVecSIMD runs the 2-row kernel over [r0, r1) and the 1-row kernel on an
+// odd last row. Float formats fall back to the generic path.
+func mulVecSIMD(qk *quantKernels, m *Matrix, dst []float32, x *Activation, r0, r1 int) {
+	k := qk.lookup(m.Format)
+	if k == nil {
+		mulVecGeneric(m, dst, x, r0, r1)
+		return
+	}
+	rb := m.Format.RowBytes(m.Cols)
+	groups := uintptr(m.Cols / m.Format.Group)
+	cpg := uintptr(m.Format.Group / ChunkSize)
+	q, d, s := &x.Q[0], &x.D[0], &x.S[0]
+	r := r0
+	for ; r+2 <= r1; r += 2 {
+		k.r2t1(&dst[r], &m.Data[r*rb], uintptr(rb), q, d, s, 0, groups, cpg)
+	}
+	if r < r1 {
+		k.r1t1(&dst[r], &m.Data[r*rb], uintptr(rb), q, d, s, 0, groups, cpg)
+	}
+}
+
+// mulMatSIMD walks rows in the outer loop so a row's packed data is read from
+// memory once and stays in L1 while it meets every token, four tokens per
+// kernel call (one unpack per four dot products).
+func mulMatSIMD(qk *quantKernels, m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+	k := qk.lookup(m.Format)
+	if k == nil || xs.N == 0 {
+		mulMatGeneric(m, dst, xs, r0, r1)
+		return
+	}
+	rb := m.Format.RowBytes(m.Cols)
+	groups := uintptr(m.Cols / m.Format.Group)
+	cpg := uintptr(m.Format.Group / ChunkSize)
+	nb := xs.Blocks
+	stride := uintptr(nb)
+	var out [4]float32
+	for r := r0; r < r1; r++ {
+		w := &m.Data[r*rb]
+		t := 0
+		for ; t+4 <= xs.N; t += 4 {
+			k.r1t4(&out[0], w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
+			for i := range out {
+				dst[(t+i)*m.Rows+r] = out[i]
+			}
+		}
+		for ; t < xs.N; t++ {
+			k.r1t1(&dst[t*m.Rows+r], w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
+		}
+	}
+}

@@ -1,0 +1,321 @@
+// Command asm generates cafeq's amd64 kernels (kernels/*_amd64.s and their Go
+// stubs) with avo. Run `make generate` (or `go generate ./kernels`) from the
+// repository root; the output is deterministic and checked in.
+//
+// Usage: go run . -out ../kernels/dot_amd64.s -stubs ../kernels/dot_stubs_amd64.go -pkg kernels
+//
+// Register use is explicit (physical registers, no allocation) so that the
+// generated code is easy to read next to this file; each kernel's comment in
+// the .s output says which register holds what.
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	"github.com/mmcloughlin/avo/ir"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+func main() {
+	ConstraintExpr("amd64,!purego")
+	consts()
+	for _, tier := range []tier{avx2, avx512} {
+		for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}, {8, false}} {
+			for _, rt := range [][2]int{{2, 1}, {1, 1}, {1, 4}} {
+				dotKernel(tier, k, rt[0], rt[1])
+			}
+		}
+	}
+	f32Kernels()
+	Generate()
+}
+
+type tier int
+
+const (
+	avx2 tier = iota
+	avx512
+)
+
+func (t tier) String() string {
+	if t == avx2 {
+		return "AVX2"
+	}
+	return "AVX512"
+}
+
+// kind is a quantized weight type: bits 3, 4 or 8 and whether groups carry a min.
+type kind struct {
+	bits int
+	asym bool
+}
+
+func (k kind) name() string {
+	s := fmt.Sprintf("q%d", k.bits)
+	if k.asym {
+		return s + "Asym"
+	}
+	return s + "Sym"
+}
+
+// chunkBytes and offShift mirror kernels/blocks.go: packed bytes per 32
+// weights and log2 of the symmetric level offset (8, 4, 128).
+func (k kind) chunkBytes() int { return map[int]int{3: 12, 4: 16, 8: 32}[k.bits] }
+func (k kind) offShift() int   { return map[int]int{3: 2, 4: 3, 8: 7}[k.bits] }
+func (k kind) hdrBytes() int {
+	if k.asym {
+		return 4
+	}
+	return 2
+}
+
+var (
+	mask0F, mask03, mask01, ones16, xor80, shiftQ3lo, shiftQ3hi Mem
+)
+
+func consts() {
+	bytesConst := func(name string, v byte) Mem {
+		m := GLOBL(name, RODATA|NOPTR)
+		for i := 0; i < 32; i++ {
+			DATA(i, U8(v))
+		}
+		return m
+	}
+	mask0F = bytesConst("mask0F", 0x0f)
+	mask03 = bytesConst("mask03", 0x03)
+	mask01 = bytesConst("mask01", 0x01)
+	xor80 = bytesConst("xor80", 0x80)
+	ones16 = GLOBL("ones16", RODATA|NOPTR)
+	for i := 0; i < 16; i++ {
+		DATA(2*i, U16(1))
+	}
+	// Q3 low plane: qword k of the broadcast chunk is shifted right by 2k.
+	shiftQ3lo = GLOBL("shiftQ3lo", RODATA|NOPTR)
+	for k := 0; k < 4; k++ {
+		DATA(8*k, U64(2*k))
+	}
+	// Q3 high plane: dword l of the broadcast uint32 is shifted right by l.
+	shiftQ3hi = GLOBL("shiftQ3hi", RODATA|NOPTR)
+	for l := 0; l < 8; l++ {
+		DATA(4*l, U32(l))
+	}
+}
+
+// vpdpbusd emits VPDPBUSD src(s8), u8, acc (acc += dot of 4-byte groups);
+// avo v0.5 has no AVX512_VNNI table, so the instruction is built by hand.
+func vpdpbusd(s8 Op, u8, acc VecPhysical) {
+	Instruction(&ir.Instruction{
+		Opcode:   "VPDPBUSD",
+		Operands: []Op{s8, u8, acc},
+		Inputs:   []Op{s8, u8, acc},
+		Outputs:  []Op{acc},
+		ISA:      []string{"AVX512VNNI", "AVX512VL"},
+	})
+}
+
+// Register plan of dotKernel (R rows x T tokens, R*T <= 4):
+//
+//	DI out, BX/R8 row 0/1 packed data, CX groups left, DX chunks left,
+//	SI activation values, R9 scales, R10 sums (token 0; token t at +t*stride),
+//	R11 = Q stride, R12 = 3*Q stride, R13 = D/S stride, R14 = 3*D/S stride.
+//	Y0..Y3 accumulators acc[r*T+t], Y4/Y5 row scale d (broadcast),
+//	Y6/Y7 row min m (asym) or |w| (Q8 AVX2), Y8/Y9 unpacked levels,
+//	Y10 per-token offset or min term, Y11 integer sums, Y12 scale / temp,
+//	Y13 0x01 mask (Q3), Y14 ones16 (AVX2) or 0x80 (Q8 AVX-512), Y15 0x0F or 0x03 mask.
+func dotKernel(t tier, k kind, R, T int) {
+	name := fmt.Sprintf("%sR%dT%d%s", k.name(), R, T, t)
+	TEXT(name, NOSPLIT, "func(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)")
+	Doc(
+		fmt.Sprintf("%s computes the dot products of %d packed %s rows (row r at w+r*wstride)", name, R, k.name()),
+		fmt.Sprintf("with %d 8-bit activations (token t's values at q+t*32*astride, scales and sums at", T),
+		"d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].",
+		"Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).",
+	)
+	Pragma("noescape")
+
+	out, w0, w1 := RDI, RBX, R8
+	qp, dp, sp := RSI, R9, R10
+	qs, qs3, ds, ds3 := R11, R12, R13, R14
+	Load(Param("out"), out)
+	Load(Param("w"), w0)
+	if R > 1 {
+		Load(Param("wstride"), w1)
+		ADDQ(w0, w1)
+	}
+	Load(Param("q"), qp)
+	Load(Param("d"), dp)
+	Load(Param("s"), sp)
+	Load(Param("astride"), ds)
+	MOVQ(ds, qs)
+	SHLQ(U8(5), qs)
+	SHLQ(U8(2), ds)
+	LEAQ(Mem{Base: qs, Index: qs, Scale: 2}, qs3)
+	LEAQ(Mem{Base: ds, Index: ds, Scale: 2}, ds3)
+	Load(Param("groups"), RCX)
+
+	acc := []VecPhysical{Y0, Y1, Y2, Y3}
+	dw := []VecPhysical{Y4, Y5}
+	mw := []VecPhysical{Y6, Y7}
+	lv := []VecPhysical{Y8, Y9}
+	wp := []GPPhysical{w0, w1}
+	for i := 0; i < R*T; i++ {
+		VXORPS(acc[i], acc[i], acc[i])
+	}
+	switch k.bits {
+	case 4:
+		VMOVDQU(mask0F, Y15)
+	case 3:
+		VMOVDQU(mask03, Y15)
+		VMOVDQU(mask01, Y13)
+	}
+	if t == avx2 {
+		VMOVDQU(ones16, Y14)
+	} else if k.bits == 8 {
+		VMOVDQU(xor80, Y14)
+	}
+	// tok returns token tt's operand at base p with the given stride registers.
+	tok := func(p, st, st3 GPPhysical, tt int) Mem {
+		switch tt {
+		case 0:
+			return Mem{Base: p}
+		case 1:
+			return Mem{Base: p, Index: st, Scale: 1}
+		case 2:
+			return Mem{Base: p, Index: st, Scale: 2}
+		}
+		return Mem{Base: p, Index: st3, Scale: 1}
+	}
+
+	Label(name + "_group")
+	Comment("group header: d (and m) as f32 broadcasts")
+	for r := 0; r < R; r++ {
+		MOVWLZX(Mem{Base: wp[r]}, EAX)
+		VMOVD(EAX, dw[r].AsX())
+		VCVTPH2PS(dw[r].AsX(), dw[r].AsX())
+		VBROADCASTSS(dw[r].AsX(), dw[r])
+		if k.asym {
+			MOVWLZX(Mem{Base: wp[r], Disp: 2}, EAX)
+			VMOVD(EAX, mw[r].AsX())
+			VCVTPH2PS(mw[r].AsX(), mw[r].AsX())
+			VBROADCASTSS(mw[r].AsX(), mw[r])
+		}
+		ADDQ(U32(k.hdrBytes()), wp[r])
+	}
+	Load(Param("cpg"), RDX)
+
+	Label(name + "_chunk")
+	for r := 0; r < R; r++ {
+		Commentf("unpack row %d's chunk into 32 bytes of levels", r)
+		unpack(t, k, Mem{Base: wp[r]}, lv[r])
+		if k.bits == 8 && t == avx2 {
+			VPABSB(lv[r], mw[r])
+		}
+		ADDQ(U32(k.chunkBytes()), wp[r])
+	}
+	for tt := 0; tt < T; tt++ {
+		qm, dm, sm := tok(qp, qs, qs3, tt), tok(dp, ds, ds3, tt), tok(sp, ds, ds3, tt)
+		needOff := !k.asym && !(k.bits == 8 && t == avx2)
+		if needOff {
+			Commentf("token %d: integer offset -(2^(bits-1) * sum(q)) in lane 0", tt)
+			MOVL(sm, EAX)
+			SHLL(U8(k.offShift()), EAX)
+			NEGL(EAX)
+			VMOVD(EAX, X10)
+		}
+		if k.asym {
+			Commentf("token %d: m-term factor D*S in lane 0", tt)
+			VXORPS(X10, X10, X10)
+			VCVTSI2SSL(sm, X10, X10)
+			VMULSS(dm, X10, X10)
+		}
+		for r := 0; r < R; r++ {
+			a := acc[r*T+tt]
+			Commentf("row %d x token %d", r, tt)
+			switch {
+			case t == avx2 && k.bits == 8:
+				VMOVDQU(qm, Y11)
+				VPSIGNB(lv[r], Y11, Y11)
+				VPMADDUBSW(Y11, mw[r], Y11)
+				VPMADDWD(Y14, Y11, Y11)
+			case t == avx2:
+				VPMADDUBSW(qm, lv[r], Y11)
+				VPMADDWD(Y14, Y11, Y11)
+				if needOff {
+					VPADDD(Y10, Y11, Y11)
+				}
+			default:
+				if needOff {
+					VMOVDQA(Y10, Y11)
+				} else {
+					VPXOR(Y11, Y11, Y11)
+				}
+				vpdpbusd(qm, lv[r], Y11)
+			}
+			VCVTDQ2PS(Y11, Y11)
+			VBROADCASTSS(dm, Y12)
+			VMULPS(dw[r], Y12, Y12)
+			VFMADD231PS(Y11, Y12, a)
+			if k.asym {
+				VFMADD231PS(Y10, mw[r], a)
+			}
+		}
+	}
+	ADDQ(U8(32), qp)
+	ADDQ(U8(4), dp)
+	ADDQ(U8(4), sp)
+	DECQ(RDX)
+	JNZ(LabelRef(name + "_chunk"))
+	DECQ(RCX)
+	JNZ(LabelRef(name + "_group"))
+
+	Comment("horizontal sums into out")
+	for i := 0; i < R*T; i++ {
+		hsum(acc[i], Y12)
+		VMOVSS(acc[i].AsX(), Mem{Base: out, Disp: 4 * i})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// unpack loads one chunk of levels at m into dst as 32 bytes in element order
+// (see kernels/blocks.go for the layouts). Uses Y12 as scratch.
+func unpack(t tier, k kind, m Mem, dst VecPhysical) {
+	switch k.bits {
+	case 4:
+		// low nibbles are weights 0..15, high nibbles 16..31
+		VMOVDQU(m, dst.AsX())
+		VPSRLW(U8(4), dst.AsX(), X12)
+		VINSERTI128(U8(1), X12, dst, dst)
+		VPAND(Y15, dst, dst)
+	case 3:
+		// 2-bit plane: qword k shifted by 2k; 1-bit plane: dword l shifted by l
+		VPBROADCASTQ(m, dst)
+		VPSRLVQ(shiftQ3lo, dst, dst)
+		VPAND(Y15, dst, dst)
+		VPBROADCASTD(m.Offset(8), Y12)
+		VPSRLVD(shiftQ3hi, Y12, Y12)
+		VPAND(Y13, Y12, Y12)
+		VPSLLW(U8(2), Y12, Y12)
+		VPOR(Y12, dst, dst)
+	case 8:
+		VMOVDQU(m, dst)
+		if t == avx512 {
+			// stored q-128 -> unsigned level q for VPDPBUSD
+			VPXOR(Y14, dst, dst)
+		}
+	}
+}
+
+// hsum reduces the 8 lanes of v into lane 0 of v.X (scratch tmp).
+func hsum(v, tmp VecPhysical) {
+	VEXTRACTF128(U8(1), v, tmp.AsX())
+	VADDPS(tmp.AsX(), v.AsX(), v.AsX())
+	VMOVHLPS(v.AsX(), v.AsX(), tmp.AsX())
+	VADDPS(tmp.AsX(), v.AsX(), v.AsX())
+	VMOVSHDUP(v.AsX(), tmp.AsX())
+	VADDSS(tmp.AsX(), v.AsX(), v.AsX())
+}
+
+func f32Kernels() {}

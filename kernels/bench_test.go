@@ -1,0 +1,113 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// Gemma 2 2B matrix shapes (rows x cols): attention q/o, MLP gate/up, down.
+var benchShapes = [][2]int{{2048, 2304}, {9216, 2304}, {2304, 9216}}
+
+var benchFormats = []string{"q4_g32", "q4_g64_asym", "q3_g32", "q3_g128", "q3_g64_asym", "q8_g32"}
+
+func benchTiers(b *testing.B, fn func(b *testing.B)) {
+	for _, tier := range Tiers() {
+		restore, err := ForceTier(tier)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tier.String(), fn)
+		restore()
+	}
+}
+
+// BenchmarkMulVec reports single-thread GB/s of packed weights streamed
+// (b.SetBytes is the matrix size), to compare with memory bandwidth.
+func BenchmarkMulVec(b *testing.B) {
+	for _, fs := range benchFormats {
+		f, _ := ParseFormat(fs)
+		for _, sh := range benchShapes {
+			rng := rand.New(rand.NewPCG(1, 1))
+			m, _ := randMatrix(b, rng, f, sh[0], sh[1])
+			x := randActivation(b, rng, sh[1])
+			dst := make([]float32, sh[0])
+			b.Run(fmt.Sprintf("%s/%dx%d", f, sh[0], sh[1]), func(b *testing.B) {
+				benchTiers(b, func(b *testing.B) {
+					b.SetBytes(int64(len(m.Data)))
+					for b.Loop() {
+						if err := m.MulVec(dst, x, 0, m.Rows); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkMulMat reports prefill throughput as GMAC/s (weights x tokens)
+// alongside GB/s of weights.
+func BenchmarkMulMat(b *testing.B) {
+	const n = 64
+	for _, fs := range []string{"q4_g32", "q3_g32", "q4_g64_asym"} {
+		f, _ := ParseFormat(fs)
+		sh := [2]int{9216, 2304}
+		rng := rand.New(rand.NewPCG(1, 1))
+		m, _ := randMatrix(b, rng, f, sh[0], sh[1])
+		xs := NewActivationBatch(n, sh[1])
+		if err := xs.Set(gaussian(rng, n*sh[1], 1)); err != nil {
+			b.Fatal(err)
+		}
+		dst := make([]float32, n*sh[0])
+		b.Run(fmt.Sprintf("%s/%dx%d/n=%d", f, sh[0], sh[1], n), func(b *testing.B) {
+			benchTiers(b, func(b *testing.B) {
+				b.SetBytes(int64(len(m.Data)))
+				for b.Loop() {
+					if err := m.MulMat(dst, xs, 0, m.Rows); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(n*m.Rows*m.Cols)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+			})
+		})
+	}
+}
+
+func BenchmarkActivationQuantize(b *testing.B) {
+	x := gaussian(rand.New(rand.NewPCG(1, 1)), 9216, 1)
+	a := NewActivation(len(x))
+	benchTiers(b, func(b *testing.B) {
+		b.SetBytes(int64(4 * len(x)))
+		for b.Loop() {
+			_ = a.Set(x)
+		}
+	})
+}
+
+func BenchmarkF32(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	x, y := gaussian(rng, 9216, 1), gaussian(rng, 9216, 1)
+	benchTiers(b, func(b *testing.B) {
+		b.Run("dot", func(b *testing.B) {
+			b.SetBytes(8 * 9216)
+			for b.Loop() {
+				Dot(x, y)
+			}
+		})
+		b.Run("axpy", func(b *testing.B) {
+			b.SetBytes(8 * 9216)
+			for b.Loop() {
+				Axpy(0.5, x, y)
+			}
+		})
+		b.Run("gelumul", func(b *testing.B) {
+			b.SetBytes(8 * 9216)
+			g := append([]float32(nil), x...)
+			for b.Loop() {
+				copy(g, x)
+				GELUMul(g, y)
+			}
+		})
+	})
+}
