@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 	"unicode/utf8"
 )
 
@@ -179,21 +178,6 @@ func TestShakespeareEval(t *testing.T) {
 	if got := tok.Decode(ids); got != string(text) {
 		t.Error("Decode(Encode(eval.txt)) differs from eval.txt")
 	}
-}
-
-func TestGemmaJSONLoadTime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short")
-	}
-	data, err := os.ReadFile(gemmaJSON)
-	if err != nil {
-		t.Skip("needs the fetched tokenizer.json")
-	}
-	start := time.Now()
-	if _, err := FromHuggingFaceJSON(data); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("FromHuggingFaceJSON(%d bytes): %v", len(data), time.Since(start))
 }
 
 func TestLoadPrefersModel(t *testing.T) {
