@@ -1,0 +1,229 @@
+package quantize
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/cafeq/cafeq/kernels"
+)
+
+// Grid is a uniform scalar quantization grid applied per group of Group
+// consecutive weights along the input axis of a row-major W[out][in].
+//
+// Asymmetric (Asym): value = scale*level + min, level in [0, 2^Bits-1];
+// scale = (max-min)/(2^Bits-1), min = group minimum.
+//
+// Symmetric: value = scale*(level - 2^(Bits-1)), level in [0, 2^Bits-1];
+// scale = x/-2^(Bits-1) where x is the group's entry of largest magnitude, so
+// that entry lands exactly on the most negative level (as ggml's Q4_0).
+//
+// Scales and mins are rounded to float16 before the levels are chosen, so
+// every error this package reports is the error of what is stored.
+type Grid struct {
+	Bits  int  // 3 or 4
+	Group int  // 32, 64 or 128
+	Asym  bool // scale+min instead of scale only
+}
+
+// Validate reports whether g is a supported grid for rows of cols weights.
+func (g Grid) Validate(cols int) error {
+	if g.Bits != 3 && g.Bits != 4 {
+		return fmt.Errorf("quantize: grid bits %d: want 3 or 4", g.Bits)
+	}
+	if g.Group != 32 && g.Group != 64 && g.Group != 128 {
+		return fmt.Errorf("quantize: grid group %d: want 32, 64 or 128", g.Group)
+	}
+	if cols <= 0 || cols%g.Group != 0 {
+		return fmt.Errorf("quantize: %d columns not a positive multiple of group %d", cols, g.Group)
+	}
+	return nil
+}
+
+// String names the grid like "q3g64a" (a: asymmetric, s: symmetric).
+func (g Grid) String() string {
+	k := "s"
+	if g.Asym {
+		k = "a"
+	}
+	return fmt.Sprintf("q%dg%d%s", g.Bits, g.Group, k)
+}
+
+func (g Grid) maxLevel() int { return 1<<g.Bits - 1 }
+
+// zero is the stored level that means 0 in the symmetric grid.
+func (g Grid) zero() int { return 1 << (g.Bits - 1) }
+
+// Format is the kernels format that stores this grid.
+func (g Grid) Format() kernels.Format {
+	t := kernels.Q4
+	if g.Bits == 3 {
+		t = kernels.Q3
+	}
+	return kernels.Format{Type: t, Group: g.Group, Asym: g.Asym}
+}
+
+// GridOf returns the grid of a Q4 or Q3 kernels format.
+func GridOf(f kernels.Format) (Grid, error) {
+	if err := f.Valid(f.Group); err != nil {
+		return Grid{}, fmt.Errorf("quantize: %w", err)
+	}
+	if f.Type != kernels.Q4 && f.Type != kernels.Q3 {
+		return Grid{}, fmt.Errorf("quantize: format %s is not a 3- or 4-bit grid", f)
+	}
+	return Grid{Bits: f.Type.Bits(), Group: f.Group, Asym: f.Asym}, nil
+}
+
+// quantizeRowRTN is the min-max (RTN) rounding of one row (or a run of whole
+// groups), done by kernels.QuantizeRowRTN itself so that the quantizer and
+// the stored format can never disagree. mins may be nil for symmetric grids.
+// buf is scratch, grown as needed and returned.
+func (g Grid) quantizeRowRTN(levels []uint8, scales, mins []float32, x []float32, buf []byte) []byte {
+	f := g.Format()
+	n := f.RowBytes(len(x))
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if mins == nil && g.Asym {
+		panic("quantize: asymmetric row without mins")
+	}
+	if err := kernels.QuantizeRowRTN(f, buf, x); err != nil {
+		// Unreachable: weights are checked finite on entry and grids valid.
+		panic(fmt.Sprintf("quantize: rtn row: %v", err))
+	}
+	if err := kernels.UnpackRow(f, levels[:len(x)], scales[:len(x)/g.Group], mins, buf); err != nil {
+		panic(fmt.Sprintf("quantize: rtn row: %v", err))
+	}
+	return buf
+}
+
+// levelsFor rounds x to the nearest level of the grid (scale, min), with the
+// same float32 arithmetic as kernels.QuantizeRowRTN.
+func (g Grid) levelsFor(levels []uint8, x []float32, scale, min float32) {
+	top := float32(g.maxLevel())
+	var off float32
+	if !g.Asym {
+		off = float32(g.zero())
+		min = 0
+	}
+	var inv float32
+	if scale != 0 {
+		inv = 1 / scale
+	}
+	for i, v := range x {
+		l := float32(math.Round(float64((v-min)*inv + off)))
+		levels[i] = uint8(max(0, math.Min(float64(top), float64(l))))
+	}
+}
+
+// value is the dequantized weight of a level.
+func (g Grid) value(level uint8, scale, min float32) float32 {
+	if g.Asym {
+		return scale*float32(level) + min
+	}
+	return scale * float32(int(level)-g.zero())
+}
+
+func abs32(x float32) float32 { return float32(math.Abs(float64(x))) }
+
+// Quantized is a matrix stored on a Grid: one level per weight (unpacked,
+// row-major like the source) and one scale (and min when Grid.Asym) per group,
+// row-major over [Rows][Cols/Group]. It is what kernels.PackRow consumes row
+// by row.
+type Quantized struct {
+	Grid
+	Rows, Cols int
+	Levels     []uint8   // Rows*Cols
+	Scales     []float32 // Rows*Cols/Group, float16-representable
+	Mins       []float32 // same shape as Scales when Asym, else nil
+}
+
+func newQuantized(g Grid, rows, cols int) *Quantized {
+	q := &Quantized{Grid: g, Rows: rows, Cols: cols,
+		Levels: make([]uint8, rows*cols),
+		Scales: make([]float32, rows*cols/g.Group)}
+	if g.Asym {
+		q.Mins = make([]float32, rows*cols/g.Group)
+	}
+	return q
+}
+
+// RowLevels, RowScales and RowMins return row r's slices (RowMins is nil for
+// symmetric grids).
+func (q *Quantized) RowLevels(r int) []uint8 { return q.Levels[r*q.Cols : (r+1)*q.Cols] }
+
+// RowScales returns row r's group scales.
+func (q *Quantized) RowScales(r int) []float32 {
+	n := q.Cols / q.Group
+	return q.Scales[r*n : (r+1)*n]
+}
+
+// RowMins returns row r's group mins, nil for symmetric grids.
+func (q *Quantized) RowMins(r int) []float32 {
+	if q.Mins == nil {
+		return nil
+	}
+	n := q.Cols / q.Group
+	return q.Mins[r*n : (r+1)*n]
+}
+
+// minAt returns the min of group gi, 0 for symmetric grids.
+func (q *Quantized) minAt(gi int) float32 {
+	if q.Mins == nil {
+		return 0
+	}
+	return q.Mins[gi]
+}
+
+// DequantizeRow writes row r's dequantized weights into dst (len Cols).
+func (q *Quantized) DequantizeRow(dst []float32, r int) {
+	n := q.Cols / q.Group
+	lv := q.RowLevels(r)
+	for j := 0; j < n; j++ {
+		s, m := q.Scales[r*n+j], q.minAt(r*n+j)
+		for i := j * q.Group; i < (j+1)*q.Group; i++ {
+			dst[i] = q.value(lv[i], s, m)
+		}
+	}
+}
+
+// Dequantize returns the dequantized matrix, row-major Rows x Cols.
+func (q *Quantized) Dequantize() []float32 {
+	out := make([]float32, q.Rows*q.Cols)
+	for r := 0; r < q.Rows; r++ {
+		q.DequantizeRow(out[r*q.Cols:(r+1)*q.Cols], r)
+	}
+	return out
+}
+
+// RTN quantizes a row-major rows x cols matrix with plain min-max round to
+// nearest (the paper's "Uniform" baseline).
+func RTN(g Grid, w []float32, rows, cols int) (*Quantized, error) {
+	if err := checkMatrix(w, rows, cols); err != nil {
+		return nil, err
+	}
+	if err := g.Validate(cols); err != nil {
+		return nil, err
+	}
+	q := newQuantized(g, rows, cols)
+	parallelFor(rows, func(r int) {
+		q.quantizeRowRTN(q.RowLevels(r), q.RowScales(r), q.RowMins(r), w[r*cols:(r+1)*cols], nil)
+	})
+	return q, nil
+}
+
+func checkMatrix(w []float32, rows, cols int) error {
+	if rows <= 0 || cols <= 0 || len(w) != rows*cols {
+		return fmt.Errorf("quantize: matrix %dx%d with %d values", rows, cols, len(w))
+	}
+	for i, v := range w {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("quantize: non-finite weight at row %d col %d", i/cols, i%cols)
+		}
+		if abs32(v) > 60000 {
+			// Scales are float16; larger weights would overflow them.
+			return fmt.Errorf("quantize: weight %g at row %d col %d exceeds the float16 scale range", v, i/cols, i%cols)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package quantize
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/cafeq/cafeq/kernels"
+)
+
+func allGrids() []Grid {
+	var gs []Grid
+	for _, b := range []int{3, 4} {
+		for _, g := range []int{32, 64, 128} {
+			for _, a := range []bool{false, true} {
+				gs = append(gs, Grid{Bits: b, Group: g, Asym: a})
+			}
+		}
+	}
+	return gs
+}
+
+// TestRTNMatchesKernels checks that the quantizer's RTN levels, packed with
+// kernels.PackRow, are byte-identical to kernels.QuantizeRowRTN, that
+// re-rounding with levelsFor reproduces them, and that Dequantize matches
+// kernels.DequantizeRow bit for bit.
+func TestRTNMatchesKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const rows, cols = 7, 384
+	w := randMatrix(rng, rows, cols)
+	// Exact ties and repeated values exercise the rounding rule.
+	for i := 0; i < 40; i++ {
+		w[rng.IntN(len(w))] = float32(rng.IntN(9)-4) * 0.01
+	}
+	w[0], w[1] = 0, 0
+	for i := 64; i < 96; i++ { // one all-equal group
+		w[i] = 0.5
+	}
+	for _, g := range allGrids() {
+		q, err := RTN(g, w, rows, cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := g.Format()
+		deq := q.Dequantize()
+		want := make([]byte, f.RowBytes(cols))
+		got := make([]byte, f.RowBytes(cols))
+		kd := make([]float32, cols)
+		lv := make([]uint8, cols)
+		for r := range rows {
+			if err := kernels.QuantizeRowRTN(f, want, w[r*cols:(r+1)*cols]); err != nil {
+				t.Fatal(err)
+			}
+			if err := kernels.PackRow(f, got, q.RowLevels(r), q.RowScales(r), q.RowMins(r)); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%v row %d: packed RTN differs from kernels.QuantizeRowRTN", g, r)
+			}
+			if err := kernels.DequantizeRow(f, kd, got); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range kd {
+				if v != deq[r*cols+i] {
+					t.Fatalf("%v row %d col %d: dequantized %g, kernels %g", g, r, i, deq[r*cols+i], v)
+				}
+			}
+			for j := range cols / g.Group {
+				var m float32
+				if g.Asym {
+					m = q.RowMins(r)[j]
+				}
+				g.levelsFor(lv[j*g.Group:(j+1)*g.Group], w[r*cols+j*g.Group:r*cols+(j+1)*g.Group], q.RowScales(r)[j], m)
+			}
+			if !bytes.Equal(lv, q.RowLevels(r)) {
+				t.Fatalf("%v row %d: levelsFor disagrees with RTN levels", g, r)
+			}
+		}
+	}
+}
+
+func TestGridValidate(t *testing.T) {
+	bad := []struct {
+		g    Grid
+		cols int
+	}{{Grid{Bits: 2, Group: 32}, 64}, {Grid{Bits: 4, Group: 48}, 96}, {Grid{Bits: 4, Group: 64}, 96}, {Grid{Bits: 3, Group: 32}, 0}}
+	for _, c := range bad {
+		if err := c.g.Validate(c.cols); err == nil {
+			t.Errorf("%+v cols %d: no error", c.g, c.cols)
+		}
+	}
+	if _, err := RTN(Grid{Bits: 4, Group: 32}, []float32{1, 2}, 1, 32); err == nil {
+		t.Error("short matrix accepted")
+	}
+	for _, g := range allGrids() {
+		g2, err := GridOf(g.Format())
+		if err != nil || g2 != g {
+			t.Errorf("GridOf(%v) = %v, %v", g.Format(), g2, err)
+		}
+	}
+	if _, err := GridOf(kernels.FormatQ8); err == nil {
+		t.Error("GridOf(q8) accepted")
+	}
+}
