@@ -261,10 +261,7 @@ func (s *jsonScanner) decode(v any) error {
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("%w", err)
-	}
-	return nil
+	return json.Unmarshal(raw, v)
 }
 
 // end checks that nothing but space follows.
