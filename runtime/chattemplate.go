@@ -109,7 +109,7 @@ func FormatChat(msgs []ChatMessage) (string, error) {
 }
 
 // ChatPrompt renders msgs with Gemma's chat template and returns the prompt's
-// token ids, starting with BOS. Turn markers are inserted by id when the
+// token ids, starting with BOS (when the tokenizer has one). Turn markers are inserted by id when the
 // vocabulary has them as pieces and encoded as literal text otherwise. Text
 // between markers is encoded piece by piece, which is also how Hugging Face
 // tokenizes around special tokens.
@@ -118,7 +118,10 @@ func ChatPrompt(tok ChatTokenizer, msgs []ChatMessage) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids := []int{tok.BOS()}
+	var ids []int
+	if bos := tok.BOS(); bos >= 0 { // a tokenizer without BOS reports -1
+		ids = append(ids, bos)
+	}
 	for _, s := range segs {
 		if s.special {
 			if id, ok := tok.PieceID(s.text); ok {
@@ -134,7 +137,10 @@ func ChatPrompt(tok ChatTokenizer, msgs []ChatMessage) ([]int, error) {
 // ChatStopTokens returns the ids that end a model turn: EOS and, when the
 // vocabulary has it, <end_of_turn>.
 func ChatStopTokens(tok ChatTokenizer) []int {
-	stops := []int{tok.EOS()}
+	var stops []int
+	if eos := tok.EOS(); eos >= 0 {
+		stops = append(stops, eos)
+	}
 	if id, ok := tok.PieceID(EndOfTurn); ok && id != tok.EOS() {
 		stops = append(stops, id)
 	}

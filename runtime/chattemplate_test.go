@@ -2,8 +2,12 @@ package runtime
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/cafeq/cafeq/model/tokenizer"
 )
 
 // byteTok encodes text one id per byte (id = byte + 10) and knows the turn
@@ -155,5 +159,57 @@ func TestChatStopTokens(t *testing.T) {
 	}
 	if got := ChatStopTokens(byteTok{pieces: false}); !slices.Equal(got, []int{tEOS}) {
 		t.Errorf("without pieces: got %v", got)
+	}
+}
+
+// TestChatPromptRealTokenizer checks the template against the Shakespeare
+// model's SentencePiece tokenizer, which has the turn markers as pieces.
+func TestChatPromptRealTokenizer(t *testing.T) {
+	dir := filepath.Join("..", "testdata", "shakespeare-gemma2")
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.model")); err != nil {
+		if os.Getenv("CAFEQ_REQUIRE_FIXTURES") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip("fixture missing:", err)
+	}
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sot, ok1 := tok.PieceID(StartOfTurn)
+	eot, ok2 := tok.PieceID(EndOfTurn)
+	if !ok1 || !ok2 {
+		t.Fatal("fixture tokenizer lacks the turn markers")
+	}
+	msgs := []ChatMessage{{"system", "Speak in verse."}, {"user", "Who art thou?"}, {"assistant", "A king."}, {"user", "Of what?"}}
+	ids, err := ChatPrompt(tok, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids[0] != tok.BOS() {
+		t.Errorf("first id %d, want BOS %d", ids[0], tok.BOS())
+	}
+	count := func(id int) (n int) {
+		for _, x := range ids {
+			if x == id {
+				n++
+			}
+		}
+		return n
+	}
+	if count(sot) != 4 || count(eot) != 3 {
+		t.Errorf("%d <start_of_turn> and %d <end_of_turn>, want 4 and 3: %v", count(sot), count(eot), ids)
+	}
+	// Encoding the whole text finds the markers too (they are user-defined
+	// symbols of this tokenizer), so both paths must agree here.
+	text, err := FormatChat(msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := append([]int{tok.BOS()}, tok.Encode(text)...); !slices.Equal(ids, want) {
+		t.Errorf("ChatPrompt ids differ from encoding the rendered text:\n got %v\nwant %v", ids, want)
+	}
+	if got := ChatStopTokens(tok); !slices.Equal(got, []int{tok.EOS(), eot}) {
+		t.Errorf("ChatStopTokens = %v", got)
 	}
 }
