@@ -144,6 +144,56 @@ func TestGemmaTokenizerJSONCases(t *testing.T) {
 	}
 }
 
+// TestGemmaTokenizerJSONExtraCases compares with reference ids for random
+// stress texts (whitespace and newline runs, mixed scripts, emoji, control
+// characters, special-token lookalikes) and for all of eval.txt, produced by
+// the same encoder as cases.json (see gen_extra_cases.js).
+func TestGemmaTokenizerJSONExtraCases(t *testing.T) {
+	tok := loadGemmaJSON(t)
+	data, err := os.ReadFile("../../testdata/gemma-tokenizer/extra_cases.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Cases      []tokCase
+		EvalTxtIDs []int `json:"eval_txt_ids"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Cases) == 0 || len(f.EvalTxtIDs) == 0 {
+		t.Fatal("extra_cases.json has no cases")
+	}
+	bad := 0
+	for _, c := range f.Cases {
+		if ids := tok.Encode(c.Text); !slices.Equal(ids, c.IDs) {
+			if bad++; bad <= 10 {
+				t.Errorf("Encode(%q)\n got %v\nwant %v", c.Text, ids, c.IDs)
+			}
+		}
+		// Everything round-trips except a literal "▁" (decodes to a space)
+		// and the special added tokens <pad>, <eos>, <bos>, <unk> (matched
+		// atomically, decode to nothing).
+		roundTrips := !strings.Contains(c.Text, spaceSymbol)
+		for _, special := range []string{"<pad>", "<eos>", "<bos>", "<unk>"} {
+			roundTrips = roundTrips && !strings.Contains(c.Text, special)
+		}
+		if got := tok.Decode(tok.Encode(c.Text)); roundTrips && got != c.Text {
+			t.Errorf("Decode(Encode(%q)) = %q", c.Text, got)
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d cases differ", bad, len(f.Cases))
+	}
+	text, err := os.ReadFile(filepath.Join(shakespeareDir, "eval.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := tok.Encode(string(text)); !slices.Equal(ids, f.EvalTxtIDs) {
+		t.Errorf("eval.txt: %d ids differ from the reference's %d", len(ids), len(f.EvalTxtIDs))
+	}
+}
+
 func TestShakespeareEval(t *testing.T) {
 	tok, err := Load(shakespeareDir)
 	if err != nil {
