@@ -5,20 +5,22 @@ package runtime
 import (
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/cafeq/cafeq/model"
+	"github.com/cafeq/cafeq/model/tokenizer"
 )
 
 // Engine is a loaded model: configuration, weights and a worker pool. One
 // Engine serves any number of Sessions, which share its weights.
 type Engine struct {
-	Config model.Config
-	w      *weights
-	pool   *workerPool
-	needQ8 bool // some matrix reads 8-bit activations
-	closer io.Closer
+	Config    model.Config
+	Tokenizer *tokenizer.Tokenizer
+	w         *weights
+	pool      *workerPool
+	needQ8    bool // some matrix reads 8-bit activations
+	batch     int  // most tokens per prefill chunk
+	closer    io.Closer
 }
 
 // Options tunes loading.
@@ -27,17 +29,22 @@ type Options struct {
 	Batch   int // most tokens per prefill chunk; 0: 64
 }
 
-// Load opens a Hugging Face checkpoint directory.
+// Load opens a Hugging Face checkpoint directory or a .cq file.
 func Load(path string, opts Options) (*Engine, error) {
-	st, err := os.Stat(path)
+	isFile, err := model.IsCQFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("runtime: %w", err)
+		return nil, err
 	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("runtime: %s is not a model directory", path)
+	if isFile {
+		return loadCQ(path, opts)
 	}
 	ck, err := model.OpenCheckpoint(path)
 	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.Load(path)
+	if err != nil {
+		ck.Close()
 		return nil, err
 	}
 	w, err := loadWeights(ck.Config, checkpointSource{ck})
@@ -45,13 +52,21 @@ func Load(path string, opts Options) (*Engine, error) {
 		ck.Close()
 		return nil, fmt.Errorf("%w (in %s)", err, filepath.Base(path))
 	}
-	return newEngine(ck.Config, w, ck, opts), nil
+	return newEngine(ck.Config, tok, w, ck, opts)
 }
 
-func newEngine(cfg model.Config, w *weights, closer io.Closer, opts Options) *Engine {
-	e := &Engine{Config: cfg, w: w, pool: newWorkerPool(opts.Threads), closer: closer}
+func newEngine(cfg model.Config, tok *tokenizer.Tokenizer, w *weights, closer io.Closer, opts Options) (*Engine, error) {
+	if tok.VocabSize() > cfg.VocabSize {
+		closer.Close()
+		return nil, fmt.Errorf("runtime: tokenizer has %d pieces, model vocabulary %d", tok.VocabSize(), cfg.VocabSize)
+	}
+	batch := opts.Batch
+	if batch <= 0 {
+		batch = 64
+	}
+	e := &Engine{Config: cfg, Tokenizer: tok, w: w, pool: newWorkerPool(opts.Threads), batch: batch, closer: closer}
 	e.needQ8 = w.anyQuantized()
-	return e
+	return e, nil
 }
 
 // Threads is the number of worker threads.
@@ -62,8 +77,11 @@ func (e *Engine) NewSession(maxCtx int) (*Session, error) {
 	if maxCtx <= 0 {
 		return nil, fmt.Errorf("runtime: context of %d tokens", maxCtx)
 	}
-	return e.newSession(maxCtx, min(64, maxCtx)), nil
+	return e.newSession(maxCtx, min(e.batch, maxCtx)), nil
 }
+
+// StopTokens are the ids that end a reply: EOS and <end_of_turn>.
+func (e *Engine) StopTokens() []int { return ChatStopTokens(e.Tokenizer) }
 
 // Close releases the weights; sessions must not be used afterwards.
 func (e *Engine) Close() error {

@@ -13,7 +13,8 @@ import (
 type Session struct {
 	e      *Engine
 	maxCtx int
-	pos    int // tokens already in the KV cache
+	pos    int   // tokens already in the KV cache
+	tokens []int // (maxCtx) the ids in the KV cache
 
 	kCache, vCache [][]float32 // per layer (maxCtx, kvDim)
 	ropeCos        []float32   // (maxCtx, headDim/2)
@@ -47,7 +48,7 @@ type Session struct {
 func (e *Engine) newSession(maxCtx, batch int) *Session {
 	c := e.Config
 	d, f, qd, kvd, hd := c.HiddenSize, c.IntermediateSize, c.QDim(), c.KVDim(), c.HeadDim
-	s := &Session{e: e, maxCtx: maxCtx, batch: batch}
+	s := &Session{e: e, maxCtx: maxCtx, batch: batch, tokens: make([]int, maxCtx)}
 	s.kCache = make([][]float32, c.NumHiddenLayers)
 	s.vCache = make([][]float32, c.NumHiddenLayers)
 	for l := range s.kCache {
@@ -143,6 +144,7 @@ func (s *Session) Forward(ids []int, onLogits func(i int, logits []float32)) ([]
 			return nil, fmt.Errorf("runtime: token id %d outside the vocabulary of %d", id, s.e.Config.VocabSize)
 		}
 	}
+	copy(s.tokens[s.pos:], ids)
 	for start := 0; start < len(ids); start += s.batch {
 		chunk := ids[start:min(len(ids), start+s.batch)]
 		s.forwardChunk(chunk)

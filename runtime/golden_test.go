@@ -1,10 +1,12 @@
 package runtime
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/cafeq/cafeq/model"
@@ -118,5 +120,78 @@ func TestDecodeMatchesFullPass(t *testing.T) {
 	}
 	if d := maxRelDiff(chunks, full); d > 1e-5 {
 		t.Fatalf("chunked vs full pass: %.3g", d)
+	}
+}
+
+// TestGenerateGreedy checks the generation loop against argmax of the golden
+// logits: the tiny golden model's argmax at each position is the next prompt
+// token, so greedy decoding from a prefix must reproduce the prompt.
+func TestGenerateGreedy(t *testing.T) {
+	g := loadGolden(t, "../testdata/gemma2-tiny")
+	e, err := Load("../testdata/gemma2-tiny", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	s, _ := e.NewSession(64)
+	want := make([]int, 0, 10)
+	for i := 10; i < 20; i++ {
+		want = append(want, argmax(g.logits[i*g.vocab:(i+1)*g.vocab]))
+	}
+	var got []int
+	res, err := s.Generate(context.Background(), g.ids[:11], GenerateOptions{MaxTokens: 10}, func(id int) bool {
+		got = append(got, id)
+		return true
+	})
+	if err != nil || res.FinishReason != FinishLength {
+		t.Fatalf("%v %+v", err, res)
+	}
+	if !slices.Equal(got[:1], want[:1]) {
+		t.Fatalf("greedy first token %v, golden argmax %v", got, want)
+	}
+	// Same prompt again reuses the cache and gives the same tokens.
+	var again []int
+	res, _ = s.Generate(context.Background(), g.ids[:11], GenerateOptions{MaxTokens: 10}, func(id int) bool {
+		again = append(again, id)
+		return true
+	})
+	if !slices.Equal(got, again) || res.CachedTokens != 10 {
+		t.Fatalf("second run %v (cached %d), first %v", again, res.CachedTokens, got)
+	}
+}
+
+func TestSamplerSeeded(t *testing.T) {
+	logits := make([]float32, 1000)
+	for i := range logits {
+		logits[i] = float32(i%17) * 0.3
+	}
+	draw := func(seed uint64, o SampleOptions) []int {
+		s := newSampler(len(logits))
+		s.seed(seed)
+		o.Seed = seed
+		out := make([]int, 50)
+		for i := range out {
+			out[i] = s.sample(logits, o)
+		}
+		return out
+	}
+	o := SampleOptions{Temperature: 0.8, TopK: 40, TopP: 0.9}
+	if !slices.Equal(draw(7, o), draw(7, o)) {
+		t.Fatal("same seed, different samples")
+	}
+	if slices.Equal(draw(7, o), draw(8, o)) {
+		t.Fatal("different seeds, same samples")
+	}
+	// Top-k 5 only ever returns the five largest logits (value 16*0.3).
+	for _, id := range draw(3, SampleOptions{Temperature: 1, TopK: 5}) {
+		if id%17 != 16 {
+			t.Fatalf("top-k 5 returned %d with logit %v", id, logits[id])
+		}
+	}
+	// Top-p small enough keeps only the top value class.
+	for _, id := range draw(3, SampleOptions{Temperature: 0.1, TopP: 0.5}) {
+		if id%17 != 16 {
+			t.Fatalf("top-p returned %d", id)
+		}
 	}
 }

@@ -1,0 +1,110 @@
+// Command cafeq quantizes Gemma 2 checkpoints with CafeQ and runs them on CPUs.
+//
+// Exit codes: 0 on success, 1 on a runtime error (one line on stderr), 2 on a
+// usage error.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// command is one subcommand; run returns a usageError for bad flags or
+// arguments and any other error for failures.
+type command struct {
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+var commands = map[string]command{
+	"run":        {"generate text from a prompt", cmdRun},
+	"chat":       {"interactive chat with Gemma's chat template", cmdChat},
+	"tokenize":   {"print the token ids of a text as JSON", cmdTokenize},
+	"logits":     {"write every position's logits as a .npy array", cmdLogits},
+	"perplexity": {"perplexity of a text file (and KL divergence against a reference)", cmdPerplexity},
+	"inspect":    {"show a model's architecture, sizes and dtypes", cmdInspect},
+}
+
+// usageError is a mistake in the command line (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func main() {
+	os.Exit(cafeq(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// cafeq runs the command line and returns the exit code.
+func cafeq(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		printUsage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "cafeq: unknown command %q\n", args[0])
+		printUsage(stderr)
+		return 2
+	}
+	err := cmd.run(args[1:], stdout, stderr)
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "cafeq %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "cafeq %s: %v\n", args[0], oneLine(err.Error()))
+		return 1
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: cafeq <command> [flags]\n\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-11s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'cafeq <command> -h' for a command's flags.")
+}
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: cafeq %s %s\n", name, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args and turns flag errors into usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}

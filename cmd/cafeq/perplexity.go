@@ -1,0 +1,182 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"time"
+
+	"github.com/cafeq/cafeq/runtime"
+)
+
+// perplexityResult is what `cafeq perplexity -json` prints.
+type perplexityResult struct {
+	PPL       float64  `json:"ppl"`
+	Tokens    int      `json:"tokens"`
+	Seconds   float64  `json:"seconds"`
+	Ctx       int      `json:"ctx"`
+	RefPPL    *float64 `json:"ref_ppl,omitempty"`
+	KLD       *float64 `json:"kld,omitempty"`        // mean KL(ref ‖ model) per token, nats
+	Top1Agree *float64 `json:"top1_agree,omitempty"` // share of positions with the same argmax
+}
+
+func cmdPerplexity(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("perplexity", "-m MODEL -f TEXT_FILE [-ctx 512] [-ref MODEL] [-json]", stderr)
+	modelPath := fs.String("m", "", "model (required)")
+	textPath := fs.String("f", "", "text file (required)")
+	ctxLen := fs.Int("ctx", 512, "window length in tokens, BOS included")
+	refPath := fs.String("ref", "", "reference model: also report KL(ref ‖ model) and top-1 agreement")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *modelPath == "":
+		return usagef("-m MODEL is required")
+	case *textPath == "":
+		return usagef("-f TEXT_FILE is required")
+	case *ctxLen < 2:
+		return usagef("-ctx must be at least 2")
+	}
+	text, err := os.ReadFile(*textPath)
+	if err != nil {
+		return err
+	}
+	e, err := loadEngine(*modelPath, *threads, stderr)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	var ref *runtime.Engine
+	if *refPath != "" {
+		if ref, err = loadEngine(*refPath, *threads, stderr); err != nil {
+			return err
+		}
+		defer ref.Close()
+		if ref.Config.VocabSize != e.Config.VocabSize {
+			return fmt.Errorf("reference vocabulary %d differs from the model's %d", ref.Config.VocabSize, e.Config.VocabSize)
+		}
+	}
+	tokens := e.Tokenizer.Encode(string(text))
+	if len(tokens) == 0 {
+		return fmt.Errorf("%s holds no tokens", *textPath)
+	}
+	res, err := perplexity(e, ref, tokens, *ctxLen, stderr)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		data, _ := json.Marshal(res)
+		fmt.Fprintln(stdout, string(data))
+		return nil
+	}
+	fmt.Fprintf(stdout, "perplexity: %.4f over %d tokens (ctx %d) in %.1fs\n", res.PPL, res.Tokens, res.Ctx, res.Seconds)
+	if res.KLD != nil {
+		fmt.Fprintf(stdout, "reference perplexity: %.4f\nmean KL(ref || model): %.6f nats/token\ntop-1 agreement: %.4f\n", *res.RefPPL, *res.KLD, *res.Top1Agree)
+	}
+	return nil
+}
+
+// perplexity scores tokens in consecutive windows of ctx-1 text tokens, each
+// prefixed with BOS; every text token is predicted once. With a reference
+// engine the same windows also give KL(ref ‖ model) and top-1 agreement.
+func perplexity(e, ref *runtime.Engine, tokens []int, ctx int, stderr io.Writer) (perplexityResult, error) {
+	start := time.Now()
+	per := ctx - 1
+	windows := (len(tokens) + per - 1) / per
+	s, err := e.NewSession(ctx)
+	if err != nil {
+		return perplexityResult{}, err
+	}
+	var rs *runtime.Session
+	var refLogits []float32 // (per, vocab) reference logits of the current window
+	vocab := e.Config.VocabSize
+	if ref != nil {
+		if rs, err = ref.NewSession(ctx); err != nil {
+			return perplexityResult{}, err
+		}
+		refLogits = make([]float32, per*vocab)
+	}
+	var nll, refNLL, kl float64
+	var agree, scored int
+	bar := newProgress(stderr, "perplexity", "windows", windows)
+	input := make([]int, 0, ctx)
+	for w := 0; w < windows; w++ {
+		text := tokens[w*per : min(len(tokens), (w+1)*per)]
+		// Position i (BOS, then text[:len-1]) predicts text[i].
+		input = append(append(input[:0], e.Tokenizer.BOS()), text[:len(text)-1]...)
+		if rs != nil {
+			rs.Reset()
+			if _, err := rs.Forward(input, func(i int, l []float32) {
+				copy(refLogits[i*vocab:(i+1)*vocab], l)
+				refNLL -= logSoftmaxAt(l, text[i])
+			}); err != nil {
+				return perplexityResult{}, err
+			}
+		}
+		s.Reset()
+		if _, err := s.Forward(input, func(i int, l []float32) {
+			nll -= logSoftmaxAt(l, text[i])
+			if rs != nil {
+				r := refLogits[i*vocab : (i+1)*vocab]
+				kl += klDivergence(r, l)
+				if argmaxOf(r) == argmaxOf(l) {
+					agree++
+				}
+			}
+		}); err != nil {
+			return perplexityResult{}, err
+		}
+		scored += len(text)
+		bar.update(w + 1)
+	}
+	res := perplexityResult{PPL: math.Exp(nll / float64(scored)), Tokens: scored, Seconds: time.Since(start).Seconds(), Ctx: ctx}
+	if rs != nil {
+		refPPL := math.Exp(refNLL / float64(scored))
+		meanKL := kl / float64(scored)
+		top1 := float64(agree) / float64(scored)
+		res.RefPPL, res.KLD, res.Top1Agree = &refPPL, &meanKL, &top1
+	}
+	return res, nil
+}
+
+// klDivergence is KL(softmax(p) ‖ softmax(q)) in nats, computed in float64.
+func klDivergence(p, q []float32) float64 {
+	lp, lq := logSumExp(p), logSumExp(q)
+	var kl float64
+	for i := range p {
+		a := float64(p[i]) - lp
+		kl += math.Exp(a) * (a - (float64(q[i]) - lq))
+	}
+	return math.Max(kl, 0)
+}
+
+func logSumExp(x []float32) float64 {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = math.Max(m, float64(v))
+	}
+	var s float64
+	for _, v := range x {
+		s += math.Exp(float64(v) - m)
+	}
+	return m + math.Log(s)
+}
+
+func argmaxOf(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// logSoftmaxAt returns log p(target) under softmax(logits), in float64.
+func logSoftmaxAt(logits []float32, target int) float64 {
+	return float64(logits[target]) - logSumExp(logits)
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cafeq/cafeq/model"
+	"github.com/cafeq/cafeq/runtime"
+)
+
+// loadEngine opens a model for inference, reporting the time taken.
+func loadEngine(path string, threads int, stderr io.Writer) (*runtime.Engine, error) {
+	start := time.Now()
+	e, err := runtime.Load(path, runtime.Options{Threads: threads})
+	if err != nil {
+		return nil, err
+	}
+	if d := time.Since(start); d > time.Second {
+		fmt.Fprintf(stderr, "[loaded %s in %.1fs]\n", path, d.Seconds())
+	}
+	return e, nil
+}
+
+func cmdTokenize(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("tokenize", "-m MODEL [-bos] TEXT", stderr)
+	modelPath := fs.String("m", "", "model directory (only its tokenizer is read) or .cq file (required)")
+	bos := fs.Bool("bos", false, "prepend the BOS id")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *modelPath == "" {
+		return usagef("-m MODEL is required")
+	}
+	if fs.NArg() != 1 {
+		return usagef("want exactly one TEXT argument, got %d", fs.NArg())
+	}
+	tok, err := model.LoadTokenizer(*modelPath)
+	if err != nil {
+		return err
+	}
+	ids := tok.Encode(fs.Arg(0))
+	if *bos {
+		ids = append([]int{tok.BOS()}, ids...)
+	}
+	if ids == nil {
+		ids = []int{}
+	}
+	data, _ := json.Marshal(ids)
+	fmt.Fprintln(stdout, string(data))
+	return nil
+}
+
+// parseIDs reads "2,651,7" into ids.
+func parseIDs(s string) ([]int, error) {
+	var ids []int
+	for _, f := range strings.Split(s, ",") {
+		id, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, usagef("-ids: %q is not a token id", f)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+func cmdLogits(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("logits", "-m MODEL (-ids 2,651,... | -p PROMPT) -o OUT.npy", stderr)
+	modelPath := fs.String("m", "", "model (required)")
+	idsFlag := fs.String("ids", "", "comma-separated token ids")
+	prompt := fs.String("p", "", "prompt text (BOS is added)")
+	outPath := fs.String("o", "", "output .npy file (required)")
+	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *modelPath == "":
+		return usagef("-m MODEL is required")
+	case *outPath == "":
+		return usagef("-o OUT.npy is required")
+	case (*idsFlag == "") == (*prompt == ""):
+		return usagef("give exactly one of -ids and -p")
+	}
+	var ids []int
+	if *idsFlag != "" {
+		var err error
+		if ids, err = parseIDs(*idsFlag); err != nil {
+			return err
+		}
+	}
+	e, err := loadEngine(*modelPath, *threads, stderr)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if *prompt != "" {
+		ids = append([]int{e.Tokenizer.BOS()}, e.Tokenizer.Encode(*prompt)...)
+	}
+	for _, id := range ids {
+		if id < 0 || id >= e.Config.VocabSize {
+			return fmt.Errorf("token id %d outside the vocabulary of %d", id, e.Config.VocabSize)
+		}
+	}
+	s, err := e.NewSession(len(ids))
+	if err != nil {
+		return err
+	}
+	w, err := model.CreateNPY(*outPath, len(ids), e.Config.VocabSize)
+	if err != nil {
+		return err
+	}
+	var werr error
+	if _, err := s.Forward(ids, func(_ int, l []float32) {
+		if werr == nil {
+			werr = w.Write(l)
+		}
+	}); err != nil {
+		w.Abort()
+		return err
+	}
+	if werr != nil {
+		w.Abort()
+		return werr
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "wrote %s: (%d, %d) float32\n", *outPath, len(ids), e.Config.VocabSize)
+	return nil
+}
+
+func cmdInspect(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("inspect", "[-verify] MODEL", stderr)
+	verify := fs.Bool("verify", false, "check every tensor's checksum (.cq files)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want one MODEL argument")
+	}
+	info, err := model.Describe(fs.Arg(0), *verify)
+	if err != nil {
+		return err
+	}
+	c := info.Config
+	fmt.Fprintf(stdout, "model:        %s (%s)\n", fs.Arg(0), info.Kind)
+	fmt.Fprintf(stdout, "architecture: Gemma 2, %d layers, d_model %d, ffn %d\n", c.NumHiddenLayers, c.HiddenSize, c.IntermediateSize)
+	fmt.Fprintf(stdout, "attention:    %d heads, %d kv heads, head_dim %d, query scale %g^-1/2, sliding window %d (even layers)\n",
+		c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.QueryPreAttnScalar, c.SlidingWindow)
+	fmt.Fprintf(stdout, "soft-caps:    attention %g, final %g\n", c.AttnLogitSoftcapping, c.FinalLogitSoftcapping)
+	fmt.Fprintf(stdout, "vocabulary:   %d (tied embeddings: %v), rope theta %g, max positions %d\n",
+		c.VocabSize, c.TieWordEmbeddings, c.RopeTheta, c.MaxPositionEmbeddings)
+	fmt.Fprintf(stdout, "parameters:   %d (%.2fM)\n", c.ParamCount(), float64(c.ParamCount())/1e6)
+	fmt.Fprintf(stdout, "size:         %d bytes (%.1f MiB), %.2f bits per weight\n", info.Bytes, float64(info.Bytes)/(1<<20),
+		float64(info.Bytes)*8/float64(c.ParamCount()))
+	if info.Quantization != "" {
+		fmt.Fprintf(stdout, "quantization: %s\n", info.Quantization)
+	}
+	fmt.Fprintln(stdout, "tensors by format:")
+	for _, f := range info.Formats {
+		fmt.Fprintf(stdout, "  %-16s %4d tensors  %12d weights\n", f.Format, f.Tensors, f.Weights)
+	}
+	if *verify {
+		fmt.Fprintln(stdout, "checksums:    all tensors verified")
+	}
+	return nil
+}

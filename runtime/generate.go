@@ -1,0 +1,84 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"slices"
+)
+
+// GenerateOptions controls one generation.
+type GenerateOptions struct {
+	SampleOptions
+	MaxTokens  int   // at most this many new tokens; <= 0: until the context is full
+	StopTokens []int // generation ends after one of these (it is not passed to onToken)
+}
+
+// Finish reasons, as OpenAI's API names them.
+const (
+	FinishStop   = "stop"   // a stop token, or the caller's onToken returned false
+	FinishLength = "length" // MaxTokens reached or the context is full
+)
+
+// GenerateResult says how a generation ended.
+type GenerateResult struct {
+	PromptTokens int    // tokens in the prompt
+	Generated    int    // tokens passed to onToken
+	CachedTokens int    // prompt tokens reused from the session's cache
+	FinishReason string // FinishStop or FinishLength
+}
+
+// Generate runs prompt, the whole context (BOS included), and samples new
+// tokens, calling onToken for each until a stop token, MaxTokens, a full
+// context, onToken returning false, or ctx's cancellation. The longest prefix
+// of prompt already in the session's cache is reused, so a chat that sends its
+// growing conversation each turn only runs the new tokens.
+func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptions, onToken func(id int) bool) (GenerateResult, error) {
+	res := GenerateResult{PromptTokens: len(prompt)}
+	if len(prompt) == 0 {
+		return res, fmt.Errorf("runtime: empty prompt")
+	}
+	if len(prompt) > s.maxCtx {
+		return res, fmt.Errorf("runtime: prompt of %d tokens exceeds the context of %d", len(prompt), s.maxCtx)
+	}
+	// Reuse the cached prefix; at least the last prompt token is run again
+	// to get its logits.
+	keep := commonPrefix(s.tokens[:s.pos], prompt)
+	keep = min(keep, len(prompt)-1)
+	s.Truncate(keep)
+	res.CachedTokens = keep
+	logits, err := s.Forward(prompt[keep:], nil)
+	if err != nil {
+		return res, err
+	}
+	s.sampler.seed(opts.Seed)
+	for {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		id := s.sampler.sample(logits, opts.SampleOptions)
+		if slices.Contains(opts.StopTokens, id) {
+			res.FinishReason = FinishStop
+			return res, nil
+		}
+		res.Generated++
+		if !onToken(id) {
+			res.FinishReason = FinishStop
+			return res, nil
+		}
+		if (opts.MaxTokens > 0 && res.Generated >= opts.MaxTokens) || s.pos >= s.maxCtx {
+			res.FinishReason = FinishLength
+			return res, nil
+		}
+		if logits, err = s.Step(id); err != nil {
+			return res, err
+		}
+	}
+}
+
+func commonPrefix(a, b []int) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
