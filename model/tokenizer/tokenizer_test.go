@@ -194,6 +194,53 @@ func TestGemmaTokenizerJSONExtraCases(t *testing.T) {
 	}
 }
 
+// TestSentencePieceExtraCases compares both tokenizer.model files with
+// SentencePiece 0.1.97 itself on the stress texts and on all of eval.txt
+// (testdata/sp_cases.json, made by testdata/gen_sp_cases.py).
+func TestSentencePieceExtraCases(t *testing.T) {
+	data, err := os.ReadFile("testdata/sp_cases.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Models map[string]struct {
+			Cases      []tokCase
+			EvalTxtIDs []int `json:"eval_txt_ids"`
+		}
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile(filepath.Join(shakespeareDir, "eval.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gemma2-tiny", "shakespeare-gemma2"} {
+		m := f.Models[name]
+		if len(m.Cases) == 0 || len(m.EvalTxtIDs) == 0 {
+			t.Fatalf("%s: no cases", name)
+		}
+		tok, err := Load(filepath.Join("../../testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := 0
+		for _, c := range m.Cases {
+			if ids := tok.Encode(c.Text); !slices.Equal(ids, c.IDs) {
+				if bad++; bad <= 10 {
+					t.Errorf("%s: Encode(%q)\n got %v\nwant %v", name, c.Text, ids, c.IDs)
+				}
+			}
+		}
+		if bad > 0 {
+			t.Errorf("%s: %d of %d cases differ", name, bad, len(m.Cases))
+		}
+		if ids := tok.Encode(string(text)); !slices.Equal(ids, m.EvalTxtIDs) {
+			t.Errorf("%s: eval.txt ids differ from SentencePiece's", name)
+		}
+	}
+}
+
 func TestShakespeareEval(t *testing.T) {
 	tok, err := Load(shakespeareDir)
 	if err != nil {
