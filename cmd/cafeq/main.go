@@ -27,6 +27,7 @@ var commands = map[string]command{
 	"tokenize":   {"print the token ids of a text as JSON", cmdTokenize},
 	"logits":     {"write every position's logits as a .npy array", cmdLogits},
 	"perplexity": {"perplexity of a text file (and KL divergence against a reference)", cmdPerplexity},
+	"serve":      {"OpenAI-compatible HTTP server", cmdServe},
 	"inspect":    {"show a model's architecture, sizes and dtypes", cmdInspect},
 }
 

@@ -1,0 +1,67 @@
+# cafeq — build, demo and tests. `make demo` and `make test` are the two
+# set-up commands in the README; both need only Go (and npm for fixtures).
+
+GO      ?= go
+BIN     := bin/cafeq
+DEMO_HF := testdata/shakespeare-gemma2
+FUZZTIME ?= 10s
+
+.PHONY: all build demo test vet fmt-check test-unit test-purego test-arm64 fuzz fixtures clean
+
+all: build
+
+include mk/*.mk
+
+build:
+	$(GO) build -o $(BIN) ./cmd/cafeq
+
+# The main job on the model shipped in testdata: quantize the trained
+# Shakespeare model to 4 bits, inspect it, generate from it and compare its
+# quality with the unquantized checkpoint.
+demo: build
+	@echo "== unquantized checkpoint, greedy"
+	$(BIN) run -m $(DEMO_HF) -p "ROMEO:" -n 48 -temp 0
+	@echo "== perplexity on unseen text"
+	$(BIN) perplexity -m $(DEMO_HF) -f $(DEMO_HF)/eval.txt -ctx 128
+
+fixtures: fixtures-tokenizer
+
+# Everything CI checks. Fetched fixtures are required here, so a missing one
+# fails instead of skipping.
+test: fixtures vet fmt-check test-unit test-purego test-arm64 fuzz test-e2e
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test-unit:
+	CAFEQ_REQUIRE_FIXTURES=1 $(GO) test -count=1 ./...
+
+# The pure-Go reference kernels, as -tags purego selects them everywhere.
+test-purego:
+	CAFEQ_REQUIRE_FIXTURES=1 $(GO) test -count=1 -tags purego ./kernels/... ./runtime/...
+
+# arm64 under qemu-user, with and without the dot-product extension.
+test-arm64:
+	@if ! command -v qemu-aarch64 >/dev/null; then \
+		if [ -n "$$CAFEQ_REQUIRE_QEMU" ]; then echo "qemu-aarch64 not found (apt-get install qemu-user)"; exit 1; fi; \
+		echo "SKIP test-arm64: qemu-aarch64 not found (apt-get install qemu-user)"; exit 0; fi; \
+	set -e; \
+	GOARCH=arm64 $(GO) test -c -o bin/kernels-arm64.test ./kernels; \
+	QEMU_CPU=max qemu-aarch64 bin/kernels-arm64.test -test.count=1; \
+	QEMU_CPU=cortex-a53 qemu-aarch64 bin/kernels-arm64.test -test.count=1; \
+	GOARCH=arm64 $(GO) test -c -o bin/runtime-arm64.test ./runtime; \
+	cd runtime && QEMU_CPU=max qemu-aarch64 ../bin/runtime-arm64.test -test.count=1 -test.run 'Golden|Decode'
+
+# Every fuzz target, each for a bounded time.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$t"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || { $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+		done; done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/cafeq/cafeq/runtime"
+	"github.com/cafeq/cafeq/runtime/server"
+)
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", "-m MODEL [-addr 127.0.0.1:8080] [-parallel N] [-ctx N]", stderr)
+	modelPath := fs.String("m", "", "model: a Hugging Face checkpoint directory or a .cq file (required)")
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address (loopback by default)")
+	parallel := fs.Int("parallel", 1, "generations at once, each with its own KV cache")
+	queue := fs.Int("queue", 0, "requests that may wait for a slot before 429; 0: server default")
+	ctxLen := fs.Int("ctx", 0, "context per request in tokens; 0: the model's, at most 4096")
+	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
+	name := fs.String("name", "", "model id reported by the API; default: the model's file name")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *modelPath == "":
+		return usagef("-m MODEL is required")
+	case *parallel < 1:
+		return usagef("-parallel must be at least 1")
+	case *ctxLen < 0:
+		return usagef("-ctx must be >= 0")
+	}
+	e, err := loadEngine(*modelPath, *threads, stderr)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if *name == "" {
+		*name = strings.TrimSuffix(filepath.Base(*modelPath), ".cq")
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	srv, err := server.New(engineBackend{e, contextLength(*ctxLen, e)}, server.Options{
+		Parallel: *parallel, QueueSize: *queue, MaxCtx: contextLength(*ctxLen, e), ModelName: *name, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fmt.Fprintf(stderr, "cafeq: serving %s on http://%s (parallel %d)\n", *modelPath, *addr, *parallel)
+	if err := server.ListenAndServe(ctx, *addr, srv); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// engineBackend adapts a runtime.Engine to the server's Backend interface.
+type engineBackend struct {
+	e      *runtime.Engine
+	maxCtx int
+}
+
+func (b engineBackend) ChatPrompt(msgs []server.Message) ([]int, error) {
+	chat := make([]runtime.ChatMessage, len(msgs))
+	for i, m := range msgs {
+		chat[i] = runtime.ChatMessage{Role: m.Role, Content: m.Content}
+	}
+	return runtime.ChatPrompt(b.e.Tokenizer, chat)
+}
+
+func (b engineBackend) TextPrompt(text string) ([]int, error) {
+	return append([]int{b.e.Tokenizer.BOS()}, b.e.Tokenizer.Encode(text)...), nil
+}
+
+func (b engineBackend) StopTokens() []int          { return b.e.StopTokens() }
+func (b engineBackend) NewDecoder() server.Decoder { return b.e.Tokenizer.NewStreamDecoder() }
+func (b engineBackend) ContextLength() int         { return b.maxCtx }
+
+func (b engineBackend) NewSession(maxCtx int) (server.Session, error) {
+	s, err := b.e.NewSession(maxCtx)
+	if err != nil {
+		return nil, err
+	}
+	return sessionBackend{s}, nil
+}
+
+type sessionBackend struct{ s *runtime.Session }
+
+func (s sessionBackend) Generate(ctx context.Context, prompt []int, o server.GenerateOptions, onToken func(int) bool) (string, error) {
+	res, err := s.s.Generate(ctx, prompt, runtime.GenerateOptions{
+		SampleOptions: runtime.SampleOptions{Temperature: o.Temperature, TopK: o.TopK, TopP: o.TopP, Seed: o.Seed},
+		MaxTokens:     o.MaxTokens,
+		StopTokens:    o.StopTokens,
+	}, onToken)
+	return res.FinishReason, err
+}
