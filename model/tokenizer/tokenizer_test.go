@@ -241,6 +241,60 @@ func TestSentencePieceExtraCases(t *testing.T) {
 	}
 }
 
+// TestSentencePieceUnused checks UNUSED pieces: BPE may form them, but they
+// are split back into the pieces they were formed from. testdata/unused.model
+// is the tiny model with a few common pieces retyped UNUSED; the reference
+// is SentencePiece 0.1.97 (testdata/gen_unused_model.py).
+func TestSentencePieceUnused(t *testing.T) {
+	model, err := os.ReadFile("testdata/unused.model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := FromSentencePiece(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("testdata/unused_cases.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Unused []string
+		Cases  []tokCase
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Cases) == 0 || len(f.Unused) == 0 {
+		t.Fatal("unused_cases.json has no cases")
+	}
+	unused := make(map[int]bool)
+	for _, p := range f.Unused {
+		id, ok := tok.PieceID(p)
+		if !ok || tok.types[id] != typeUnused {
+			t.Fatalf("%q is not an unused piece", p)
+		}
+		unused[id] = true
+	}
+	bad := 0
+	for _, c := range f.Cases {
+		ids := tok.Encode(c.Text)
+		if !slices.Equal(ids, c.IDs) {
+			if bad++; bad <= 10 {
+				t.Errorf("Encode(%q)\n got %v\nwant %v", c.Text, ids, c.IDs)
+			}
+		}
+		for _, id := range ids {
+			if unused[id] {
+				t.Errorf("Encode(%q) output unused piece %q", c.Text, tok.Piece(id))
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d cases differ", bad, len(f.Cases))
+	}
+}
+
 func TestShakespeareEval(t *testing.T) {
 	tok, err := Load(shakespeareDir)
 	if err != nil {
