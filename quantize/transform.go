@@ -162,3 +162,6 @@ func reconstruct(q *Quantized, t *Transform) []float32 {
 	})
 	return out
 }
+
+// rngFor is a deterministic generator for stream k of a seed.
+func rngFor(seed, k uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, k^0x9e3779b97f4a7c15)) }
