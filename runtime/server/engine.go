@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+
+	"github.com/cafeq/cafeq/runtime"
+)
+
+// EngineBackend serves a loaded runtime.Engine: Gemma's chat template, the
+// engine's tokenizer and one runtime.Session per slot. All sessions share the
+// engine's weights and worker pool.
+type EngineBackend struct {
+	E *runtime.Engine
+}
+
+// NewEngineBackend wraps e.
+func NewEngineBackend(e *runtime.Engine) *EngineBackend { return &EngineBackend{E: e} }
+
+// ChatPrompt renders msgs with runtime.ChatPrompt.
+func (b *EngineBackend) ChatPrompt(msgs []Message) ([]int, error) {
+	cm := make([]runtime.ChatMessage, len(msgs))
+	for i, m := range msgs {
+		cm[i] = runtime.ChatMessage{Role: m.Role, Content: m.Content}
+	}
+	return runtime.ChatPrompt(b.E.Tokenizer, cm)
+}
+
+// TextPrompt is BOS followed by the encoded text.
+func (b *EngineBackend) TextPrompt(text string) ([]int, error) {
+	var ids []int
+	if bos := b.E.Tokenizer.BOS(); bos >= 0 {
+		ids = append(ids, bos)
+	}
+	return append(ids, b.E.Tokenizer.Encode(text)...), nil
+}
+
+// StopTokens are EOS and <end_of_turn>.
+func (b *EngineBackend) StopTokens() []int { return b.E.StopTokens() }
+
+// NewDecoder returns the tokenizer's stream decoder.
+func (b *EngineBackend) NewDecoder() Decoder { return b.E.Tokenizer.NewStreamDecoder() }
+
+// ContextLength is the model's max_position_embeddings.
+func (b *EngineBackend) ContextLength() int { return b.E.Config.MaxPositionEmbeddings }
+
+// NewSession allocates a KV cache of maxCtx tokens.
+func (b *EngineBackend) NewSession(maxCtx int) (Session, error) {
+	s, err := b.E.NewSession(maxCtx)
+	if err != nil {
+		return nil, err
+	}
+	return engineSession{s}, nil
+}
+
+type engineSession struct{ s *runtime.Session }
+
+// Generate runs runtime.Session.Generate. The runtime reuses the longest
+// cached prefix of the prompt, so a reused slot answers a growing
+// conversation without recomputing it.
+func (es engineSession) Generate(ctx context.Context, prompt []int, o GenerateOptions, onToken func(int) bool) (string, error) {
+	res, err := es.s.Generate(ctx, prompt, runtime.GenerateOptions{
+		SampleOptions: runtime.SampleOptions{Temperature: o.Temperature, TopK: o.TopK, TopP: o.TopP, Seed: o.Seed},
+		MaxTokens:     o.MaxTokens,
+		StopTokens:    o.StopTokens,
+	}, onToken)
+	return res.FinishReason, err
+}
