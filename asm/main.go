@@ -23,7 +23,11 @@ func main() {
 	consts()
 	for _, tier := range []tier{avx2, avx512} {
 		for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}, {8, false}} {
-			for _, rt := range [][2]int{{2, 1}, {1, 1}, {1, 4}} {
+			rows := 4 // decode kernel: 4 rows share each activation load
+			if k.asym {
+				rows = 2 // mins take the registers of rows 2 and 3
+			}
+			for _, rt := range [][2]int{{rows, 1}, {1, 1}, {1, 4}} {
 				dotKernel(tier, k, rt[0], rt[1])
 			}
 		}
@@ -115,15 +119,18 @@ func vpdpbusd(s8 Op, u8, acc VecPhysical) {
 	})
 }
 
-// Register plan of dotKernel (R rows x T tokens, R*T <= 4):
+// Register plan of dotKernel (R rows x T tokens; R*T <= 4, R == 1 or T == 1):
 //
-//	DI out, BX/R8 row 0/1 packed data, CX groups left, DX chunks left,
+//	DI out, BX/R8/R12/R14 rows 0..3, CX groups left, DX chunks left,
 //	SI activation values, R9 scales, R10 sums (token 0; token t at +t*stride),
-//	R11 = Q stride, R12 = 3*Q stride, R13 = D/S stride, R14 = 3*D/S stride.
-//	Y0..Y3 accumulators acc[r*T+t], Y4/Y5 row scale d (broadcast),
-//	Y6/Y7 row min m (asym) or |w| (Q8 AVX2), Y8/Y9 unpacked levels,
-//	Y10 per-token offset or min term, Y11 integer sums, Y12 scale / temp,
-//	Y13 0x01 mask (Q3), Y14 ones16 (AVX2) or 0x80 (Q8 AVX-512), Y15 0x0F or 0x03 mask.
+//	R11 = Q stride, R13 = D/S stride, and for T = 4 (one row) R12 = 3*Q stride,
+//	R14 = 3*D/S stride.
+//	Y0..Y3 accumulators acc[r*T+t], Y4..Y7 row scales d (broadcast) for R <= 4,
+//	or Y4/Y5 d and Y6/Y7 mins m for asymmetric R <= 2, Y8 unpacked levels,
+//	Y9 activation scale (broadcast), Y10 per-token integer offset (sym) or
+//	m-term factor D*S (asym), Y11 integer sums, Y12 scale / unpack scratch,
+//	Y13 0x01 mask (Q3) or |w| (Q8 AVX2), Y14 ones16 (AVX2) or 0x80 (Q8 AVX-512),
+//	Y15 0x0F or 0x03 mask.
 func dotKernel(t tier, k kind, R, T int) {
 	name := fmt.Sprintf("%sR%dT%d%s", k.name(), R, T, t)
 	TEXT(name, NOSPLIT, "func(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)")
@@ -135,14 +142,17 @@ func dotKernel(t tier, k kind, R, T int) {
 	)
 	Pragma("noescape")
 
-	out, w0, w1 := RDI, RBX, R8
+	out := RDI
 	qp, dp, sp := RSI, R9, R10
 	qs, qs3, ds, ds3 := R11, R12, R13, R14
+	wp := []GPPhysical{RBX, R8, R12, R14}[:R]
 	Load(Param("out"), out)
-	Load(Param("w"), w0)
+	Load(Param("w"), wp[0])
 	if R > 1 {
-		Load(Param("wstride"), w1)
-		ADDQ(w0, w1)
+		Load(Param("wstride"), RCX)
+		for r := 1; r < R; r++ {
+			LEAQ(Mem{Base: wp[r-1], Index: RCX, Scale: 1}, wp[r])
+		}
 	}
 	Load(Param("q"), qp)
 	Load(Param("d"), dp)
@@ -151,15 +161,16 @@ func dotKernel(t tier, k kind, R, T int) {
 	MOVQ(ds, qs)
 	SHLQ(U8(5), qs)
 	SHLQ(U8(2), ds)
-	LEAQ(Mem{Base: qs, Index: qs, Scale: 2}, qs3)
-	LEAQ(Mem{Base: ds, Index: ds, Scale: 2}, ds3)
+	if T > 3 {
+		LEAQ(Mem{Base: qs, Index: qs, Scale: 2}, qs3)
+		LEAQ(Mem{Base: ds, Index: ds, Scale: 2}, ds3)
+	}
 	Load(Param("groups"), RCX)
 
 	acc := []VecPhysical{Y0, Y1, Y2, Y3}
-	dw := []VecPhysical{Y4, Y5}
+	dw := []VecPhysical{Y4, Y5, Y6, Y7}
 	mw := []VecPhysical{Y6, Y7}
-	lv := []VecPhysical{Y8, Y9}
-	wp := []GPPhysical{w0, w1}
+	lv := Y8
 	for i := 0; i < R*T; i++ {
 		VXORPS(acc[i], acc[i], acc[i])
 	}
@@ -187,17 +198,51 @@ func dotKernel(t tier, k kind, R, T int) {
 		}
 		return Mem{Base: p, Index: st3, Scale: 1}
 	}
+	needOff := !k.asym && !(k.bits == 8 && t == avx2)
+
+	// dot accumulates row r x token tt into acc (levels in Y8).
+	dot := func(r, tt int) {
+		qm := tok(qp, qs, qs3, tt)
+		a := acc[r*T+tt]
+		Commentf("row %d x token %d", r, tt)
+		switch {
+		case t == avx2 && k.bits == 8:
+			VMOVDQU(qm, Y11)
+			VPSIGNB(lv, Y11, Y11)
+			VPMADDUBSW(Y11, Y13, Y11)
+			VPMADDWD(Y14, Y11, Y11)
+		case t == avx2:
+			VPMADDUBSW(qm, lv, Y11)
+			VPMADDWD(Y14, Y11, Y11)
+			if needOff {
+				VPADDD(Y10, Y11, Y11)
+			}
+		default:
+			if needOff {
+				VMOVDQA(Y10, Y11)
+			} else {
+				VPXOR(Y11, Y11, Y11)
+			}
+			vpdpbusd(qm, lv, Y11)
+		}
+		VCVTDQ2PS(Y11, Y11)
+		VMULPS(dw[r], Y9, Y12)
+		VFMADD231PS(Y11, Y12, a)
+		if k.asym {
+			VFMADD231PS(Y10, mw[r], a)
+		}
+	}
 
 	Label(name + "_group")
 	Comment("group header: d (and m) as f32 broadcasts")
 	for r := 0; r < R; r++ {
-		MOVWLZX(Mem{Base: wp[r]}, EAX)
-		VMOVD(EAX, dw[r].AsX())
+		MOVWLZX(Mem{Base: wp[r]}, EDX)
+		VMOVD(EDX, dw[r].AsX())
 		VCVTPH2PS(dw[r].AsX(), dw[r].AsX())
 		VBROADCASTSS(dw[r].AsX(), dw[r])
 		if k.asym {
-			MOVWLZX(Mem{Base: wp[r], Disp: 2}, EAX)
-			VMOVD(EAX, mw[r].AsX())
+			MOVWLZX(Mem{Base: wp[r], Disp: 2}, EDX)
+			VMOVD(EDX, mw[r].AsX())
 			VCVTPH2PS(mw[r].AsX(), mw[r].AsX())
 			VBROADCASTSS(mw[r].AsX(), mw[r])
 		}
@@ -206,60 +251,42 @@ func dotKernel(t tier, k kind, R, T int) {
 	Load(Param("cpg"), RDX)
 
 	Label(name + "_chunk")
-	for r := 0; r < R; r++ {
-		Commentf("unpack row %d's chunk into 32 bytes of levels", r)
-		unpack(t, k, Mem{Base: wp[r]}, lv[r])
-		if k.bits == 8 && t == avx2 {
-			VPABSB(lv[r], mw[r])
-		}
-		ADDQ(U32(k.chunkBytes()), wp[r])
-	}
-	for tt := 0; tt < T; tt++ {
-		qm, dm, sm := tok(qp, qs, qs3, tt), tok(dp, ds, ds3, tt), tok(sp, ds, ds3, tt)
-		needOff := !k.asym && !(k.bits == 8 && t == avx2)
+	prep := func(tt int) {
+		dm, sm := tok(dp, ds, ds3, tt), tok(sp, ds, ds3, tt)
+		Commentf("token %d: activation scale (Y9) and offset or m-term (Y10)", tt)
+		VBROADCASTSS(dm, Y9)
 		if needOff {
-			Commentf("token %d: integer offset -(2^(bits-1) * sum(q)) in lane 0", tt)
-			MOVL(sm, EAX)
-			SHLL(U8(k.offShift()), EAX)
-			NEGL(EAX)
-			VMOVD(EAX, X10)
+			// Y10 = (0 - (sum << shift)) in lane 0, zeros elsewhere
+			VMOVD(sm, X10)
+			VPSLLD(U8(k.offShift()), X10, X10)
+			VPXOR(X12, X12, X12)
+			VPSUBD(X10, X12, X10)
 		}
 		if k.asym {
-			Commentf("token %d: m-term factor D*S in lane 0", tt)
 			VXORPS(X10, X10, X10)
 			VCVTSI2SSL(sm, X10, X10)
 			VMULSS(dm, X10, X10)
 		}
+	}
+	unpackRow := func(r int) {
+		Commentf("unpack row %d's chunk into 32 bytes of levels", r)
+		unpack(t, k, Mem{Base: wp[r]}, lv)
+		if k.bits == 8 && t == avx2 {
+			VPABSB(lv, Y13)
+		}
+		ADDQ(U32(k.chunkBytes()), wp[r])
+	}
+	if T == 1 {
+		prep(0)
 		for r := 0; r < R; r++ {
-			a := acc[r*T+tt]
-			Commentf("row %d x token %d", r, tt)
-			switch {
-			case t == avx2 && k.bits == 8:
-				VMOVDQU(qm, Y11)
-				VPSIGNB(lv[r], Y11, Y11)
-				VPMADDUBSW(Y11, mw[r], Y11)
-				VPMADDWD(Y14, Y11, Y11)
-			case t == avx2:
-				VPMADDUBSW(qm, lv[r], Y11)
-				VPMADDWD(Y14, Y11, Y11)
-				if needOff {
-					VPADDD(Y10, Y11, Y11)
-				}
-			default:
-				if needOff {
-					VMOVDQA(Y10, Y11)
-				} else {
-					VPXOR(Y11, Y11, Y11)
-				}
-				vpdpbusd(qm, lv[r], Y11)
-			}
-			VCVTDQ2PS(Y11, Y11)
-			VBROADCASTSS(dm, Y12)
-			VMULPS(dw[r], Y12, Y12)
-			VFMADD231PS(Y11, Y12, a)
-			if k.asym {
-				VFMADD231PS(Y10, mw[r], a)
-			}
+			unpackRow(r)
+			dot(r, 0)
+		}
+	} else {
+		unpackRow(0)
+		for tt := 0; tt < T; tt++ {
+			prep(tt)
+			dot(0, tt)
 		}
 	}
 	ADDQ(U8(32), qp)
@@ -318,4 +345,3 @@ func hsum(v, tmp VecPhysical) {
 	VADDSS(tmp.AsX(), v.AsX(), v.AsX())
 }
 
-func f32Kernels() {}

@@ -7,7 +7,7 @@ import (
 )
 
 // Gemma 2 2B matrix shapes (rows x cols): attention q/o, MLP gate/up, down.
-var benchShapes = [][2]int{{2048, 2304}, {9216, 2304}, {2304, 9216}}
+var benchShapes = [][2]int{{64, 2304}, {2048, 2304}, {9216, 2304}, {2304, 9216}}
 
 var benchFormats = []string{"q4_g32", "q4_g64_asym", "q3_g32", "q3_g128", "q3_g64_asym", "q8_g32"}
 
@@ -34,12 +34,11 @@ func BenchmarkMulVec(b *testing.B) {
 			dst := make([]float32, sh[0])
 			b.Run(fmt.Sprintf("%s/%dx%d", f, sh[0], sh[1]), func(b *testing.B) {
 				benchTiers(b, func(b *testing.B) {
-					b.SetBytes(int64(len(m.Data)))
-					for b.Loop() {
+					timedLoop(b, int64(len(m.Data)), func() {
 						if err := m.MulVec(dst, x, 0, m.Rows); err != nil {
 							b.Fatal(err)
 						}
-					}
+					})
 				})
 			})
 		}
@@ -62,12 +61,11 @@ func BenchmarkMulMat(b *testing.B) {
 		dst := make([]float32, n*sh[0])
 		b.Run(fmt.Sprintf("%s/%dx%d/n=%d", f, sh[0], sh[1], n), func(b *testing.B) {
 			benchTiers(b, func(b *testing.B) {
-				b.SetBytes(int64(len(m.Data)))
-				for b.Loop() {
+				timedLoop(b, int64(len(m.Data)), func() {
 					if err := m.MulMat(dst, xs, 0, m.Rows); err != nil {
 						b.Fatal(err)
 					}
-				}
+				})
 				b.ReportMetric(float64(n*m.Rows*m.Cols)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
 			})
 		})

@@ -174,13 +174,15 @@ DATA shiftQ3hi<>+24(SB)/4, $0x00000006
 DATA shiftQ3hi<>+28(SB)/4, $0x00000007
 GLOBL shiftQ3hi<>(SB), RODATA|NOPTR, $32
 
-// func q4SymR2T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4SymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4SymR2T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q4SymR4T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), R8
-	ADDQ    BX, R8
+	MOVQ    wstride+16(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -188,29 +190,46 @@ TEXT ·q4SymR2T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
 	VMOVDQU mask0F<>+0(SB), Y15
 	VMOVDQU ones16<>+0(SB), Y14
 
-q4SymR2T1AVX2_group:
+q4SymR4T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVWLZX      (R8), AX
-	VMOVD        AX, X5
+	MOVWLZX      (R8), DX
+	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
+	MOVWLZX      (R12), DX
+	VMOVD        DX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	ADDQ         $0x00000002, R12
+	MOVWLZX      (R14), DX
+	VMOVD        DX, X7
+	VCVTPH2PS    X7, X7
+	VBROADCASTSS X7, Y7
+	ADDQ         $0x00000002, R14
 	MOVQ         cpg+64(FP), DX
 
-q4SymR2T1AVX2_chunk:
+q4SymR4T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU     (BX), X8
 	VPSRLW      $0x04, X8, X12
@@ -218,43 +237,65 @@ q4SymR2T1AVX2_chunk:
 	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, BX
 
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
 	// unpack row 1's chunk into 32 bytes of levels
-	VMOVDQU     (R8), X9
-	VPSRLW      $0x04, X9, X12
-	VINSERTI128 $0x01, X12, Y9, Y9
-	VPAND       Y15, Y9, Y9
+	VMOVDQU     (R8), X8
+	VPSRLW      $0x04, X8, X12
+	VINSERTI128 $0x01, X12, Y8, Y8
+	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, R8
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x03, AX
-	NEGL  AX
-	VMOVD AX, X10
-
-	// row 0 x token 0
-	VPMADDUBSW   (SI), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-
 	// row 1 x token 0
-	VPMADDUBSW   (SI), Y9, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y5, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q4SymR2T1AVX2_chunk
-	DECQ         CX
-	JNZ          q4SymR2T1AVX2_group
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VMOVDQU     (R12), X8
+	VPSRLW      $0x04, X8, X12
+	VINSERTI128 $0x01, X12, Y8, Y8
+	VPAND       Y15, Y8, Y8
+	ADDQ        $0x00000010, R12
+
+	// row 2 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VMOVDQU     (R14), X8
+	VPSRLW      $0x04, X8, X12
+	VINSERTI128 $0x01, X12, Y8, Y8
+	VPAND       Y15, Y8, Y8
+	ADDQ        $0x00000010, R14
+
+	// row 3 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4SymR4T1AVX2_chunk
+	DECQ        CX
+	JNZ         q4SymR4T1AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -271,6 +312,20 @@ q4SymR2T1AVX2_chunk:
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
 	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
 	VZEROUPPER
 	RET
 
@@ -286,8 +341,6 @@ TEXT ·q4SymR1T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask0F<>+0(SB), Y15
@@ -295,14 +348,21 @@ TEXT ·q4SymR1T1AVX2(SB), NOSPLIT, $0-72
 
 q4SymR1T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+64(FP), DX
 
 q4SymR1T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU     (BX), X8
 	VPSRLW      $0x04, X8, X12
@@ -310,27 +370,20 @@ q4SymR1T1AVX2_chunk:
 	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, BX
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x03, AX
-	NEGL  AX
-	VMOVD AX, X10
-
 	// row 0 x token 0
-	VPMADDUBSW   (SI), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q4SymR1T1AVX2_chunk
-	DECQ         CX
-	JNZ          q4SymR1T1AVX2_group
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4SymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q4SymR1T1AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -367,8 +420,8 @@ TEXT ·q4SymR1T4AVX2(SB), NOSPLIT, $0-72
 
 q4SymR1T4AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
@@ -382,72 +435,72 @@ q4SymR1T4AVX2_chunk:
 	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, BX
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x03, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 0
-	VPMADDUBSW   (SI), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
 
-	// token 1: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R13*1), AX
-	SHLL  $0x03, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 1
-	VPMADDUBSW   (SI)(R11*1), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
+	VPMADDUBSW  (SI)(R11*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
 
-	// token 2: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R13*2), AX
-	SHLL  $0x03, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 2
-	VPMADDUBSW   (SI)(R11*2), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*2), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y2
+	VPMADDUBSW  (SI)(R11*2), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
 
-	// token 3: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R14*1), AX
-	SHLL  $0x03, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 3
-	VPMADDUBSW   (SI)(R12*1), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R14*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y3
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q4SymR1T4AVX2_chunk
-	DECQ         CX
-	JNZ          q4SymR1T4AVX2_group
+	VPMADDUBSW  (SI)(R12*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4SymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q4SymR1T4AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -486,8 +539,8 @@ q4SymR1T4AVX2_chunk:
 TEXT ·q4AsymR2T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), R8
-	ADDQ    BX, R8
+	MOVQ    wstride+16(FP), CX
+	LEAQ    (BX)(CX*1), R8
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -495,8 +548,6 @@ TEXT ·q4AsymR2T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
@@ -505,27 +556,33 @@ TEXT ·q4AsymR2T1AVX2(SB), NOSPLIT, $0-72
 
 q4AsymR2T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), AX
-	VMOVD        AX, X6
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
-	MOVWLZX      (R8), AX
-	VMOVD        AX, X5
+	MOVWLZX      (R8), DX
+	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
-	MOVWLZX      2(R8), AX
-	VMOVD        AX, X7
+	MOVWLZX      2(R8), DX
+	VMOVD        DX, X7
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000004, R8
 	MOVQ         cpg+64(FP), DX
 
 q4AsymR2T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU     (BX), X8
 	VPSRLW      $0x04, X8, X12
@@ -533,42 +590,35 @@ q4AsymR2T1AVX2_chunk:
 	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, BX
 
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y10, Y6, Y0
+
 	// unpack row 1's chunk into 32 bytes of levels
-	VMOVDQU     (R8), X9
-	VPSRLW      $0x04, X9, X12
-	VINSERTI128 $0x01, X12, Y9, Y9
-	VPAND       Y15, Y9, Y9
+	VMOVDQU     (R8), X8
+	VPSRLW      $0x04, X8, X12
+	VINSERTI128 $0x01, X12, Y8, Y8
+	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, R8
 
-	// token 0: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10), X10, X10
-	VMULSS     (R9), X10, X10
-
-	// row 0 x token 0
-	VPMADDUBSW   (SI), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	VFMADD231PS  Y10, Y6, Y0
-
 	// row 1 x token 0
-	VPMADDUBSW   (SI), Y9, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y5, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	VFMADD231PS  Y10, Y7, Y1
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q4AsymR2T1AVX2_chunk
-	DECQ         CX
-	JNZ          q4AsymR2T1AVX2_group
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+	VFMADD231PS Y10, Y7, Y1
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4AsymR2T1AVX2_chunk
+	DECQ        CX
+	JNZ         q4AsymR2T1AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -600,8 +650,6 @@ TEXT ·q4AsymR1T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask0F<>+0(SB), Y15
@@ -609,18 +657,24 @@ TEXT ·q4AsymR1T1AVX2(SB), NOSPLIT, $0-72
 
 q4AsymR1T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), AX
-	VMOVD        AX, X6
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
 	MOVQ         cpg+64(FP), DX
 
 q4AsymR1T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU     (BX), X8
 	VPSRLW      $0x04, X8, X12
@@ -628,26 +682,20 @@ q4AsymR1T1AVX2_chunk:
 	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, BX
 
-	// token 0: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10), X10, X10
-	VMULSS     (R9), X10, X10
-
 	// row 0 x token 0
-	VPMADDUBSW   (SI), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	VFMADD231PS  Y10, Y6, Y0
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q4AsymR1T1AVX2_chunk
-	DECQ         CX
-	JNZ          q4AsymR1T1AVX2_group
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y10, Y6, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4AsymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q4AsymR1T1AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -684,12 +732,12 @@ TEXT ·q4AsymR1T4AVX2(SB), NOSPLIT, $0-72
 
 q4AsymR1T4AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), AX
-	VMOVD        AX, X6
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
@@ -703,68 +751,68 @@ q4AsymR1T4AVX2_chunk:
 	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, BX
 
-	// token 0: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10), X10, X10
-	VMULSS     (R9), X10, X10
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
 
 	// row 0 x token 0
-	VPMADDUBSW   (SI), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	VFMADD231PS  Y10, Y6, Y0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y10, Y6, Y0
 
-	// token 1: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10)(R13*1), X10, X10
-	VMULSS     (R9)(R13*1), X10, X10
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R13*1), X10, X10
+	VMULSS       (R9)(R13*1), X10, X10
 
 	// row 0 x token 1
-	VPMADDUBSW   (SI)(R11*1), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	VFMADD231PS  Y10, Y6, Y1
+	VPMADDUBSW  (SI)(R11*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+	VFMADD231PS Y10, Y6, Y1
 
-	// token 2: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10)(R13*2), X10, X10
-	VMULSS     (R9)(R13*2), X10, X10
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R13*2), X10, X10
+	VMULSS       (R9)(R13*2), X10, X10
 
 	// row 0 x token 2
-	VPMADDUBSW   (SI)(R11*2), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*2), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y2
-	VFMADD231PS  Y10, Y6, Y2
+	VPMADDUBSW  (SI)(R11*2), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+	VFMADD231PS Y10, Y6, Y2
 
-	// token 3: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10)(R14*1), X10, X10
-	VMULSS     (R9)(R14*1), X10, X10
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R14*1), X10, X10
+	VMULSS       (R9)(R14*1), X10, X10
 
 	// row 0 x token 3
-	VPMADDUBSW   (SI)(R12*1), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R14*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y3
-	VFMADD231PS  Y10, Y6, Y3
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q4AsymR1T4AVX2_chunk
-	DECQ         CX
-	JNZ          q4AsymR1T4AVX2_group
+	VPMADDUBSW  (SI)(R12*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS Y10, Y6, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4AsymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q4AsymR1T4AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -798,13 +846,15 @@ q4AsymR1T4AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q3SymR2T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3SymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3SymR2T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q3SymR4T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), R8
-	ADDQ    BX, R8
+	MOVQ    wstride+16(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -812,30 +862,47 @@ TEXT ·q3SymR2T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
 	VMOVDQU mask03<>+0(SB), Y15
 	VMOVDQU mask01<>+0(SB), Y13
 	VMOVDQU ones16<>+0(SB), Y14
 
-q3SymR2T1AVX2_group:
+q3SymR4T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVWLZX      (R8), AX
-	VMOVD        AX, X5
+	MOVWLZX      (R8), DX
+	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
+	MOVWLZX      (R12), DX
+	VMOVD        DX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	ADDQ         $0x00000002, R12
+	MOVWLZX      (R14), DX
+	VMOVD        DX, X7
+	VCVTPH2PS    X7, X7
+	VBROADCASTSS X7, Y7
+	ADDQ         $0x00000002, R14
 	MOVQ         cpg+64(FP), DX
 
-q3SymR2T1AVX2_chunk:
+q3SymR4T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VPBROADCASTQ (BX), Y8
 	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
@@ -847,47 +914,77 @@ q3SymR2T1AVX2_chunk:
 	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, BX
 
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
 	// unpack row 1's chunk into 32 bytes of levels
-	VPBROADCASTQ (R8), Y9
-	VPSRLVQ      shiftQ3lo<>+0(SB), Y9, Y9
-	VPAND        Y15, Y9, Y9
+	VPBROADCASTQ (R8), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
 	VPBROADCASTD 8(R8), Y12
 	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
 	VPAND        Y13, Y12, Y12
 	VPSLLW       $0x02, Y12, Y12
-	VPOR         Y12, Y9, Y9
+	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, R8
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x02, AX
-	NEGL  AX
-	VMOVD AX, X10
-
-	// row 0 x token 0
-	VPMADDUBSW   (SI), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-
 	// row 1 x token 0
-	VPMADDUBSW   (SI), Y9, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y5, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q3SymR2T1AVX2_chunk
-	DECQ         CX
-	JNZ          q3SymR2T1AVX2_group
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VPBROADCASTQ (R12), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R12), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R12
+
+	// row 2 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VPBROADCASTQ (R14), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R14), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R14
+
+	// row 3 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3SymR4T1AVX2_chunk
+	DECQ        CX
+	JNZ         q3SymR4T1AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -904,6 +1001,20 @@ q3SymR2T1AVX2_chunk:
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
 	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
 	VZEROUPPER
 	RET
 
@@ -919,8 +1030,6 @@ TEXT ·q3SymR1T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask03<>+0(SB), Y15
@@ -929,14 +1038,21 @@ TEXT ·q3SymR1T1AVX2(SB), NOSPLIT, $0-72
 
 q3SymR1T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+64(FP), DX
 
 q3SymR1T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VPBROADCASTQ (BX), Y8
 	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
@@ -948,27 +1064,20 @@ q3SymR1T1AVX2_chunk:
 	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, BX
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x02, AX
-	NEGL  AX
-	VMOVD AX, X10
-
 	// row 0 x token 0
-	VPMADDUBSW   (SI), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q3SymR1T1AVX2_chunk
-	DECQ         CX
-	JNZ          q3SymR1T1AVX2_group
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3SymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q3SymR1T1AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -1006,8 +1115,8 @@ TEXT ·q3SymR1T4AVX2(SB), NOSPLIT, $0-72
 
 q3SymR1T4AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
@@ -1025,72 +1134,72 @@ q3SymR1T4AVX2_chunk:
 	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, BX
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x02, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 0
-	VPMADDUBSW   (SI), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
 
-	// token 1: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R13*1), AX
-	SHLL  $0x02, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 1
-	VPMADDUBSW   (SI)(R11*1), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
+	VPMADDUBSW  (SI)(R11*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
 
-	// token 2: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R13*2), AX
-	SHLL  $0x02, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 2
-	VPMADDUBSW   (SI)(R11*2), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*2), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y2
+	VPMADDUBSW  (SI)(R11*2), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
 
-	// token 3: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R14*1), AX
-	SHLL  $0x02, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 3
-	VPMADDUBSW   (SI)(R12*1), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VPADDD       Y10, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R14*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y3
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q3SymR1T4AVX2_chunk
-	DECQ         CX
-	JNZ          q3SymR1T4AVX2_group
+	VPMADDUBSW  (SI)(R12*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3SymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q3SymR1T4AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -1129,8 +1238,8 @@ q3SymR1T4AVX2_chunk:
 TEXT ·q3AsymR2T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), R8
-	ADDQ    BX, R8
+	MOVQ    wstride+16(FP), CX
+	LEAQ    (BX)(CX*1), R8
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -1138,8 +1247,6 @@ TEXT ·q3AsymR2T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
@@ -1149,27 +1256,33 @@ TEXT ·q3AsymR2T1AVX2(SB), NOSPLIT, $0-72
 
 q3AsymR2T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), AX
-	VMOVD        AX, X6
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
-	MOVWLZX      (R8), AX
-	VMOVD        AX, X5
+	MOVWLZX      (R8), DX
+	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
-	MOVWLZX      2(R8), AX
-	VMOVD        AX, X7
+	MOVWLZX      2(R8), DX
+	VMOVD        DX, X7
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000004, R8
 	MOVQ         cpg+64(FP), DX
 
 q3AsymR2T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VPBROADCASTQ (BX), Y8
 	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
@@ -1181,46 +1294,39 @@ q3AsymR2T1AVX2_chunk:
 	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, BX
 
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y10, Y6, Y0
+
 	// unpack row 1's chunk into 32 bytes of levels
-	VPBROADCASTQ (R8), Y9
-	VPSRLVQ      shiftQ3lo<>+0(SB), Y9, Y9
-	VPAND        Y15, Y9, Y9
+	VPBROADCASTQ (R8), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
 	VPBROADCASTD 8(R8), Y12
 	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
 	VPAND        Y13, Y12, Y12
 	VPSLLW       $0x02, Y12, Y12
-	VPOR         Y12, Y9, Y9
+	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, R8
 
-	// token 0: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10), X10, X10
-	VMULSS     (R9), X10, X10
-
-	// row 0 x token 0
-	VPMADDUBSW   (SI), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	VFMADD231PS  Y10, Y6, Y0
-
 	// row 1 x token 0
-	VPMADDUBSW   (SI), Y9, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y5, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	VFMADD231PS  Y10, Y7, Y1
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q3AsymR2T1AVX2_chunk
-	DECQ         CX
-	JNZ          q3AsymR2T1AVX2_group
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+	VFMADD231PS Y10, Y7, Y1
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3AsymR2T1AVX2_chunk
+	DECQ        CX
+	JNZ         q3AsymR2T1AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -1252,8 +1358,6 @@ TEXT ·q3AsymR1T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask03<>+0(SB), Y15
@@ -1262,18 +1366,24 @@ TEXT ·q3AsymR1T1AVX2(SB), NOSPLIT, $0-72
 
 q3AsymR1T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), AX
-	VMOVD        AX, X6
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
 	MOVQ         cpg+64(FP), DX
 
 q3AsymR1T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VPBROADCASTQ (BX), Y8
 	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
@@ -1285,26 +1395,20 @@ q3AsymR1T1AVX2_chunk:
 	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, BX
 
-	// token 0: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10), X10, X10
-	VMULSS     (R9), X10, X10
-
 	// row 0 x token 0
-	VPMADDUBSW   (SI), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	VFMADD231PS  Y10, Y6, Y0
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q3AsymR1T1AVX2_chunk
-	DECQ         CX
-	JNZ          q3AsymR1T1AVX2_group
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y10, Y6, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3AsymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q3AsymR1T1AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -1342,12 +1446,12 @@ TEXT ·q3AsymR1T4AVX2(SB), NOSPLIT, $0-72
 
 q3AsymR1T4AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), AX
-	VMOVD        AX, X6
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
@@ -1365,68 +1469,68 @@ q3AsymR1T4AVX2_chunk:
 	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, BX
 
-	// token 0: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10), X10, X10
-	VMULSS     (R9), X10, X10
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
 
 	// row 0 x token 0
-	VPMADDUBSW   (SI), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	VFMADD231PS  Y10, Y6, Y0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y10, Y6, Y0
 
-	// token 1: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10)(R13*1), X10, X10
-	VMULSS     (R9)(R13*1), X10, X10
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R13*1), X10, X10
+	VMULSS       (R9)(R13*1), X10, X10
 
 	// row 0 x token 1
-	VPMADDUBSW   (SI)(R11*1), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	VFMADD231PS  Y10, Y6, Y1
+	VPMADDUBSW  (SI)(R11*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+	VFMADD231PS Y10, Y6, Y1
 
-	// token 2: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10)(R13*2), X10, X10
-	VMULSS     (R9)(R13*2), X10, X10
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R13*2), X10, X10
+	VMULSS       (R9)(R13*2), X10, X10
 
 	// row 0 x token 2
-	VPMADDUBSW   (SI)(R11*2), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*2), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y2
-	VFMADD231PS  Y10, Y6, Y2
+	VPMADDUBSW  (SI)(R11*2), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+	VFMADD231PS Y10, Y6, Y2
 
-	// token 3: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10)(R14*1), X10, X10
-	VMULSS     (R9)(R14*1), X10, X10
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R14*1), X10, X10
+	VMULSS       (R9)(R14*1), X10, X10
 
 	// row 0 x token 3
-	VPMADDUBSW   (SI)(R12*1), Y8, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R14*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y3
-	VFMADD231PS  Y10, Y6, Y3
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q3AsymR1T4AVX2_chunk
-	DECQ         CX
-	JNZ          q3AsymR1T4AVX2_group
+	VPMADDUBSW  (SI)(R12*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS Y10, Y6, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3AsymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q3AsymR1T4AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -1460,13 +1564,15 @@ q3AsymR1T4AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q8SymR2T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q8SymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q8SymR2T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q8SymR4T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), R8
-	ADDQ    BX, R8
+	MOVQ    wstride+16(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -1474,64 +1580,103 @@ TEXT ·q8SymR2T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
 	VMOVDQU ones16<>+0(SB), Y14
 
-q8SymR2T1AVX2_group:
+q8SymR4T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVWLZX      (R8), AX
-	VMOVD        AX, X5
+	MOVWLZX      (R8), DX
+	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
+	MOVWLZX      (R12), DX
+	VMOVD        DX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	ADDQ         $0x00000002, R12
+	MOVWLZX      (R14), DX
+	VMOVD        DX, X7
+	VCVTPH2PS    X7, X7
+	VBROADCASTSS X7, Y7
+	ADDQ         $0x00000002, R14
 	MOVQ         cpg+64(FP), DX
 
-q8SymR2T1AVX2_chunk:
+q8SymR4T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU (BX), Y8
-	VPABSB  Y8, Y6
+	VPABSB  Y8, Y13
 	ADDQ    $0x00000020, BX
 
+	// row 0 x token 0
+	VMOVDQU     (SI), Y11
+	VPSIGNB     Y8, Y11, Y11
+	VPMADDUBSW  Y11, Y13, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
 	// unpack row 1's chunk into 32 bytes of levels
-	VMOVDQU (R8), Y9
-	VPABSB  Y9, Y7
+	VMOVDQU (R8), Y8
+	VPABSB  Y8, Y13
 	ADDQ    $0x00000020, R8
 
-	// row 0 x token 0
-	VMOVDQU      (SI), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y6, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-
 	// row 1 x token 0
-	VMOVDQU      (SI), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y7, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y5, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q8SymR2T1AVX2_chunk
-	DECQ         CX
-	JNZ          q8SymR2T1AVX2_group
+	VMOVDQU     (SI), Y11
+	VPSIGNB     Y8, Y11, Y11
+	VPMADDUBSW  Y11, Y13, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VMOVDQU (R12), Y8
+	VPABSB  Y8, Y13
+	ADDQ    $0x00000020, R12
+
+	// row 2 x token 0
+	VMOVDQU     (SI), Y11
+	VPSIGNB     Y8, Y11, Y11
+	VPMADDUBSW  Y11, Y13, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VMOVDQU (R14), Y8
+	VPABSB  Y8, Y13
+	ADDQ    $0x00000020, R14
+
+	// row 3 x token 0
+	VMOVDQU     (SI), Y11
+	VPSIGNB     Y8, Y11, Y11
+	VPMADDUBSW  Y11, Y13, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q8SymR4T1AVX2_chunk
+	DECQ        CX
+	JNZ         q8SymR4T1AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -1548,6 +1693,20 @@ q8SymR2T1AVX2_chunk:
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
 	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
 	VZEROUPPER
 	RET
 
@@ -1563,43 +1722,43 @@ TEXT ·q8SymR1T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU ones16<>+0(SB), Y14
 
 q8SymR1T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+64(FP), DX
 
 q8SymR1T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU (BX), Y8
-	VPABSB  Y8, Y6
+	VPABSB  Y8, Y13
 	ADDQ    $0x00000020, BX
 
 	// row 0 x token 0
-	VMOVDQU      (SI), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y6, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q8SymR1T1AVX2_chunk
-	DECQ         CX
-	JNZ          q8SymR1T1AVX2_group
+	VMOVDQU     (SI), Y11
+	VPSIGNB     Y8, Y11, Y11
+	VPMADDUBSW  Y11, Y13, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q8SymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q8SymR1T1AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -1635,8 +1794,8 @@ TEXT ·q8SymR1T4AVX2(SB), NOSPLIT, $0-72
 
 q8SymR1T4AVX2_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
@@ -1645,55 +1804,63 @@ q8SymR1T4AVX2_group:
 q8SymR1T4AVX2_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU (BX), Y8
-	VPABSB  Y8, Y6
+	VPABSB  Y8, Y13
 	ADDQ    $0x00000020, BX
 
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+
 	// row 0 x token 0
-	VMOVDQU      (SI), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y6, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
+	VMOVDQU     (SI), Y11
+	VPSIGNB     Y8, Y11, Y11
+	VPMADDUBSW  Y11, Y13, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
 
 	// row 0 x token 1
-	VMOVDQU      (SI)(R11*1), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y6, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
+	VMOVDQU     (SI)(R11*1), Y11
+	VPSIGNB     Y8, Y11, Y11
+	VPMADDUBSW  Y11, Y13, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
 
 	// row 0 x token 2
-	VMOVDQU      (SI)(R11*2), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y6, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*2), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y2
+	VMOVDQU     (SI)(R11*2), Y11
+	VPSIGNB     Y8, Y11, Y11
+	VPMADDUBSW  Y11, Y13, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
 
 	// row 0 x token 3
-	VMOVDQU      (SI)(R12*1), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y6, Y11
-	VPMADDWD     Y14, Y11, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R14*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y3
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q8SymR1T4AVX2_chunk
-	DECQ         CX
-	JNZ          q8SymR1T4AVX2_group
+	VMOVDQU     (SI)(R12*1), Y11
+	VPSIGNB     Y8, Y11, Y11
+	VPMADDUBSW  Y11, Y13, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q8SymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q8SymR1T4AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -1727,13 +1894,15 @@ q8SymR1T4AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q4SymR2T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4SymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4SymR2T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q4SymR4T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), R8
-	ADDQ    BX, R8
+	MOVQ    wstride+16(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -1741,28 +1910,45 @@ TEXT ·q4SymR2T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
 	VMOVDQU mask0F<>+0(SB), Y15
 
-q4SymR2T1AVX512_group:
+q4SymR4T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVWLZX      (R8), AX
-	VMOVD        AX, X5
+	MOVWLZX      (R8), DX
+	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
+	MOVWLZX      (R12), DX
+	VMOVD        DX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	ADDQ         $0x00000002, R12
+	MOVWLZX      (R14), DX
+	VMOVD        DX, X7
+	VCVTPH2PS    X7, X7
+	VBROADCASTSS X7, Y7
+	ADDQ         $0x00000002, R14
 	MOVQ         cpg+64(FP), DX
 
-q4SymR2T1AVX512_chunk:
+q4SymR4T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU     (BX), X8
 	VPSRLW      $0x04, X8, X12
@@ -1770,41 +1956,61 @@ q4SymR2T1AVX512_chunk:
 	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, BX
 
+	// row 0 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
 	// unpack row 1's chunk into 32 bytes of levels
-	VMOVDQU     (R8), X9
-	VPSRLW      $0x04, X9, X12
-	VINSERTI128 $0x01, X12, Y9, Y9
-	VPAND       Y15, Y9, Y9
+	VMOVDQU     (R8), X8
+	VPSRLW      $0x04, X8, X12
+	VINSERTI128 $0x01, X12, Y8, Y8
+	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, R8
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x03, AX
-	NEGL  AX
-	VMOVD AX, X10
-
-	// row 0 x token 0
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-
 	// row 1 x token 0
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI), Y9, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y5, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q4SymR2T1AVX512_chunk
-	DECQ         CX
-	JNZ          q4SymR2T1AVX512_group
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VMOVDQU     (R12), X8
+	VPSRLW      $0x04, X8, X12
+	VINSERTI128 $0x01, X12, Y8, Y8
+	VPAND       Y15, Y8, Y8
+	ADDQ        $0x00000010, R12
+
+	// row 2 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VMOVDQU     (R14), X8
+	VPSRLW      $0x04, X8, X12
+	VINSERTI128 $0x01, X12, Y8, Y8
+	VPAND       Y15, Y8, Y8
+	ADDQ        $0x00000010, R14
+
+	// row 3 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4SymR4T1AVX512_chunk
+	DECQ        CX
+	JNZ         q4SymR4T1AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -1821,6 +2027,20 @@ q4SymR2T1AVX512_chunk:
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
 	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
 	VZEROUPPER
 	RET
 
@@ -1836,22 +2056,27 @@ TEXT ·q4SymR1T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask0F<>+0(SB), Y15
 
 q4SymR1T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+64(FP), DX
 
 q4SymR1T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU     (BX), X8
 	VPSRLW      $0x04, X8, X12
@@ -1859,26 +2084,19 @@ q4SymR1T1AVX512_chunk:
 	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, BX
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x03, AX
-	NEGL  AX
-	VMOVD AX, X10
-
 	// row 0 x token 0
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q4SymR1T1AVX512_chunk
-	DECQ         CX
-	JNZ          q4SymR1T1AVX512_group
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4SymR1T1AVX512_chunk
+	DECQ        CX
+	JNZ         q4SymR1T1AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -1914,8 +2132,8 @@ TEXT ·q4SymR1T4AVX512(SB), NOSPLIT, $0-72
 
 q4SymR1T4AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
@@ -1929,68 +2147,68 @@ q4SymR1T4AVX512_chunk:
 	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, BX
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x03, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 0
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
 
-	// token 1: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R13*1), AX
-	SHLL  $0x03, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 1
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI)(R11*1), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R11*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
 
-	// token 2: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R13*2), AX
-	SHLL  $0x03, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 2
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI)(R11*2), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*2), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y2
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R11*2), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
 
-	// token 3: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R14*1), AX
-	SHLL  $0x03, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 3
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI)(R12*1), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R14*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y3
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q4SymR1T4AVX512_chunk
-	DECQ         CX
-	JNZ          q4SymR1T4AVX512_group
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R12*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4SymR1T4AVX512_chunk
+	DECQ        CX
+	JNZ         q4SymR1T4AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -2029,8 +2247,8 @@ q4SymR1T4AVX512_chunk:
 TEXT ·q4AsymR2T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), R8
-	ADDQ    BX, R8
+	MOVQ    wstride+16(FP), CX
+	LEAQ    (BX)(CX*1), R8
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -2038,8 +2256,6 @@ TEXT ·q4AsymR2T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
@@ -2047,27 +2263,33 @@ TEXT ·q4AsymR2T1AVX512(SB), NOSPLIT, $0-72
 
 q4AsymR2T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), AX
-	VMOVD        AX, X6
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
-	MOVWLZX      (R8), AX
-	VMOVD        AX, X5
+	MOVWLZX      (R8), DX
+	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
-	MOVWLZX      2(R8), AX
-	VMOVD        AX, X7
+	MOVWLZX      2(R8), DX
+	VMOVD        DX, X7
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000004, R8
 	MOVQ         cpg+64(FP), DX
 
 q4AsymR2T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU     (BX), X8
 	VPSRLW      $0x04, X8, X12
@@ -2075,42 +2297,35 @@ q4AsymR2T1AVX512_chunk:
 	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, BX
 
+	// row 0 x token 0
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y10, Y6, Y0
+
 	// unpack row 1's chunk into 32 bytes of levels
-	VMOVDQU     (R8), X9
-	VPSRLW      $0x04, X9, X12
-	VINSERTI128 $0x01, X12, Y9, Y9
-	VPAND       Y15, Y9, Y9
+	VMOVDQU     (R8), X8
+	VPSRLW      $0x04, X8, X12
+	VINSERTI128 $0x01, X12, Y8, Y8
+	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, R8
 
-	// token 0: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10), X10, X10
-	VMULSS     (R9), X10, X10
-
-	// row 0 x token 0
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	VFMADD231PS  Y10, Y6, Y0
-
 	// row 1 x token 0
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI), Y9, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y5, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	VFMADD231PS  Y10, Y7, Y1
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q4AsymR2T1AVX512_chunk
-	DECQ         CX
-	JNZ          q4AsymR2T1AVX512_group
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+	VFMADD231PS Y10, Y7, Y1
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4AsymR2T1AVX512_chunk
+	DECQ        CX
+	JNZ         q4AsymR2T1AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -2142,26 +2357,30 @@ TEXT ·q4AsymR1T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask0F<>+0(SB), Y15
 
 q4AsymR1T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), AX
-	VMOVD        AX, X6
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
 	MOVQ         cpg+64(FP), DX
 
 q4AsymR1T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU     (BX), X8
 	VPSRLW      $0x04, X8, X12
@@ -2169,26 +2388,20 @@ q4AsymR1T1AVX512_chunk:
 	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, BX
 
-	// token 0: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10), X10, X10
-	VMULSS     (R9), X10, X10
-
 	// row 0 x token 0
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	VFMADD231PS  Y10, Y6, Y0
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q4AsymR1T1AVX512_chunk
-	DECQ         CX
-	JNZ          q4AsymR1T1AVX512_group
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y10, Y6, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4AsymR1T1AVX512_chunk
+	DECQ        CX
+	JNZ         q4AsymR1T1AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -2224,12 +2437,12 @@ TEXT ·q4AsymR1T4AVX512(SB), NOSPLIT, $0-72
 
 q4AsymR1T4AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), AX
-	VMOVD        AX, X6
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
@@ -2243,68 +2456,68 @@ q4AsymR1T4AVX512_chunk:
 	VPAND       Y15, Y8, Y8
 	ADDQ        $0x00000010, BX
 
-	// token 0: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10), X10, X10
-	VMULSS     (R9), X10, X10
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
 
 	// row 0 x token 0
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	VFMADD231PS  Y10, Y6, Y0
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y10, Y6, Y0
 
-	// token 1: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10)(R13*1), X10, X10
-	VMULSS     (R9)(R13*1), X10, X10
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R13*1), X10, X10
+	VMULSS       (R9)(R13*1), X10, X10
 
 	// row 0 x token 1
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI)(R11*1), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	VFMADD231PS  Y10, Y6, Y1
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI)(R11*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+	VFMADD231PS Y10, Y6, Y1
 
-	// token 2: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10)(R13*2), X10, X10
-	VMULSS     (R9)(R13*2), X10, X10
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R13*2), X10, X10
+	VMULSS       (R9)(R13*2), X10, X10
 
 	// row 0 x token 2
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI)(R11*2), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*2), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y2
-	VFMADD231PS  Y10, Y6, Y2
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI)(R11*2), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+	VFMADD231PS Y10, Y6, Y2
 
-	// token 3: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10)(R14*1), X10, X10
-	VMULSS     (R9)(R14*1), X10, X10
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R14*1), X10, X10
+	VMULSS       (R9)(R14*1), X10, X10
 
 	// row 0 x token 3
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI)(R12*1), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R14*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y3
-	VFMADD231PS  Y10, Y6, Y3
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q4AsymR1T4AVX512_chunk
-	DECQ         CX
-	JNZ          q4AsymR1T4AVX512_group
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI)(R12*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS Y10, Y6, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4AsymR1T4AVX512_chunk
+	DECQ        CX
+	JNZ         q4AsymR1T4AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -2338,13 +2551,15 @@ q4AsymR1T4AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q3SymR2T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3SymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3SymR2T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q3SymR4T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), R8
-	ADDQ    BX, R8
+	MOVQ    wstride+16(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -2352,29 +2567,46 @@ TEXT ·q3SymR2T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
 	VMOVDQU mask03<>+0(SB), Y15
 	VMOVDQU mask01<>+0(SB), Y13
 
-q3SymR2T1AVX512_group:
+q3SymR4T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVWLZX      (R8), AX
-	VMOVD        AX, X5
+	MOVWLZX      (R8), DX
+	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
+	MOVWLZX      (R12), DX
+	VMOVD        DX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	ADDQ         $0x00000002, R12
+	MOVWLZX      (R14), DX
+	VMOVD        DX, X7
+	VCVTPH2PS    X7, X7
+	VBROADCASTSS X7, Y7
+	ADDQ         $0x00000002, R14
 	MOVQ         cpg+64(FP), DX
 
-q3SymR2T1AVX512_chunk:
+q3SymR4T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VPBROADCASTQ (BX), Y8
 	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
@@ -2386,45 +2618,73 @@ q3SymR2T1AVX512_chunk:
 	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, BX
 
+	// row 0 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
 	// unpack row 1's chunk into 32 bytes of levels
-	VPBROADCASTQ (R8), Y9
-	VPSRLVQ      shiftQ3lo<>+0(SB), Y9, Y9
-	VPAND        Y15, Y9, Y9
+	VPBROADCASTQ (R8), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
 	VPBROADCASTD 8(R8), Y12
 	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
 	VPAND        Y13, Y12, Y12
 	VPSLLW       $0x02, Y12, Y12
-	VPOR         Y12, Y9, Y9
+	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, R8
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x02, AX
-	NEGL  AX
-	VMOVD AX, X10
-
-	// row 0 x token 0
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-
 	// row 1 x token 0
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI), Y9, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y5, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q3SymR2T1AVX512_chunk
-	DECQ         CX
-	JNZ          q3SymR2T1AVX512_group
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VPBROADCASTQ (R12), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R12), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R12
+
+	// row 2 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VPBROADCASTQ (R14), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R14), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R14
+
+	// row 3 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3SymR4T1AVX512_chunk
+	DECQ        CX
+	JNZ         q3SymR4T1AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -2441,6 +2701,20 @@ q3SymR2T1AVX512_chunk:
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
 	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
 	VZEROUPPER
 	RET
 
@@ -2456,8 +2730,6 @@ TEXT ·q3SymR1T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask03<>+0(SB), Y15
@@ -2465,14 +2737,21 @@ TEXT ·q3SymR1T1AVX512(SB), NOSPLIT, $0-72
 
 q3SymR1T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+64(FP), DX
 
 q3SymR1T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VPBROADCASTQ (BX), Y8
 	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
@@ -2484,26 +2763,19 @@ q3SymR1T1AVX512_chunk:
 	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, BX
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x02, AX
-	NEGL  AX
-	VMOVD AX, X10
-
 	// row 0 x token 0
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q3SymR1T1AVX512_chunk
-	DECQ         CX
-	JNZ          q3SymR1T1AVX512_group
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3SymR1T1AVX512_chunk
+	DECQ        CX
+	JNZ         q3SymR1T1AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -2540,8 +2812,8 @@ TEXT ·q3SymR1T4AVX512(SB), NOSPLIT, $0-72
 
 q3SymR1T4AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
@@ -2559,68 +2831,68 @@ q3SymR1T4AVX512_chunk:
 	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, BX
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x02, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 0
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
 
-	// token 1: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R13*1), AX
-	SHLL  $0x02, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 1
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI)(R11*1), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R11*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
 
-	// token 2: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R13*2), AX
-	SHLL  $0x02, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 2
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI)(R11*2), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*2), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y2
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R11*2), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
 
-	// token 3: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R14*1), AX
-	SHLL  $0x02, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 3
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI)(R12*1), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R14*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y3
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q3SymR1T4AVX512_chunk
-	DECQ         CX
-	JNZ          q3SymR1T4AVX512_group
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R12*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3SymR1T4AVX512_chunk
+	DECQ        CX
+	JNZ         q3SymR1T4AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -2659,8 +2931,8 @@ q3SymR1T4AVX512_chunk:
 TEXT ·q3AsymR2T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), R8
-	ADDQ    BX, R8
+	MOVQ    wstride+16(FP), CX
+	LEAQ    (BX)(CX*1), R8
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -2668,8 +2940,6 @@ TEXT ·q3AsymR2T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
@@ -2678,27 +2948,33 @@ TEXT ·q3AsymR2T1AVX512(SB), NOSPLIT, $0-72
 
 q3AsymR2T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), AX
-	VMOVD        AX, X6
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
-	MOVWLZX      (R8), AX
-	VMOVD        AX, X5
+	MOVWLZX      (R8), DX
+	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
-	MOVWLZX      2(R8), AX
-	VMOVD        AX, X7
+	MOVWLZX      2(R8), DX
+	VMOVD        DX, X7
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000004, R8
 	MOVQ         cpg+64(FP), DX
 
 q3AsymR2T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VPBROADCASTQ (BX), Y8
 	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
@@ -2710,46 +2986,39 @@ q3AsymR2T1AVX512_chunk:
 	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, BX
 
+	// row 0 x token 0
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y10, Y6, Y0
+
 	// unpack row 1's chunk into 32 bytes of levels
-	VPBROADCASTQ (R8), Y9
-	VPSRLVQ      shiftQ3lo<>+0(SB), Y9, Y9
-	VPAND        Y15, Y9, Y9
+	VPBROADCASTQ (R8), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
 	VPBROADCASTD 8(R8), Y12
 	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
 	VPAND        Y13, Y12, Y12
 	VPSLLW       $0x02, Y12, Y12
-	VPOR         Y12, Y9, Y9
+	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, R8
 
-	// token 0: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10), X10, X10
-	VMULSS     (R9), X10, X10
-
-	// row 0 x token 0
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	VFMADD231PS  Y10, Y6, Y0
-
 	// row 1 x token 0
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI), Y9, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y5, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	VFMADD231PS  Y10, Y7, Y1
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q3AsymR2T1AVX512_chunk
-	DECQ         CX
-	JNZ          q3AsymR2T1AVX512_group
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+	VFMADD231PS Y10, Y7, Y1
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3AsymR2T1AVX512_chunk
+	DECQ        CX
+	JNZ         q3AsymR2T1AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -2781,8 +3050,6 @@ TEXT ·q3AsymR1T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask03<>+0(SB), Y15
@@ -2790,18 +3057,24 @@ TEXT ·q3AsymR1T1AVX512(SB), NOSPLIT, $0-72
 
 q3AsymR1T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), AX
-	VMOVD        AX, X6
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
 	MOVQ         cpg+64(FP), DX
 
 q3AsymR1T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VPBROADCASTQ (BX), Y8
 	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
@@ -2813,26 +3086,20 @@ q3AsymR1T1AVX512_chunk:
 	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, BX
 
-	// token 0: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10), X10, X10
-	VMULSS     (R9), X10, X10
-
 	// row 0 x token 0
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	VFMADD231PS  Y10, Y6, Y0
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q3AsymR1T1AVX512_chunk
-	DECQ         CX
-	JNZ          q3AsymR1T1AVX512_group
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y10, Y6, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3AsymR1T1AVX512_chunk
+	DECQ        CX
+	JNZ         q3AsymR1T1AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -2869,12 +3136,12 @@ TEXT ·q3AsymR1T4AVX512(SB), NOSPLIT, $0-72
 
 q3AsymR1T4AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), AX
-	VMOVD        AX, X6
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
@@ -2892,68 +3159,68 @@ q3AsymR1T4AVX512_chunk:
 	VPOR         Y12, Y8, Y8
 	ADDQ         $0x0000000c, BX
 
-	// token 0: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10), X10, X10
-	VMULSS     (R9), X10, X10
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
 
 	// row 0 x token 0
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	VFMADD231PS  Y10, Y6, Y0
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y10, Y6, Y0
 
-	// token 1: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10)(R13*1), X10, X10
-	VMULSS     (R9)(R13*1), X10, X10
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R13*1), X10, X10
+	VMULSS       (R9)(R13*1), X10, X10
 
 	// row 0 x token 1
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI)(R11*1), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	VFMADD231PS  Y10, Y6, Y1
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI)(R11*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+	VFMADD231PS Y10, Y6, Y1
 
-	// token 2: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10)(R13*2), X10, X10
-	VMULSS     (R9)(R13*2), X10, X10
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R13*2), X10, X10
+	VMULSS       (R9)(R13*2), X10, X10
 
 	// row 0 x token 2
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI)(R11*2), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*2), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y2
-	VFMADD231PS  Y10, Y6, Y2
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI)(R11*2), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+	VFMADD231PS Y10, Y6, Y2
 
-	// token 3: m-term factor D*S in lane 0
-	VXORPS     X10, X10, X10
-	VCVTSI2SSL (R10)(R14*1), X10, X10
-	VMULSS     (R9)(R14*1), X10, X10
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R14*1), X10, X10
+	VMULSS       (R9)(R14*1), X10, X10
 
 	// row 0 x token 3
-	VPXOR        Y11, Y11, Y11
-	VPDPBUSD     (SI)(R12*1), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R14*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y3
-	VFMADD231PS  Y10, Y6, Y3
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q3AsymR1T4AVX512_chunk
-	DECQ         CX
-	JNZ          q3AsymR1T4AVX512_group
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI)(R12*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS Y10, Y6, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3AsymR1T4AVX512_chunk
+	DECQ        CX
+	JNZ         q3AsymR1T4AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -2987,13 +3254,15 @@ q3AsymR1T4AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q8SymR2T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q8SymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q8SymR2T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q8SymR4T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), R8
-	ADDQ    BX, R8
+	MOVQ    wstride+16(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -3001,66 +3270,99 @@ TEXT ·q8SymR2T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
 	VMOVDQU xor80<>+0(SB), Y14
 
-q8SymR2T1AVX512_group:
+q8SymR4T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVWLZX      (R8), AX
-	VMOVD        AX, X5
+	MOVWLZX      (R8), DX
+	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
+	MOVWLZX      (R12), DX
+	VMOVD        DX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	ADDQ         $0x00000002, R12
+	MOVWLZX      (R14), DX
+	VMOVD        DX, X7
+	VCVTPH2PS    X7, X7
+	VBROADCASTSS X7, Y7
+	ADDQ         $0x00000002, R14
 	MOVQ         cpg+64(FP), DX
 
-q8SymR2T1AVX512_chunk:
+q8SymR4T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x07, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU (BX), Y8
 	VPXOR   Y14, Y8, Y8
 	ADDQ    $0x00000020, BX
 
+	// row 0 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
 	// unpack row 1's chunk into 32 bytes of levels
-	VMOVDQU (R8), Y9
-	VPXOR   Y14, Y9, Y9
+	VMOVDQU (R8), Y8
+	VPXOR   Y14, Y8, Y8
 	ADDQ    $0x00000020, R8
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x07, AX
-	NEGL  AX
-	VMOVD AX, X10
-
-	// row 0 x token 0
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-
 	// row 1 x token 0
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI), Y9, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y5, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q8SymR2T1AVX512_chunk
-	DECQ         CX
-	JNZ          q8SymR2T1AVX512_group
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VMOVDQU (R12), Y8
+	VPXOR   Y14, Y8, Y8
+	ADDQ    $0x00000020, R12
+
+	// row 2 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VMOVDQU (R14), Y8
+	VPXOR   Y14, Y8, Y8
+	ADDQ    $0x00000020, R14
+
+	// row 3 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q8SymR4T1AVX512_chunk
+	DECQ        CX
+	JNZ         q8SymR4T1AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -3077,6 +3379,20 @@ q8SymR2T1AVX512_chunk:
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
 	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
 	VZEROUPPER
 	RET
 
@@ -3092,47 +3408,45 @@ TEXT ·q8SymR1T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU xor80<>+0(SB), Y14
 
 q8SymR1T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+64(FP), DX
 
 q8SymR1T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x07, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
 	// unpack row 0's chunk into 32 bytes of levels
 	VMOVDQU (BX), Y8
 	VPXOR   Y14, Y8, Y8
 	ADDQ    $0x00000020, BX
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x07, AX
-	NEGL  AX
-	VMOVD AX, X10
-
 	// row 0 x token 0
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q8SymR1T1AVX512_chunk
-	DECQ         CX
-	JNZ          q8SymR1T1AVX512_group
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q8SymR1T1AVX512_chunk
+	DECQ        CX
+	JNZ         q8SymR1T1AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -3168,8 +3482,8 @@ TEXT ·q8SymR1T4AVX512(SB), NOSPLIT, $0-72
 
 q8SymR1T4AVX512_group:
 	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), AX
-	VMOVD        AX, X4
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
@@ -3181,68 +3495,68 @@ q8SymR1T4AVX512_chunk:
 	VPXOR   Y14, Y8, Y8
 	ADDQ    $0x00000020, BX
 
-	// token 0: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10), AX
-	SHLL  $0x07, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x07, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 0
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
 
-	// token 1: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R13*1), AX
-	SHLL  $0x07, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x07, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 1
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI)(R11*1), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y1
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R11*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
 
-	// token 2: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R13*2), AX
-	SHLL  $0x07, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x07, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 2
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI)(R11*2), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R13*2), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y2
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R11*2), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
 
-	// token 3: integer offset -(2^(bits-1) * sum(q)) in lane 0
-	MOVL  (R10)(R14*1), AX
-	SHLL  $0x07, AX
-	NEGL  AX
-	VMOVD AX, X10
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x07, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
 
 	// row 0 x token 3
-	VMOVDQA      Y10, Y11
-	VPDPBUSD     (SI)(R12*1), Y8, Y11
-	VCVTDQ2PS    Y11, Y11
-	VBROADCASTSS (R9)(R14*1), Y12
-	VMULPS       Y4, Y12, Y12
-	VFMADD231PS  Y11, Y12, Y3
-	ADDQ         $0x20, SI
-	ADDQ         $0x04, R9
-	ADDQ         $0x04, R10
-	DECQ         DX
-	JNZ          q8SymR1T4AVX512_chunk
-	DECQ         CX
-	JNZ          q8SymR1T4AVX512_group
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R12*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q8SymR1T4AVX512_chunk
+	DECQ        CX
+	JNZ         q8SymR1T4AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -3275,3 +3589,378 @@ q8SymR1T4AVX512_chunk:
 	VMOVSS       X3, 12(DI)
 	VZEROUPPER
 	RET
+
+// func dotF32AVX2(a *float32, b *float32, n uintptr) float32
+// Requires: AVX, FMA3, SSE
+TEXT ·dotF32AVX2(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), SI
+	MOVQ   b+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot32:
+	CMPQ        CX, $0x20
+	JB          dot8
+	VMOVUPS     (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	VMOVUPS     32(SI), Y4
+	VFMADD231PS 32(DI), Y4, Y1
+	VMOVUPS     64(SI), Y4
+	VFMADD231PS 64(DI), Y4, Y2
+	VMOVUPS     96(SI), Y4
+	VFMADD231PS 96(DI), Y4, Y3
+	ADDQ        $0x80, SI
+	ADDQ        $0x80, DI
+	SUBQ        $0x20, CX
+	JMP         dot32
+
+dot8:
+	CMPQ        CX, $0x08
+	JB          dot1
+	VMOVUPS     (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, CX
+	JMP         dot8
+
+dot1:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	TESTQ        CX, CX
+	JZ           dotdone
+
+dottail:
+	VMOVSS      (SI), X4
+	VFMADD231SS (DI), X4, X0
+	ADDQ        $0x04, SI
+	ADDQ        $0x04, DI
+	DECQ        CX
+	JNZ         dottail
+
+dotdone:
+	VZEROUPPER
+	MOVSS X0, ret+24(FP)
+	RET
+
+// func axpyF32AVX2(alpha float32, x *float32, y *float32, n uintptr)
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·axpyF32AVX2(SB), NOSPLIT, $0-32
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), DI
+	MOVQ         n+24(FP), CX
+	MOVSS        alpha+0(FP), X15
+	VBROADCASTSS X15, Y15
+
+axpy32:
+	CMPQ        CX, $0x20
+	JB          axpy8
+	VMOVUPS     (DI), Y0
+	VFMADD231PS (SI), Y15, Y0
+	VMOVUPS     Y0, (DI)
+	VMOVUPS     32(DI), Y1
+	VFMADD231PS 32(SI), Y15, Y1
+	VMOVUPS     Y1, 32(DI)
+	VMOVUPS     64(DI), Y2
+	VFMADD231PS 64(SI), Y15, Y2
+	VMOVUPS     Y2, 64(DI)
+	VMOVUPS     96(DI), Y3
+	VFMADD231PS 96(SI), Y15, Y3
+	VMOVUPS     Y3, 96(DI)
+	ADDQ        $0x80, SI
+	ADDQ        $0x80, DI
+	SUBQ        $0x20, CX
+	JMP         axpy32
+
+axpy8:
+	CMPQ        CX, $0x08
+	JB          axpy1
+	VMOVUPS     (DI), Y0
+	VFMADD231PS (SI), Y15, Y0
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, SI
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, CX
+	JMP         axpy8
+
+axpy1:
+	TESTQ       CX, CX
+	JZ          axpydone
+	VMOVSS      (DI), X0
+	VFMADD231SS (SI), X15, X0
+	VMOVSS      X0, (DI)
+	ADDQ        $0x04, SI
+	ADDQ        $0x04, DI
+	DECQ        CX
+	JMP         axpy1
+
+axpydone:
+	VZEROUPPER
+	RET
+
+// func geluMulF32AVX2(dst *float32, x *float32, up *float32, n uintptr)
+// Requires: AVX, AVX2, FMA3
+TEXT ·geluMulF32AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ up+16(FP), DX
+	MOVQ n+24(FP), CX
+
+gelu8:
+	CMPQ CX, $0x08
+	JB   geludone
+
+	// Y0 = v, Y1 = u = v*(c0 + c0*c1*v^2)
+	VMOVUPS     (SI), Y0
+	VMULPS      Y0, Y0, Y1
+	VMOVUPS     gelu_c0<>+0(SB), Y2
+	VFMADD132PS gelu_c01<>+0(SB), Y2, Y1
+	VMULPS      Y0, Y1, Y1
+
+	// Y2 = a = min(|u|, 9); y = -2a; k = round(y/ln2) (Y3), r (Y4)
+	VANDPS       abs_mask<>+0(SB), Y1, Y2
+	VMINPS       tanh_max<>+0(SB), Y2, Y2
+	VMULPS       m2_inv_ln2<>+0(SB), Y2, Y3
+	VROUNDPS     $0x00, Y3, Y3
+	VADDPS       Y2, Y2, Y4
+	VXORPS       Y5, Y5, Y5
+	VSUBPS       Y4, Y5, Y4
+	VFNMADD231PS ln2_hi<>+0(SB), Y3, Y4
+	VFNMADD231PS ln2_lo<>+0(SB), Y3, Y4
+
+	// Y5 = expm1 poly p(r) (Horner), Y6 = r + r*r*p
+	VMOVUPS     expm1_c0<>+0(SB), Y5
+	VFMADD213PS expm1_c1<>+0(SB), Y4, Y5
+	VFMADD213PS expm1_c2<>+0(SB), Y4, Y5
+	VFMADD213PS expm1_c3<>+0(SB), Y4, Y5
+	VFMADD213PS expm1_c4<>+0(SB), Y4, Y5
+	VFMADD213PS expm1_c5<>+0(SB), Y4, Y5
+	VFMADD213PS expm1_c6<>+0(SB), Y4, Y5
+	VMULPS      Y4, Y4, Y6
+	VFMADD213PS Y4, Y5, Y6
+
+	// Y7 = 2^k; e = 2^k*p + (2^k - 1)
+	VCVTPS2DQ   Y3, Y7
+	VPADDD      exp_bias<>+0(SB), Y7, Y7
+	VPSLLD      $0x17, Y7, Y7
+	VSUBPS      one<>+0(SB), Y7, Y8
+	VFMADD231PS Y7, Y6, Y8
+
+	// t = -e/(2+e) with the sign of u
+	VADDPS  two<>+0(SB), Y8, Y9
+	VXORPS  Y5, Y5, Y5
+	VSUBPS  Y8, Y5, Y8
+	VDIVPS  Y9, Y8, Y8
+	VMOVUPS abs_mask<>+0(SB), Y11
+	VANDNPS Y1, Y11, Y10
+	VORPS   Y10, Y8, Y8
+
+	// gelu = 0.5*v*(1+t), times up
+	VADDPS one<>+0(SB), Y8, Y8
+	VMULPS half<>+0(SB), Y0, Y0
+	VMULPS Y8, Y0, Y0
+	TESTQ  DX, DX
+	JZ     gelustore
+	VMULPS (DX), Y0, Y0
+	ADDQ   $0x20, DX
+
+gelustore:
+	VMOVUPS Y0, (DI)
+	ADDQ    $0x20, SI
+	ADDQ    $0x20, DI
+	SUBQ    $0x08, CX
+	JMP     gelu8
+
+geludone:
+	VZEROUPPER
+	RET
+
+DATA gelu_c0<>+0(SB)/4, $0x3f4c422a
+DATA gelu_c0<>+4(SB)/4, $0x3f4c422a
+DATA gelu_c0<>+8(SB)/4, $0x3f4c422a
+DATA gelu_c0<>+12(SB)/4, $0x3f4c422a
+DATA gelu_c0<>+16(SB)/4, $0x3f4c422a
+DATA gelu_c0<>+20(SB)/4, $0x3f4c422a
+DATA gelu_c0<>+24(SB)/4, $0x3f4c422a
+DATA gelu_c0<>+28(SB)/4, $0x3f4c422a
+GLOBL gelu_c0<>(SB), RODATA|NOPTR, $32
+
+DATA gelu_c01<>+0(SB)/4, $0x3d122279
+DATA gelu_c01<>+4(SB)/4, $0x3d122279
+DATA gelu_c01<>+8(SB)/4, $0x3d122279
+DATA gelu_c01<>+12(SB)/4, $0x3d122279
+DATA gelu_c01<>+16(SB)/4, $0x3d122279
+DATA gelu_c01<>+20(SB)/4, $0x3d122279
+DATA gelu_c01<>+24(SB)/4, $0x3d122279
+DATA gelu_c01<>+28(SB)/4, $0x3d122279
+GLOBL gelu_c01<>(SB), RODATA|NOPTR, $32
+
+DATA abs_mask<>+0(SB)/4, $0x7fffffff
+DATA abs_mask<>+4(SB)/4, $0x7fffffff
+DATA abs_mask<>+8(SB)/4, $0x7fffffff
+DATA abs_mask<>+12(SB)/4, $0x7fffffff
+DATA abs_mask<>+16(SB)/4, $0x7fffffff
+DATA abs_mask<>+20(SB)/4, $0x7fffffff
+DATA abs_mask<>+24(SB)/4, $0x7fffffff
+DATA abs_mask<>+28(SB)/4, $0x7fffffff
+GLOBL abs_mask<>(SB), RODATA|NOPTR, $32
+
+DATA tanh_max<>+0(SB)/4, $0x41100000
+DATA tanh_max<>+4(SB)/4, $0x41100000
+DATA tanh_max<>+8(SB)/4, $0x41100000
+DATA tanh_max<>+12(SB)/4, $0x41100000
+DATA tanh_max<>+16(SB)/4, $0x41100000
+DATA tanh_max<>+20(SB)/4, $0x41100000
+DATA tanh_max<>+24(SB)/4, $0x41100000
+DATA tanh_max<>+28(SB)/4, $0x41100000
+GLOBL tanh_max<>(SB), RODATA|NOPTR, $32
+
+DATA m2_inv_ln2<>+0(SB)/4, $0xc038aa3b
+DATA m2_inv_ln2<>+4(SB)/4, $0xc038aa3b
+DATA m2_inv_ln2<>+8(SB)/4, $0xc038aa3b
+DATA m2_inv_ln2<>+12(SB)/4, $0xc038aa3b
+DATA m2_inv_ln2<>+16(SB)/4, $0xc038aa3b
+DATA m2_inv_ln2<>+20(SB)/4, $0xc038aa3b
+DATA m2_inv_ln2<>+24(SB)/4, $0xc038aa3b
+DATA m2_inv_ln2<>+28(SB)/4, $0xc038aa3b
+GLOBL m2_inv_ln2<>(SB), RODATA|NOPTR, $32
+
+DATA ln2_hi<>+0(SB)/4, $0x3f317200
+DATA ln2_hi<>+4(SB)/4, $0x3f317200
+DATA ln2_hi<>+8(SB)/4, $0x3f317200
+DATA ln2_hi<>+12(SB)/4, $0x3f317200
+DATA ln2_hi<>+16(SB)/4, $0x3f317200
+DATA ln2_hi<>+20(SB)/4, $0x3f317200
+DATA ln2_hi<>+24(SB)/4, $0x3f317200
+DATA ln2_hi<>+28(SB)/4, $0x3f317200
+GLOBL ln2_hi<>(SB), RODATA|NOPTR, $32
+
+DATA ln2_lo<>+0(SB)/4, $0x35bfbe8e
+DATA ln2_lo<>+4(SB)/4, $0x35bfbe8e
+DATA ln2_lo<>+8(SB)/4, $0x35bfbe8e
+DATA ln2_lo<>+12(SB)/4, $0x35bfbe8e
+DATA ln2_lo<>+16(SB)/4, $0x35bfbe8e
+DATA ln2_lo<>+20(SB)/4, $0x35bfbe8e
+DATA ln2_lo<>+24(SB)/4, $0x35bfbe8e
+DATA ln2_lo<>+28(SB)/4, $0x35bfbe8e
+GLOBL ln2_lo<>(SB), RODATA|NOPTR, $32
+
+DATA exp_bias<>+0(SB)/4, $0x0000007f
+DATA exp_bias<>+4(SB)/4, $0x0000007f
+DATA exp_bias<>+8(SB)/4, $0x0000007f
+DATA exp_bias<>+12(SB)/4, $0x0000007f
+DATA exp_bias<>+16(SB)/4, $0x0000007f
+DATA exp_bias<>+20(SB)/4, $0x0000007f
+DATA exp_bias<>+24(SB)/4, $0x0000007f
+DATA exp_bias<>+28(SB)/4, $0x0000007f
+GLOBL exp_bias<>(SB), RODATA|NOPTR, $32
+
+DATA one<>+0(SB)/4, $0x3f800000
+DATA one<>+4(SB)/4, $0x3f800000
+DATA one<>+8(SB)/4, $0x3f800000
+DATA one<>+12(SB)/4, $0x3f800000
+DATA one<>+16(SB)/4, $0x3f800000
+DATA one<>+20(SB)/4, $0x3f800000
+DATA one<>+24(SB)/4, $0x3f800000
+DATA one<>+28(SB)/4, $0x3f800000
+GLOBL one<>(SB), RODATA|NOPTR, $32
+
+DATA two<>+0(SB)/4, $0x40000000
+DATA two<>+4(SB)/4, $0x40000000
+DATA two<>+8(SB)/4, $0x40000000
+DATA two<>+12(SB)/4, $0x40000000
+DATA two<>+16(SB)/4, $0x40000000
+DATA two<>+20(SB)/4, $0x40000000
+DATA two<>+24(SB)/4, $0x40000000
+DATA two<>+28(SB)/4, $0x40000000
+GLOBL two<>(SB), RODATA|NOPTR, $32
+
+DATA half<>+0(SB)/4, $0x3f000000
+DATA half<>+4(SB)/4, $0x3f000000
+DATA half<>+8(SB)/4, $0x3f000000
+DATA half<>+12(SB)/4, $0x3f000000
+DATA half<>+16(SB)/4, $0x3f000000
+DATA half<>+20(SB)/4, $0x3f000000
+DATA half<>+24(SB)/4, $0x3f000000
+DATA half<>+28(SB)/4, $0x3f000000
+GLOBL half<>(SB), RODATA|NOPTR, $32
+
+DATA expm1_c0<>+0(SB)/4, $0x37d00d01
+DATA expm1_c0<>+4(SB)/4, $0x37d00d01
+DATA expm1_c0<>+8(SB)/4, $0x37d00d01
+DATA expm1_c0<>+12(SB)/4, $0x37d00d01
+DATA expm1_c0<>+16(SB)/4, $0x37d00d01
+DATA expm1_c0<>+20(SB)/4, $0x37d00d01
+DATA expm1_c0<>+24(SB)/4, $0x37d00d01
+DATA expm1_c0<>+28(SB)/4, $0x37d00d01
+GLOBL expm1_c0<>(SB), RODATA|NOPTR, $32
+
+DATA expm1_c1<>+0(SB)/4, $0x39500d01
+DATA expm1_c1<>+4(SB)/4, $0x39500d01
+DATA expm1_c1<>+8(SB)/4, $0x39500d01
+DATA expm1_c1<>+12(SB)/4, $0x39500d01
+DATA expm1_c1<>+16(SB)/4, $0x39500d01
+DATA expm1_c1<>+20(SB)/4, $0x39500d01
+DATA expm1_c1<>+24(SB)/4, $0x39500d01
+DATA expm1_c1<>+28(SB)/4, $0x39500d01
+GLOBL expm1_c1<>(SB), RODATA|NOPTR, $32
+
+DATA expm1_c2<>+0(SB)/4, $0x3ab60b61
+DATA expm1_c2<>+4(SB)/4, $0x3ab60b61
+DATA expm1_c2<>+8(SB)/4, $0x3ab60b61
+DATA expm1_c2<>+12(SB)/4, $0x3ab60b61
+DATA expm1_c2<>+16(SB)/4, $0x3ab60b61
+DATA expm1_c2<>+20(SB)/4, $0x3ab60b61
+DATA expm1_c2<>+24(SB)/4, $0x3ab60b61
+DATA expm1_c2<>+28(SB)/4, $0x3ab60b61
+GLOBL expm1_c2<>(SB), RODATA|NOPTR, $32
+
+DATA expm1_c3<>+0(SB)/4, $0x3c088889
+DATA expm1_c3<>+4(SB)/4, $0x3c088889
+DATA expm1_c3<>+8(SB)/4, $0x3c088889
+DATA expm1_c3<>+12(SB)/4, $0x3c088889
+DATA expm1_c3<>+16(SB)/4, $0x3c088889
+DATA expm1_c3<>+20(SB)/4, $0x3c088889
+DATA expm1_c3<>+24(SB)/4, $0x3c088889
+DATA expm1_c3<>+28(SB)/4, $0x3c088889
+GLOBL expm1_c3<>(SB), RODATA|NOPTR, $32
+
+DATA expm1_c4<>+0(SB)/4, $0x3d2aaaab
+DATA expm1_c4<>+4(SB)/4, $0x3d2aaaab
+DATA expm1_c4<>+8(SB)/4, $0x3d2aaaab
+DATA expm1_c4<>+12(SB)/4, $0x3d2aaaab
+DATA expm1_c4<>+16(SB)/4, $0x3d2aaaab
+DATA expm1_c4<>+20(SB)/4, $0x3d2aaaab
+DATA expm1_c4<>+24(SB)/4, $0x3d2aaaab
+DATA expm1_c4<>+28(SB)/4, $0x3d2aaaab
+GLOBL expm1_c4<>(SB), RODATA|NOPTR, $32
+
+DATA expm1_c5<>+0(SB)/4, $0x3e2aaaab
+DATA expm1_c5<>+4(SB)/4, $0x3e2aaaab
+DATA expm1_c5<>+8(SB)/4, $0x3e2aaaab
+DATA expm1_c5<>+12(SB)/4, $0x3e2aaaab
+DATA expm1_c5<>+16(SB)/4, $0x3e2aaaab
+DATA expm1_c5<>+20(SB)/4, $0x3e2aaaab
+DATA expm1_c5<>+24(SB)/4, $0x3e2aaaab
+DATA expm1_c5<>+28(SB)/4, $0x3e2aaaab
+GLOBL expm1_c5<>(SB), RODATA|NOPTR, $32
+
+DATA expm1_c6<>+0(SB)/4, $0x3f000000
+DATA expm1_c6<>+4(SB)/4, $0x3f000000
+DATA expm1_c6<>+8(SB)/4, $0x3f000000
+DATA expm1_c6<>+12(SB)/4, $0x3f000000
+DATA expm1_c6<>+16(SB)/4, $0x3f000000
+DATA expm1_c6<>+20(SB)/4, $0x3f000000
+DATA expm1_c6<>+24(SB)/4, $0x3f000000
+DATA expm1_c6<>+28(SB)/4, $0x3f000000
+GLOBL expm1_c6<>(SB), RODATA|NOPTR, $32

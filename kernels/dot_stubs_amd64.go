@@ -4,13 +4,13 @@
 
 package kernels
 
-// q4SymR2T1AVX2 computes the dot products of 2 packed q4Sym rows (row r at w+r*wstride)
+// q4SymR4T1AVX2 computes the dot products of 4 packed q4Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
 // d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4SymR2T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4SymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4SymR1T1AVX2 computes the dot products of 1 packed q4Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
@@ -52,13 +52,13 @@ func q4AsymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32,
 //go:noescape
 func q4AsymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
-// q3SymR2T1AVX2 computes the dot products of 2 packed q3Sym rows (row r at w+r*wstride)
+// q3SymR4T1AVX2 computes the dot products of 4 packed q3Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
 // d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3SymR2T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3SymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3SymR1T1AVX2 computes the dot products of 1 packed q3Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
@@ -100,13 +100,13 @@ func q3AsymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32,
 //go:noescape
 func q3AsymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
-// q8SymR2T1AVX2 computes the dot products of 2 packed q8Sym rows (row r at w+r*wstride)
+// q8SymR4T1AVX2 computes the dot products of 4 packed q8Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
 // d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q8SymR2T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q8SymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q8SymR1T1AVX2 computes the dot products of 1 packed q8Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
@@ -124,13 +124,13 @@ func q8SymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, 
 //go:noescape
 func q8SymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
-// q4SymR2T1AVX512 computes the dot products of 2 packed q4Sym rows (row r at w+r*wstride)
+// q4SymR4T1AVX512 computes the dot products of 4 packed q4Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
 // d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4SymR2T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4SymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4SymR1T1AVX512 computes the dot products of 1 packed q4Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
@@ -172,13 +172,13 @@ func q4AsymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float3
 //go:noescape
 func q4AsymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
-// q3SymR2T1AVX512 computes the dot products of 2 packed q3Sym rows (row r at w+r*wstride)
+// q3SymR4T1AVX512 computes the dot products of 4 packed q3Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
 // d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3SymR2T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3SymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3SymR1T1AVX512 computes the dot products of 1 packed q3Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
@@ -220,13 +220,13 @@ func q3AsymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float3
 //go:noescape
 func q3AsymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
-// q8SymR2T1AVX512 computes the dot products of 2 packed q8Sym rows (row r at w+r*wstride)
+// q8SymR4T1AVX512 computes the dot products of 4 packed q8Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
 // d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q8SymR2T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q8SymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q8SymR1T1AVX512 computes the dot products of 1 packed q8Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
@@ -243,3 +243,19 @@ func q8SymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32
 //
 //go:noescape
 func q8SymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// dotF32AVX2 returns sum_i a[i]*b[i] for i < n. Reference: dotGeneric.
+//
+//go:noescape
+func dotF32AVX2(a *float32, b *float32, n uintptr) float32
+
+// axpyF32AVX2 computes y[i] += alpha*x[i] for i < n. Reference: axpyGeneric.
+//
+//go:noescape
+func axpyF32AVX2(alpha float32, x *float32, y *float32, n uintptr)
+
+// geluMulF32AVX2 computes dst[i] = gelu(x[i]) * up[i] (up may be nil: gelu only) for
+// i < n, n a multiple of 8. Reference: geluMulGeneric (tanh via expm1Neg).
+//
+//go:noescape
+func geluMulF32AVX2(dst *float32, x *float32, up *float32, n uintptr)

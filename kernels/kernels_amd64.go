@@ -31,9 +31,14 @@ func archSets() []kernelSet {
 // (see dot_stubs_amd64.go): R rows x T tokens into out[r*T+t].
 type dotKernel func(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
-// dotKernels holds one format's kernels: 2 rows x 1 token (decode), 1 x 1
-// (tails), 1 row x 4 tokens (prefill).
-type dotKernels struct{ r2t1, r1t1, r1t4 dotKernel }
+// dotKernels holds one format's kernels: rows x 1 token (decode; rows is 4
+// for symmetric formats, 2 for asymmetric ones), 1 x 1 (tails), 1 row x 4
+// tokens (prefill).
+type dotKernels struct {
+	rows       int
+	rnt1       dotKernel
+	r1t1, r1t4 dotKernel
+}
 
 // quantKernels indexes a tier's kernels by format: [bits index][asym].
 type quantKernels struct{ q4, q4a, q3, q3a, q8 dotKernels }
@@ -55,19 +60,19 @@ func (qk *quantKernels) lookup(f Format) *dotKernels {
 }
 
 var avx2Kernels = quantKernels{
-	q4:  dotKernels{q4SymR2T1AVX2, q4SymR1T1AVX2, q4SymR1T4AVX2},
-	q4a: dotKernels{q4AsymR2T1AVX2, q4AsymR1T1AVX2, q4AsymR1T4AVX2},
-	q3:  dotKernels{q3SymR2T1AVX2, q3SymR1T1AVX2, q3SymR1T4AVX2},
-	q3a: dotKernels{q3AsymR2T1AVX2, q3AsymR1T1AVX2, q3AsymR1T4AVX2},
-	q8:  dotKernels{q8SymR2T1AVX2, q8SymR1T1AVX2, q8SymR1T4AVX2},
+	q4:  dotKernels{4, q4SymR4T1AVX2, q4SymR1T1AVX2, q4SymR1T4AVX2},
+	q4a: dotKernels{2, q4AsymR2T1AVX2, q4AsymR1T1AVX2, q4AsymR1T4AVX2},
+	q3:  dotKernels{4, q3SymR4T1AVX2, q3SymR1T1AVX2, q3SymR1T4AVX2},
+	q3a: dotKernels{2, q3AsymR2T1AVX2, q3AsymR1T1AVX2, q3AsymR1T4AVX2},
+	q8:  dotKernels{4, q8SymR4T1AVX2, q8SymR1T1AVX2, q8SymR1T4AVX2},
 }
 
 var avx512Kernels = quantKernels{
-	q4:  dotKernels{q4SymR2T1AVX512, q4SymR1T1AVX512, q4SymR1T4AVX512},
-	q4a: dotKernels{q4AsymR2T1AVX512, q4AsymR1T1AVX512, q4AsymR1T4AVX512},
-	q3:  dotKernels{q3SymR2T1AVX512, q3SymR1T1AVX512, q3SymR1T4AVX512},
-	q3a: dotKernels{q3AsymR2T1AVX512, q3AsymR1T1AVX512, q3AsymR1T4AVX512},
-	q8:  dotKernels{q8SymR2T1AVX512, q8SymR1T1AVX512, q8SymR1T4AVX512},
+	q4:  dotKernels{4, q4SymR4T1AVX512, q4SymR1T1AVX512, q4SymR1T4AVX512},
+	q4a: dotKernels{2, q4AsymR2T1AVX512, q4AsymR1T1AVX512, q4AsymR1T4AVX512},
+	q3:  dotKernels{4, q3SymR4T1AVX512, q3SymR1T1AVX512, q3SymR1T4AVX512},
+	q3a: dotKernels{2, q3AsymR2T1AVX512, q3AsymR1T1AVX512, q3AsymR1T4AVX512},
+	q8:  dotKernels{4, q8SymR4T1AVX512, q8SymR1T1AVX512, q8SymR1T4AVX512},
 }
 
 var avx2Set = func() kernelSet {
@@ -77,6 +82,9 @@ var avx2Set = func() kernelSet {
 	s.mulMat = func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
 		mulMatSIMD(&avx2Kernels, m, dst, xs, r0, r1)
 	}
+	s.dot = dotAVX2
+	s.axpy = axpyAVX2
+	s.geluMul = geluMulAVX2
 	return s
 }()
 
@@ -92,8 +100,8 @@ var avx512Set = func() kernelSet {
 	return s
 }()
 
-// mulVecSIMD runs the 2-row kernel over [r0, r1) and the 1-row kernel on an
-// odd last row. Float formats fall back to the generic path.
+// mulVecSIMD runs the multi-row kernel over [r0, r1) and the 1-row kernel on
+// the last rows. Float formats fall back to the generic path.
 func mulVecSIMD(qk *quantKernels, m *Matrix, dst []float32, x *Activation, r0, r1 int) {
 	k := qk.lookup(m.Format)
 	if k == nil {
@@ -105,10 +113,10 @@ func mulVecSIMD(qk *quantKernels, m *Matrix, dst []float32, x *Activation, r0, r
 	cpg := uintptr(m.Format.Group / ChunkSize)
 	q, d, s := &x.Q[0], &x.D[0], &x.S[0]
 	r := r0
-	for ; r+2 <= r1; r += 2 {
-		k.r2t1(&dst[r], &m.Data[r*rb], uintptr(rb), q, d, s, 0, groups, cpg)
+	for ; r+k.rows <= r1; r += k.rows {
+		k.rnt1(&dst[r], &m.Data[r*rb], uintptr(rb), q, d, s, 0, groups, cpg)
 	}
-	if r < r1 {
+	for ; r < r1; r++ {
 		k.r1t1(&dst[r], &m.Data[r*rb], uintptr(rb), q, d, s, 0, groups, cpg)
 	}
 }
@@ -140,5 +148,38 @@ func mulMatSIMD(qk *quantKernels, m *Matrix, dst []float32, xs *ActivationBatch,
 		for ; t < xs.N; t++ {
 			k.r1t1(&dst[t*m.Rows+r], w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
 		}
+	}
+}
+
+func dotAVX2(a, b []float32) float32 {
+	if len(a) == 0 {
+		return 0
+	}
+	return dotF32AVX2(&a[0], &b[0], uintptr(len(a)))
+}
+
+func axpyAVX2(alpha float32, x, y []float32) {
+	if len(y) == 0 {
+		return
+	}
+	axpyF32AVX2(alpha, &x[0], &y[0], uintptr(len(y)))
+}
+
+// geluMulAVX2 runs the 8-wide kernel on the bulk and the reference on the tail.
+func geluMulAVX2(dst, x, up []float32) {
+	n := len(dst) &^ 7
+	if n > 0 {
+		var u *float32
+		if up != nil {
+			u = &up[0]
+		}
+		geluMulF32AVX2(&dst[0], &x[0], u, uintptr(n))
+	}
+	if n < len(dst) {
+		var ut []float32
+		if up != nil {
+			ut = up[n:]
+		}
+		geluMulGeneric(dst[n:], x[n:], ut)
 	}
 }

@@ -101,9 +101,9 @@ func TestMulVecTiers(t *testing.T) {
 		for _, f := range Formats() {
 			for _, groups := range oddGroups {
 				cols := colsFor(f, groups)
-				rows := 6
+				rows := 7 // [1,6): one 4-row block and a 1-row tail
 				if groups > 100 {
-					rows = 3
+					rows = 4
 				}
 				m, _ := randMatrix(t, rng, f, rows, cols)
 				x := randActivation(t, rng, cols)

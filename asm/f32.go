@@ -1,0 +1,225 @@
+package main
+
+import (
+	"math"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// f32Kernels generates the AVX2+FMA f32 loops (the AVX-512 tier reuses them:
+// they are memory-bound at the sizes the forward pass uses).
+func f32Kernels() {
+	dotF32()
+	axpyF32()
+	geluMulF32()
+}
+
+// dotF32: 4 accumulators x 8 lanes, then 8-wide, then scalar tail.
+func dotF32() {
+	TEXT("dotF32AVX2", NOSPLIT, "func(a, b *float32, n uintptr) float32")
+	Doc("dotF32AVX2 returns sum_i a[i]*b[i] for i < n. Reference: dotGeneric.")
+	Pragma("noescape")
+	a, b, n := RSI, RDI, RCX
+	Load(Param("a"), a)
+	Load(Param("b"), b)
+	Load(Param("n"), n)
+	acc := []VecPhysical{Y0, Y1, Y2, Y3}
+	for _, r := range acc {
+		VXORPS(r, r, r)
+	}
+	Label("dot32")
+	CMPQ(n, U8(32))
+	JB(LabelRef("dot8"))
+	for i, r := range acc {
+		VMOVUPS(Mem{Base: a, Disp: 32 * i}, Y4)
+		VFMADD231PS(Mem{Base: b, Disp: 32 * i}, Y4, r)
+	}
+	ADDQ(U8(128), a)
+	ADDQ(U8(128), b)
+	SUBQ(U8(32), n)
+	JMP(LabelRef("dot32"))
+	Label("dot8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("dot1"))
+	VMOVUPS(Mem{Base: a}, Y4)
+	VFMADD231PS(Mem{Base: b}, Y4, Y0)
+	ADDQ(U8(32), a)
+	ADDQ(U8(32), b)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("dot8"))
+	Label("dot1")
+	VADDPS(Y1, Y0, Y0)
+	VADDPS(Y3, Y2, Y2)
+	VADDPS(Y2, Y0, Y0)
+	hsum(Y0, Y4)
+	TESTQ(n, n)
+	JZ(LabelRef("dotdone"))
+	Label("dottail")
+	VMOVSS(Mem{Base: a}, X4)
+	VFMADD231SS(Mem{Base: b}, X4, X0)
+	ADDQ(U8(4), a)
+	ADDQ(U8(4), b)
+	DECQ(n)
+	JNZ(LabelRef("dottail"))
+	Label("dotdone")
+	VZEROUPPER()
+	Store(X0, ReturnIndex(0))
+	RET()
+}
+
+// axpyF32: y += alpha*x, 32 then 8 then 1 at a time.
+func axpyF32() {
+	TEXT("axpyF32AVX2", NOSPLIT, "func(alpha float32, x, y *float32, n uintptr)")
+	Doc("axpyF32AVX2 computes y[i] += alpha*x[i] for i < n. Reference: axpyGeneric.")
+	Pragma("noescape")
+	x, y, n := RSI, RDI, RCX
+	Load(Param("x"), x)
+	Load(Param("y"), y)
+	Load(Param("n"), n)
+	Load(Param("alpha"), X15)
+	VBROADCASTSS(X15, Y15)
+	Label("axpy32")
+	CMPQ(n, U8(32))
+	JB(LabelRef("axpy8"))
+	for i := 0; i < 4; i++ {
+		r := []VecPhysical{Y0, Y1, Y2, Y3}[i]
+		VMOVUPS(Mem{Base: y, Disp: 32 * i}, r)
+		VFMADD231PS(Mem{Base: x, Disp: 32 * i}, Y15, r)
+		VMOVUPS(r, Mem{Base: y, Disp: 32 * i})
+	}
+	ADDQ(U8(128), x)
+	ADDQ(U8(128), y)
+	SUBQ(U8(32), n)
+	JMP(LabelRef("axpy32"))
+	Label("axpy8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("axpy1"))
+	VMOVUPS(Mem{Base: y}, Y0)
+	VFMADD231PS(Mem{Base: x}, Y15, Y0)
+	VMOVUPS(Y0, Mem{Base: y})
+	ADDQ(U8(32), x)
+	ADDQ(U8(32), y)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("axpy8"))
+	Label("axpy1")
+	TESTQ(n, n)
+	JZ(LabelRef("axpydone"))
+	VMOVSS(Mem{Base: y}, X0)
+	VFMADD231SS(Mem{Base: x}, X15, X0)
+	VMOVSS(X0, Mem{Base: y})
+	ADDQ(U8(4), x)
+	ADDQ(U8(4), y)
+	DECQ(n)
+	JMP(LabelRef("axpy1"))
+	Label("axpydone")
+	VZEROUPPER()
+	RET()
+}
+
+func f32c(name string, v float32) Mem {
+	m := GLOBL(name, RODATA|NOPTR)
+	for i := 0; i < 8; i++ {
+		DATA(4*i, U32(math.Float32bits(v)))
+	}
+	return m
+}
+
+func u32c(name string, v uint32) Mem {
+	m := GLOBL(name, RODATA|NOPTR)
+	for i := 0; i < 8; i++ {
+		DATA(4*i, U32(v))
+	}
+	return m
+}
+
+// geluMulF32 computes dst = gelu(x) * up (or gelu(x) when up is nil) for 8
+// lanes at a time with the same expm1-based tanh as tanhGeneric; the caller
+// handles the n%8 tail with the generic code.
+func geluMulF32() {
+	TEXT("geluMulF32AVX2", NOSPLIT, "func(dst, x, up *float32, n uintptr)")
+	Doc(
+		"geluMulF32AVX2 computes dst[i] = gelu(x[i]) * up[i] (up may be nil: gelu only) for",
+		"i < n, n a multiple of 8. Reference: geluMulGeneric (tanh via expm1Neg).",
+	)
+	Pragma("noescape")
+	dst, x, up, n := RDI, RSI, RDX, RCX
+	Load(Param("dst"), dst)
+	Load(Param("x"), x)
+	Load(Param("up"), up)
+	Load(Param("n"), n)
+	c0 := f32c("gelu_c0", 0.7978845608028654)
+	c01 := f32c("gelu_c01", 0.7978845608028654*0.044715)
+	absMask := u32c("abs_mask", 0x7fffffff)
+	tmax := f32c("tanh_max", 9)
+	m2invln2 := f32c("m2_inv_ln2", -2*1.44269504088896340736)
+	ln2hi := f32c("ln2_hi", 0.693145751953125)
+	ln2lo := f32c("ln2_lo", 1.42860682030941723212e-6)
+	bias := u32c("exp_bias", 127)
+	one := f32c("one", 1)
+	two := f32c("two", 2)
+	half := f32c("half", 0.5)
+	coef := []float32{1.0 / 40320, 1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5}
+	cm := make([]Mem, len(coef))
+	for i, c := range coef {
+		cm[i] = f32c("expm1_c"+string(rune('0'+i)), c)
+	}
+	Label("gelu8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("geludone"))
+	Comment("Y0 = v, Y1 = u = v*(c0 + c0*c1*v^2)")
+	VMOVUPS(Mem{Base: x}, Y0)
+	VMULPS(Y0, Y0, Y1)
+	VMOVUPS(c0, Y2)
+	VFMADD132PS(c01, Y2, Y1) // Y1 = Y1*c01 + c0
+	VMULPS(Y0, Y1, Y1)
+	Comment("Y2 = a = min(|u|, 9); y = -2a; k = round(y/ln2) (Y3), r (Y4)")
+	VANDPS(absMask, Y1, Y2)
+	VMINPS(tmax, Y2, Y2)
+	VMULPS(m2invln2, Y2, Y3) // y/ln2 = -2a/ln2
+	VROUNDPS(U8(0), Y3, Y3)  // nearest
+	VADDPS(Y2, Y2, Y4)       // 2a
+	VXORPS(Y5, Y5, Y5)
+	VSUBPS(Y4, Y5, Y4)          // y = -2a
+	VFNMADD231PS(ln2hi, Y3, Y4) // r = y - k*ln2hi
+	VFNMADD231PS(ln2lo, Y3, Y4) // r -= k*ln2lo
+	Comment("Y5 = expm1 poly p(r) (Horner), Y6 = r + r*r*p")
+	VMOVUPS(cm[0], Y5)
+	for _, c := range cm[1:] {
+		VFMADD213PS(c, Y4, Y5) // Y5 = Y5*r + c
+	}
+	VMULPS(Y4, Y4, Y6)
+	VFMADD213PS(Y4, Y5, Y6) // Y6 = r*r*p + r
+	Comment("Y7 = 2^k; e = 2^k*p + (2^k - 1)")
+	VCVTPS2DQ(Y3, Y7)
+	VPADDD(bias, Y7, Y7)
+	VPSLLD(U8(23), Y7, Y7)
+	VSUBPS(one, Y7, Y8)
+	VFMADD231PS(Y7, Y6, Y8) // Y8 = e
+	Comment("t = -e/(2+e) with the sign of u")
+	VADDPS(two, Y8, Y9)
+	VXORPS(Y5, Y5, Y5)
+	VSUBPS(Y8, Y5, Y8)
+	VDIVPS(Y9, Y8, Y8)
+	VMOVUPS(absMask, Y11)
+	VANDNPS(Y1, Y11, Y10) // sign bit of u: ^absMask & u
+	VORPS(Y10, Y8, Y8)
+	Comment("gelu = 0.5*v*(1+t), times up")
+	VADDPS(one, Y8, Y8)
+	VMULPS(half, Y0, Y0)
+	VMULPS(Y8, Y0, Y0)
+	TESTQ(up, up)
+	JZ(LabelRef("gelustore"))
+	VMULPS(Mem{Base: up}, Y0, Y0)
+	ADDQ(U8(32), up)
+	Label("gelustore")
+	VMOVUPS(Y0, Mem{Base: dst})
+	ADDQ(U8(32), x)
+	ADDQ(U8(32), dst)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("gelu8"))
+	Label("geludone")
+	VZEROUPPER()
+	RET()
+}
