@@ -344,4 +344,3 @@ func hsum(v, tmp VecPhysical) {
 	VMOVSHDUP(v.AsX(), tmp.AsX())
 	VADDSS(tmp.AsX(), v.AsX(), v.AsX())
 }
-
