@@ -6,7 +6,6 @@ import (
 	"errors"
 	"hash/crc32"
 	"path/filepath"
-	"slices"
 	"testing"
 )
 
@@ -14,8 +13,8 @@ import (
 // truncations, foreign formats) are in testdata/fuzz/FuzzReadCQ. Each input
 // is parsed twice: as is, and with its prefix repaired (file length and
 // header checksum made to match), so that mutations reach the JSON and
-// directory checks behind the checksum. Whatever parses must be consistent,
-// and must survive a rewrite by CQWriter.
+// directory checks behind the checksum. Whatever parses must be consistent
+// and acceptable to CQWriter.
 func FuzzReadCQ(f *testing.F) {
 	f.Add(sampleFile(f))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -63,42 +62,24 @@ func checkParsedCQ(t *testing.T, data []byte) *CQFile {
 	return cf
 }
 
-// rewriteCQ writes a parsed file back with CQWriter and checks that it reads
-// back with the same contents: the writer accepts whatever the reader does.
+// rewriteCQ feeds a parsed file to CQWriter, which must accept whatever the
+// reader does. It aborts instead of closing: Close's fsync would slow the
+// fuzzer down a hundredfold, and the writer's output is checked by the
+// round-trip tests.
 func rewriteCQ(t *testing.T, cf *CQFile) {
-	path := filepath.Join(t.TempDir(), "re.cq")
 	list := cf.Tensors()
 	specs := make([]CQTensorSpec, len(list))
 	for i, tn := range list {
 		specs[i] = tn.CQTensorSpec
 	}
-	w, err := CreateCQ(path, cf.Header, specs)
+	w, err := CreateCQ(filepath.Join(t.TempDir(), "re.cq"), cf.Header, specs)
 	if err != nil {
 		t.Fatalf("CreateCQ rejects what ParseCQ accepted: %v", err)
 	}
+	defer w.Abort()
 	for _, tn := range list {
 		if err := w.WriteTensor(tn.Name, tn.Data); err != nil {
 			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	re, err := OpenCQ(path)
-	if err != nil {
-		t.Fatalf("rewritten file: %v", err)
-	}
-	defer re.Close()
-	if err := re.Verify(); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(re.Header.Tokenizer.Data, cf.Header.Tokenizer.Data) || re.Header.Quant != cf.Header.Quant {
-		t.Fatal("rewritten header differs")
-	}
-	for i, tn := range re.Tensors() {
-		want := list[i]
-		if tn.Name != want.Name || tn.Format != want.Format || !slices.Equal(tn.Shape, want.Shape) || !bytes.Equal(tn.Data, want.Data) {
-			t.Fatalf("rewritten tensor %q differs", tn.Name)
 		}
 	}
 }
