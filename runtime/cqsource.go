@@ -39,7 +39,7 @@ func (s *cqSource) matrix(name string, rows, cols int) (*linear, error) {
 
 func (s *cqSource) transform(ref *model.CQTransform, cols int) (*blockTransform, error) {
 	if bt, ok := s.transforms[ref.Tensor]; ok {
-		if bt.block != ref.Block || len(bt.inv) != cols*ref.Block {
+		if bt.block != ref.Block || bt.inv.Rows != cols {
 			return nil, fmt.Errorf("transform %q is shared by matrices of different widths", ref.Tensor)
 		}
 		return bt, nil
@@ -48,10 +48,10 @@ func (s *cqSource) transform(ref *model.CQTransform, cols int) (*blockTransform,
 	if err != nil {
 		return nil, err
 	}
-	if t.Format.Type != kernels.F32 {
-		return nil, fmt.Errorf("transform %q is %s, want f32", ref.Tensor, t.Format)
+	if len(t.Shape) != 2 || t.Shape[0] != cols || t.Shape[1] != ref.Block {
+		return nil, fmt.Errorf("transform %q has shape %v, want [%d %d]", ref.Tensor, t.Shape, cols, ref.Block)
 	}
-	bt, err := newBlockTransform(ref.Tensor, cols, ref.Block, float32s(t.Data))
+	bt, err := newBlockTransform(ref.Tensor, kernels.Matrix{Format: t.Format, Rows: cols, Cols: ref.Block, Data: t.Data})
 	if err != nil {
 		return nil, err
 	}

@@ -91,6 +91,8 @@ func (e *Engine) newSession(maxCtx, batch int) *Session {
 		s.views[b] = &v
 	}
 	s.sampler = newSampler(c.VocabSize)
+	threads := e.pool.threads
+	s.tr = transformJob{tok: make([]kernels.Activation, threads), blk: make([]kernels.Matrix, threads), part: make([]kernels.Activation, threads)}
 	return s
 }
 
@@ -189,12 +191,16 @@ func (s *Session) forwardChunk(ids []int) {
 		for i := 0; i < n; i++ {
 			kernels.RMSNorm(xn.F32[i*d:(i+1)*d], s.x[i*d:(i+1)*d], L.attnNorm, eps)
 		}
+		s.quantized(xn)
 		in := s.prepare(L.q.transform, xn, s.xt)
 		s.matmul(L.q, s.q[:n*qd], in)
 		s.matmul(L.k, s.k[:n*kvd], in)
+		if !sameTransform(L.q, L.v) { // CafeQ folds V's transform into V/O instead
+			in = s.prepare(L.v.transform, xn, s.xt)
+		}
 		s.matmul(L.v, s.v[:n*kvd], in)
 		s.attention(l, n)
-		attn := s.prepare(L.o.transform, s.view(s.attn, n), s.xt)
+		attn := s.prepare(L.o.transform, s.quantized(s.view(s.attn, n)), s.xt)
 		s.matmul(L.o, s.proj[:n*d], attn)
 		for i := 0; i < n; i++ {
 			p := s.proj[i*d : (i+1)*d]
@@ -205,13 +211,14 @@ func (s *Session) forwardChunk(ids []int) {
 		for i := 0; i < n; i++ {
 			kernels.RMSNorm(xn.F32[i*d:(i+1)*d], s.x[i*d:(i+1)*d], L.ffnNorm, eps)
 		}
+		s.quantized(xn)
 		in = s.prepare(L.gate.transform, xn, s.xt)
 		s.matmul(L.gate, s.gate[:n*f], in)
 		s.matmul(L.up, s.up[:n*f], in)
 		act := s.view(s.act, n)
 		copy(act.F32, s.gate[:n*f])
 		kernels.GELUMul(act.F32, s.up[:n*f])
-		in = s.prepare(L.down.transform, act, s.actT)
+		in = s.prepare(L.down.transform, s.quantized(act), s.actT)
 		s.matmul(L.down, s.proj[:n*d], in)
 		for i := 0; i < n; i++ {
 			p := s.proj[i*d : (i+1)*d]
@@ -243,17 +250,27 @@ func (s *Session) logitsOf(i int) {
 
 // prepare applies a matrix's input transform (if any) to the normalized
 // activation and quantizes the result when the weights read 8-bit activations.
+// in must already be quantized when needQ8 is set.
 func (s *Session) prepare(t *blockTransform, in, scratch *kernels.ActivationBatch) *kernels.ActivationBatch {
-	if t != nil {
-		out := s.view(scratch, in.N)
-		s.tr = transformJob{t: t, src: in.F32, dst: out.F32, width: in.Cols}
-		s.e.pool.parallel(&s.tr, in.N*in.Cols, t.block)
-		in = out
+	if t == nil {
+		return in
 	}
+	out := s.view(scratch, in.N)
+	s.tr.t, s.tr.src, s.tr.dst = t, in, out.F32
+	s.e.pool.parallel(&s.tr, in.N*in.Cols, t.block)
 	if s.e.needQ8 {
-		in.Quantize()
+		out.Quantize()
 	}
-	return in
+	return out
+}
+
+// quantized quantizes a freshly written activation batch when some weights
+// read the 8-bit form, and returns it.
+func (s *Session) quantized(b *kernels.ActivationBatch) *kernels.ActivationBatch {
+	if s.e.needQ8 {
+		b.Quantize()
+	}
+	return b
 }
 
 // matmul computes dst = W·x for every token of in, rows split across threads.
@@ -285,17 +302,22 @@ func (j *matmulJob) run(_, lo, hi int) {
 }
 
 type transformJob struct {
-	t        *blockTransform
-	src, dst []float32
-	width    int
+	t    *blockTransform
+	src  *kernels.ActivationBatch
+	dst  []float32
+	tok  []kernels.Activation // per worker: the token being transformed
+	blk  []kernels.Matrix     // per worker scratch for one block of M⁻¹
+	part []kernels.Activation // per worker scratch for one block of x
 }
 
-func (j *transformJob) run(_, lo, hi int) {
-	w := j.width
+// run transforms rows [lo, hi) of the flattened (tokens × width) batch.
+func (j *transformJob) run(w, lo, hi int) {
+	width := j.src.Cols
 	for r := lo; r < hi; {
-		tok := r / w
-		end := min(hi, (tok+1)*w)
-		j.t.apply(j.dst[tok*w:(tok+1)*w], j.src[tok*w:(tok+1)*w], r-tok*w, end-tok*w)
+		tok := r / width
+		end := min(hi, (tok+1)*width)
+		j.tok[w] = j.src.Token(tok)
+		j.t.apply(j.dst[tok*width:(tok+1)*width], &j.tok[w], r-tok*width, end-tok*width, &j.blk[w], &j.part[w])
 		r = end
 	}
 }

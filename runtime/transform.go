@@ -8,28 +8,46 @@ import (
 
 // blockTransform is a block-diagonal M⁻¹ applied to an activation before a
 // transformed matrix: the file stores Q(W·M), and W·x = Q(W·M)·(M⁻¹·x).
-// inv holds n/block row-major block×block matrices, block k acting on
-// x[k*block : (k+1)*block].
+// It is stored as an (n, block) matrix whose rows k*block..(k+1)*block-1
+// form block k, acting on x[k*block : (k+1)*block]. Any kernels format
+// works: f32 is exact; q8 reads about a quarter of the bytes, which is what
+// keeps the transform step cheap in memory-bound decoding.
 type blockTransform struct {
 	name  string // the file's tensor holding M⁻¹, to tell shared transforms apart
 	block int
-	inv   []float32 // (n/block, block, block)
+	inv   kernels.Matrix // (n, block)
 }
 
-func newBlockTransform(name string, n, block int, inv []float32) (*blockTransform, error) {
-	if block <= 0 || n%block != 0 || len(inv) != n*block {
-		return nil, fmt.Errorf("runtime: transform %q: %d values for width %d and block %d", name, len(inv), n, block)
+func newBlockTransform(name string, m kernels.Matrix) (*blockTransform, error) {
+	b := m.Cols
+	if b <= 0 || m.Rows%b != 0 || b%kernels.ChunkSize != 0 {
+		return nil, fmt.Errorf("runtime: transform %q: shape %dx%d is not a stack of square blocks of a multiple of %d", name, m.Rows, m.Cols, kernels.ChunkSize)
 	}
-	return &blockTransform{name: name, block: block, inv: inv}, nil
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("runtime: transform %q: %w", name, err)
+	}
+	return &blockTransform{name: name, block: b, inv: m}, nil
 }
 
-// apply writes M⁻¹·x into dst for rows [lo, hi) of the full block-diagonal
-// matrix (so the worker pool can split it); dst must not alias x.
-func (t *blockTransform) apply(dst, x []float32, lo, hi int) {
+// apply writes rows [lo, hi) of M⁻¹·x into dst, lo and hi multiples of the
+// block (so the worker pool can split the blocks); dst must not alias x. x
+// must carry its 8-bit form when the transform is quantized. blk and part
+// are the caller's scratch, so that the token loop allocates nothing.
+func (t *blockTransform) apply(dst []float32, x *kernels.Activation, lo, hi int, blk *kernels.Matrix, part *kernels.Activation) {
 	b := t.block
-	for r := lo; r < hi; r++ {
-		k := r / b
-		dst[r] = kernels.Dot(t.inv[r*b:(r+1)*b], x[k*b:(k+1)*b])
+	rowBytes := t.inv.Format.RowBytes(b)
+	chunks := b / kernels.ChunkSize
+	for k := lo / b; k < hi/b; k++ {
+		*blk = kernels.Matrix{Format: t.inv.Format, Rows: b, Cols: b, Data: t.inv.Data[k*b*rowBytes : (k+1)*b*rowBytes]}
+		*part = kernels.Activation{F32: x.F32[k*b : (k+1)*b]}
+		if len(x.D) > 0 {
+			part.Q = x.Q[k*b : (k+1)*b]
+			part.D = x.D[k*chunks : (k+1)*chunks]
+			part.S = x.S[k*chunks : (k+1)*chunks]
+		}
+		if err := blk.MulVec(dst[k*b:(k+1)*b], part, 0, b); err != nil {
+			panic(err) // shapes were checked at load
+		}
 	}
 }
 

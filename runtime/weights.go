@@ -82,9 +82,10 @@ func loadWeights(cfg model.Config, src tensorSource) (*weights, error) {
 				return nil, err
 			}
 		}
-		// Matrices reading one activation must agree on its transform, since
-		// the runtime transforms that activation once.
-		if !sameTransform(L.q, L.k) || !sameTransform(L.q, L.v) || !sameTransform(L.gate, L.up) {
+		// Matrices reading one activation share its transform, since the
+		// runtime transforms that activation once (V may differ from Q and K:
+		// CafeQ folds V's transform into the V/O pair instead).
+		if !sameTransform(L.q, L.k) || !sameTransform(L.gate, L.up) {
 			return nil, fmt.Errorf("runtime: layer %d: matrices that share an input have different transforms", l)
 		}
 	}

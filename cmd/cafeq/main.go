@@ -28,6 +28,7 @@ var commands = map[string]command{
 	"logits":     {"write every position's logits as a .npy array", cmdLogits},
 	"perplexity": {"perplexity of a text file (and KL divergence against a reference)", cmdPerplexity},
 	"serve":      {"OpenAI-compatible HTTP server", cmdServe},
+	"quantize":   {"quantize a Hugging Face checkpoint into a .cq file", cmdQuantize},
 	"inspect":    {"show a model's architecture, sizes and dtypes", cmdInspect},
 }
 

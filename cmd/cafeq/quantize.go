@@ -1,0 +1,140 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/cafeq/cafeq/kernels"
+	"github.com/cafeq/cafeq/model"
+	"github.com/cafeq/cafeq/model/tokenizer"
+	"github.com/cafeq/cafeq/quantize"
+)
+
+// quantizeSummary is what `cafeq quantize -json` prints.
+type quantizeSummary struct {
+	Output      string   `json:"output"`
+	Method      string   `json:"method"`
+	Format      string   `json:"format"`
+	Block       int      `json:"block,omitempty"`
+	Seconds     float64  `json:"seconds"`
+	PeakRSSMiB  float64  `json:"peak_rss_mib"`
+	FileBytes   int64    `json:"file_bytes"`
+	MeanRelErr  float64  `json:"mean_rel_err"`
+	MeanRTNErr  float64  `json:"mean_rtn_rel_err"`
+	Tensors     int      `json:"tensors"`
+	BitsPerWt   float64  `json:"bits_per_weight"`
+	ReportFiles []string `json:"report_files,omitempty"`
+}
+
+func cmdQuantize(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("quantize", "-m HF_DIR -o OUT.cq -bits 4|3 [-group 32|64|128] [-method rtn|hadamard|cafeq] [flags]", stderr)
+	in := fs.String("m", "", "Hugging Face checkpoint directory (required)")
+	out := fs.String("o", "", "output .cq file (required)")
+	bits := fs.Int("bits", 4, "weight bits: 4 or 3")
+	group := fs.Int("group", 32, "quantization group along the input axis: 32, 64 or 128")
+	sym := fs.Bool("sym", false, "symmetric grid (scale only) instead of min-max (scale and min)")
+	method := fs.String("method", "cafeq", "rtn (plain min-max round to nearest), hadamard (random rotation) or cafeq")
+	block := fs.Int("block", 256, "transform block on the input axis (hadamard, cafeq)")
+	steps := fs.Int("steps", quantize.DefaultSteps, "Adam steps per start and block (cafeq); time grows linearly")
+	noClip := fs.Bool("no-clip", false, "cafeq: skip the per-group range (clipping) search")
+	noLSQ := fs.Bool("no-lsq", false, "cafeq: skip the HQQ-style least-squares scale/min updates")
+	noRounding := fs.Bool("no-rounding", false, "cafeq: skip alternating rounding of the V/O pairs")
+	transformDown := fs.Bool("transform-down", false, "cafeq: also transform down_proj's input (costly at run time)")
+	embed := fs.String("embed", "q8", "format of the embedding/output matrix: q8, f16, bf16, f32, or a 4/3-bit format such as q4_g32_asym")
+	transformFormat := fs.String("transform-format", "q8", "format of the stored M⁻¹: q8 or f32")
+	seed := fs.Uint64("seed", 1, "seed of random starts and rotations")
+	reportDir := fs.String("report", "", "write a per-tensor error report (JSON and plot) into this directory")
+	asJSON := fs.Bool("json", false, "print a JSON summary")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *in == "" || *out == "":
+		return usagef("-m HF_DIR and -o OUT.cq are required")
+	case *bits != 3 && *bits != 4:
+		return usagef("-bits must be 3 or 4")
+	case *group != 32 && *group != 64 && *group != 128:
+		return usagef("-group must be 32, 64 or 128")
+	case *method != "rtn" && *method != "hadamard" && *method != "cafeq":
+		return usagef("-method must be rtn, hadamard or cafeq")
+	case *steps < 0:
+		return usagef("-steps must be >= 0")
+	}
+	embedFormat, err := kernels.ParseFormat(*embed)
+	if err != nil {
+		return usagef("-embed: %v", err)
+	}
+	trFormat, err := kernels.ParseFormat(*transformFormat)
+	if err != nil || (trFormat.Type != kernels.Q8 && trFormat.Type != kernels.F32) {
+		return usagef("-transform-format must be q8 or f32")
+	}
+	opt := quantize.CheckpointOptions{
+		Options: quantize.Options{
+			Method: quantize.Method(*method),
+			Grid:   quantize.Grid{Bits: *bits, Group: *group, Asym: !*sym},
+			Block:  *block, Steps: *steps, Seed: *seed,
+		},
+		EmbedFormat: embedFormat, TransformFormat: trFormat, TransformDown: *transformDown,
+		Metadata: map[string]string{"source": *in, "created": time.Now().UTC().Format(time.RFC3339)},
+	}
+	if *method == "cafeq" {
+		if !*noClip {
+			opt.Refine |= quantize.RefineClip
+		}
+		if !*noLSQ {
+			opt.Refine |= quantize.RefineLSQ
+		}
+		opt.Rounding = !*noRounding
+	}
+	ck, err := model.OpenCheckpoint(*in)
+	if err != nil {
+		return err
+	}
+	defer ck.Close()
+	tok, err := tokenizer.Load(*in)
+	if err != nil {
+		return err
+	}
+	bar := newProgress(stderr, "quantize", "steps", 1)
+	opt.Progress = func(done, total int, what string) {
+		bar.total = total
+		bar.update(done)
+	}
+	rep, err := quantize.QuantizeCheckpoint(ck, tok, *out, opt)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(*out)
+	if err != nil {
+		return err
+	}
+	sum := quantizeSummary{Output: *out, Method: *method, Format: opt.Grid.Format().String(), Seconds: rep.Seconds,
+		PeakRSSMiB: peakRSSMiB(), FileBytes: st.Size(), Tensors: len(rep.Entries),
+		BitsPerWt: float64(st.Size()) * 8 / float64(ck.Config.ParamCount())}
+	if *method != "rtn" {
+		sum.Block = *block
+	}
+	for _, e := range rep.Entries {
+		sum.MeanRelErr += e.RelErr / float64(len(rep.Entries))
+		sum.MeanRTNErr += e.RTNRelErr / float64(len(rep.Entries))
+	}
+	if *reportDir != "" {
+		files, err := quantize.WriteReport(*reportDir, rep)
+		if err != nil {
+			return err
+		}
+		sum.ReportFiles = files
+	}
+	if *asJSON {
+		data, _ := json.Marshal(sum)
+		fmt.Fprintln(stdout, string(data))
+		return nil
+	}
+	fmt.Fprintf(stdout, "wrote %s: %s %s, %.1f MiB (%.2f bits per weight overall) in %.1fs, peak RSS %.0f MiB\n",
+		*out, *method, sum.Format, float64(sum.FileBytes)/(1<<20), sum.BitsPerWt, sum.Seconds, sum.PeakRSSMiB)
+	fmt.Fprintf(stdout, "mean relative weight error: %.4f (plain RTN on the same grid: %.4f)\n", sum.MeanRelErr, sum.MeanRTNErr)
+	return nil
+}

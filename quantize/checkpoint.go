@@ -1,0 +1,440 @@
+package quantize
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cafeq/cafeq/kernels"
+	"github.com/cafeq/cafeq/model"
+	"github.com/cafeq/cafeq/model/tokenizer"
+	"github.com/x448/float16"
+)
+
+// CheckpointOptions configures quantizing a whole Gemma 2 checkpoint into a
+// .cq file.
+type CheckpointOptions struct {
+	Options // method, grid, transform block, budgets for every linear weight
+
+	// EmbedFormat stores the tied embedding / output matrix. Default q8: it
+	// is both the embedding table and the output projection, and the final
+	// logits are the most sensitive product in the model (llama.cpp likewise
+	// keeps its output matrix at 6 bits or more).
+	EmbedFormat kernels.Format
+	// TransformFormat stores each M⁻¹. Default q8 (8.5 bits per entry): the
+	// runtime reads every M⁻¹ once per token, so its bytes count against
+	// memory-bound decoding; f32 is exact.
+	TransformFormat kernels.Format
+	// TransformDown also learns a transform for down_proj's input. It costs
+	// ffn×block multiply-adds per token, three times the others combined at
+	// d_model 2304, so it is off by default.
+	TransformDown bool
+	// Progress, when set, is called after each tensor group.
+	Progress func(done, total int, what string)
+	// Metadata is stored in the file header.
+	Metadata map[string]string
+}
+
+// CheckpointReport is the outcome of QuantizeCheckpoint.
+type CheckpointReport struct {
+	Entries []Entry
+	Seconds float64
+	Bytes   int64 // tensor bytes written
+}
+
+// Names of the transform tensors. Their weights' directory entries point at
+// them; matrices reading the same activation share one.
+func attnInTransform(l int) string  { return model.LayerName(l, "attn_in.inv") }
+func attnOutTransform(l int) string { return model.LayerName(l, "attn_out.inv") }
+func ffnInTransform(l int) string   { return model.LayerName(l, "ffn_in.inv") }
+func downInTransform(l int) string  { return model.LayerName(l, "down_in.inv") }
+
+// layerPlan says, for one layer, which matrices are quantized together and
+// which transform tensor each input gets ("" for none).
+type layerPlan struct {
+	qkv      [][]string // groups sharing the attention input
+	attnIn   string
+	useVO    bool // v and o by QuantizeVO (coupled, folded transform)
+	attnOut  string
+	ffnIn    string
+	downIn   string
+	oOptions Options // how o (or down) is quantized when alone
+}
+
+func (o CheckpointOptions) plan(cfg model.Config, l int) layerPlan {
+	p := layerPlan{}
+	transformed := o.Method == MethodHadamard || o.Method == MethodCafeQ
+	p.useVO = o.Method == MethodCafeQ && cfg.HeadDim%o.Grid.Group == 0
+	if transformed {
+		p.attnIn = attnInTransform(l)
+		p.ffnIn = ffnInTransform(l)
+		if o.Method == MethodHadamard || o.TransformDown {
+			p.downIn = downInTransform(l)
+		}
+		if o.Method == MethodHadamard {
+			p.attnOut = attnOutTransform(l)
+		}
+	}
+	return p
+}
+
+// QuantizeCheckpoint quantizes every linear weight of ck and writes the .cq
+// file at outPath. It holds about one tensor group in memory beyond the mapped
+// checkpoint; the file appears only when complete.
+func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath string, opt CheckpointOptions) (*CheckpointReport, error) {
+	start := time.Now()
+	cfg := ck.Config
+	opt.Options = opt.Options.withDefaults()
+	if opt.EmbedFormat.Type == kernels.TypeInvalid {
+		opt.EmbedFormat = kernels.FormatQ8
+	}
+	if opt.TransformFormat.Type == kernels.TypeInvalid {
+		opt.TransformFormat = kernels.FormatQ8
+	}
+	if err := opt.EmbedFormat.Valid(cfg.HiddenSize); err != nil {
+		return nil, fmt.Errorf("quantize: embedding format: %w", err)
+	}
+	for _, cols := range []int{cfg.HiddenSize, cfg.IntermediateSize, cfg.QDim()} {
+		if err := opt.Grid.Validate(cols); err != nil {
+			return nil, fmt.Errorf("quantize: %w", err)
+		}
+		if (opt.Method == MethodCafeQ || opt.Method == MethodHadamard) && cols%opt.Block != 0 {
+			return nil, fmt.Errorf("quantize: transform block %d does not divide width %d", opt.Block, cols)
+		}
+	}
+	if err := opt.TransformFormat.Valid(opt.Block); err != nil && opt.Method != MethodRTN {
+		return nil, fmt.Errorf("quantize: transform format: %w", err)
+	}
+
+	specs, err := opt.specs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	configJSON, err := cfg.HFJSON()
+	if err != nil {
+		return nil, err
+	}
+	kind, tokData := tok.Source()
+	tokKind := model.TokenizerSentencePiece
+	if kind == tokenizer.KindHuggingFace {
+		tokKind = model.TokenizerHFJSON
+	}
+	block := 0
+	if opt.Method != MethodRTN {
+		block = opt.Block
+	}
+	w, err := model.CreateCQ(outPath, model.CQHeader{
+		Config:    configJSON,
+		Quant:     model.CQQuant{Method: string(opt.Method), Bits: opt.Grid.Bits, Group: opt.Grid.Group, Asym: opt.Grid.Asym, Block: block},
+		Metadata:  opt.Metadata,
+		Tokenizer: model.CQTokenizer{Kind: tokKind, Data: tokData},
+	}, specs)
+	if err != nil {
+		return nil, err
+	}
+	q := &checkpointWriter{ck: ck, w: w, opt: opt, report: &CheckpointReport{}}
+	if err := q.run(); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	q.report.Seconds = time.Since(start).Seconds()
+	return q.report, nil
+}
+
+// specs lists every tensor of the output file with its format and transform.
+func (o CheckpointOptions) specs(cfg model.Config) ([]model.CQTensorSpec, error) {
+	d, f, qd, kvd := cfg.HiddenSize, cfg.IntermediateSize, cfg.QDim(), cfg.KVDim()
+	wf := o.Grid.Format()
+	ref := func(name string) *model.CQTransform {
+		if name == "" {
+			return nil
+		}
+		return &model.CQTransform{Tensor: name, Block: o.Block}
+	}
+	specs := []model.CQTensorSpec{{Name: model.NameEmbed, Format: o.EmbedFormat, Shape: []int{cfg.VocabSize, d}}}
+	if !cfg.TieWordEmbeddings {
+		specs = append(specs, model.CQTensorSpec{Name: model.NameOutput, Format: o.EmbedFormat, Shape: []int{cfg.VocabSize, d}})
+	}
+	vec := func(name string) model.CQTensorSpec {
+		return model.CQTensorSpec{Name: name, Format: kernels.FormatF32, Shape: []int{d}}
+	}
+	for l := 0; l < cfg.NumHiddenLayers; l++ {
+		p := o.plan(cfg, l)
+		vIn := p.attnIn
+		if p.useVO {
+			vIn = ""
+		}
+		specs = append(specs,
+			vec(model.LayerName(l, model.AttnNorm)),
+			model.CQTensorSpec{Name: model.LayerName(l, model.AttnQ), Format: wf, Shape: []int{qd, d}, Transform: ref(p.attnIn)},
+			model.CQTensorSpec{Name: model.LayerName(l, model.AttnK), Format: wf, Shape: []int{kvd, d}, Transform: ref(p.attnIn)},
+			model.CQTensorSpec{Name: model.LayerName(l, model.AttnV), Format: wf, Shape: []int{kvd, d}, Transform: ref(vIn)},
+			model.CQTensorSpec{Name: model.LayerName(l, model.AttnO), Format: wf, Shape: []int{d, qd}, Transform: ref(p.attnOut)},
+			vec(model.LayerName(l, model.PostAttnNorm)),
+			vec(model.LayerName(l, model.FFNNorm)),
+			model.CQTensorSpec{Name: model.LayerName(l, model.FFNGate), Format: wf, Shape: []int{f, d}, Transform: ref(p.ffnIn)},
+			model.CQTensorSpec{Name: model.LayerName(l, model.FFNUp), Format: wf, Shape: []int{f, d}, Transform: ref(p.ffnIn)},
+			model.CQTensorSpec{Name: model.LayerName(l, model.FFNDown), Format: wf, Shape: []int{d, f}, Transform: ref(p.downIn)},
+			vec(model.LayerName(l, model.PostFFNNorm)),
+		)
+		for _, t := range []struct {
+			name  string
+			width int
+		}{{p.attnIn, d}, {p.attnOut, qd}, {p.ffnIn, d}, {p.downIn, f}} {
+			if t.name != "" {
+				specs = append(specs, model.CQTensorSpec{Name: t.name, Format: o.TransformFormat, Shape: []int{t.width, o.Block}})
+			}
+		}
+	}
+	specs = append(specs, vec(model.NameFinalNorm))
+	return specs, nil
+}
+
+type checkpointWriter struct {
+	ck     *model.Checkpoint
+	w      *model.CQWriter
+	opt    CheckpointOptions
+	report *CheckpointReport
+	done   int
+	total  int
+}
+
+func (q *checkpointWriter) progress(what string) {
+	q.done++
+	if q.opt.Progress != nil {
+		q.opt.Progress(q.done, q.total, what)
+	}
+}
+
+func (q *checkpointWriter) run() error {
+	cfg := q.ck.Config
+	q.total = 2 + 4*cfg.NumHiddenLayers
+	if err := q.writeEmbedding(model.NameEmbed); err != nil {
+		return err
+	}
+	if !cfg.TieWordEmbeddings {
+		if err := q.writeEmbedding(model.NameOutput); err != nil {
+			return err
+		}
+	}
+	q.progress("embedding")
+	for l := 0; l < cfg.NumHiddenLayers; l++ {
+		if err := q.layer(l); err != nil {
+			return fmt.Errorf("quantize: layer %d: %w", l, err)
+		}
+	}
+	if err := q.writeVector(model.NameFinalNorm); err != nil {
+		return err
+	}
+	q.progress("final norm")
+	return nil
+}
+
+func (q *checkpointWriter) layer(l int) error {
+	cfg := q.ck.Config
+	p := q.opt.plan(cfg, l)
+	for _, kind := range []string{model.AttnNorm, model.PostAttnNorm, model.FFNNorm, model.PostFFNNorm} {
+		if err := q.writeVector(model.LayerName(l, kind)); err != nil {
+			return err
+		}
+	}
+	name := func(kind string) string { return model.LayerName(l, kind) }
+	// Attention input: q and k (and v unless coupled with o) share a transform.
+	attn := []string{name(model.AttnQ), name(model.AttnK)}
+	if !p.useVO {
+		attn = append(attn, name(model.AttnV))
+	}
+	if err := q.shared(attn, q.opt.Options, p.attnIn); err != nil {
+		return err
+	}
+	q.progress(fmt.Sprintf("layer %d attention input", l))
+	if p.useVO {
+		if err := q.vo(l); err != nil {
+			return err
+		}
+	} else if err := q.shared([]string{name(model.AttnO)}, q.methodFor(p.attnOut), p.attnOut); err != nil {
+		return err
+	}
+	q.progress(fmt.Sprintf("layer %d attention output", l))
+	if err := q.shared([]string{name(model.FFNGate), name(model.FFNUp)}, q.opt.Options, p.ffnIn); err != nil {
+		return err
+	}
+	q.progress(fmt.Sprintf("layer %d ffn input", l))
+	if err := q.shared([]string{name(model.FFNDown)}, q.methodFor(p.downIn), p.downIn); err != nil {
+		return err
+	}
+	q.progress(fmt.Sprintf("layer %d ffn output", l))
+	return nil
+}
+
+// methodFor is the options for a matrix that has a transform tensor only if
+// transformName is set; without one it is quantized without a transform but
+// keeps the method's data-free refinements.
+func (q *checkpointWriter) methodFor(transformName string) Options {
+	o := q.opt.Options
+	if transformName == "" {
+		o.Method = MethodRTN
+	}
+	return o
+}
+
+// shared quantizes matrices that read one input and writes them with their
+// transform (identity blocks when the method kept none).
+func (q *checkpointWriter) shared(names []string, opt Options, transformName string) error {
+	ms := make([]Matrix, len(names))
+	for i, n := range names {
+		m, err := q.load(n)
+		if err != nil {
+			return err
+		}
+		ms[i] = m
+	}
+	res, err := QuantizeShared(ms, opt)
+	if err != nil {
+		return err
+	}
+	for i, n := range names {
+		if err := q.writeQuantized(n, res.Q[i]); err != nil {
+			return err
+		}
+	}
+	q.report.Entries = append(q.report.Entries, res.Report...)
+	if transformName != "" {
+		return q.writeTransform(transformName, res.Transform, ms[0].Cols)
+	}
+	return nil
+}
+
+func (q *checkpointWriter) vo(l int) error {
+	cfg := q.ck.Config
+	v, err := q.load(model.LayerName(l, model.AttnV))
+	if err != nil {
+		return err
+	}
+	o, err := q.load(model.LayerName(l, model.AttnO))
+	if err != nil {
+		return err
+	}
+	res, err := QuantizeVO(v, o, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, q.opt.Options)
+	if err != nil {
+		return err
+	}
+	if err := q.writeQuantized(v.Name, res.V); err != nil {
+		return err
+	}
+	if err := q.writeQuantized(o.Name, res.O); err != nil {
+		return err
+	}
+	q.report.Entries = append(q.report.Entries, res.Report...)
+	return nil
+}
+
+func (q *checkpointWriter) load(name string) (Matrix, error) {
+	t, err := q.ck.Tensor(name)
+	if err != nil {
+		return Matrix{}, err
+	}
+	data, err := t.Float32s()
+	if err != nil {
+		return Matrix{}, err
+	}
+	return Matrix{Name: name, Rows: t.Shape[0], Cols: t.Shape[1], Data: data}, nil
+}
+
+func (q *checkpointWriter) writeQuantized(name string, m *Quantized) error {
+	f := m.Grid.Format()
+	rb := f.RowBytes(m.Cols)
+	out := make([]byte, m.Rows*rb)
+	for r := 0; r < m.Rows; r++ {
+		if err := kernels.PackRow(f, out[r*rb:(r+1)*rb], m.RowLevels(r), m.RowScales(r), m.RowMins(r)); err != nil {
+			return fmt.Errorf("quantize: %q row %d: %w", name, r, err)
+		}
+	}
+	q.report.Bytes += int64(len(out))
+	return q.w.WriteTensor(name, out)
+}
+
+// writeTransform stores M⁻¹ as an (n, block) matrix in the transform format.
+func (q *checkpointWriter) writeTransform(name string, t *Transform, n int) error {
+	b := q.opt.Block
+	inv := make([]float32, n*b)
+	if t == nil {
+		for r := 0; r < n; r++ {
+			inv[r*b+r%b] = 1
+		}
+	} else {
+		if t.Block != b || len(t.Inv) != n*b {
+			return fmt.Errorf("quantize: transform %q: block %d over %d values, want block %d over %d", name, t.Block, len(t.Inv), b, n*b)
+		}
+		copy(inv, t.Inv)
+	}
+	return q.writeRows(name, q.opt.TransformFormat, inv, n, b)
+}
+
+func (q *checkpointWriter) writeEmbedding(name string) error {
+	t, err := q.ck.Tensor(name)
+	if err != nil {
+		return err
+	}
+	data, err := t.Float32s()
+	if err != nil {
+		return err
+	}
+	return q.writeRows(name, q.opt.EmbedFormat, data, t.Shape[0], t.Shape[1])
+}
+
+// writeRows stores a float matrix in format f (plain rounding for quantized formats).
+func (q *checkpointWriter) writeRows(name string, f kernels.Format, data []float32, rows, cols int) error {
+	rb := f.RowBytes(cols)
+	out := make([]byte, rows*rb)
+	for r := 0; r < rows; r++ {
+		if err := encodeRow(f, out[r*rb:(r+1)*rb], data[r*cols:(r+1)*cols]); err != nil {
+			return fmt.Errorf("quantize: %q row %d: %w", name, r, err)
+		}
+	}
+	q.report.Bytes += int64(len(out))
+	return q.w.WriteTensor(name, out)
+}
+
+func (q *checkpointWriter) writeVector(name string) error {
+	t, err := q.ck.Tensor(name)
+	if err != nil {
+		return err
+	}
+	data, err := t.Float32s()
+	if err != nil {
+		return err
+	}
+	out := make([]byte, 4*len(data))
+	for i, v := range data {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
+	}
+	q.report.Bytes += int64(len(out))
+	return q.w.WriteTensor(name, out)
+}
+
+// encodeRow writes one row of floats in any kernels format.
+func encodeRow(f kernels.Format, dst []byte, src []float32) error {
+	switch f.Type {
+	case kernels.F32:
+		for i, v := range src {
+			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
+		}
+		return nil
+	case kernels.BF16:
+		for i, v := range src {
+			binary.LittleEndian.PutUint16(dst[2*i:], kernels.F32ToBF16(v))
+		}
+		return nil
+	case kernels.F16:
+		for i, v := range src {
+			binary.LittleEndian.PutUint16(dst[2*i:], float16.Fromfloat32(v).Bits())
+		}
+		return nil
+	}
+	return kernels.QuantizeRowRTN(f, dst, src)
+}
