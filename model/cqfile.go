@@ -90,10 +90,13 @@ type CQTokenizer struct {
 	Data []byte // the file's bytes; on read, aliases the mapped file
 }
 
-// CQTransform points from a weight to the f32 tensor holding the inverse of
-// its block-diagonal input transform: shape (in/Block, Block, Block), block k
-// being M_k⁻¹, so that the runtime computes x' = M⁻¹x before y = W'x'.
-// Several weights that read the same input (q, k, v) may share one.
+// CQTransform points from a weight to the tensor holding the inverse of its
+// block-diagonal input transform M, so that the runtime computes x' = M⁻¹x
+// before y = W'x'. That tensor holds the blocks M_k⁻¹ (Block×Block,
+// row-major) one after another: in×Block values in rows of Block, with shape
+// (in, Block) or (in/Block, Block, Block), in any stored format (f32, or q8
+// to save space). Several weights that read the same input (q, k, v) may
+// share one.
 type CQTransform struct {
 	Tensor string `json:"tensor"`
 	Block  int    `json:"block"`
@@ -287,8 +290,9 @@ func (h *cqJSON) check(dataStart, fileLen int64) (tensors []CQTensor, tok cqSect
 	return tensors, tok, end, nil
 }
 
-// checkTransform checks that t's transform names an f32 tensor of shape
-// (cols/block, block, block) that has no transform of its own.
+// checkTransform checks that t's transform names a tensor of in×block
+// values in rows of block (shape (in, block) or (in/block, block, block)),
+// in any format, that has no transform of its own.
 func checkTransform(t CQTensor, tensors []CQTensor, index map[string]int) error {
 	tr := t.Transform
 	if tr == nil {
@@ -303,9 +307,12 @@ func checkTransform(t CQTensor, tensors []CQTensor, index map[string]int) error 
 		return fmt.Errorf("no tensor %q", tr.Tensor)
 	}
 	m := tensors[i]
-	want := []int{cols / tr.Block, tr.Block, tr.Block}
-	if m.Format != kernels.FormatF32 || !slices.Equal(m.Shape, want) || m.Transform != nil {
-		return fmt.Errorf("%q is %s %v, want untransformed f32 %v", tr.Tensor, m.Format, m.Shape, want)
+	n := 1
+	for _, d := range m.Shape {
+		n *= d // cannot overflow: cqTensorSize bounded the product
+	}
+	if m.Shape[len(m.Shape)-1] != tr.Block || n != cols*tr.Block || m.Transform != nil {
+		return fmt.Errorf("%q has shape %v, want rows of %d and %d×%d values, untransformed", tr.Tensor, m.Shape, tr.Block, cols, tr.Block)
 	}
 	return nil
 }

@@ -49,7 +49,8 @@ func newCQSample(seed uint64) cqSample {
 			{Name: "embed", Format: kernels.FormatF32, Shape: []int{3, 5}},
 			{Name: "final_norm", Format: kernels.FormatF16, Shape: []int{7}},
 			{Name: "layers.0.q", Format: q4, Shape: []int{5, 64}, Transform: &CQTransform{Tensor: "layers.0.attn_minv", Block: 32}},
-			{Name: "layers.0.k", Format: q4, Shape: []int{3, 64}, Transform: &CQTransform{Tensor: "layers.0.attn_minv", Block: 32}},
+			{Name: "layers.0.k", Format: q4, Shape: []int{3, 64}, Transform: &CQTransform{Tensor: "layers.0.k_minv", Block: 32}},
+			{Name: "layers.0.k_minv", Format: kernels.FormatQ8, Shape: []int{64, 32}},
 			{Name: "layers.0.attn_minv", Format: kernels.FormatF32, Shape: []int{2, 32, 32}},
 			{Name: "layers.0.down", Format: q3, Shape: []int{3, 128}},
 			{Name: "layers.0.up", Format: kernels.FormatQ8, Shape: []int{1, 32}},
@@ -128,7 +129,7 @@ func TestCQRoundTrip(t *testing.T) {
 	s := newCQSample(1)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "model.cq")
-	s.write(t, path, []int{5, 0, 7, 2, 1, 6, 4, 3}) // any order works
+	s.write(t, path, []int{5, 0, 8, 7, 2, 1, 6, 4, 3}) // any order works
 	onlyFile(t, dir, "model.cq")
 
 	f, err := OpenCQ(path)
@@ -312,7 +313,6 @@ func TestCQCorruption(t *testing.T) {
 		{"tokenizer byte", tokStart + 500, ErrChecksum},
 		{"magic", 3, ErrBadMagic},
 		{"version", 8, ErrVersion},
-		{"file length", 25, ErrTruncated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := bytes.Clone(b)
@@ -322,6 +322,15 @@ func TestCQCorruption(t *testing.T) {
 			}
 		})
 	}
+	t.Run("file length", func(t *testing.T) {
+		for delta, want := range map[int64]error{64: ErrTruncated, -64: ErrMalformed} {
+			c := bytes.Clone(b)
+			binary.LittleEndian.PutUint64(c[24:], uint64(int64(len(c))+delta))
+			if _, err := ParseCQ(c); !errors.Is(err, want) {
+				t.Errorf("length field %+d: got %v, want %v", delta, err, want)
+			}
+		}
+	})
 	t.Run("trailing bytes", func(t *testing.T) {
 		if _, err := ParseCQ(append(bytes.Clone(b), make([]byte, 64)...)); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("got %v, want ErrMalformed", err)
@@ -377,13 +386,14 @@ func TestCQMalformedDirectory(t *testing.T) {
 		{"crc width", strings.Replace(wrap(tensor("a", 0, 64, "")), `"00000000"`, `1`, 1), "header JSON"},
 		{"missing transform", wrap(tensor("a", 0, 64, `,"transform":{"tensor":"m","block":4}`)), `no tensor "m"`},
 		{"transform block", wrap(tensor("a", 0, 64, `,"transform":{"tensor":"a","block":3}`)), "does not divide"},
-		{"transform shape", wrap(tensor("a", 0, 64, `,"transform":{"tensor":"b","block":4}`), tensor("b", 64, 64, "")), "want untransformed f32 [2 4 4]"},
+		{"transform shape", wrap(tensor("a", 0, 64, `,"transform":{"tensor":"b","block":4}`), tensor("b", 64, 64, "")), `"b" has shape [2 8], want rows of 4 and 8×4 values`},
+		{"transform chain", strings.ReplaceAll(wrap(tensor("a", 0, 256, `,"transform":{"tensor":"b","block":8}`), tensor("b", 256, 256, `,"transform":{"tensor":"a","block":8}`)), "[2,8]", "[8,8]"), "untransformed"},
 		{"tokenizer kind", `{"config":{},"tokenizer":{"kind":"","offset":0,"size":5,"crc32c":"00000000"},"tensors":[]}`, "no kind"},
 		{"tokenizer size", `{"config":{},"tokenizer":{"kind":"x","offset":0,"size":0,"crc32c":"00000000"},"tensors":[]}`, "size 0"},
 		{"negative bits", `{"config":{},"quantization":{"bits":-1},"tensors":[]}`, "negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseCQ(craftCQ(tc.header, 128))
+			_, err := ParseCQ(craftCQ(tc.header, 512))
 			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("got %v, want ErrMalformed mentioning %q", err, tc.msg)
 			}
