@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"math"
 	"math/bits"
 	"os"
@@ -468,7 +469,8 @@ var errCQClosed = errors.New("model: cq: writer is closed")
 // each tensor must then be written exactly once with WriteTensor. The
 // tokenizer's bytes, if any, are written immediately.
 func CreateCQ(path string, hdr CQHeader, specs []CQTensorSpec) (*CQWriter, error) {
-	h := cqJSON{Config: hdr.Config, Quant: hdr.Quant, Metadata: hdr.Metadata, Tensors: make([]cqJSONTensor, len(specs))}
+	// Copies: the header must not change between here and Close.
+	h := cqJSON{Config: bytes.Clone(hdr.Config), Quant: hdr.Quant, Metadata: maps.Clone(hdr.Metadata), Tensors: make([]cqJSONTensor, len(specs))}
 	var next int64 // next free offset in the data section
 	if len(hdr.Tokenizer.Data) > 0 {
 		size := int64(len(hdr.Tokenizer.Data))
@@ -480,7 +482,11 @@ func CreateCQ(path string, hdr CQHeader, specs []CQTensorSpec) (*CQWriter, error
 		if err != nil {
 			return nil, cqErr(ErrMalformed, "tensor %q: %v", s.Name, err)
 		}
-		h.Tensors[i] = cqJSONTensor{Name: s.Name, Format: s.Format.String(), Shape: slices.Clone(s.Shape), Offset: next, Size: size, Transform: s.Transform}
+		h.Tensors[i] = cqJSONTensor{Name: s.Name, Format: s.Format.String(), Shape: slices.Clone(s.Shape), Offset: next, Size: size}
+		if s.Transform != nil {
+			tr := *s.Transform
+			h.Tensors[i].Transform = &tr
+		}
 		next = cqAlignUp(next + size)
 	}
 	raw, err := json.Marshal(&h)
@@ -569,7 +575,7 @@ func (w *CQWriter) Close() error {
 	}
 	if len(raw) != w.headerLen {
 		// Cannot happen: checksums have a fixed width in the JSON.
-		return w.fail(fmt.Errorf("model: cq: header grew from %d to %d bytes", w.headerLen, len(raw)))
+		return w.fail(fmt.Errorf("model: cq: header changed from %d to %d bytes", w.headerLen, len(raw)))
 	}
 	prefix := make([]byte, cqPrefixSize, cqPrefixSize+len(raw))
 	copy(prefix, cqMagic)

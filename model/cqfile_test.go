@@ -813,3 +813,35 @@ func TestCQGemma2Tiny(t *testing.T) {
 		t.Errorf("%d of %d tensors stored as f32; the test wants both f32 and q4", n, len(specs))
 	}
 }
+
+// The writer copies the header: a caller changing its values after CreateCQ
+// changes nothing in the file (and cannot break the reserved header length).
+func TestCQWriterCopiesHeader(t *testing.T) {
+	s := newCQSample(5)
+	s.hdr.Metadata = map[string]string{"k": "v"}
+	path := filepath.Join(t.TempDir(), "m.cq")
+	w, err := CreateCQ(path, s.hdr, s.specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.hdr.Metadata["k"] = "a much longer value than before"
+	s.hdr.Config[2] = 'X'
+	s.specs[2].Transform.Tensor = "elsewhere"
+	for _, sp := range s.specs {
+		if err := w.WriteTensor(sp.Name, s.data[sp.Name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := OpenCQ(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	q, _ := f.Tensor(s.specs[2].Name)
+	if f.Header.Metadata["k"] != "v" || !strings.Contains(string(f.Header.Config), "model_type") || q.Transform.Tensor != "layers.0.attn_minv" {
+		t.Errorf("the file took changes made after CreateCQ: %v %s %+v", f.Header.Metadata, f.Header.Config, q.Transform)
+	}
+}
