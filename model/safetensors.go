@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -312,4 +313,134 @@ func (t Tensor) Float32s() ([]float32, error) {
 		return nil, fmt.Errorf("model: tensor %q: cannot decode dtype %s", t.Name, t.DType)
 	}
 	return out, nil
+}
+
+// SafetensorsSpec describes one tensor for SafetensorsWriter.
+type SafetensorsSpec struct {
+	Name  string // stored (Hugging Face) name
+	DType DType
+	Shape []int
+}
+
+// SafetensorsWriter streams a safetensors file: the header is written from
+// the specs up front, then each tensor's bytes in spec order. Close renames
+// the temporary file into place.
+type SafetensorsWriter struct {
+	f     *os.File
+	w     *bufio.Writer
+	path  string
+	sizes []int64
+	next  int
+}
+
+// CreateSafetensors starts a safetensors file holding specs, in that order.
+func CreateSafetensors(path string, specs []SafetensorsSpec, metadata map[string]string) (*SafetensorsWriter, error) {
+	header := map[string]any{}
+	if len(metadata) > 0 {
+		header["__metadata__"] = metadata
+	}
+	var offset int64
+	sizes := make([]int64, len(specs))
+	for i, s := range specs {
+		size, ok := safetensorsDTypeSize[string(s.DType)]
+		if !ok {
+			return nil, fmt.Errorf("model: safetensors: tensor %q: unknown dtype %q", s.Name, s.DType)
+		}
+		n := int64(size)
+		for _, d := range s.Shape {
+			n *= int64(d)
+		}
+		sizes[i] = n
+		header[s.Name] = safetensorsEntry{DType: string(s.DType), Shape: toInt64(s.Shape), DataOffsets: []int64{offset, offset + n}}
+		offset += n
+	}
+	h, err := json.Marshal(header)
+	if err != nil {
+		return nil, fmt.Errorf("model: safetensors: %w", err)
+	}
+	// Pad the header with spaces so the data section starts 8-byte aligned.
+	for (8+len(h))%8 != 0 {
+		h = append(h, ' ')
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	w := &SafetensorsWriter{f: f, w: bufio.NewWriterSize(f, 4<<20), path: path, sizes: sizes}
+	w.w.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(h))))
+	w.w.Write(h)
+	return w, nil
+}
+
+func toInt64(s []int) []int64 {
+	out := make([]int64, len(s))
+	for i, v := range s {
+		out[i] = int64(v)
+	}
+	return out
+}
+
+// Write appends the next tensor's bytes; it must be exactly that tensor's size.
+func (w *SafetensorsWriter) Write(data []byte) error {
+	if w.next >= len(w.sizes) {
+		return fmt.Errorf("model: safetensors: more tensors than specs")
+	}
+	if int64(len(data)) != w.sizes[w.next] {
+		return fmt.Errorf("model: safetensors: tensor %d is %d bytes, want %d", w.next, len(data), w.sizes[w.next])
+	}
+	w.next++
+	_, err := w.w.Write(data)
+	return err
+}
+
+// Close finishes the file and renames it into place; on error nothing is left behind.
+func (w *SafetensorsWriter) Close() error {
+	err := func() error {
+		if w.next != len(w.sizes) {
+			return fmt.Errorf("model: safetensors: %d of %d tensors written", w.next, len(w.sizes))
+		}
+		if err := w.w.Flush(); err != nil {
+			return err
+		}
+		return w.f.Sync()
+	}()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(w.f.Name(), w.path)
+	}
+	if err != nil {
+		os.Remove(w.f.Name())
+		return fmt.Errorf("model: safetensors: %w", err)
+	}
+	return nil
+}
+
+// Abort removes the partial file.
+func (w *SafetensorsWriter) Abort() {
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
+
+// HFName is the Hugging Face name of a canonical tensor name (the inverse of CanonicalName).
+func HFName(name string) string {
+	switch name {
+	case NameEmbed:
+		return "model.embed_tokens.weight"
+	case NameFinalNorm:
+		return "model.norm.weight"
+	case NameOutput:
+		return "lm_head.weight"
+	}
+	l, kind, ok := SplitLayerName(name)
+	if !ok {
+		return name
+	}
+	for hf, k := range hfLayerKinds {
+		if k == kind {
+			return fmt.Sprintf("model.layers.%d.%s.weight", l, hf)
+		}
+	}
+	return name
 }

@@ -167,3 +167,36 @@ func FuzzParseSafetensors(f *testing.F) {
 		}
 	})
 }
+
+// TestWriteSyntheticOddShapes writes random checkpoints with shapes released
+// models do not have (head_dim not a power of two, GQA ratio 3) and reads
+// them back through the strict checkpoint reader.
+func TestWriteSyntheticOddShapes(t *testing.T) {
+	cfg := Gemma2_2B()
+	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumHiddenLayers = 96, 160, 2
+	cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, cfg.QueryPreAttnScalar = 6, 2, 48, 40
+	cfg.VocabSize = 300
+	dir := t.TempDir()
+	if err := WriteSynthetic(dir, cfg, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	if ck.Config != cfg {
+		t.Fatalf("config changed:\n%+v\n%+v", ck.Config, cfg)
+	}
+	q, _ := ck.Tensor(LayerName(1, AttnQ))
+	v, _ := q.Float32s()
+	var nonzero int
+	for _, x := range v {
+		if x != 0 {
+			nonzero++
+		}
+	}
+	if nonzero < len(v)*9/10 {
+		t.Fatalf("synthetic weights mostly zero: %d of %d", nonzero, len(v))
+	}
+}

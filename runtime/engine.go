@@ -21,6 +21,8 @@ type Engine struct {
 	needQ8    bool // some matrix reads 8-bit activations
 	batch     int  // most tokens per prefill chunk
 	closer    io.Closer
+
+	skipTransforms bool // bench only: time decoding without the M⁻¹ step
 }
 
 // Options tunes loading.

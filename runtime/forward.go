@@ -252,7 +252,7 @@ func (s *Session) logitsOf(i int) {
 // activation and quantizes the result when the weights read 8-bit activations.
 // in must already be quantized when needQ8 is set.
 func (s *Session) prepare(t *blockTransform, in, scratch *kernels.ActivationBatch) *kernels.ActivationBatch {
-	if t == nil {
+	if t == nil || s.e.skipTransforms {
 		return in
 	}
 	out := s.view(scratch, in.N)

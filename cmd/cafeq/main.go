@@ -29,6 +29,8 @@ var commands = map[string]command{
 	"perplexity": {"perplexity of a text file (and KL divergence against a reference)", cmdPerplexity},
 	"serve":      {"OpenAI-compatible HTTP server", cmdServe},
 	"quantize":   {"quantize a Hugging Face checkpoint into a .cq file", cmdQuantize},
+	"bench":      {"measure prefill and decode speed", cmdBench},
+	"synth":      {"write a random-weight checkpoint of a real Gemma 2 shape", cmdSynth},
 	"inspect":    {"show a model's architecture, sizes and dtypes", cmdInspect},
 }
 

@@ -1,0 +1,141 @@
+package runtime
+
+import (
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/cafeq/cafeq/kernels"
+)
+
+// BenchOptions sizes a speed measurement.
+type BenchOptions struct {
+	Prompt int // tokens of prefill
+	Gen    int // tokens of decode
+	Rounds int // repetitions; the median is reported
+}
+
+// BenchResult holds medians over the rounds.
+type BenchResult struct {
+	PrefillTokS float64
+	DecodeTokS  float64
+	// TransformOverheadPct is the decode time spent applying input
+	// transforms M⁻¹, as a percentage of the decode time without them,
+	// measured by interleaving rounds with and without the transform step.
+	// Nil when the model has no transforms.
+	TransformOverheadPct *float64
+	PrefillRuns          []time.Duration
+	DecodeRuns           []time.Duration
+}
+
+// HasTransforms reports whether any matrix applies an input transform.
+func (e *Engine) HasTransforms() bool {
+	for _, L := range e.w.layers {
+		for _, m := range []*linear{L.q, L.k, L.v, L.o, L.gate, L.up, L.down} {
+			if m.transform != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Bench measures prefill and decode speed on random token ids.
+func (e *Engine) Bench(o BenchOptions) (BenchResult, error) {
+	o.Rounds = max(o.Rounds, 1)
+	s, err := e.NewSession(o.Prompt + o.Gen + 1)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	prompt := make([]int, o.Prompt)
+	for i := range prompt {
+		prompt[i] = rng.IntN(e.Config.VocabSize)
+	}
+	decode := func() (time.Duration, error) {
+		s.Truncate(o.Prompt)
+		id := 0
+		start := time.Now()
+		for i := 0; i < o.Gen; i++ {
+			logits, err := s.Step(id)
+			if err != nil {
+				return 0, err
+			}
+			id = argmax(logits)
+		}
+		return time.Since(start), nil
+	}
+	var res BenchResult
+	var withT, withoutT []time.Duration
+	for r := 0; r < o.Rounds; r++ {
+		s.Reset()
+		start := time.Now()
+		if o.Prompt > 0 {
+			if _, err := s.Forward(prompt, nil); err != nil {
+				return res, err
+			}
+		} else if _, err := s.Forward([]int{e.Tokenizer.BOS()}, nil); err != nil {
+			return res, err
+		}
+		res.PrefillRuns = append(res.PrefillRuns, time.Since(start))
+		d, err := decode()
+		if err != nil {
+			return res, err
+		}
+		res.DecodeRuns = append(res.DecodeRuns, d)
+		if e.HasTransforms() {
+			// The same decode without the transform step, interleaved so
+			// that machine noise hits both alike.
+			e.skipTransforms = true
+			d0, err := decode()
+			e.skipTransforms = false
+			if err != nil {
+				return res, err
+			}
+			withT, withoutT = append(withT, d), append(withoutT, d0)
+		}
+	}
+	res.PrefillTokS = float64(o.Prompt) / median(res.PrefillRuns).Seconds()
+	res.DecodeTokS = float64(o.Gen) / median(res.DecodeRuns).Seconds()
+	if len(withT) > 0 {
+		pct := (median(withT).Seconds()/median(withoutT).Seconds() - 1) * 100
+		res.TransformOverheadPct = &pct
+	}
+	return res, nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// MeasureReadBandwidth reads a buffer of the given size with every worker
+// thread (SIMD dot products over disjoint shares) and returns the best of a
+// few passes in GB/s: the memory-bound ceiling decode can be compared with.
+func (e *Engine) MeasureReadBandwidth(bytes int) float64 {
+	buf := make([]float32, bytes/4)
+	for i := range buf {
+		buf[i] = 1 // touch every page so the measurement reads memory, not zero pages
+	}
+	job := &bandwidthJob{buf: buf, sums: make([]float32, e.pool.threads)}
+	best := 0.0
+	for pass := 0; pass < 5; pass++ {
+		start := time.Now()
+		e.pool.parallel(job, len(buf), 1<<14)
+		if gbs := float64(bytes) / time.Since(start).Seconds() / 1e9; gbs > best {
+			best = gbs
+		}
+	}
+	return best
+}
+
+type bandwidthJob struct {
+	buf  []float32
+	sums []float32
+}
+
+func (j *bandwidthJob) run(w, lo, hi int) {
+	half := (hi - lo) / 2
+	j.sums[w] += kernels.Dot(j.buf[lo:lo+half], j.buf[lo+half:lo+2*half])
+}
