@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -18,12 +19,16 @@ type fakeBackend struct {
 	ctxLen    int
 	delay     time.Duration // per generated token
 	emitStop  bool          // pass the EOS id to onToken, as some runtimes do
+	barrier   atomic.Int64  // Generate waits (up to 5 s) until this many run at once
 	reply     func(prompt string, opts GenerateOptions) string
 	created   atomic.Int64 // sessions made
 	active    atomic.Int64 // generations running now
 	maxActive atomic.Int64
 	started   atomic.Int64 // Generate calls
 	cancelled atomic.Int64 // generations ended by their context
+
+	mu       sync.Mutex
+	sessions []*fakeSession
 }
 
 const (
@@ -77,7 +82,11 @@ func (f *fakeBackend) NewDecoder() Decoder { return &fakeDecoder{} }
 
 func (f *fakeBackend) NewSession(maxCtx int) (Session, error) {
 	f.created.Add(1)
-	return &fakeSession{f: f, maxCtx: maxCtx}, nil
+	s := &fakeSession{f: f, maxCtx: maxCtx}
+	f.mu.Lock()
+	f.sessions = append(f.sessions, s)
+	f.mu.Unlock()
+	return s, nil
 }
 
 // fakeReply is the default reply: it depends on the end of the prompt and,
@@ -122,9 +131,10 @@ func (d *fakeDecoder) Flush() string {
 }
 
 type fakeSession struct {
-	f      *fakeBackend
-	maxCtx int
-	inUse  atomic.Bool
+	f       *fakeBackend
+	maxCtx  int
+	inUse   atomic.Bool
+	prompts []string // every prompt it ran, as text
 }
 
 var errFakeFail = errors.New("fake: generation failed on request")
@@ -144,10 +154,14 @@ func (s *fakeSession) Generate(ctx context.Context, prompt []int, opts GenerateO
 			break
 		}
 	}
+	for deadline := time.Now().Add(5 * time.Second); f.active.Load() < f.barrier.Load() && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Microsecond)
+	}
 	if len(prompt)+opts.MaxTokens > s.maxCtx {
 		return "", fmt.Errorf("fake: prompt %d + max tokens %d exceed context %d", len(prompt), opts.MaxTokens, s.maxCtx)
 	}
 	text := decodeBytes(prompt)
+	s.prompts = append(s.prompts, text)
 	switch {
 	case strings.Contains(text, "PANIC"):
 		panic("fake: panic requested by the prompt")

@@ -3,11 +3,8 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/http"
 	"slices"
 	"strings"
-	"sync/atomic"
 )
 
 // stopMatcher finds stop strings in streamed text. It passes text through as
@@ -57,68 +54,6 @@ func (m *stopMatcher) flush() string {
 	return out
 }
 
-// slots bounds concurrent generations and the queue in front of them.
-// Sessions (KV caches) are created on first use and reused afterwards; each
-// idle one sits in the free channel, and a nil entry is a slot whose session
-// has not been created yet.
-type slots struct {
-	free     chan Session
-	admitted atomic.Int64 // running + waiting
-	limit    int64        // Parallel + QueueSize
-	waiting  atomic.Int64
-	newSess  func() (Session, error)
-}
-
-func newSlots(parallel, queue int, newSess func() (Session, error)) *slots {
-	s := &slots{free: make(chan Session, parallel), limit: int64(parallel + queue), newSess: newSess}
-	for range parallel {
-		s.free <- nil
-	}
-	return s
-}
-
-var errQueueFull = &apiError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "queue_full",
-	Message: "server is busy: all generation slots are in use and the queue is full; retry later"}
-
-// acquire waits for a slot. It fails at once with errQueueFull when Parallel
-// generations run and QueueSize requests already wait, and with ctx's error
-// when the client goes away while waiting. release must be called once.
-func (s *slots) acquire(ctx context.Context) (sess Session, release func(), err error) {
-	if s.admitted.Add(1) > s.limit {
-		s.admitted.Add(-1)
-		return nil, nil, errQueueFull
-	}
-	s.waiting.Add(1)
-	select {
-	case sess = <-s.free:
-		s.waiting.Add(-1)
-	case <-ctx.Done():
-		s.waiting.Add(-1)
-		s.admitted.Add(-1)
-		return nil, nil, ctx.Err()
-	}
-	if sess == nil {
-		if sess, err = s.newSess(); err != nil {
-			s.free <- nil
-			s.admitted.Add(-1)
-			return nil, nil, fmt.Errorf("server: new session: %w", err)
-		}
-	}
-	var once atomic.Bool
-	return sess, func() {
-		if once.CompareAndSwap(false, true) {
-			s.free <- sess
-			s.admitted.Add(-1)
-		}
-	}, nil
-}
-
-// busy returns the number of running and waiting generations.
-func (s *slots) busy() (running, waiting int) {
-	w := s.waiting.Load()
-	return int(s.admitted.Load() - w), int(w)
-}
-
 // genResult is the outcome of one generation.
 type genResult struct {
 	Finish           string
@@ -128,10 +63,10 @@ type genResult struct {
 // errEmit marks a failure to write to the client.
 var errEmit = errors.New("server: write to client failed")
 
-// generate runs one generation on sess and passes the reply text to emit in
-// pieces as it becomes final (stop strings removed). emit returning an error
-// ends the generation with that error.
-func (s *Server) generate(ctx context.Context, sess Session, prompt []int, p sampling, emit func(string) error) (genResult, error) {
+// generate runs one generation on sl's session and passes the reply text to
+// emit in pieces as it becomes final (stop strings removed). emit returning an
+// error ends the generation with that error.
+func (s *Server) generate(ctx context.Context, sl *slot, prompt []int, p sampling, emit func(string) error) (genResult, error) {
 	room := s.opts.MaxCtx - len(prompt)
 	maxTok := room
 	if p.MaxTokens > 0 && p.MaxTokens < room {
@@ -165,7 +100,10 @@ func (s *Server) generate(ctx context.Context, sess Session, prompt []int, p sam
 			return true
 		}
 	)
-	finish, err := sess.Generate(ctx, prompt, opts, func(id int) bool {
+	// What the session's cache will hold, for choosing a slot next time.
+	sl.cached = append(sl.cached[:0], prompt...)
+	finish, err := sl.sess.Generate(ctx, prompt, opts, func(id int) bool {
+		sl.cached = append(sl.cached, id)
 		if slices.Contains(stopTokens, id) {
 			// The runtime may or may not report the stop token itself;
 			// either way it is not part of the reply.

@@ -135,7 +135,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, j job) *apiError {
 	if s.draining.Load() {
 		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "shutting_down", Message: "server is shutting down"}
 	}
-	sess, release, err := s.slots.acquire(r.Context())
+	sl, err := s.slots.acquire(r.Context(), j.prompt)
 	if err != nil {
 		var ae *apiError
 		switch {
@@ -148,7 +148,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, j job) *apiError {
 			return &apiError{Status: http.StatusInternalServerError, Type: typeServer, Message: err.Error()}
 		}
 	}
-	defer release()
+	defer s.slots.release(sl)
 	if !j.params.HasSeed {
 		var b [8]byte
 		rand.Read(b[:])
@@ -159,11 +159,11 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, j job) *apiError {
 	id := newID(j.chat)
 	created := time.Now().Unix()
 	if j.stream {
-		return s.stream(ctx, w, r, sess, j, id, created)
+		return s.stream(ctx, w, r, sl, j, id, created)
 	}
 
 	var text strings.Builder
-	res, err := s.generate(ctx, sess, j.prompt, j.params, func(t string) error {
+	res, err := s.generate(ctx, sl, j.prompt, j.params, func(t string) error {
 		text.WriteString(t)
 		return nil
 	})
@@ -197,7 +197,7 @@ func (s *Server) genError(r *http.Request, err error) *apiError {
 // stream writes the reply as server-sent events: chunks as text becomes
 // final, a last chunk with finish_reason, optionally a usage chunk, then
 // "data: [DONE]".
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, sess Session, j job, id string, created int64) *apiError {
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Request, sl *slot, j job, id string, created int64) *apiError {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -237,7 +237,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			return nil // the client is gone; nothing more to write
 		}
 	}
-	res, err := s.generate(ctx, sess, j.prompt, j.params, func(t string) error {
+	res, err := s.generate(ctx, sl, j.prompt, j.params, func(t string) error {
 		return send(chunk(&t, "", nil))
 	})
 	ri := info(r)

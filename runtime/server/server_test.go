@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -771,5 +772,89 @@ func TestStopMatcher(t *testing.T) {
 				t.Errorf("stops %q step %d: got %q hit %v, want %q hit %v", stops, step, got.String(), hit, want, wantHit)
 			}
 		}
+	}
+}
+
+// TestSlotAffinity checks that a follow-up chat turn runs on the session
+// that ran the conversation so far, where the runtime can reuse its cache.
+func TestSlotAffinity(t *testing.T) {
+	f := newFake()
+	f.barrier.Store(2) // the two first turns run at once, on two sessions
+	s, ts := newTestServer(t, f, Options{Parallel: 2})
+	turn1 := map[string]string{"A": "Tell me of kings", "B": "Sing of the sea"}
+	replies := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, text := range turn1 {
+		wg.Go(func() {
+			status, m := post(t, ts.URL+"/v1/chat/completions",
+				fmt.Sprintf(`{"messages":[{"role":"user","content":%q}],"temperature":0}`, text))
+			if status != 200 {
+				t.Errorf("turn 1 %s: %d %v", name, status, m)
+				return
+			}
+			mu.Lock()
+			replies[name] = path(m, "choices", 0, "message", "content").(string)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	f.barrier.Store(0)
+	if f.created.Load() != 2 {
+		t.Fatalf("%d sessions after two concurrent requests, want 2", f.created.Load())
+	}
+	for _, name := range []string{"B", "A", "A", "B"} {
+		status, m := post(t, ts.URL+"/v1/chat/completions", fmt.Sprintf(
+			`{"messages":[{"role":"user","content":%q},{"role":"assistant","content":%q},{"role":"user","content":"More."}],"temperature":0}`,
+			turn1[name], replies[name]))
+		if status != 200 {
+			t.Fatalf("turn 2 %s: %d %v", name, status, m)
+		}
+	}
+	if r, w := s.slots.busy(); r != 0 || w != 0 {
+		t.Errorf("busy %d %d after all requests", r, w)
+	}
+	for _, sess := range f.sessions {
+		conv := ""
+		for _, p := range sess.prompts {
+			for name, text := range turn1 {
+				if strings.Contains(p, text) {
+					if conv != "" && conv != name {
+						t.Errorf("one session ran conversations %s and %s: %q", conv, name, sess.prompts)
+					}
+					conv = name
+				}
+			}
+		}
+		if len(sess.prompts) != 3 {
+			t.Errorf("session ran %d prompts, want 3 (one conversation's turns)", len(sess.prompts))
+		}
+	}
+}
+
+// TestSlotsWaiterCancel races cancelled waiters against releases: the slot
+// count must come back exactly.
+func TestSlotsWaiterCancel(t *testing.T) {
+	var made atomic.Int64
+	sl := newSlots(2, 100, func() (Session, error) { made.Add(1); return &fakeSession{f: newFake(), maxCtx: 8}, nil })
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%7)*50*time.Microsecond)
+			defer cancel()
+			got, err := sl.acquire(ctx, []int{i % 3})
+			if err != nil {
+				return
+			}
+			time.Sleep(20 * time.Microsecond)
+			sl.release(got)
+		})
+	}
+	wg.Wait()
+	if r, w := sl.busy(); r != 0 || w != 0 || len(sl.idle) != 2 {
+		t.Errorf("after the race: running %d waiting %d idle %d", r, w, len(sl.idle))
+	}
+	if made.Load() > 2 {
+		t.Errorf("%d sessions made for 2 slots", made.Load())
 	}
 }
