@@ -2,7 +2,10 @@ package runtime
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"github.com/x448/float16"
 	"math"
 	"os"
 	"path/filepath"
@@ -192,6 +195,78 @@ func TestSamplerSeeded(t *testing.T) {
 	for _, id := range draw(3, SampleOptions{Temperature: 0.1, TopP: 0.5}) {
 		if id%17 != 16 {
 			t.Fatalf("top-p returned %d", id)
+		}
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGoldenF32Sharded rewrites the golden checkpoint as F32 (and F16) in
+// two shards with an index and checks the golden logits again.
+func TestGoldenF32Sharded(t *testing.T) {
+	g := loadGolden(t, "../testdata/gemma2-tiny")
+	ck, err := model.OpenCheckpoint("../testdata/gemma2-tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	for _, dtype := range []model.DType{model.F32, model.F16} {
+		dir := t.TempDir()
+		names := ck.Names()
+		weightMap := map[string]string{}
+		for shard, part := range [][]string{names[:len(names)/2], names[len(names)/2:]} {
+			file := fmt.Sprintf("model-%05d-of-00002.safetensors", shard+1)
+			specs := make([]model.SafetensorsSpec, len(part))
+			for i, n := range part {
+				tn, _ := ck.Tensor(n)
+				specs[i] = model.SafetensorsSpec{Name: model.HFName(n), DType: dtype, Shape: tn.Shape}
+				weightMap[model.HFName(n)] = file
+			}
+			w, err := model.CreateSafetensors(filepath.Join(dir, file), specs, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range part {
+				tn, _ := ck.Tensor(n)
+				f, _ := tn.Float32s()
+				var data []byte
+				for _, v := range f {
+					if dtype == model.F32 {
+						data = binary.LittleEndian.AppendUint32(data, math.Float32bits(v))
+					} else {
+						data = binary.LittleEndian.AppendUint16(data, float16.Fromfloat32(v).Bits())
+					}
+				}
+				if err := w.Write(data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		index, _ := json.Marshal(map[string]any{"weight_map": weightMap})
+		os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), index, 0o644)
+		copyFile(t, "../testdata/gemma2-tiny/config.json", filepath.Join(dir, "config.json"))
+		copyFile(t, "../testdata/gemma2-tiny/tokenizer.model", filepath.Join(dir, "tokenizer.model"))
+		e, err := Load(dir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := e.NewSession(len(g.ids))
+		got := allLogits(t, s, g.ids, g.vocab)
+		e.Close()
+		if d := maxRelDiff(got, g.logits); d > 1e-3 {
+			t.Fatalf("%s sharded: max |diff| = %.3g of the logit scale", dtype, d)
 		}
 	}
 }
