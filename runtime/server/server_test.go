@@ -626,17 +626,29 @@ func TestParallelSessions(t *testing.T) {
 }
 
 func TestClientDisconnectFreesSlot(t *testing.T) {
-	for _, how := range []string{"cancel", "tcp close"} {
+	for _, how := range []string{"cancel", "tcp close", "plain request"} {
 		t.Run(how, func(t *testing.T) {
 			f := slowFake()
 			s, ts := newTestServer(t, f, Options{Parallel: 1, QueueSize: -1})
-			if how == "cancel" {
+			switch how {
+			case "plain request":
+				ctx, cancel := context.WithCancel(context.Background())
+				go func() {
+					waitFor(t, "the generation to start", func() bool { return f.started.Load() == 1 })
+					cancel()
+				}()
+				req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions", strings.NewReader(`{"prompt":"go"}`))
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+					t.Fatalf("request finished with %d, want it cancelled", resp.StatusCode)
+				}
+			case "cancel":
 				stop, br := startStream(t, ts.URL)
 				if _, err := br.ReadString('\n'); err != nil {
 					t.Fatal(err)
 				}
 				stop()
-			} else {
+			default:
 				conn, err := net.Dial("tcp", ts.Listener.Addr().String())
 				if err != nil {
 					t.Fatal(err)
