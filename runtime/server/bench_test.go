@@ -51,7 +51,9 @@ func BenchmarkServerFake(b *testing.B) {
 	defer ts.Close()
 	body := `{"messages":[{"role":"user","content":"Benchmark"}],"temperature":0%s}`
 	b.Run("plain", func(b *testing.B) { benchRequests(b, ts.URL+"/v1/chat/completions", fmt.Sprintf(body, "")) })
-	b.Run("stream", func(b *testing.B) { benchRequests(b, ts.URL+"/v1/chat/completions", fmt.Sprintf(body, `,"stream":true`)) })
+	b.Run("stream", func(b *testing.B) {
+		benchRequests(b, ts.URL+"/v1/chat/completions", fmt.Sprintf(body, `,"stream":true`))
+	})
 }
 
 // BenchmarkServerEngine measures end-to-end greedy completions of 32 tokens
