@@ -247,6 +247,10 @@ func TestHuggingFaceRanks(t *testing.T) {
 		{[]string{"a b", "b c", "a bc"}, "abc", []string{"ab", "c"}},
 		{[]string{"a b", "b c", "ab c"}, "abc", []string{"abc"}},
 		{[][]string{{"b", "c"}, {"a", "b"}}, "abc", []string{"a", "bc"}},
+		// A pair listed twice keeps its last rank.
+		{[]string{"a b", "b c", "a b"}, "abc", []string{"a", "bc"}},
+		// Only the listed split merges: "ab c" is not listed, so no abc.
+		{[]string{"a b", "a bc"}, "abc", []string{"ab", "c"}},
 		// Equal ranks: leftmost first.
 		{[]string{"a a", "aa aa"}, "aaa", []string{"aa", "a"}},
 		{[]string{"a a", "aa aa"}, "aaaaa", []string{"aaaa", "a"}},

@@ -267,7 +267,7 @@ func fromHuggingFaceJSON(data []byte) (*Tokenizer, error) {
 	t.ignoreMerges = m.IgnoreMerges
 	t.escapeSpaces = escape
 	t.buildMatchers(atomic, raw)
-	rules, err := hfMerges(m.Merges, t.ids)
+	rules, err := hfMerges(m.Merges, t.ids, len(pieces))
 	if err != nil {
 		return nil, err
 	}
@@ -295,8 +295,10 @@ func fromHuggingFaceJSON(data []byte) (*Tokenizer, error) {
 // vocabulary: a multi-character part that is not a piece can never be a
 // symbol, so the merge could never apply; single characters are checked
 // against the (small, cache-friendly) set of one-character pieces.
-func hfMerges(data json.RawMessage, ids map[string]int32) (*rankRules, error) {
-	r := &rankRules{ids: ids, ranks: make(map[uint64]int32, len(data)/16)}
+func hfMerges(data json.RawMessage, ids map[string]int32, nPieces int) (*rankRules, error) {
+	type merge struct{ id, leftLen int32 } // rank is the index
+	var merges []merge
+	r := &rankRules{ids: ids, first: make([]int32, nPieces+1)}
 	if isJSONNull(data) {
 		return r, nil
 	}
@@ -369,12 +371,25 @@ func hfMerges(data json.RawMessage, ids map[string]int32) (*rankRules, error) {
 		if rank > math.MaxInt32 {
 			return errors.New("too many merges")
 		}
-		r.ranks[rankKey(id, len(a))] = int32(rank)
+		merges = append(merges, merge{id: id, leftLen: int32(len(a))})
 		rank++
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("merges: %w", err)
+	}
+	// Group by merged piece (a counting sort that keeps listing order).
+	for _, m := range merges {
+		r.first[m.id+1]++
+	}
+	for i := 1; i < len(r.first); i++ {
+		r.first[i] += r.first[i-1]
+	}
+	next := slices.Clone(r.first[:nPieces])
+	r.splits = make([]rankSplit, len(merges))
+	for rank, m := range merges {
+		r.splits[next[m.id]] = rankSplit{leftLen: m.leftLen, rank: int32(rank)}
+		next[m.id]++
 	}
 	return r, nil
 }
