@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -358,7 +359,7 @@ func craftCQ(header string, dataLen int64) []byte {
 func TestCQMalformedDirectory(t *testing.T) {
 	// f32 (2, 8) is 64 bytes.
 	tensor := func(name string, offset, size int, extra string) string {
-		return `{"name":"` + name + `","format":"f32","shape":[2,8],"offset":` + itoa(offset) + `,"size":` + itoa(size) + `,"crc32c":"00000000"` + extra + `}`
+		return `{"name":"` + name + `","format":"f32","shape":[2,8],"offset":` + strconv.Itoa(offset) + `,"size":` + strconv.Itoa(size) + `,"crc32c":"00000000"` + extra + `}`
 	}
 	wrap := func(tensors ...string) string {
 		return `{"config":{},"quantization":{"method":"none","bits":0,"group":0,"asym":false},"tensors":[` + strings.Join(tensors, ",") + `]}`
@@ -415,7 +416,6 @@ func TestCQMalformedDirectory(t *testing.T) {
 	})
 }
 
-func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 func TestCQForeignFiles(t *testing.T) {
 	// A tiny safetensors file: u64 header length, JSON header, data.
