@@ -416,7 +416,6 @@ func TestCQMalformedDirectory(t *testing.T) {
 	})
 }
 
-
 func TestCQForeignFiles(t *testing.T) {
 	// A tiny safetensors file: u64 header length, JSON header, data.
 	st := []byte(`{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`)
