@@ -110,6 +110,8 @@ describe('cafeq serve', { timeout: 300_000 }, () => {
     assert.equal(models.length, 1);
     assert.equal(models[0].object, 'model');
     assert.ok(models[0].id.length > 0);
+    const one = await client.models.retrieve(models[0].id);
+    assert.equal(one.id, models[0].id);
   });
 
   const chatParams = {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -91,6 +92,7 @@ func New(b Backend, opts Options) (*Server, error) {
 		"/v1/chat/completions": {http.MethodPost, s.handleChat},
 		"/v1/completions":      {http.MethodPost, s.handleCompletion},
 		"/v1/models":           {http.MethodGet, s.handleModels},
+		"/v1/models/{id}":      {http.MethodGet, s.handleModel},
 		"/health":              {http.MethodGet, s.handleHealth},
 	}
 	return s, nil
@@ -165,7 +167,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request) *apiError {
-	rt, ok := s.routes[r.URL.Path]
+	p := r.URL.Path
+	if strings.HasPrefix(p, "/v1/models/") {
+		p = "/v1/models/{id}"
+	}
+	rt, ok := s.routes[p]
 	if !ok {
 		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "not_found",
 			Message: fmt.Sprintf("unknown path %s", r.URL.Path)}
@@ -215,10 +221,21 @@ type modelObject struct {
 	OwnedBy string `json:"owned_by"`
 }
 
+func (s *Server) model() modelObject {
+	return modelObject{ID: s.opts.ModelName, Object: "model", Created: s.created, OwnedBy: "cafeq"}
+}
+
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) *apiError {
-	writeJSON(w, http.StatusOK, map[string]any{
-		"object": "list",
-		"data":   []modelObject{{ID: s.opts.ModelName, Object: "model", Created: s.created, OwnedBy: "cafeq"}},
-	})
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []modelObject{s.model()}})
+	return nil
+}
+
+// handleModel answers GET /v1/models/{id} for the one loaded model.
+func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) *apiError {
+	if id := strings.TrimPrefix(r.URL.Path, "/v1/models/"); id != s.opts.ModelName {
+		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Param: "model", Code: "model_not_found",
+			Message: fmt.Sprintf("model %q does not exist; this server has %q", id, s.opts.ModelName)}
+	}
+	writeJSON(w, http.StatusOK, s.model())
 	return nil
 }

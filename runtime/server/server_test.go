@@ -496,6 +496,24 @@ func TestHealthAndModels(t *testing.T) {
 	if m["object"] != "list" || path(m, "data", 0, "id") != "shakespeare" || path(m, "data", 0, "object") != "model" {
 		t.Errorf("models %v", m)
 	}
+	resp, err = http.Get(ts.URL + "/v1/models/shakespeare")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = decodeObject(t, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || m["id"] != "shakespeare" || m["object"] != "model" {
+		t.Errorf("model %d %v", resp.StatusCode, m)
+	}
+	resp, err = http.Get(ts.URL + "/v1/models/gpt-4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = decodeObject(t, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || path(m, "error", "code") != "model_not_found" {
+		t.Errorf("unknown model %d %v", resp.StatusCode, m)
+	}
 }
 
 func TestNewOptions(t *testing.T) {
