@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 )
@@ -50,21 +51,27 @@ func loadTiny(t testing.TB) *Tokenizer {
 	return tok
 }
 
-// loadGemmaJSON loads the real Gemma tokenizer.json, or skips the test when
-// it has not been fetched (fails instead under CAFEQ_REQUIRE_FIXTURES=1).
+// gemmaJSONTok loads the fetched Gemma tokenizer.json once; a Tokenizer is
+// immutable, so the tests share it.
+var gemmaJSONTok = sync.OnceValues(func() (*Tokenizer, error) {
+	data, err := os.ReadFile(gemmaJSON)
+	if err != nil {
+		return nil, err
+	}
+	return FromHuggingFaceJSON(data)
+})
+
+// loadGemmaJSON returns the real Gemma tokenizer.json, or skips the test
+// when it has not been fetched (fails instead under CAFEQ_REQUIRE_FIXTURES=1).
 func loadGemmaJSON(t testing.TB) *Tokenizer {
 	t.Helper()
-	data, err := os.ReadFile(gemmaJSON)
+	tok, err := gemmaJSONTok()
 	if errors.Is(err, os.ErrNotExist) {
 		if os.Getenv("CAFEQ_REQUIRE_FIXTURES") == "1" {
 			t.Fatalf("%s missing: run `make fixtures-tokenizer`", gemmaJSON)
 		}
 		t.Skipf("%s missing: run `make fixtures-tokenizer` to fetch the Gemma tokenizer.json", gemmaJSON)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := FromHuggingFaceJSON(data)
 	if err != nil {
 		t.Fatal(err)
 	}
