@@ -77,7 +77,8 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 }
 
 func TestShutdownCancelsAfterGrace(t *testing.T) {
-	f := slowFake() // 400 tokens x 2 ms: longer than the grace period
+	f := slowFake()
+	f.delay = 5 * time.Millisecond // 400 tokens: at least 2 s, far beyond the grace period
 	s, err := New(f, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +96,7 @@ func TestShutdownCancelsAfterGrace(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return")
 	}
-	if d := time.Since(start); d > 700*time.Millisecond {
+	if d := time.Since(start); d > 1500*time.Millisecond {
 		t.Errorf("shutdown took %v with a 50ms grace", d)
 	}
 	b, _ := io.ReadAll(body)
