@@ -16,6 +16,8 @@ const (
 	TierGeneric Tier = iota // pure Go reference, always available
 	TierAVX2                // amd64: AVX2 + FMA + F16C
 	TierAVX512              // amd64: AVX-512 F/BW/VL/DQ + VNNI
+	TierNEON                // arm64: Advanced SIMD (baseline)
+	TierNEONDot             // arm64: Advanced SIMD + SDOT (FEAT_DotProd)
 )
 
 func (t Tier) String() string {
@@ -26,6 +28,10 @@ func (t Tier) String() string {
 		return "avx2"
 	case TierAVX512:
 		return "avx512-vnni"
+	case TierNEON:
+		return "neon"
+	case TierNEONDot:
+		return "neon-dotprod"
 	}
 	return fmt.Sprintf("tier(%d)", uint8(t))
 }

@@ -1,0 +1,285 @@
+//go:build arm64 && !purego
+
+// NEON kernels for arm64: the quantized row dot (one packed row against one
+// 8-bit activation, see dotRowGeneric) for every quantized format, in two
+// tiers (baseline NEON: SMULL/SADALP; dotprod: SDOT), and the f32 dot and
+// axpy loops.
+//
+// Go's arm64 assembler has no SDOT, SMULL, SADALP, SCVTF (vector), FADD
+// (vector) or FADDP; those are written as WORD with the instruction in the
+// comment. The encodings were produced with GNU as (binutils-aarch64) and are
+// checked by running every tier against the generic reference under
+// qemu-aarch64 (kernels_arm64_test.go).
+
+#include "textflag.h"
+
+// Registers of the quantized row dot.
+#define W_PTR R0     // packed row, advances through group headers and chunks
+#define Q_PTR R1     // activation int8 values, 32 per chunk
+#define D_PTR R2     // activation scales, one per chunk
+#define S_PTR R3     // activation block sums, one per chunk (asym only)
+#define GROUPS R4    // groups left
+#define CPG R5       // chunks per group
+#define CHUNKS R6    // chunks left in this group
+#define TMP R7
+//   V0, V1: the chunk's 32 weight levels (element order, minus the offset when symmetric)
+//   V2, V3: the block's 32 activations
+//   V4:     4 int32 lane sums of level*activation
+//   F5:     dw*d[b];  F6: scratch
+//   V8:     4 f32 lane accumulators of (dw*d[b])*lanes
+//   F9:     asym: scalar accumulator of mw*(d[b]*s[b])
+//   F10:    group scale dw;  F11: group min mw
+//   V16-V20: scratch;  V26-V31: constants
+
+// ---- group headers: f16 scale (and f16 min) converted to f32 ----
+
+// F10 = f16 d
+#define HEADER_SYM \
+	MOVHU.P 2(W_PTR), TMP; \
+	FMOVS   TMP, F10;      \
+	FCVTHS  F10, F10
+
+// F10 = f16 d, F11 = f16 m
+#define HEADER_ASYM \
+	HEADER_SYM;            \
+	MOVHU.P 2(W_PTR), TMP; \
+	FMOVS   TMP, F11;      \
+	FCVTHS  F11, F11
+
+// ---- chunk unpacking into V0 (weights 0..15) and V1 (weights 16..31) ----
+
+// Q4: byte i holds weight i (low nibble) and weight 16+i (high nibble).
+// Needs V31 = 0x0F.
+#define UNPACK_Q4 \
+	VLD1.P 16(W_PTR), [V0.B16];   \ // V0 = 16 packed bytes
+	VUSHR  $4, V0.B16, V1.B16;    \ // V1 = high nibbles: weights 16..31
+	VAND   V31.B16, V0.B16, V0.B16  // V0 = low nibbles: weights 0..15
+
+// Q3: low plane byte i, bits 2k..2k+1 = bits 0..1 of weight 8k+i; high plane
+// byte 8+j, bit l = bit 2 of weight 4l+j. Needs V26 = 0x04, V27 = 0x03,
+// V28 = bytes {1,1,1,1,2,2,2,2,4,4,4,4,8,8,8,8}, V29 = V28<<4.
+#define UNPACK_Q3 \
+	VLD1.P  8(W_PTR), [V16.B8];        \ // V16.D[0] = low plane p
+	VUSHR   $2, V16.B8, V17.B8;        \ // V17.D[0] = p>>2
+	VZIP1   V17.D2, V16.D2, V0.D2;     \ // V0 = [p, p>>2]: weights 0..7, 8..15 (bits 0..1)
+	VUSHR   $4, V0.B16, V1.B16;        \ // V1 = [p>>4, p>>6]: weights 16..23, 24..31
+	VAND    V27.B16, V0.B16, V0.B16;   \
+	VAND    V27.B16, V1.B16, V1.B16;   \
+	VLD1R.P 4(W_PTR), [V18.S4];        \ // V18 = high plane h0 h1 h2 h3, 4 times: byte e is h[e%4]
+	VCMTST  V28.B16, V18.B16, V19.B16; \ // byte e (0..15): 0xFF if bit e/4 of h[e%4] is set
+	VCMTST  V29.B16, V18.B16, V20.B16; \ // byte e (16..31): same with bit e/4
+	VAND    V26.B16, V19.B16, V19.B16; \ // 0xFF -> 4
+	VAND    V26.B16, V20.B16, V20.B16; \
+	VORR    V19.B16, V0.B16, V0.B16;   \
+	VORR    V20.B16, V1.B16, V1.B16
+
+// Q8: 32 signed bytes q-128, i.e. the level minus the symmetric offset already.
+#define UNPACK_Q8 \
+	VLD1.P 32(W_PTR), [V0.B16, V1.B16]
+
+// Symmetric formats subtract the level offset (V30) so that the integer dot
+// is sum (level-o)*a = isum - o*S directly (S is the sum of the block's
+// activations by construction, see Activation).
+#define OFFSET_SYM \
+	VSUB V30.B16, V0.B16, V0.B16; \
+	VSUB V30.B16, V1.B16, V1.B16
+
+#define OFFSET_NONE
+
+// ---- V4 = 4 int32 lane sums of V0*V2 + V1*V3 (signed bytes) ----
+
+// Baseline: widening multiplies into 16 bits (|product| <= 128*128 fits
+// int16), then pairwise widening adds into 32 bits.
+#define IDOT_NEON \
+	WORD $0x0e22c010; \ // SMULL  V16.8H, V0.8B, V2.8B
+	WORD $0x4e22c011; \ // SMULL2 V17.8H, V0.16B, V2.16B
+	WORD $0x0e23c032; \ // SMULL  V18.8H, V1.8B, V3.8B
+	WORD $0x4e23c033; \ // SMULL2 V19.8H, V1.16B, V3.16B
+	WORD $0x4e602a04; \ // SADDLP V4.4S, V16.8H
+	WORD $0x4e606a24; \ // SADALP V4.4S, V17.8H
+	WORD $0x4e606a44; \ // SADALP V4.4S, V18.8H
+	WORD $0x4e606a64    // SADALP V4.4S, V19.8H
+
+// dotprod: SDOT sums four byte products into each int32 lane.
+#define IDOT_SDOT \
+	VEOR V4.B16, V4.B16, V4.B16; \
+	WORD $0x4e829404;            \ // SDOT V4.4S, V0.16B, V2.16B
+	WORD $0x4e839424               // SDOT V4.4S, V1.16B, V3.16B
+
+// ---- per-chunk float accumulation ----
+
+// sym: acc += (dw*d[b]) * lanes
+#define ACC_SYM \
+	WORD    $0x4e21d884;  \ // SCVTF V4.4S, V4.4S
+	FMOVS.P 4(D_PTR), F5; \ // F5 = d[b]
+	FMULS   F10, F5, F5;  \ // F5 = dw*d[b]
+	WORD    $0x4f851088     // FMLA V8.4S, V4.4S, V5.S[0]
+
+// asym: also acc_min += mw * (d[b]*float32(s[b]))
+#define ACC_ASYM \
+	WORD    $0x4e21d884;  \ // SCVTF V4.4S, V4.4S
+	FMOVS.P 4(D_PTR), F5; \ // F5 = d[b]
+	MOVW.P  4(S_PTR), TMP;\ // TMP = s[b]
+	SCVTFWS TMP, F6;      \
+	FMULS   F5, F6, F6;   \ // F6 = d[b]*s[b]
+	FMADDS  F11, F9, F6, F9; \ // F9 += mw*F6
+	FMULS   F10, F5, F5;  \ // F5 = dw*d[b]
+	WORD    $0x4f851088     // FMLA V8.4S, V4.4S, V5.S[0]
+
+// ---- constants ----
+
+#define CONSTS \
+	VMOVI $15, V31.B16;                 \
+	VMOVI $3, V27.B16;                  \
+	VMOVI $4, V26.B16;                  \
+	MOVD  $0x0202020201010101, TMP;     \
+	VMOV  TMP, V28.D[0];                \
+	MOVD  $0x0808080804040404, TMP;     \
+	VMOV  TMP, V28.D[1];                \
+	VSHL  $4, V28.B16, V29.B16
+
+// ROWDOT defines one kernel:
+//
+//	func NAME(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+//
+// returning dotRowGeneric's sum for a row of `groups` groups of `cpg` chunks
+// (groups >= 1).
+#define ROWDOT(NAME, OFF, HEADER, UNPACK, OFFSET, IDOT, ACC) \
+TEXT NAME(SB), NOSPLIT, $0-52;     \
+	MOVD w+0(FP), W_PTR;           \
+	MOVD q+8(FP), Q_PTR;           \
+	MOVD d+16(FP), D_PTR;          \
+	MOVD s+24(FP), S_PTR;          \
+	MOVD groups+32(FP), GROUPS;    \
+	MOVD cpg+40(FP), CPG;          \
+	CONSTS;                        \
+	VMOVI $OFF, V30.B16;           \
+	VEOR  V8.B16, V8.B16, V8.B16;  \
+	VEOR  V9.B16, V9.B16, V9.B16;  \
+	CBZ   GROUPS, done;            \
+group:                             \
+	HEADER;                        \
+	MOVD CPG, CHUNKS;              \
+chunk:                             \
+	UNPACK;                        \
+	OFFSET;                        \
+	VLD1.P 32(Q_PTR), [V2.B16, V3.B16]; \
+	IDOT;                          \
+	ACC;                           \
+	SUBS $1, CHUNKS;               \
+	BNE  chunk;                    \
+	SUBS $1, GROUPS;               \
+	BNE  group;                    \
+done:                              \
+	WORD $0x6e28d508;              \ // FADDP V8.4S, V8.4S, V8.4S
+	WORD $0x7e30d908;              \ // FADDP S8, V8.2S
+	FADDS F9, F8, F8;              \
+	FMOVS F8, ret+48(FP);          \
+	RET
+
+ROWDOT(·q4SymNEON, 8, HEADER_SYM, UNPACK_Q4, OFFSET_SYM, IDOT_NEON, ACC_SYM)
+ROWDOT(·q4AsymNEON, 0, HEADER_ASYM, UNPACK_Q4, OFFSET_NONE, IDOT_NEON, ACC_ASYM)
+ROWDOT(·q3SymNEON, 4, HEADER_SYM, UNPACK_Q3, OFFSET_SYM, IDOT_NEON, ACC_SYM)
+ROWDOT(·q3AsymNEON, 0, HEADER_ASYM, UNPACK_Q3, OFFSET_NONE, IDOT_NEON, ACC_ASYM)
+ROWDOT(·q8SymNEON, 0, HEADER_SYM, UNPACK_Q8, OFFSET_NONE, IDOT_NEON, ACC_SYM)
+
+ROWDOT(·q4SymSDOT, 8, HEADER_SYM, UNPACK_Q4, OFFSET_SYM, IDOT_SDOT, ACC_SYM)
+ROWDOT(·q4AsymSDOT, 0, HEADER_ASYM, UNPACK_Q4, OFFSET_NONE, IDOT_SDOT, ACC_ASYM)
+ROWDOT(·q3SymSDOT, 4, HEADER_SYM, UNPACK_Q3, OFFSET_SYM, IDOT_SDOT, ACC_SYM)
+ROWDOT(·q3AsymSDOT, 0, HEADER_ASYM, UNPACK_Q3, OFFSET_NONE, IDOT_SDOT, ACC_ASYM)
+ROWDOT(·q8SymSDOT, 0, HEADER_SYM, UNPACK_Q8, OFFSET_NONE, IDOT_SDOT, ACC_SYM)
+
+// func dotF32NEON(a, b *float32, n uintptr) float32
+// 16 floats per iteration in four accumulators, then 4, then 1.
+TEXT ·dotF32NEON(SB), NOSPLIT, $0-28
+	MOVD a+0(FP), R0
+	MOVD b+8(FP), R1
+	MOVD n+16(FP), R2
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
+	VEOR V18.B16, V18.B16, V18.B16
+	VEOR V19.B16, V19.B16, V19.B16
+
+loop16:
+	CMP  $16, R2
+	BLT  loop4
+	VLD1.P 64(R0), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R1), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VFMLA V4.S4, V0.S4, V16.S4 // V16 += a[0:4]*b[0:4]
+	VFMLA V5.S4, V1.S4, V17.S4
+	VFMLA V6.S4, V2.S4, V18.S4
+	VFMLA V7.S4, V3.S4, V19.S4
+	SUB  $16, R2
+	B    loop16
+
+loop4:
+	CMP  $4, R2
+	BLT  reduce
+	VLD1.P 16(R0), [V0.S4]
+	VLD1.P 16(R1), [V4.S4]
+	VFMLA V4.S4, V0.S4, V16.S4
+	SUB  $4, R2
+	B    loop4
+
+reduce:
+	WORD $0x4e31d610 // FADD  V16.4S, V16.4S, V17.4S
+	WORD $0x4e33d652 // FADD  V18.4S, V18.4S, V19.4S
+	WORD $0x4e32d610 // FADD  V16.4S, V16.4S, V18.4S
+	WORD $0x6e30d610 // FADDP V16.4S, V16.4S, V16.4S
+	WORD $0x7e30da10 // FADDP S16, V16.2S
+
+loop1:
+	CBZ     R2, done
+	FMOVS.P 4(R0), F0
+	FMOVS.P 4(R1), F1
+	FMADDS  F1, F16, F0, F16 // F16 += a[i]*b[i]
+	SUB     $1, R2
+	B       loop1
+
+done:
+	FMOVS F16, ret+24(FP)
+	RET
+
+// func axpyF32NEON(alpha float32, x, y *float32, n uintptr)
+// y[i] += alpha*x[i], 16 floats per iteration, then 4, then 1.
+TEXT ·axpyF32NEON(SB), NOSPLIT, $0-32
+	FMOVS alpha+0(FP), F31
+	MOVD  x+8(FP), R0
+	MOVD  y+16(FP), R1
+	MOVD  n+24(FP), R2
+	VDUP  V31.S[0], V31.S4
+
+loop16:
+	CMP  $16, R2
+	BLT  loop4
+	VLD1.P 64(R0), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1   (R1), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VFMLA  V31.S4, V0.S4, V4.S4 // y[0:4] += alpha*x[0:4]
+	VFMLA  V31.S4, V1.S4, V5.S4
+	VFMLA  V31.S4, V2.S4, V6.S4
+	VFMLA  V31.S4, V3.S4, V7.S4
+	VST1.P [V4.S4, V5.S4, V6.S4, V7.S4], 64(R1)
+	SUB    $16, R2
+	B      loop16
+
+loop4:
+	CMP  $4, R2
+	BLT  loop1
+	VLD1.P 16(R0), [V0.S4]
+	VLD1   (R1), [V4.S4]
+	VFMLA  V31.S4, V0.S4, V4.S4
+	VST1.P [V4.S4], 16(R1)
+	SUB    $4, R2
+	B      loop4
+
+loop1:
+	CBZ     R2, done
+	FMOVS.P 4(R0), F0
+	FMOVS   (R1), F1
+	FMADDS  F31, F1, F0, F1 // F1 += x[i]*alpha
+	FMOVS.P F1, 4(R1)
+	SUB     $1, R2
+	B       loop1
+
+done:
+	RET

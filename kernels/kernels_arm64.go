@@ -1,0 +1,193 @@
+//go:build arm64 && !purego
+
+package kernels
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// Advanced SIMD is part of the arm64 baseline; SDOT is optional (FEAT_DotProd:
+// Neoverse N1/V1 and later, Apple M1, Cortex-A55/A76 and later; not
+// Cortex-A53/A72).
+var hasDotProd = cpu.ARM64.HasASIMDDP
+
+// archSets lists the SIMD tiers this CPU supports, slowest first.
+func archSets() []kernelSet {
+	s := []kernelSet{neonSet}
+	if hasDotProd {
+		s = append(s, neonDotSet)
+	}
+	return s
+}
+
+// rowDot is the signature of the quantized row kernels in dot_arm64.s: one
+// packed row (groups groups of cpg 32-weight chunks) against one 8-bit
+// activation, returning what dotRowGeneric returns up to the order of the f32
+// additions (the integer chunk sums are exact).
+type rowDot func(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+// rowDots holds one tier's row kernels by format.
+type rowDots struct{ q4, q4a, q3, q3a, q8 rowDot }
+
+func (k *rowDots) lookup(f Format) rowDot {
+	switch {
+	case f.Type == Q4 && !f.Asym:
+		return k.q4
+	case f.Type == Q4:
+		return k.q4a
+	case f.Type == Q3 && !f.Asym:
+		return k.q3
+	case f.Type == Q3:
+		return k.q3a
+	case f.Type == Q8:
+		return k.q8
+	}
+	return nil
+}
+
+var (
+	neonDots = rowDots{q4SymNEON, q4AsymNEON, q3SymNEON, q3AsymNEON, q8SymNEON}
+	sdotDots = rowDots{q4SymSDOT, q4AsymSDOT, q3SymSDOT, q3AsymSDOT, q8SymSDOT}
+)
+
+var neonSet = func() kernelSet {
+	s := genericSet
+	s.tier = TierNEON
+	s.mulVec = func(m *Matrix, dst []float32, x *Activation, r0, r1 int) { mulVecNEON(&neonDots, m, dst, x, r0, r1) }
+	s.mulMat = func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+		mulMatNEON(&neonDots, m, dst, xs, r0, r1)
+	}
+	s.dot = dotNEON
+	s.axpy = axpyNEON
+	return s
+}()
+
+var neonDotSet = func() kernelSet {
+	s := neonSet
+	s.tier = TierNEONDot
+	s.mulVec = func(m *Matrix, dst []float32, x *Activation, r0, r1 int) { mulVecNEON(&sdotDots, m, dst, x, r0, r1) }
+	s.mulMat = func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+		mulMatNEON(&sdotDots, m, dst, xs, r0, r1)
+	}
+	return s
+}()
+
+// mulVecNEON runs the row kernel of m's format over [r0, r1). F32 rows use
+// the f32 dot; F16 and BF16 stay on the generic path.
+func mulVecNEON(k *rowDots, m *Matrix, dst []float32, x *Activation, r0, r1 int) {
+	if m.Format.Type == F32 {
+		for r := r0; r < r1; r++ {
+			dst[r] = dotF32Row(m.row(r), x.F32)
+		}
+		return
+	}
+	dot := k.lookup(m.Format)
+	if dot == nil {
+		mulVecGeneric(m, dst, x, r0, r1)
+		return
+	}
+	rb := m.Format.RowBytes(m.Cols)
+	groups := uintptr(m.Cols / m.Format.Group)
+	cpg := uintptr(m.Format.Group / ChunkSize)
+	q, d, s := &x.Q[0], &x.D[0], &x.S[0]
+	for r := r0; r < r1; r++ {
+		dst[r] = dot(&m.Data[r*rb], q, d, s, groups, cpg)
+	}
+}
+
+// mulMatNEON walks rows in the outer loop so that a row's packed bytes stay
+// in L1 while they meet every token.
+func mulMatNEON(k *rowDots, m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+	dot := k.lookup(m.Format)
+	if xs.N == 0 || (dot == nil && m.Format.Type != F32) {
+		mulMatGeneric(m, dst, xs, r0, r1)
+		return
+	}
+	if m.Format.Type == F32 {
+		for r := r0; r < r1; r++ {
+			row := m.row(r)
+			for t := 0; t < xs.N; t++ {
+				dst[t*m.Rows+r] = dotF32Row(row, xs.F32[t*xs.Cols:(t+1)*xs.Cols])
+			}
+		}
+		return
+	}
+	rb := m.Format.RowBytes(m.Cols)
+	groups := uintptr(m.Cols / m.Format.Group)
+	cpg := uintptr(m.Format.Group / ChunkSize)
+	nb := xs.Blocks
+	for r := r0; r < r1; r++ {
+		w := &m.Data[r*rb]
+		for t := 0; t < xs.N; t++ {
+			dst[t*m.Rows+r] = dot(w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], groups, cpg)
+		}
+	}
+}
+
+// dotF32Row is the dot of a stored F32 row (little-endian, which arm64 is)
+// with x; len(row) == 4*len(x). NEON loads need no alignment.
+func dotF32Row(row []byte, x []float32) float32 {
+	if len(x) == 0 {
+		return 0
+	}
+	return dotF32NEON((*float32)(unsafe.Pointer(&row[0])), &x[0], uintptr(len(x)))
+}
+
+func dotNEON(a, b []float32) float32 {
+	if len(a) == 0 {
+		return 0
+	}
+	return dotF32NEON(&a[0], &b[0], uintptr(len(a)))
+}
+
+func axpyNEON(alpha float32, x, y []float32) {
+	if len(y) == 0 {
+		return
+	}
+	axpyF32NEON(alpha, &x[0], &y[0], uintptr(len(y)))
+}
+
+// Kernels in dot_arm64.s. Each quantized one computes dotRowGeneric(f, row,
+// q, d, s) for its format f.
+
+//go:noescape
+func q4SymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q4AsymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q3SymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q3AsymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q8SymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q4SymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q4AsymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q3SymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q3AsymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q8SymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+// dotF32NEON returns sum_i a[i]*b[i] for i < n (dotGeneric up to the order of additions).
+//
+//go:noescape
+func dotF32NEON(a, b *float32, n uintptr) float32
+
+// axpyF32NEON computes y[i] += alpha*x[i] for i < n (axpyGeneric, fused).
+//
+//go:noescape
+func axpyF32NEON(alpha float32, x, y *float32, n uintptr)
