@@ -84,63 +84,88 @@ func cmdPerplexity(args []string, stdout, stderr io.Writer) error {
 // prefixed with BOS; every text token is predicted once. With a reference
 // engine the same windows also give KL(ref ‖ model) and top-1 agreement.
 func perplexity(e, ref *runtime.Engine, tokens []int, ctx int, stderr io.Writer) (perplexityResult, error) {
-	start := time.Now()
-	per := ctx - 1
-	windows := (len(tokens) + per - 1) / per
-	s, err := e.NewSession(ctx)
+	res, err := compareModels(ref, []*runtime.Engine{e}, tokens, ctx, stderr)
 	if err != nil {
 		return perplexityResult{}, err
 	}
+	return res[0], nil
+}
+
+// compareModels runs every model (and the reference, once per window, when
+// not nil) over the same windows, so several quantizations of one checkpoint
+// are scored against one pass of the reference.
+func compareModels(ref *runtime.Engine, models []*runtime.Engine, tokens []int, ctx int, stderr io.Writer) ([]perplexityResult, error) {
+	start := time.Now()
+	per := ctx - 1
+	windows := (len(tokens) + per - 1) / per
+	vocab := models[0].Config.VocabSize
+	sessions := make([]*runtime.Session, len(models))
+	for i, e := range models {
+		if e.Config.VocabSize != vocab {
+			return nil, fmt.Errorf("models disagree on the vocabulary size")
+		}
+		var err error
+		if sessions[i], err = e.NewSession(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var rs *runtime.Session
 	var refLogits []float32 // (per, vocab) reference logits of the current window
-	vocab := e.Config.VocabSize
 	if ref != nil {
+		var err error
 		if rs, err = ref.NewSession(ctx); err != nil {
-			return perplexityResult{}, err
+			return nil, err
 		}
 		refLogits = make([]float32, per*vocab)
 	}
-	var nll, refNLL, kl float64
-	var agree, scored int
+	nll, kl, agree := make([]float64, len(models)), make([]float64, len(models)), make([]int, len(models))
+	var refNLL float64
+	var scored int
 	bar := newProgress(stderr, "perplexity", "windows", windows)
 	input := make([]int, 0, ctx)
+	bos := models[0].Tokenizer.BOS()
 	for w := 0; w < windows; w++ {
 		text := tokens[w*per : min(len(tokens), (w+1)*per)]
 		// Position i (BOS, then text[:len-1]) predicts text[i].
-		input = append(append(input[:0], e.Tokenizer.BOS()), text[:len(text)-1]...)
+		input = append(append(input[:0], bos), text[:len(text)-1]...)
 		if rs != nil {
 			rs.Reset()
 			if _, err := rs.Forward(input, func(i int, l []float32) {
 				copy(refLogits[i*vocab:(i+1)*vocab], l)
 				refNLL -= logSoftmaxAt(l, text[i])
 			}); err != nil {
-				return perplexityResult{}, err
+				return nil, err
 			}
 		}
-		s.Reset()
-		if _, err := s.Forward(input, func(i int, l []float32) {
-			nll -= logSoftmaxAt(l, text[i])
-			if rs != nil {
-				r := refLogits[i*vocab : (i+1)*vocab]
-				kl += klDivergence(r, l)
-				if argmaxOf(r) == argmaxOf(l) {
-					agree++
+		for m, s := range sessions {
+			s.Reset()
+			if _, err := s.Forward(input, func(i int, l []float32) {
+				nll[m] -= logSoftmaxAt(l, text[i])
+				if rs != nil {
+					r := refLogits[i*vocab : (i+1)*vocab]
+					kl[m] += klDivergence(r, l)
+					if argmaxOf(r) == argmaxOf(l) {
+						agree[m]++
+					}
 				}
+			}); err != nil {
+				return nil, err
 			}
-		}); err != nil {
-			return perplexityResult{}, err
 		}
 		scored += len(text)
 		bar.update(w + 1)
 	}
-	res := perplexityResult{PPL: math.Exp(nll / float64(scored)), Tokens: scored, Seconds: time.Since(start).Seconds(), Ctx: ctx}
-	if rs != nil {
-		refPPL := math.Exp(refNLL / float64(scored))
-		meanKL := kl / float64(scored)
-		top1 := float64(agree) / float64(scored)
-		res.RefPPL, res.KLD, res.Top1Agree = &refPPL, &meanKL, &top1
+	out := make([]perplexityResult, len(models))
+	for m := range models {
+		out[m] = perplexityResult{PPL: math.Exp(nll[m] / float64(scored)), Tokens: scored, Seconds: time.Since(start).Seconds(), Ctx: ctx}
+		if rs != nil {
+			refPPL := math.Exp(refNLL / float64(scored))
+			meanKL := kl[m] / float64(scored)
+			top1 := float64(agree[m]) / float64(scored)
+			out[m].RefPPL, out[m].KLD, out[m].Top1Agree = &refPPL, &meanKL, &top1
+		}
 	}
-	return res, nil
+	return out, nil
 }
 
 // klDivergence is KL(softmax(p) ‖ softmax(q)) in nats, computed in float64.

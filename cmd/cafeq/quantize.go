@@ -46,7 +46,10 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	embed := fs.String("embed", "q8", "format of the embedding/output matrix: q8, f16, bf16, f32, or a 4/3-bit format such as q4_g32_asym")
 	transformFormat := fs.String("transform-format", "q8", "format of the stored M⁻¹: q8 or f32")
 	seed := fs.Uint64("seed", 1, "seed of random starts and rotations")
-	reportDir := fs.String("report", "", "write a per-tensor error report (JSON and plot) into this directory")
+	reportDir := fs.String("report", "", "also quantize with rtn and hadamard (and cafeq at -compare-blocks) and write a comparison (report.json, loss.svg) into this directory")
+	compareBlocks := fs.String("compare-blocks", "", "with -report: comma-separated extra cafeq transform blocks to compare, e.g. 32,256")
+	evalText := fs.String("eval", "", "with -report: a text file on which every method's KL divergence and top-1 agreement against the checkpoint are measured")
+	evalCtx := fs.Int("eval-ctx", 256, "with -eval: window length in tokens")
 	asJSON := fs.Bool("json", false, "print a JSON summary")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -122,7 +125,14 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 		sum.MeanRTNErr += e.RTNRelErr / float64(len(rep.Entries))
 	}
 	if *reportDir != "" {
-		files, err := quantize.WriteReport(*reportDir, rep)
+		var extra []int
+		if *compareBlocks != "" {
+			if extra, err = parseIDs(*compareBlocks); err != nil {
+				return usagef("-compare-blocks: %v", err)
+			}
+		}
+		main := quantize.NewComparison(comparisonLabel(opt.Options), opt.Options, rep, st.Size())
+		files, err := writeComparison(*reportDir, ck, tok, *in, *out, main, opt, extra, *evalText, *evalCtx, stderr)
 		if err != nil {
 			return err
 		}
