@@ -32,6 +32,13 @@ func main() {
 			}
 		}
 	}
+	for _, tier := range []tier{avx2, avx512} {
+		for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}} {
+			for _, g := range []int{32, 64, 128} {
+				sbKernel(tier, k, g)
+			}
+		}
+	}
 	f32Kernels()
 	Generate()
 }

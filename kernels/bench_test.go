@@ -34,7 +34,7 @@ func BenchmarkMulVec(b *testing.B) {
 			dst := make([]float32, sh[0])
 			b.Run(fmt.Sprintf("%s/%dx%d", f, sh[0], sh[1]), func(b *testing.B) {
 				benchTiers(b, func(b *testing.B) {
-					timedLoop(b, int64(len(m.Data)), func() {
+					timedLoop(b, int64(len(m.Data)), 0, func() {
 						if err := m.MulVec(dst, x, 0, m.Rows); err != nil {
 							b.Fatal(err)
 						}
@@ -46,12 +46,13 @@ func BenchmarkMulVec(b *testing.B) {
 }
 
 // BenchmarkMulMat reports prefill throughput as GMAC/s (weights x tokens)
-// alongside GB/s of weights.
+// alongside GB/s of weights; "chunked" forces the per-chunk 4-token kernels
+// instead of the superblock ones, to show what the superblocks gain.
 func BenchmarkMulMat(b *testing.B) {
 	const n = 64
-	for _, fs := range []string{"q4_g32", "q3_g32", "q4_g64_asym"} {
+	for _, fs := range []string{"q4_g32", "q4_g128", "q3_g32", "q4_g64_asym"} {
 		f, _ := ParseFormat(fs)
-		sh := [2]int{9216, 2304}
+		sh := [2]int{2304, 2304}
 		rng := rand.New(rand.NewPCG(1, 1))
 		m, _ := randMatrix(b, rng, f, sh[0], sh[1])
 		xs := NewActivationBatch(n, sh[1])
@@ -59,15 +60,20 @@ func BenchmarkMulMat(b *testing.B) {
 			b.Fatal(err)
 		}
 		dst := make([]float32, n*sh[0])
-		b.Run(fmt.Sprintf("%s/%dx%d/n=%d", f, sh[0], sh[1], n), func(b *testing.B) {
-			benchTiers(b, func(b *testing.B) {
-				timedLoop(b, int64(len(m.Data)), func() {
-					if err := m.MulMat(dst, xs, 0, m.Rows); err != nil {
-						b.Fatal(err)
-					}
-				})
-				b.ReportMetric(float64(n*m.Rows*m.Cols)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+		run := func(b *testing.B) {
+			timedLoop(b, int64(len(m.Data)), int64(n*m.Rows*m.Cols), func() {
+				if err := m.MulMat(dst, xs, 0, m.Rows); err != nil {
+					b.Fatal(err)
+				}
 			})
+		}
+		b.Run(fmt.Sprintf("%s/%dx%d/n=%d", f, sh[0], sh[1], n), func(b *testing.B) {
+			benchTiers(b, run)
+		})
+		b.Run(fmt.Sprintf("%s/%dx%d/n=%d/chunked", f, sh[0], sh[1], n), func(b *testing.B) {
+			prefillSuperblocks = false
+			defer func() { prefillSuperblocks = true }()
+			benchTiers(b, run)
 		})
 	}
 }
@@ -76,10 +82,7 @@ func BenchmarkActivationQuantize(b *testing.B) {
 	x := gaussian(rand.New(rand.NewPCG(1, 1)), 9216, 1)
 	a := NewActivation(len(x))
 	benchTiers(b, func(b *testing.B) {
-		b.SetBytes(int64(4 * len(x)))
-		for b.Loop() {
-			_ = a.Set(x)
-		}
+		timedLoop(b, int64(4*len(x)), 0, func() { _ = a.Set(x) })
 	})
 }
 

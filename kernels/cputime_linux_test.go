@@ -21,8 +21,9 @@ func threadCPU() time.Duration {
 }
 
 // timedLoop runs fn b.N times on a locked thread and reports CPU-time
-// throughput (cpu-GB/s for bytes per op) alongside the wall-clock numbers.
-func timedLoop(b *testing.B, bytes int64, fn func()) {
+// throughput (cpu-GB/s for bytes per op, cpu-GMAC/s when macs > 0)
+// alongside the wall-clock numbers.
+func timedLoop(b *testing.B, bytes, macs int64, fn func()) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	b.SetBytes(bytes)
@@ -35,5 +36,8 @@ func timedLoop(b *testing.B, bytes int64, fn func()) {
 	if cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 		b.ReportMetric(float64(bytes)*float64(b.N)/float64(cpu.Nanoseconds()), "cpu-GB/s")
+		if macs > 0 {
+			b.ReportMetric(float64(macs)*float64(b.N)/float64(cpu.Nanoseconds()), "cpu-GMAC/s")
+		}
 	}
 }

@@ -75,6 +75,10 @@ var genericSet = kernelSet{
 // switch while kernels run on other goroutines.
 var impl = bestSet()
 
+// prefillSuperblocks lets benchmarks compare the superblock prefill kernels
+// with the per-chunk ones; always true outside benchmarks.
+var prefillSuperblocks = true
+
 func quantizeAct(q []int8, d []float32, s []int32, x []float32) { impl.quantAct(q, d, s, x) }
 
 // CurrentTier is the tier in use.

@@ -3590,6 +3590,4554 @@ q8SymR1T4AVX512_chunk:
 	VZEROUPPER
 	RET
 
+// func q4SymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4SymG32SBT4AVX2(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q4SymG32SBT4AVX2_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 18(BX), X8, X8
+	VPINSRW     $0x02, 36(BX), X8, X8
+	VPINSRW     $0x03, 54(BX), X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+
+	// unpack chunk A
+	VMOVDQU     2(BX), X4
+	VPSRLW      $0x04, X4, X15
+	VINSERTI128 $0x01, X15, Y4, Y4
+	VPAND       mask0F<>+0(SB), Y4, Y4
+
+	// unpack chunk B
+	VMOVDQU     20(BX), X5
+	VPSRLW      $0x04, X5, X15
+	VINSERTI128 $0x01, X15, Y5, Y5
+	VPAND       mask0F<>+0(SB), Y5, Y5
+
+	// unpack chunk C
+	VMOVDQU     38(BX), X6
+	VPSRLW      $0x04, X6, X15
+	VINSERTI128 $0x01, X15, Y6, Y6
+	VPAND       mask0F<>+0(SB), Y6, Y6
+
+	// unpack chunk D
+	VMOVDQU     56(BX), X7
+	VPSRLW      $0x04, X7, X15
+	VINSERTI128 $0x01, X15, Y7, Y7
+	VPAND       mask0F<>+0(SB), Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R11*1), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R11*1), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R11*1), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R11*1), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*1), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R11*2), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R11*2), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R11*2), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R11*2), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*2), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R12*1), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R12*1), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R12*1), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R12*1), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R14*1), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+	ADDQ           $0x00000048, BX
+	ADDQ           $0x00000080, SI
+	ADDQ           $0x10, R9
+	ADDQ           $0x10, R10
+	DECQ           CX
+	JNZ            q4SymG32SBT4AVX2_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4SymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4SymG64SBT4AVX2(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q4SymG64SBT4AVX2_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 34(BX), X8, X8
+	VPUNPCKLWD  X8, X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+
+	// unpack chunk A
+	VMOVDQU     2(BX), X4
+	VPSRLW      $0x04, X4, X15
+	VINSERTI128 $0x01, X15, Y4, Y4
+	VPAND       mask0F<>+0(SB), Y4, Y4
+
+	// unpack chunk B
+	VMOVDQU     18(BX), X5
+	VPSRLW      $0x04, X5, X15
+	VINSERTI128 $0x01, X15, Y5, Y5
+	VPAND       mask0F<>+0(SB), Y5, Y5
+
+	// unpack chunk C
+	VMOVDQU     36(BX), X6
+	VPSRLW      $0x04, X6, X15
+	VINSERTI128 $0x01, X15, Y6, Y6
+	VPAND       mask0F<>+0(SB), Y6, Y6
+
+	// unpack chunk D
+	VMOVDQU     52(BX), X7
+	VPSRLW      $0x04, X7, X15
+	VINSERTI128 $0x01, X15, Y7, Y7
+	VPAND       mask0F<>+0(SB), Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R11*1), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R11*1), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R11*1), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R11*1), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*1), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R11*2), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R11*2), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R11*2), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R11*2), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*2), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R12*1), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R12*1), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R12*1), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R12*1), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R14*1), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+	ADDQ           $0x00000044, BX
+	ADDQ           $0x00000080, SI
+	ADDQ           $0x10, R9
+	ADDQ           $0x10, R10
+	DECQ           CX
+	JNZ            q4SymG64SBT4AVX2_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4SymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4SymG128SBT4AVX2(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q4SymG128SBT4AVX2_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X8
+	VCVTPH2PS    X8, X8
+	VBROADCASTSS X8, Y8
+
+	// unpack chunk A
+	VMOVDQU     2(BX), X4
+	VPSRLW      $0x04, X4, X15
+	VINSERTI128 $0x01, X15, Y4, Y4
+	VPAND       mask0F<>+0(SB), Y4, Y4
+
+	// unpack chunk B
+	VMOVDQU     18(BX), X5
+	VPSRLW      $0x04, X5, X15
+	VINSERTI128 $0x01, X15, Y5, Y5
+	VPAND       mask0F<>+0(SB), Y5, Y5
+
+	// unpack chunk C
+	VMOVDQU     34(BX), X6
+	VPSRLW      $0x04, X6, X15
+	VINSERTI128 $0x01, X15, Y6, Y6
+	VPAND       mask0F<>+0(SB), Y6, Y6
+
+	// unpack chunk D
+	VMOVDQU     50(BX), X7
+	VPSRLW      $0x04, X7, X15
+	VINSERTI128 $0x01, X15, Y7, Y7
+	VPAND       mask0F<>+0(SB), Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R11*1), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R11*1), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R11*1), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R11*1), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*1), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R11*2), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R11*2), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R11*2), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R11*2), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*2), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R12*1), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R12*1), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R12*1), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R12*1), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R14*1), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+	ADDQ           $0x00000042, BX
+	ADDQ           $0x00000080, SI
+	ADDQ           $0x10, R9
+	ADDQ           $0x10, R10
+	DECQ           CX
+	JNZ            q4SymG128SBT4AVX2_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4AsymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4AsymG32SBT4AVX2(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q4AsymG32SBT4AVX2_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 20(BX), X8, X8
+	VPINSRW     $0x02, 40(BX), X8, X8
+	VPINSRW     $0x03, 60(BX), X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+	MOVWLZX     2(BX), DX
+	VMOVD       DX, X9
+	VPINSRW     $0x01, 22(BX), X9, X9
+	VPINSRW     $0x02, 42(BX), X9, X9
+	VPINSRW     $0x03, 62(BX), X9, X9
+	VCVTPH2PS   X9, X9
+	VINSERTF128 $0x01, X9, Y9, Y9
+
+	// unpack chunk A
+	VMOVDQU     4(BX), X4
+	VPSRLW      $0x04, X4, X15
+	VINSERTI128 $0x01, X15, Y4, Y4
+	VPAND       mask0F<>+0(SB), Y4, Y4
+
+	// unpack chunk B
+	VMOVDQU     24(BX), X5
+	VPSRLW      $0x04, X5, X15
+	VINSERTI128 $0x01, X15, Y5, Y5
+	VPAND       mask0F<>+0(SB), Y5, Y5
+
+	// unpack chunk C
+	VMOVDQU     44(BX), X6
+	VPSRLW      $0x04, X6, X15
+	VINSERTI128 $0x01, X15, Y6, Y6
+	VPAND       mask0F<>+0(SB), Y6, Y6
+
+	// unpack chunk D
+	VMOVDQU     64(BX), X7
+	VPSRLW      $0x04, X7, X15
+	VINSERTI128 $0x01, X15, Y7, Y7
+	VPAND       mask0F<>+0(SB), Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10), X14
+	VMULPS      (R9), X14, X14
+	VFMADD231PS Y14, Y9, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R11*1), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R11*1), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R11*1), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R11*1), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*1), X14
+	VMULPS      (R9)(R13*1), X14, X14
+	VFMADD231PS Y14, Y9, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R11*2), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R11*2), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R11*2), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R11*2), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*2), X14
+	VMULPS      (R9)(R13*2), X14, X14
+	VFMADD231PS Y14, Y9, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R12*1), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R12*1), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R12*1), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R12*1), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R14*1), X14
+	VMULPS      (R9)(R14*1), X14, X14
+	VFMADD231PS Y14, Y9, Y3
+	ADDQ        $0x00000050, BX
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x10, R9
+	ADDQ        $0x10, R10
+	DECQ        CX
+	JNZ         q4AsymG32SBT4AVX2_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4AsymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4AsymG64SBT4AVX2(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q4AsymG64SBT4AVX2_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 36(BX), X8, X8
+	VPUNPCKLWD  X8, X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+	MOVWLZX     2(BX), DX
+	VMOVD       DX, X9
+	VPINSRW     $0x01, 38(BX), X9, X9
+	VPUNPCKLWD  X9, X9, X9
+	VCVTPH2PS   X9, X9
+	VINSERTF128 $0x01, X9, Y9, Y9
+
+	// unpack chunk A
+	VMOVDQU     4(BX), X4
+	VPSRLW      $0x04, X4, X15
+	VINSERTI128 $0x01, X15, Y4, Y4
+	VPAND       mask0F<>+0(SB), Y4, Y4
+
+	// unpack chunk B
+	VMOVDQU     20(BX), X5
+	VPSRLW      $0x04, X5, X15
+	VINSERTI128 $0x01, X15, Y5, Y5
+	VPAND       mask0F<>+0(SB), Y5, Y5
+
+	// unpack chunk C
+	VMOVDQU     40(BX), X6
+	VPSRLW      $0x04, X6, X15
+	VINSERTI128 $0x01, X15, Y6, Y6
+	VPAND       mask0F<>+0(SB), Y6, Y6
+
+	// unpack chunk D
+	VMOVDQU     56(BX), X7
+	VPSRLW      $0x04, X7, X15
+	VINSERTI128 $0x01, X15, Y7, Y7
+	VPAND       mask0F<>+0(SB), Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10), X14
+	VMULPS      (R9), X14, X14
+	VFMADD231PS Y14, Y9, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R11*1), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R11*1), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R11*1), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R11*1), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*1), X14
+	VMULPS      (R9)(R13*1), X14, X14
+	VFMADD231PS Y14, Y9, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R11*2), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R11*2), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R11*2), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R11*2), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*2), X14
+	VMULPS      (R9)(R13*2), X14, X14
+	VFMADD231PS Y14, Y9, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R12*1), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R12*1), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R12*1), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R12*1), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R14*1), X14
+	VMULPS      (R9)(R14*1), X14, X14
+	VFMADD231PS Y14, Y9, Y3
+	ADDQ        $0x00000048, BX
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x10, R9
+	ADDQ        $0x10, R10
+	DECQ        CX
+	JNZ         q4AsymG64SBT4AVX2_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4AsymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4AsymG128SBT4AVX2(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q4AsymG128SBT4AVX2_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X8
+	VCVTPH2PS    X8, X8
+	VBROADCASTSS X8, Y8
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X9
+	VCVTPH2PS    X9, X9
+	VBROADCASTSS X9, Y9
+
+	// unpack chunk A
+	VMOVDQU     4(BX), X4
+	VPSRLW      $0x04, X4, X15
+	VINSERTI128 $0x01, X15, Y4, Y4
+	VPAND       mask0F<>+0(SB), Y4, Y4
+
+	// unpack chunk B
+	VMOVDQU     20(BX), X5
+	VPSRLW      $0x04, X5, X15
+	VINSERTI128 $0x01, X15, Y5, Y5
+	VPAND       mask0F<>+0(SB), Y5, Y5
+
+	// unpack chunk C
+	VMOVDQU     36(BX), X6
+	VPSRLW      $0x04, X6, X15
+	VINSERTI128 $0x01, X15, Y6, Y6
+	VPAND       mask0F<>+0(SB), Y6, Y6
+
+	// unpack chunk D
+	VMOVDQU     52(BX), X7
+	VPSRLW      $0x04, X7, X15
+	VINSERTI128 $0x01, X15, Y7, Y7
+	VPAND       mask0F<>+0(SB), Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10), X14
+	VMULPS      (R9), X14, X14
+	VFMADD231PS Y14, Y9, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R11*1), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R11*1), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R11*1), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R11*1), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*1), X14
+	VMULPS      (R9)(R13*1), X14, X14
+	VFMADD231PS Y14, Y9, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R11*2), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R11*2), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R11*2), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R11*2), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*2), X14
+	VMULPS      (R9)(R13*2), X14, X14
+	VFMADD231PS Y14, Y9, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R12*1), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R12*1), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R12*1), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R12*1), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R14*1), X14
+	VMULPS      (R9)(R14*1), X14, X14
+	VFMADD231PS Y14, Y9, Y3
+	ADDQ        $0x00000044, BX
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x10, R9
+	ADDQ        $0x10, R10
+	DECQ        CX
+	JNZ         q4AsymG128SBT4AVX2_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3SymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3SymG32SBT4AVX2(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q3SymG32SBT4AVX2_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 14(BX), X8, X8
+	VPINSRW     $0x02, 28(BX), X8, X8
+	VPINSRW     $0x03, 42(BX), X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+
+	// unpack chunk A
+	VPBROADCASTQ 2(BX), Y4
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y4, Y4
+	VPAND        mask03<>+0(SB), Y4, Y4
+	VPBROADCASTD 10(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y4, Y4
+
+	// unpack chunk B
+	VPBROADCASTQ 16(BX), Y5
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y5, Y5
+	VPAND        mask03<>+0(SB), Y5, Y5
+	VPBROADCASTD 24(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y5, Y5
+
+	// unpack chunk C
+	VPBROADCASTQ 30(BX), Y6
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y6, Y6
+	VPAND        mask03<>+0(SB), Y6, Y6
+	VPBROADCASTD 38(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y6, Y6
+
+	// unpack chunk D
+	VPBROADCASTQ 44(BX), Y7
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y7, Y7
+	VPAND        mask03<>+0(SB), Y7, Y7
+	VPBROADCASTD 52(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R11*1), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R11*1), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R11*1), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R11*1), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*1), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R11*2), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R11*2), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R11*2), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R11*2), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*2), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R12*1), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R12*1), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R12*1), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R12*1), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R14*1), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+	ADDQ           $0x00000038, BX
+	ADDQ           $0x00000080, SI
+	ADDQ           $0x10, R9
+	ADDQ           $0x10, R10
+	DECQ           CX
+	JNZ            q3SymG32SBT4AVX2_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3SymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3SymG64SBT4AVX2(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q3SymG64SBT4AVX2_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 26(BX), X8, X8
+	VPUNPCKLWD  X8, X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+
+	// unpack chunk A
+	VPBROADCASTQ 2(BX), Y4
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y4, Y4
+	VPAND        mask03<>+0(SB), Y4, Y4
+	VPBROADCASTD 10(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y4, Y4
+
+	// unpack chunk B
+	VPBROADCASTQ 14(BX), Y5
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y5, Y5
+	VPAND        mask03<>+0(SB), Y5, Y5
+	VPBROADCASTD 22(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y5, Y5
+
+	// unpack chunk C
+	VPBROADCASTQ 28(BX), Y6
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y6, Y6
+	VPAND        mask03<>+0(SB), Y6, Y6
+	VPBROADCASTD 36(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y6, Y6
+
+	// unpack chunk D
+	VPBROADCASTQ 40(BX), Y7
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y7, Y7
+	VPAND        mask03<>+0(SB), Y7, Y7
+	VPBROADCASTD 48(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R11*1), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R11*1), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R11*1), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R11*1), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*1), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R11*2), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R11*2), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R11*2), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R11*2), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*2), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R12*1), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R12*1), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R12*1), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R12*1), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R14*1), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+	ADDQ           $0x00000034, BX
+	ADDQ           $0x00000080, SI
+	ADDQ           $0x10, R9
+	ADDQ           $0x10, R10
+	DECQ           CX
+	JNZ            q3SymG64SBT4AVX2_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3SymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3SymG128SBT4AVX2(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q3SymG128SBT4AVX2_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X8
+	VCVTPH2PS    X8, X8
+	VBROADCASTSS X8, Y8
+
+	// unpack chunk A
+	VPBROADCASTQ 2(BX), Y4
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y4, Y4
+	VPAND        mask03<>+0(SB), Y4, Y4
+	VPBROADCASTD 10(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y4, Y4
+
+	// unpack chunk B
+	VPBROADCASTQ 14(BX), Y5
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y5, Y5
+	VPAND        mask03<>+0(SB), Y5, Y5
+	VPBROADCASTD 22(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y5, Y5
+
+	// unpack chunk C
+	VPBROADCASTQ 26(BX), Y6
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y6, Y6
+	VPAND        mask03<>+0(SB), Y6, Y6
+	VPBROADCASTD 34(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y6, Y6
+
+	// unpack chunk D
+	VPBROADCASTQ 38(BX), Y7
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y7, Y7
+	VPAND        mask03<>+0(SB), Y7, Y7
+	VPBROADCASTD 46(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R11*1), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R11*1), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R11*1), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R11*1), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*1), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R11*2), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R11*2), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R11*2), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R11*2), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*2), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW (SI)(R12*1), Y4, Y10
+	VPMADDWD   ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW 32(SI)(R12*1), Y5, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+	VPMADDUBSW 64(SI)(R12*1), Y6, Y11
+	VPMADDWD   ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW 96(SI)(R12*1), Y7, Y12
+	VPMADDWD   ones16<>+0(SB), Y12, Y12
+	VPHADDD    Y12, Y11, Y11
+	VPHADDD    Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R14*1), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+	ADDQ           $0x00000032, BX
+	ADDQ           $0x00000080, SI
+	ADDQ           $0x10, R9
+	ADDQ           $0x10, R10
+	DECQ           CX
+	JNZ            q3SymG128SBT4AVX2_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3AsymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3AsymG32SBT4AVX2(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q3AsymG32SBT4AVX2_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 16(BX), X8, X8
+	VPINSRW     $0x02, 32(BX), X8, X8
+	VPINSRW     $0x03, 48(BX), X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+	MOVWLZX     2(BX), DX
+	VMOVD       DX, X9
+	VPINSRW     $0x01, 18(BX), X9, X9
+	VPINSRW     $0x02, 34(BX), X9, X9
+	VPINSRW     $0x03, 50(BX), X9, X9
+	VCVTPH2PS   X9, X9
+	VINSERTF128 $0x01, X9, Y9, Y9
+
+	// unpack chunk A
+	VPBROADCASTQ 4(BX), Y4
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y4, Y4
+	VPAND        mask03<>+0(SB), Y4, Y4
+	VPBROADCASTD 12(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y4, Y4
+
+	// unpack chunk B
+	VPBROADCASTQ 20(BX), Y5
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y5, Y5
+	VPAND        mask03<>+0(SB), Y5, Y5
+	VPBROADCASTD 28(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y5, Y5
+
+	// unpack chunk C
+	VPBROADCASTQ 36(BX), Y6
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y6, Y6
+	VPAND        mask03<>+0(SB), Y6, Y6
+	VPBROADCASTD 44(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y6, Y6
+
+	// unpack chunk D
+	VPBROADCASTQ 52(BX), Y7
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y7, Y7
+	VPAND        mask03<>+0(SB), Y7, Y7
+	VPBROADCASTD 60(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10), X14
+	VMULPS      (R9), X14, X14
+	VFMADD231PS Y14, Y9, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R11*1), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R11*1), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R11*1), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R11*1), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*1), X14
+	VMULPS      (R9)(R13*1), X14, X14
+	VFMADD231PS Y14, Y9, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R11*2), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R11*2), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R11*2), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R11*2), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*2), X14
+	VMULPS      (R9)(R13*2), X14, X14
+	VFMADD231PS Y14, Y9, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R12*1), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R12*1), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R12*1), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R12*1), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R14*1), X14
+	VMULPS      (R9)(R14*1), X14, X14
+	VFMADD231PS Y14, Y9, Y3
+	ADDQ        $0x00000040, BX
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x10, R9
+	ADDQ        $0x10, R10
+	DECQ        CX
+	JNZ         q3AsymG32SBT4AVX2_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3AsymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3AsymG64SBT4AVX2(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q3AsymG64SBT4AVX2_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 28(BX), X8, X8
+	VPUNPCKLWD  X8, X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+	MOVWLZX     2(BX), DX
+	VMOVD       DX, X9
+	VPINSRW     $0x01, 30(BX), X9, X9
+	VPUNPCKLWD  X9, X9, X9
+	VCVTPH2PS   X9, X9
+	VINSERTF128 $0x01, X9, Y9, Y9
+
+	// unpack chunk A
+	VPBROADCASTQ 4(BX), Y4
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y4, Y4
+	VPAND        mask03<>+0(SB), Y4, Y4
+	VPBROADCASTD 12(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y4, Y4
+
+	// unpack chunk B
+	VPBROADCASTQ 16(BX), Y5
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y5, Y5
+	VPAND        mask03<>+0(SB), Y5, Y5
+	VPBROADCASTD 24(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y5, Y5
+
+	// unpack chunk C
+	VPBROADCASTQ 32(BX), Y6
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y6, Y6
+	VPAND        mask03<>+0(SB), Y6, Y6
+	VPBROADCASTD 40(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y6, Y6
+
+	// unpack chunk D
+	VPBROADCASTQ 44(BX), Y7
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y7, Y7
+	VPAND        mask03<>+0(SB), Y7, Y7
+	VPBROADCASTD 52(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10), X14
+	VMULPS      (R9), X14, X14
+	VFMADD231PS Y14, Y9, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R11*1), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R11*1), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R11*1), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R11*1), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*1), X14
+	VMULPS      (R9)(R13*1), X14, X14
+	VFMADD231PS Y14, Y9, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R11*2), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R11*2), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R11*2), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R11*2), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*2), X14
+	VMULPS      (R9)(R13*2), X14, X14
+	VFMADD231PS Y14, Y9, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R12*1), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R12*1), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R12*1), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R12*1), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R14*1), X14
+	VMULPS      (R9)(R14*1), X14, X14
+	VFMADD231PS Y14, Y9, Y3
+	ADDQ        $0x00000038, BX
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x10, R9
+	ADDQ        $0x10, R10
+	DECQ        CX
+	JNZ         q3AsymG64SBT4AVX2_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3AsymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3AsymG128SBT4AVX2(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q3AsymG128SBT4AVX2_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X8
+	VCVTPH2PS    X8, X8
+	VBROADCASTSS X8, Y8
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X9
+	VCVTPH2PS    X9, X9
+	VBROADCASTSS X9, Y9
+
+	// unpack chunk A
+	VPBROADCASTQ 4(BX), Y4
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y4, Y4
+	VPAND        mask03<>+0(SB), Y4, Y4
+	VPBROADCASTD 12(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y4, Y4
+
+	// unpack chunk B
+	VPBROADCASTQ 16(BX), Y5
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y5, Y5
+	VPAND        mask03<>+0(SB), Y5, Y5
+	VPBROADCASTD 24(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y5, Y5
+
+	// unpack chunk C
+	VPBROADCASTQ 28(BX), Y6
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y6, Y6
+	VPAND        mask03<>+0(SB), Y6, Y6
+	VPBROADCASTD 36(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y6, Y6
+
+	// unpack chunk D
+	VPBROADCASTQ 40(BX), Y7
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y7, Y7
+	VPAND        mask03<>+0(SB), Y7, Y7
+	VPBROADCASTD 48(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10), X14
+	VMULPS      (R9), X14, X14
+	VFMADD231PS Y14, Y9, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R11*1), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R11*1), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R11*1), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R11*1), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*1), X14
+	VMULPS      (R9)(R13*1), X14, X14
+	VFMADD231PS Y14, Y9, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R11*2), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R11*2), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R11*2), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R11*2), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*2), X14
+	VMULPS      (R9)(R13*2), X14, X14
+	VFMADD231PS Y14, Y9, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPMADDUBSW     (SI)(R12*1), Y4, Y10
+	VPMADDWD       ones16<>+0(SB), Y10, Y10
+	VPMADDUBSW     32(SI)(R12*1), Y5, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPMADDUBSW     64(SI)(R12*1), Y6, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VPMADDUBSW     96(SI)(R12*1), Y7, Y12
+	VPMADDWD       ones16<>+0(SB), Y12, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R14*1), X14
+	VMULPS      (R9)(R14*1), X14, X14
+	VFMADD231PS Y14, Y9, Y3
+	ADDQ        $0x00000034, BX
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x10, R9
+	ADDQ        $0x10, R10
+	DECQ        CX
+	JNZ         q3AsymG128SBT4AVX2_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4SymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q4SymG32SBT4AVX512(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q4SymG32SBT4AVX512_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 18(BX), X8, X8
+	VPINSRW     $0x02, 36(BX), X8, X8
+	VPINSRW     $0x03, 54(BX), X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+
+	// unpack chunk A
+	VMOVDQU     2(BX), X4
+	VPSRLW      $0x04, X4, X15
+	VINSERTI128 $0x01, X15, Y4, Y4
+	VPAND       mask0F<>+0(SB), Y4, Y4
+
+	// unpack chunk B
+	VMOVDQU     20(BX), X5
+	VPSRLW      $0x04, X5, X15
+	VINSERTI128 $0x01, X15, Y5, Y5
+	VPAND       mask0F<>+0(SB), Y5, Y5
+
+	// unpack chunk C
+	VMOVDQU     38(BX), X6
+	VPSRLW      $0x04, X6, X15
+	VINSERTI128 $0x01, X15, Y6, Y6
+	VPAND       mask0F<>+0(SB), Y6, Y6
+
+	// unpack chunk D
+	VMOVDQU     56(BX), X7
+	VPSRLW      $0x04, X7, X15
+	VINSERTI128 $0x01, X15, Y7, Y7
+	VPAND       mask0F<>+0(SB), Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R11*1), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R11*1), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R11*1), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R11*1), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*1), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R11*2), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R11*2), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R11*2), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R11*2), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*2), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R12*1), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R12*1), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R12*1), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R12*1), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R14*1), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+	ADDQ           $0x00000048, BX
+	ADDQ           $0x00000080, SI
+	ADDQ           $0x10, R9
+	ADDQ           $0x10, R10
+	DECQ           CX
+	JNZ            q4SymG32SBT4AVX512_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4SymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q4SymG64SBT4AVX512(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q4SymG64SBT4AVX512_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 34(BX), X8, X8
+	VPUNPCKLWD  X8, X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+
+	// unpack chunk A
+	VMOVDQU     2(BX), X4
+	VPSRLW      $0x04, X4, X15
+	VINSERTI128 $0x01, X15, Y4, Y4
+	VPAND       mask0F<>+0(SB), Y4, Y4
+
+	// unpack chunk B
+	VMOVDQU     18(BX), X5
+	VPSRLW      $0x04, X5, X15
+	VINSERTI128 $0x01, X15, Y5, Y5
+	VPAND       mask0F<>+0(SB), Y5, Y5
+
+	// unpack chunk C
+	VMOVDQU     36(BX), X6
+	VPSRLW      $0x04, X6, X15
+	VINSERTI128 $0x01, X15, Y6, Y6
+	VPAND       mask0F<>+0(SB), Y6, Y6
+
+	// unpack chunk D
+	VMOVDQU     52(BX), X7
+	VPSRLW      $0x04, X7, X15
+	VINSERTI128 $0x01, X15, Y7, Y7
+	VPAND       mask0F<>+0(SB), Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R11*1), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R11*1), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R11*1), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R11*1), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*1), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R11*2), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R11*2), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R11*2), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R11*2), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*2), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R12*1), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R12*1), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R12*1), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R12*1), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R14*1), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+	ADDQ           $0x00000044, BX
+	ADDQ           $0x00000080, SI
+	ADDQ           $0x10, R9
+	ADDQ           $0x10, R10
+	DECQ           CX
+	JNZ            q4SymG64SBT4AVX512_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4SymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q4SymG128SBT4AVX512(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q4SymG128SBT4AVX512_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X8
+	VCVTPH2PS    X8, X8
+	VBROADCASTSS X8, Y8
+
+	// unpack chunk A
+	VMOVDQU     2(BX), X4
+	VPSRLW      $0x04, X4, X15
+	VINSERTI128 $0x01, X15, Y4, Y4
+	VPAND       mask0F<>+0(SB), Y4, Y4
+
+	// unpack chunk B
+	VMOVDQU     18(BX), X5
+	VPSRLW      $0x04, X5, X15
+	VINSERTI128 $0x01, X15, Y5, Y5
+	VPAND       mask0F<>+0(SB), Y5, Y5
+
+	// unpack chunk C
+	VMOVDQU     34(BX), X6
+	VPSRLW      $0x04, X6, X15
+	VINSERTI128 $0x01, X15, Y6, Y6
+	VPAND       mask0F<>+0(SB), Y6, Y6
+
+	// unpack chunk D
+	VMOVDQU     50(BX), X7
+	VPSRLW      $0x04, X7, X15
+	VINSERTI128 $0x01, X15, Y7, Y7
+	VPAND       mask0F<>+0(SB), Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R11*1), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R11*1), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R11*1), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R11*1), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*1), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R11*2), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R11*2), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R11*2), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R11*2), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*2), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R12*1), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R12*1), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R12*1), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R12*1), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R14*1), X11
+	VPSLLD         $0x03, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+	ADDQ           $0x00000042, BX
+	ADDQ           $0x00000080, SI
+	ADDQ           $0x10, R9
+	ADDQ           $0x10, R10
+	DECQ           CX
+	JNZ            q4SymG128SBT4AVX512_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4AsymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q4AsymG32SBT4AVX512(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q4AsymG32SBT4AVX512_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 20(BX), X8, X8
+	VPINSRW     $0x02, 40(BX), X8, X8
+	VPINSRW     $0x03, 60(BX), X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+	MOVWLZX     2(BX), DX
+	VMOVD       DX, X9
+	VPINSRW     $0x01, 22(BX), X9, X9
+	VPINSRW     $0x02, 42(BX), X9, X9
+	VPINSRW     $0x03, 62(BX), X9, X9
+	VCVTPH2PS   X9, X9
+	VINSERTF128 $0x01, X9, Y9, Y9
+
+	// unpack chunk A
+	VMOVDQU     4(BX), X4
+	VPSRLW      $0x04, X4, X15
+	VINSERTI128 $0x01, X15, Y4, Y4
+	VPAND       mask0F<>+0(SB), Y4, Y4
+
+	// unpack chunk B
+	VMOVDQU     24(BX), X5
+	VPSRLW      $0x04, X5, X15
+	VINSERTI128 $0x01, X15, Y5, Y5
+	VPAND       mask0F<>+0(SB), Y5, Y5
+
+	// unpack chunk C
+	VMOVDQU     44(BX), X6
+	VPSRLW      $0x04, X6, X15
+	VINSERTI128 $0x01, X15, Y6, Y6
+	VPAND       mask0F<>+0(SB), Y6, Y6
+
+	// unpack chunk D
+	VMOVDQU     64(BX), X7
+	VPSRLW      $0x04, X7, X15
+	VINSERTI128 $0x01, X15, Y7, Y7
+	VPAND       mask0F<>+0(SB), Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10), X14
+	VMULPS      (R9), X14, X14
+	VFMADD231PS Y14, Y9, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R11*1), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R11*1), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R11*1), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R11*1), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*1), X14
+	VMULPS      (R9)(R13*1), X14, X14
+	VFMADD231PS Y14, Y9, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R11*2), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R11*2), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R11*2), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R11*2), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*2), X14
+	VMULPS      (R9)(R13*2), X14, X14
+	VFMADD231PS Y14, Y9, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R12*1), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R12*1), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R12*1), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R12*1), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R14*1), X14
+	VMULPS      (R9)(R14*1), X14, X14
+	VFMADD231PS Y14, Y9, Y3
+	ADDQ        $0x00000050, BX
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x10, R9
+	ADDQ        $0x10, R10
+	DECQ        CX
+	JNZ         q4AsymG32SBT4AVX512_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4AsymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q4AsymG64SBT4AVX512(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q4AsymG64SBT4AVX512_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 36(BX), X8, X8
+	VPUNPCKLWD  X8, X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+	MOVWLZX     2(BX), DX
+	VMOVD       DX, X9
+	VPINSRW     $0x01, 38(BX), X9, X9
+	VPUNPCKLWD  X9, X9, X9
+	VCVTPH2PS   X9, X9
+	VINSERTF128 $0x01, X9, Y9, Y9
+
+	// unpack chunk A
+	VMOVDQU     4(BX), X4
+	VPSRLW      $0x04, X4, X15
+	VINSERTI128 $0x01, X15, Y4, Y4
+	VPAND       mask0F<>+0(SB), Y4, Y4
+
+	// unpack chunk B
+	VMOVDQU     20(BX), X5
+	VPSRLW      $0x04, X5, X15
+	VINSERTI128 $0x01, X15, Y5, Y5
+	VPAND       mask0F<>+0(SB), Y5, Y5
+
+	// unpack chunk C
+	VMOVDQU     40(BX), X6
+	VPSRLW      $0x04, X6, X15
+	VINSERTI128 $0x01, X15, Y6, Y6
+	VPAND       mask0F<>+0(SB), Y6, Y6
+
+	// unpack chunk D
+	VMOVDQU     56(BX), X7
+	VPSRLW      $0x04, X7, X15
+	VINSERTI128 $0x01, X15, Y7, Y7
+	VPAND       mask0F<>+0(SB), Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10), X14
+	VMULPS      (R9), X14, X14
+	VFMADD231PS Y14, Y9, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R11*1), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R11*1), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R11*1), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R11*1), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*1), X14
+	VMULPS      (R9)(R13*1), X14, X14
+	VFMADD231PS Y14, Y9, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R11*2), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R11*2), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R11*2), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R11*2), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*2), X14
+	VMULPS      (R9)(R13*2), X14, X14
+	VFMADD231PS Y14, Y9, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R12*1), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R12*1), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R12*1), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R12*1), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R14*1), X14
+	VMULPS      (R9)(R14*1), X14, X14
+	VFMADD231PS Y14, Y9, Y3
+	ADDQ        $0x00000048, BX
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x10, R9
+	ADDQ        $0x10, R10
+	DECQ        CX
+	JNZ         q4AsymG64SBT4AVX512_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4AsymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q4AsymG128SBT4AVX512(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q4AsymG128SBT4AVX512_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X8
+	VCVTPH2PS    X8, X8
+	VBROADCASTSS X8, Y8
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X9
+	VCVTPH2PS    X9, X9
+	VBROADCASTSS X9, Y9
+
+	// unpack chunk A
+	VMOVDQU     4(BX), X4
+	VPSRLW      $0x04, X4, X15
+	VINSERTI128 $0x01, X15, Y4, Y4
+	VPAND       mask0F<>+0(SB), Y4, Y4
+
+	// unpack chunk B
+	VMOVDQU     20(BX), X5
+	VPSRLW      $0x04, X5, X15
+	VINSERTI128 $0x01, X15, Y5, Y5
+	VPAND       mask0F<>+0(SB), Y5, Y5
+
+	// unpack chunk C
+	VMOVDQU     36(BX), X6
+	VPSRLW      $0x04, X6, X15
+	VINSERTI128 $0x01, X15, Y6, Y6
+	VPAND       mask0F<>+0(SB), Y6, Y6
+
+	// unpack chunk D
+	VMOVDQU     52(BX), X7
+	VPSRLW      $0x04, X7, X15
+	VINSERTI128 $0x01, X15, Y7, Y7
+	VPAND       mask0F<>+0(SB), Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10), X14
+	VMULPS      (R9), X14, X14
+	VFMADD231PS Y14, Y9, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R11*1), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R11*1), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R11*1), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R11*1), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*1), X14
+	VMULPS      (R9)(R13*1), X14, X14
+	VFMADD231PS Y14, Y9, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R11*2), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R11*2), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R11*2), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R11*2), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*2), X14
+	VMULPS      (R9)(R13*2), X14, X14
+	VFMADD231PS Y14, Y9, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R12*1), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R12*1), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R12*1), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R12*1), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R14*1), X14
+	VMULPS      (R9)(R14*1), X14, X14
+	VFMADD231PS Y14, Y9, Y3
+	ADDQ        $0x00000044, BX
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x10, R9
+	ADDQ        $0x10, R10
+	DECQ        CX
+	JNZ         q4AsymG128SBT4AVX512_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3SymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q3SymG32SBT4AVX512(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q3SymG32SBT4AVX512_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 14(BX), X8, X8
+	VPINSRW     $0x02, 28(BX), X8, X8
+	VPINSRW     $0x03, 42(BX), X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+
+	// unpack chunk A
+	VPBROADCASTQ 2(BX), Y4
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y4, Y4
+	VPAND        mask03<>+0(SB), Y4, Y4
+	VPBROADCASTD 10(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y4, Y4
+
+	// unpack chunk B
+	VPBROADCASTQ 16(BX), Y5
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y5, Y5
+	VPAND        mask03<>+0(SB), Y5, Y5
+	VPBROADCASTD 24(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y5, Y5
+
+	// unpack chunk C
+	VPBROADCASTQ 30(BX), Y6
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y6, Y6
+	VPAND        mask03<>+0(SB), Y6, Y6
+	VPBROADCASTD 38(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y6, Y6
+
+	// unpack chunk D
+	VPBROADCASTQ 44(BX), Y7
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y7, Y7
+	VPAND        mask03<>+0(SB), Y7, Y7
+	VPBROADCASTD 52(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R11*1), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R11*1), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R11*1), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R11*1), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*1), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R11*2), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R11*2), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R11*2), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R11*2), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*2), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R12*1), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R12*1), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R12*1), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R12*1), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R14*1), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+	ADDQ           $0x00000038, BX
+	ADDQ           $0x00000080, SI
+	ADDQ           $0x10, R9
+	ADDQ           $0x10, R10
+	DECQ           CX
+	JNZ            q3SymG32SBT4AVX512_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3SymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q3SymG64SBT4AVX512(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q3SymG64SBT4AVX512_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 26(BX), X8, X8
+	VPUNPCKLWD  X8, X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+
+	// unpack chunk A
+	VPBROADCASTQ 2(BX), Y4
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y4, Y4
+	VPAND        mask03<>+0(SB), Y4, Y4
+	VPBROADCASTD 10(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y4, Y4
+
+	// unpack chunk B
+	VPBROADCASTQ 14(BX), Y5
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y5, Y5
+	VPAND        mask03<>+0(SB), Y5, Y5
+	VPBROADCASTD 22(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y5, Y5
+
+	// unpack chunk C
+	VPBROADCASTQ 28(BX), Y6
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y6, Y6
+	VPAND        mask03<>+0(SB), Y6, Y6
+	VPBROADCASTD 36(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y6, Y6
+
+	// unpack chunk D
+	VPBROADCASTQ 40(BX), Y7
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y7, Y7
+	VPAND        mask03<>+0(SB), Y7, Y7
+	VPBROADCASTD 48(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R11*1), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R11*1), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R11*1), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R11*1), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*1), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R11*2), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R11*2), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R11*2), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R11*2), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*2), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R12*1), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R12*1), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R12*1), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R12*1), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R14*1), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+	ADDQ           $0x00000034, BX
+	ADDQ           $0x00000080, SI
+	ADDQ           $0x10, R9
+	ADDQ           $0x10, R10
+	DECQ           CX
+	JNZ            q3SymG64SBT4AVX512_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3SymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q3SymG128SBT4AVX512(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q3SymG128SBT4AVX512_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X8
+	VCVTPH2PS    X8, X8
+	VBROADCASTSS X8, Y8
+
+	// unpack chunk A
+	VPBROADCASTQ 2(BX), Y4
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y4, Y4
+	VPAND        mask03<>+0(SB), Y4, Y4
+	VPBROADCASTD 10(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y4, Y4
+
+	// unpack chunk B
+	VPBROADCASTQ 14(BX), Y5
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y5, Y5
+	VPAND        mask03<>+0(SB), Y5, Y5
+	VPBROADCASTD 22(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y5, Y5
+
+	// unpack chunk C
+	VPBROADCASTQ 26(BX), Y6
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y6, Y6
+	VPAND        mask03<>+0(SB), Y6, Y6
+	VPBROADCASTD 34(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y6, Y6
+
+	// unpack chunk D
+	VPBROADCASTQ 38(BX), Y7
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y7, Y7
+	VPAND        mask03<>+0(SB), Y7, Y7
+	VPBROADCASTD 46(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R11*1), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R11*1), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R11*1), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R11*1), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*1), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R11*2), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R11*2), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R11*2), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R11*2), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R13*2), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPXOR    Y10, Y10, Y10
+	VPDPBUSD (SI)(R12*1), Y4, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 32(SI)(R12*1), Y5, Y11
+	VPHADDD  Y11, Y10, Y10
+	VPXOR    Y11, Y11, Y11
+	VPDPBUSD 64(SI)(R12*1), Y6, Y11
+	VPXOR    Y12, Y12, Y12
+	VPDPBUSD 96(SI)(R12*1), Y7, Y12
+	VPHADDD  Y12, Y11, Y11
+	VPHADDD  Y11, Y10, Y10
+
+	// subtract 2^(bits-1)*S from lanes 0..3
+	VMOVDQU        (R10)(R14*1), X11
+	VPSLLD         $0x02, X11, X11
+	VPSUBD         Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+	ADDQ           $0x00000032, BX
+	ADDQ           $0x00000080, SI
+	ADDQ           $0x10, R9
+	ADDQ           $0x10, R10
+	DECQ           CX
+	JNZ            q3SymG128SBT4AVX512_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3AsymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q3AsymG32SBT4AVX512(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q3AsymG32SBT4AVX512_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 16(BX), X8, X8
+	VPINSRW     $0x02, 32(BX), X8, X8
+	VPINSRW     $0x03, 48(BX), X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+	MOVWLZX     2(BX), DX
+	VMOVD       DX, X9
+	VPINSRW     $0x01, 18(BX), X9, X9
+	VPINSRW     $0x02, 34(BX), X9, X9
+	VPINSRW     $0x03, 50(BX), X9, X9
+	VCVTPH2PS   X9, X9
+	VINSERTF128 $0x01, X9, Y9, Y9
+
+	// unpack chunk A
+	VPBROADCASTQ 4(BX), Y4
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y4, Y4
+	VPAND        mask03<>+0(SB), Y4, Y4
+	VPBROADCASTD 12(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y4, Y4
+
+	// unpack chunk B
+	VPBROADCASTQ 20(BX), Y5
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y5, Y5
+	VPAND        mask03<>+0(SB), Y5, Y5
+	VPBROADCASTD 28(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y5, Y5
+
+	// unpack chunk C
+	VPBROADCASTQ 36(BX), Y6
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y6, Y6
+	VPAND        mask03<>+0(SB), Y6, Y6
+	VPBROADCASTD 44(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y6, Y6
+
+	// unpack chunk D
+	VPBROADCASTQ 52(BX), Y7
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y7, Y7
+	VPAND        mask03<>+0(SB), Y7, Y7
+	VPBROADCASTD 60(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10), X14
+	VMULPS      (R9), X14, X14
+	VFMADD231PS Y14, Y9, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R11*1), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R11*1), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R11*1), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R11*1), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*1), X14
+	VMULPS      (R9)(R13*1), X14, X14
+	VFMADD231PS Y14, Y9, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R11*2), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R11*2), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R11*2), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R11*2), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*2), X14
+	VMULPS      (R9)(R13*2), X14, X14
+	VFMADD231PS Y14, Y9, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R12*1), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R12*1), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R12*1), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R12*1), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R14*1), X14
+	VMULPS      (R9)(R14*1), X14, X14
+	VFMADD231PS Y14, Y9, Y3
+	ADDQ        $0x00000040, BX
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x10, R9
+	ADDQ        $0x10, R10
+	DECQ        CX
+	JNZ         q3AsymG32SBT4AVX512_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3AsymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q3AsymG64SBT4AVX512(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q3AsymG64SBT4AVX512_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX     (BX), DX
+	VMOVD       DX, X8
+	VPINSRW     $0x01, 28(BX), X8, X8
+	VPUNPCKLWD  X8, X8, X8
+	VCVTPH2PS   X8, X8
+	VINSERTF128 $0x01, X8, Y8, Y8
+	MOVWLZX     2(BX), DX
+	VMOVD       DX, X9
+	VPINSRW     $0x01, 30(BX), X9, X9
+	VPUNPCKLWD  X9, X9, X9
+	VCVTPH2PS   X9, X9
+	VINSERTF128 $0x01, X9, Y9, Y9
+
+	// unpack chunk A
+	VPBROADCASTQ 4(BX), Y4
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y4, Y4
+	VPAND        mask03<>+0(SB), Y4, Y4
+	VPBROADCASTD 12(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y4, Y4
+
+	// unpack chunk B
+	VPBROADCASTQ 16(BX), Y5
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y5, Y5
+	VPAND        mask03<>+0(SB), Y5, Y5
+	VPBROADCASTD 24(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y5, Y5
+
+	// unpack chunk C
+	VPBROADCASTQ 32(BX), Y6
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y6, Y6
+	VPAND        mask03<>+0(SB), Y6, Y6
+	VPBROADCASTD 40(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y6, Y6
+
+	// unpack chunk D
+	VPBROADCASTQ 44(BX), Y7
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y7, Y7
+	VPAND        mask03<>+0(SB), Y7, Y7
+	VPBROADCASTD 52(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10), X14
+	VMULPS      (R9), X14, X14
+	VFMADD231PS Y14, Y9, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R11*1), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R11*1), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R11*1), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R11*1), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*1), X14
+	VMULPS      (R9)(R13*1), X14, X14
+	VFMADD231PS Y14, Y9, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R11*2), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R11*2), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R11*2), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R11*2), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*2), X14
+	VMULPS      (R9)(R13*2), X14, X14
+	VFMADD231PS Y14, Y9, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R12*1), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R12*1), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R12*1), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R12*1), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R14*1), X14
+	VMULPS      (R9)(R14*1), X14, X14
+	VFMADD231PS Y14, Y9, Y3
+	ADDQ        $0x00000038, BX
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x10, R9
+	ADDQ        $0x10, R10
+	DECQ        CX
+	JNZ         q3AsymG64SBT4AVX512_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3AsymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q3AsymG128SBT4AVX512(SB), NOSPLIT, $0-56
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), BX
+	MOVQ   q+16(FP), SI
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   astride+40(FP), R13
+	MOVQ   R13, R11
+	SHLQ   $0x05, R11
+	SHLQ   $0x02, R13
+	LEAQ   (R11)(R11*2), R12
+	LEAQ   (R13)(R13*2), R14
+	MOVQ   nsb+48(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+q3AsymG128SBT4AVX512_sb:
+	// weight scale (and min) patterns [A B C D A B C D]
+	MOVWLZX      (BX), DX
+	VMOVD        DX, X8
+	VCVTPH2PS    X8, X8
+	VBROADCASTSS X8, Y8
+	MOVWLZX      2(BX), DX
+	VMOVD        DX, X9
+	VCVTPH2PS    X9, X9
+	VBROADCASTSS X9, Y9
+
+	// unpack chunk A
+	VPBROADCASTQ 4(BX), Y4
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y4, Y4
+	VPAND        mask03<>+0(SB), Y4, Y4
+	VPBROADCASTD 12(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y4, Y4
+
+	// unpack chunk B
+	VPBROADCASTQ 16(BX), Y5
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y5, Y5
+	VPAND        mask03<>+0(SB), Y5, Y5
+	VPBROADCASTD 24(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y5, Y5
+
+	// unpack chunk C
+	VPBROADCASTQ 28(BX), Y6
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y6, Y6
+	VPAND        mask03<>+0(SB), Y6, Y6
+	VPBROADCASTD 36(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y6, Y6
+
+	// unpack chunk D
+	VPBROADCASTQ 40(BX), Y7
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y7, Y7
+	VPAND        mask03<>+0(SB), Y7, Y7
+	VPBROADCASTD 48(BX), Y15
+	VPSRLVD      shiftQ3hi<>+0(SB), Y15, Y15
+	VPAND        mask01<>+0(SB), Y15, Y15
+	VPSLLW       $0x02, Y15, Y15
+	VPOR         Y15, Y7, Y7
+
+	// token 0: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y0
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10), X14
+	VMULPS      (R9), X14, X14
+	VFMADD231PS Y14, Y9, Y0
+
+	// token 1: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R11*1), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R11*1), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R11*1), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R11*1), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y1
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*1), X14
+	VMULPS      (R9)(R13*1), X14, X14
+	VFMADD231PS Y14, Y9, Y1
+
+	// token 2: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R11*2), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R11*2), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R11*2), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R11*2), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R13*2), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y2
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R13*2), X14
+	VMULPS      (R9)(R13*2), X14, X14
+	VFMADD231PS Y14, Y9, Y2
+
+	// token 3: integer sums of chunks A..D folded into Y10
+	VPXOR          Y10, Y10, Y10
+	VPDPBUSD       (SI)(R12*1), Y4, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       32(SI)(R12*1), Y5, Y11
+	VPHADDD        Y11, Y10, Y10
+	VPXOR          Y11, Y11, Y11
+	VPDPBUSD       64(SI)(R12*1), Y6, Y11
+	VPXOR          Y12, Y12, Y12
+	VPDPBUSD       96(SI)(R12*1), Y7, Y12
+	VPHADDD        Y12, Y11, Y11
+	VPHADDD        Y11, Y10, Y10
+	VCVTDQ2PS      Y10, Y10
+	VBROADCASTF128 (R9)(R14*1), Y13
+	VMULPS         Y8, Y13, Y13
+	VFMADD231PS    Y10, Y13, Y3
+
+	// m-term: m * D*S in lanes 0..3
+	VCVTDQ2PS   (R10)(R14*1), X14
+	VMULPS      (R9)(R14*1), X14, X14
+	VFMADD231PS Y14, Y9, Y3
+	ADDQ        $0x00000034, BX
+	ADDQ        $0x00000080, SI
+	ADDQ        $0x10, R9
+	ADDQ        $0x10, R10
+	DECQ        CX
+	JNZ         q3AsymG128SBT4AVX512_sb
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
 // func dotF32AVX2(a *float32, b *float32, n uintptr) float32
 // Requires: AVX, FMA3, SSE
 TEXT ·dotF32AVX2(SB), NOSPLIT, $0-28

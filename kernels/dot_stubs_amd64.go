@@ -244,6 +244,174 @@ func q8SymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32
 //go:noescape
 func q8SymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
+// q4SymG32SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Sym
+// row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q4SymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q4SymG64SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Sym
+// row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q4SymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q4SymG128SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Sym
+// row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q4SymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q4AsymG32SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Asym
+// row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q4AsymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q4AsymG64SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Asym
+// row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q4AsymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q4AsymG128SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Asym
+// row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q4AsymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q3SymG32SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Sym
+// row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q3SymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q3SymG64SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Sym
+// row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q3SymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q3SymG128SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Sym
+// row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q3SymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q3AsymG32SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Asym
+// row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q3AsymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q3AsymG64SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Asym
+// row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q3AsymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q3AsymG128SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Asym
+// row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q3AsymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q4SymG32SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Sym
+// row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q4SymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q4SymG64SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Sym
+// row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q4SymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q4SymG128SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Sym
+// row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q4SymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q4AsymG32SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Asym
+// row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q4AsymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q4AsymG64SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Asym
+// row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q4AsymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q4AsymG128SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Asym
+// row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q4AsymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q3SymG32SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Sym
+// row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q3SymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q3SymG64SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Sym
+// row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q3SymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q3SymG128SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Sym
+// row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q3SymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q3AsymG32SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Asym
+// row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q3AsymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q3AsymG64SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Asym
+// row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q3AsymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
+// q3AsymG128SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Asym
+// row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
+// d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
+//
+//go:noescape
+func q3AsymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+
 // dotF32AVX2 returns sum_i a[i]*b[i] for i < n. Reference: dotGeneric.
 //
 //go:noescape

@@ -38,7 +38,14 @@ type dotKernels struct {
 	rows       int
 	rnt1       dotKernel
 	r1t1, r1t4 dotKernel
+	// sb are the superblock prefill kernels for groups 32, 64, 128 (rows
+	// whose length is a multiple of 128; nil for Q8).
+	sb [3]sbKernel
 }
+
+// sbKernel is the signature of the superblock prefill kernels: one row x 4
+// tokens, cols = 128*nsb.
+type sbKernel func(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
 // quantKernels indexes a tier's kernels by format: [bits index][asym].
 type quantKernels struct{ q4, q4a, q3, q3a, q8 dotKernels }
@@ -60,19 +67,27 @@ func (qk *quantKernels) lookup(f Format) *dotKernels {
 }
 
 var avx2Kernels = quantKernels{
-	q4:  dotKernels{4, q4SymR4T1AVX2, q4SymR1T1AVX2, q4SymR1T4AVX2},
-	q4a: dotKernels{2, q4AsymR2T1AVX2, q4AsymR1T1AVX2, q4AsymR1T4AVX2},
-	q3:  dotKernels{4, q3SymR4T1AVX2, q3SymR1T1AVX2, q3SymR1T4AVX2},
-	q3a: dotKernels{2, q3AsymR2T1AVX2, q3AsymR1T1AVX2, q3AsymR1T4AVX2},
-	q8:  dotKernels{4, q8SymR4T1AVX2, q8SymR1T1AVX2, q8SymR1T4AVX2},
+	q4: dotKernels{4, q4SymR4T1AVX2, q4SymR1T1AVX2, q4SymR1T4AVX2,
+		[3]sbKernel{q4SymG32SBT4AVX2, q4SymG64SBT4AVX2, q4SymG128SBT4AVX2}},
+	q4a: dotKernels{2, q4AsymR2T1AVX2, q4AsymR1T1AVX2, q4AsymR1T4AVX2,
+		[3]sbKernel{q4AsymG32SBT4AVX2, q4AsymG64SBT4AVX2, q4AsymG128SBT4AVX2}},
+	q3: dotKernels{4, q3SymR4T1AVX2, q3SymR1T1AVX2, q3SymR1T4AVX2,
+		[3]sbKernel{q3SymG32SBT4AVX2, q3SymG64SBT4AVX2, q3SymG128SBT4AVX2}},
+	q3a: dotKernels{2, q3AsymR2T1AVX2, q3AsymR1T1AVX2, q3AsymR1T4AVX2,
+		[3]sbKernel{q3AsymG32SBT4AVX2, q3AsymG64SBT4AVX2, q3AsymG128SBT4AVX2}},
+	q8: dotKernels{4, q8SymR4T1AVX2, q8SymR1T1AVX2, q8SymR1T4AVX2, [3]sbKernel{}},
 }
 
 var avx512Kernels = quantKernels{
-	q4:  dotKernels{4, q4SymR4T1AVX512, q4SymR1T1AVX512, q4SymR1T4AVX512},
-	q4a: dotKernels{2, q4AsymR2T1AVX512, q4AsymR1T1AVX512, q4AsymR1T4AVX512},
-	q3:  dotKernels{4, q3SymR4T1AVX512, q3SymR1T1AVX512, q3SymR1T4AVX512},
-	q3a: dotKernels{2, q3AsymR2T1AVX512, q3AsymR1T1AVX512, q3AsymR1T4AVX512},
-	q8:  dotKernels{4, q8SymR4T1AVX512, q8SymR1T1AVX512, q8SymR1T4AVX512},
+	q4: dotKernels{4, q4SymR4T1AVX512, q4SymR1T1AVX512, q4SymR1T4AVX512,
+		[3]sbKernel{q4SymG32SBT4AVX512, q4SymG64SBT4AVX512, q4SymG128SBT4AVX512}},
+	q4a: dotKernels{2, q4AsymR2T1AVX512, q4AsymR1T1AVX512, q4AsymR1T4AVX512,
+		[3]sbKernel{q4AsymG32SBT4AVX512, q4AsymG64SBT4AVX512, q4AsymG128SBT4AVX512}},
+	q3: dotKernels{4, q3SymR4T1AVX512, q3SymR1T1AVX512, q3SymR1T4AVX512,
+		[3]sbKernel{q3SymG32SBT4AVX512, q3SymG64SBT4AVX512, q3SymG128SBT4AVX512}},
+	q3a: dotKernels{2, q3AsymR2T1AVX512, q3AsymR1T1AVX512, q3AsymR1T4AVX512,
+		[3]sbKernel{q3AsymG32SBT4AVX512, q3AsymG64SBT4AVX512, q3AsymG128SBT4AVX512}},
+	q8: dotKernels{4, q8SymR4T1AVX512, q8SymR1T1AVX512, q8SymR1T4AVX512, [3]sbKernel{}},
 }
 
 var avx2Set = func() kernelSet {
@@ -135,12 +150,21 @@ func mulMatSIMD(qk *quantKernels, m *Matrix, dst []float32, xs *ActivationBatch,
 	cpg := uintptr(m.Format.Group / ChunkSize)
 	nb := xs.Blocks
 	stride := uintptr(nb)
+	var sb sbKernel
+	if m.Cols%128 == 0 && prefillSuperblocks {
+		sb = k.sb[map[int]int{32: 0, 64: 1, 128: 2}[m.Format.Group]]
+	}
+	nsb := uintptr(m.Cols / 128)
 	var out [4]float32
 	for r := r0; r < r1; r++ {
 		w := &m.Data[r*rb]
 		t := 0
 		for ; t+4 <= xs.N; t += 4 {
-			k.r1t4(&out[0], w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
+			if sb != nil {
+				sb(&out[0], w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, nsb)
+			} else {
+				k.r1t4(&out[0], w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
+			}
 			for i := range out {
 				dst[(t+i)*m.Rows+r] = out[i]
 			}

@@ -140,7 +140,7 @@ func TestMulVecIntegerExact(t *testing.T) {
 			if !f.Type.Quantized() {
 				continue
 			}
-			for _, groups := range oddGroups {
+			for _, groups := range append(oddGroups, 4, 72) { // 4, 72: multiples of 128 columns (superblock kernels)
 				cols := groups * f.Group
 				rows := 3
 				m := &Matrix{Format: f, Rows: rows, Cols: cols, Data: make([]byte, rows*f.RowBytes(cols))}
@@ -179,6 +179,24 @@ func TestMulVecIntegerExact(t *testing.T) {
 				for r := range got {
 					if got[r] != want[r] {
 						t.Fatalf("%s %d cols row %d: %v, integer reference %v", f, cols, r, got[r], want[r])
+					}
+				}
+				// MulMat on 5 copies of x: the 4-token kernels and the tail.
+				const n = 5
+				xs := NewActivationBatch(n, cols)
+				for tok := 0; tok < n; tok++ {
+					a := xs.Token(tok)
+					copy(a.Q, x.Q)
+					copy(a.D, x.D)
+					copy(a.S, x.S)
+				}
+				gotMM := make([]float32, n*rows)
+				if err := m.MulMat(gotMM, xs, 0, rows); err != nil {
+					t.Fatal(err)
+				}
+				for i, v := range gotMM {
+					if v != want[i%rows] {
+						t.Fatalf("%s %d cols matmul token %d row %d: %v, integer reference %v", f, cols, i/rows, i%rows, v, want[i%rows])
 					}
 				}
 			}
@@ -231,8 +249,10 @@ func TestMulMatTiers(t *testing.T) {
 		rng := rand.New(rand.NewPCG(11, 12))
 		for _, f := range Formats() {
 			for _, n := range []int{1, 3, 4, 5, 9} {
-				for _, groups := range []int{1, 7, 33} {
-					cols := colsFor(f, groups)
+				// odd group counts take the per-chunk kernels; multiples of
+				// 128 columns take the superblock kernels
+				colsList := []int{colsFor(f, 1), colsFor(f, 7), colsFor(f, 33), 128, 256, 2304}
+				for _, cols := range colsList {
 					rows := 7
 					m, _ := randMatrix(t, rng, f, rows, cols)
 					xs := NewActivationBatch(n, cols)
@@ -266,7 +286,7 @@ func TestMulMatTiers(t *testing.T) {
 					}
 					for i := 0; i < 16; i++ {
 						if buf[i] != sentinel || buf[len(buf)-1-i] != sentinel {
-							t.Fatalf("%s: guard overwritten", f)
+							t.Fatalf("%s n=%d cols=%d: guard overwritten", f, n, cols)
 						}
 					}
 				}

@@ -1,0 +1,135 @@
+//go:build arm64 && !purego
+
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// The arm64 build offers NEON always and NEON+dotprod exactly when the CPU
+// has it, and picks the best at init. Run under qemu-aarch64 with
+// QEMU_CPU=max and QEMU_CPU=cortex-a53 (no dotprod) to see both.
+func TestARM64Tiers(t *testing.T) {
+	want := []Tier{TierGeneric, TierNEON}
+	if hasDotProd {
+		want = append(want, TierNEONDot)
+	}
+	if got := Tiers(); !slices.Equal(got, want) {
+		t.Fatalf("Tiers() = %v, want %v", got, want)
+	}
+	if CurrentTier() != want[len(want)-1] {
+		t.Fatalf("CurrentTier() = %v, want %v", CurrentTier(), want[len(want)-1])
+	}
+	t.Logf("dotprod %v: %s", hasDotProd, CPUFeatures())
+}
+
+// The row kernels at the edges of the integer ranges: levels 0 and
+// 2^bits-1, activations -128 and 127 (beyond the quantizer's ±127), where a
+// 16-bit intermediate or a wrong signedness would show. With unit scales and
+// integer mins every f32 step of both paths is exact (partial sums below
+// 2^24: at most 20 chunks of 32*128*128), so results must be identical.
+func TestRowDotExtremes(t *testing.T) {
+	sets := map[string]*rowDots{"neon": &neonDots}
+	if hasDotProd {
+		sets["sdot"] = &sdotDots
+	}
+	rng := rand.New(rand.NewPCG(31, 32))
+	for name, k := range sets {
+		for _, f := range Formats() {
+			if !f.Type.Quantized() {
+				continue
+			}
+			top := maxLevel(f.Type)
+			for _, groups := range []int{1, 2, 3, 5} {
+				cols := groups * f.Group
+				for trial := 0; trial < 12; trial++ {
+					levels := make([]uint8, cols)
+					for i := range levels {
+						switch trial % 3 {
+						case 0:
+							levels[i] = uint8(top)
+						case 1:
+							levels[i] = uint8(top * rng.IntN(2))
+						default:
+							levels[i] = uint8(rng.IntN(top + 1))
+						}
+					}
+					scales := make([]float32, groups)
+					mins := make([]float32, groups)
+					for g := range scales {
+						scales[g] = 1
+						mins[g] = float32(rng.IntN(9) - 4)
+					}
+					if !f.Asym {
+						mins = nil
+					}
+					row := make([]byte, f.RowBytes(cols))
+					if err := PackRow(f, row, levels, scales, mins); err != nil {
+						t.Fatal(err)
+					}
+					x := NewActivation(cols)
+					for b := range x.D {
+						x.D[b] = 1
+						var s int32
+						for i := 0; i < ChunkSize; i++ {
+							v := int8(-128)
+							switch {
+							case trial/3 == 1:
+								v = 127
+							case trial/3 >= 2:
+								v = []int8{-128, 127, -1, 0}[rng.IntN(4)]
+							}
+							x.Q[b*ChunkSize+i] = v
+							s += int32(v)
+						}
+						x.S[b] = s
+					}
+					want := dotRowGeneric(f, row, x.Q, x.D, x.S)
+					got := k.lookup(f)(&row[0], &x.Q[0], &x.D[0], &x.S[0], uintptr(groups), uintptr(f.Group/ChunkSize))
+					if got != want {
+						t.Fatalf("%s %s %d cols trial %d: %v, integer reference %v", name, f, cols, trial, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// F32 matrices take the NEON f32 dot, reading rows through a pointer that
+// need not be 4-byte aligned; check a matrix whose data starts at an odd
+// address against the generic path (error budget of TestMulVecTiers).
+func TestMulVecF32Unaligned(t *testing.T) {
+	rng := rand.New(rand.NewPCG(33, 34))
+	for _, cols := range []int{1, 3, 17, 255, 2305} {
+		rows := 5
+		src := gaussian(rng, rows*cols, 0.05)
+		buf := make([]byte, rows*4*cols+1)
+		m := &Matrix{Format: FormatF32, Rows: rows, Cols: cols, Data: buf[1:]}
+		for r := 0; r < rows; r++ {
+			if err := QuantizeRowRTN(FormatF32, m.row(r), src[r*cols:(r+1)*cols]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		x := randActivation(t, rng, cols)
+		want := make([]float32, rows)
+		mulVecGeneric(m, want, x, 0, rows)
+		mag := absDot(t, m, x.F32)
+		t.Run(fmt.Sprintf("cols=%d", cols), func(t *testing.T) {
+			forEachTier(t, func(t *testing.T, tier Tier) {
+				got := make([]float32, rows)
+				if err := m.MulVec(got, x, 0, rows); err != nil {
+					t.Fatal(err)
+				}
+				for r := range got {
+					if d := math.Abs(float64(got[r] - want[r])); d > 1e-6*mag[r] {
+						t.Errorf("row %d: %v, reference %v", r, got[r], want[r])
+					}
+				}
+			})
+		})
+	}
+}
