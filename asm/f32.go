@@ -14,6 +14,7 @@ func f32Kernels() {
 	dotF32()
 	axpyF32()
 	geluMulF32()
+	quantAct()
 }
 
 // dotF32: 4 accumulators x 8 lanes, then 8-wide, then scalar tail.

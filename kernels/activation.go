@@ -49,36 +49,42 @@ func (a *Activation) Set(x []float32) error {
 func (a *Activation) Quantize() { quantizeAct(a.Q, a.D, a.S, a.F32) }
 
 // quantizeActGeneric is the reference activation quantizer: per 32-block
-// absmax scaling to [-127, 127] with round half away from zero. A block that
-// holds a NaN or ±Inf gets scale NaN (so results are visibly poisoned rather
-// than silently wrong).
+// absmax scaling to [-127, 127], rounding half to even (what CVTPS2DQ does),
+// so the SIMD tiers are bit-identical. A block holding a NaN or ±Inf gets
+// scale NaN and zero values, so results are visibly poisoned rather than
+// silently wrong.
 func quantizeActGeneric(q []int8, d []float32, s []int32, x []float32) {
 	for b := range d {
 		lo := b * ChunkSize
 		hi := min(lo+ChunkSize, len(x))
+		qb := q[lo : lo+ChunkSize]
 		var amax float32
+		finite := true
 		for _, v := range x[lo:hi] {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				finite = false
+			}
 			amax = max(amax, abs32(v))
 		}
-		if math.IsNaN(float64(amax)) || math.IsInf(float64(amax), 0) {
-			amax = float32(math.NaN())
+		if !finite {
+			clear(qb)
+			d[b], s[b] = float32(math.NaN()), 0
+			continue
 		}
-		scale := amax / 127
 		var inv float32
 		if amax > 0 {
 			inv = 127 / amax
 		}
 		var sum int32
-		qb := q[lo : lo+ChunkSize]
 		for i := range qb {
 			var v int8
 			if lo+i < hi {
-				v = int8(math.Round(float64(x[lo+i] * inv)))
+				v = int8(math.RoundToEven(float64(x[lo+i] * inv)))
 			}
 			qb[i] = v
 			sum += int32(v)
 		}
-		d[b], s[b] = scale, sum
+		d[b], s[b] = amax/127, sum
 	}
 }
 

@@ -8512,3 +8512,145 @@ DATA expm1_c6<>+20(SB)/4, $0x3f000000
 DATA expm1_c6<>+24(SB)/4, $0x3f000000
 DATA expm1_c6<>+28(SB)/4, $0x3f000000
 GLOBL expm1_c6<>(SB), RODATA|NOPTR, $32
+
+// func quantActAVX2(q *int8, d *float32, s *int32, x *float32, nb uintptr)
+// Requires: AVX, AVX2
+TEXT ·quantActAVX2(SB), NOSPLIT, $0-40
+	MOVQ    q+0(FP), DI
+	MOVQ    d+8(FP), R8
+	MOVQ    s+16(FP), R9
+	MOVQ    x+24(FP), SI
+	MOVQ    nb+32(FP), CX
+	VMOVUPS qa_abs<>+0(SB), Y15
+	VMOVDQU qa_perm<>+0(SB), Y14
+	TESTQ   CX, CX
+	JZ      qadone
+
+qablock:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y2
+	VMOVUPS 96(SI), Y3
+
+	// non-finite check: x - x is NaN exactly for NaN and ±Inf
+	VSUBPS    Y0, Y0, Y4
+	VSUBPS    Y1, Y1, Y5
+	VORPS     Y5, Y4, Y4
+	VSUBPS    Y2, Y2, Y5
+	VORPS     Y5, Y4, Y4
+	VSUBPS    Y3, Y3, Y5
+	VORPS     Y5, Y4, Y4
+	VCMPPS    $0x03, Y4, Y4, Y4
+	VMOVMSKPS Y4, AX
+	TESTL     AX, AX
+	JNZ       qabad
+
+	// absmax -> X4
+	VANDPS       Y15, Y0, Y4
+	VANDPS       Y15, Y1, Y5
+	VMAXPS       Y5, Y4, Y4
+	VANDPS       Y15, Y2, Y5
+	VMAXPS       Y5, Y4, Y4
+	VANDPS       Y15, Y3, Y5
+	VMAXPS       Y5, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VMAXPS       X5, X4, X4
+	VMOVHLPS     X4, X4, X5
+	VMAXPS       X5, X4, X4
+	VMOVSHDUP    X4, X5
+	VMAXSS       X5, X4, X4
+
+	// d = amax/127; inv = 127/amax, or 0 when amax == 0
+	VMOVSS       qa_127<>+0(SB), X6
+	VDIVSS       X6, X4, X7
+	VMOVSS       X7, (R8)
+	VDIVSS       X4, X6, X7
+	VXORPS       X5, X5, X5
+	VCMPSS       $0x06, X5, X4, X5
+	VANDPS       X5, X7, X7
+	VBROADCASTSS X7, Y7
+
+	// q = round-to-even(x*inv), sum
+	VMULPS       Y7, Y0, Y0
+	VCVTPS2DQ    Y0, Y0
+	VMULPS       Y7, Y1, Y1
+	VCVTPS2DQ    Y1, Y1
+	VMULPS       Y7, Y2, Y2
+	VCVTPS2DQ    Y2, Y2
+	VMULPS       Y7, Y3, Y3
+	VCVTPS2DQ    Y3, Y3
+	VPADDD       Y1, Y0, Y4
+	VPADDD       Y3, Y2, Y5
+	VPADDD       Y5, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VPADDD       X5, X4, X4
+	VPSHUFD      $0x4e, X4, X5
+	VPADDD       X5, X4, X4
+	VPSHUFD      $0xb1, X4, X5
+	VPADDD       X5, X4, X4
+	VMOVD        X4, (R9)
+	VPACKSSDW    Y1, Y0, Y0
+	VPACKSSDW    Y3, Y2, Y2
+	VPACKSSWB    Y2, Y0, Y0
+	VPERMD       Y0, Y14, Y0
+	VMOVDQU      Y0, (DI)
+
+qanext:
+	ADDQ $0x80, SI
+	ADDQ $0x20, DI
+	ADDQ $0x04, R8
+	ADDQ $0x04, R9
+	DECQ CX
+	JNZ  qablock
+
+qadone:
+	VZEROUPPER
+	RET
+
+qabad:
+	VPXOR   Y0, Y0, Y0
+	VMOVDQU Y0, (DI)
+	MOVL    $0x00000000, (R9)
+	VMOVSS  qa_nan<>+0(SB), X0
+	VMOVSS  X0, (R8)
+	JMP     qanext
+
+DATA qa_abs<>+0(SB)/4, $0x7fffffff
+DATA qa_abs<>+4(SB)/4, $0x7fffffff
+DATA qa_abs<>+8(SB)/4, $0x7fffffff
+DATA qa_abs<>+12(SB)/4, $0x7fffffff
+DATA qa_abs<>+16(SB)/4, $0x7fffffff
+DATA qa_abs<>+20(SB)/4, $0x7fffffff
+DATA qa_abs<>+24(SB)/4, $0x7fffffff
+DATA qa_abs<>+28(SB)/4, $0x7fffffff
+GLOBL qa_abs<>(SB), RODATA|NOPTR, $32
+
+DATA qa_127<>+0(SB)/4, $0x42fe0000
+DATA qa_127<>+4(SB)/4, $0x42fe0000
+DATA qa_127<>+8(SB)/4, $0x42fe0000
+DATA qa_127<>+12(SB)/4, $0x42fe0000
+DATA qa_127<>+16(SB)/4, $0x42fe0000
+DATA qa_127<>+20(SB)/4, $0x42fe0000
+DATA qa_127<>+24(SB)/4, $0x42fe0000
+DATA qa_127<>+28(SB)/4, $0x42fe0000
+GLOBL qa_127<>(SB), RODATA|NOPTR, $32
+
+DATA qa_nan<>+0(SB)/4, $0x7fc00000
+DATA qa_nan<>+4(SB)/4, $0x7fc00000
+DATA qa_nan<>+8(SB)/4, $0x7fc00000
+DATA qa_nan<>+12(SB)/4, $0x7fc00000
+DATA qa_nan<>+16(SB)/4, $0x7fc00000
+DATA qa_nan<>+20(SB)/4, $0x7fc00000
+DATA qa_nan<>+24(SB)/4, $0x7fc00000
+DATA qa_nan<>+28(SB)/4, $0x7fc00000
+GLOBL qa_nan<>(SB), RODATA|NOPTR, $32
+
+DATA qa_perm<>+0(SB)/4, $0x00000000
+DATA qa_perm<>+4(SB)/4, $0x00000004
+DATA qa_perm<>+8(SB)/4, $0x00000001
+DATA qa_perm<>+12(SB)/4, $0x00000005
+DATA qa_perm<>+16(SB)/4, $0x00000002
+DATA qa_perm<>+20(SB)/4, $0x00000006
+DATA qa_perm<>+24(SB)/4, $0x00000003
+DATA qa_perm<>+28(SB)/4, $0x00000007
+GLOBL qa_perm<>(SB), RODATA|NOPTR, $32

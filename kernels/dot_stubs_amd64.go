@@ -427,3 +427,9 @@ func axpyF32AVX2(alpha float32, x *float32, y *float32, n uintptr)
 //
 //go:noescape
 func geluMulF32AVX2(dst *float32, x *float32, up *float32, n uintptr)
+
+// quantActAVX2 quantizes nb full blocks of 32 values of x into q (int8), d (scale)
+// and s (sum of q). Reference: quantizeActGeneric (bit-identical).
+//
+//go:noescape
+func quantActAVX2(q *int8, d *float32, s *int32, x *float32, nb uintptr)

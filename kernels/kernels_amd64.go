@@ -100,6 +100,7 @@ var avx2Set = func() kernelSet {
 	s.dot = dotAVX2
 	s.axpy = axpyAVX2
 	s.geluMul = geluMulAVX2
+	s.quantAct = quantActAVX2Go
 	return s
 }()
 
@@ -205,5 +206,17 @@ func geluMulAVX2(dst, x, up []float32) {
 			ut = up[n:]
 		}
 		geluMulGeneric(dst[n:], x[n:], ut)
+	}
+}
+
+// quantActAVX2Go quantizes the full 32-blocks with the kernel and a partial
+// last block with the reference.
+func quantActAVX2Go(q []int8, d []float32, s []int32, x []float32) {
+	full := min(len(x)/ChunkSize, len(d))
+	if full > 0 {
+		quantActAVX2(&q[0], &d[0], &s[0], &x[0], uintptr(full))
+	}
+	if full < len(d) {
+		quantizeActGeneric(q[full*ChunkSize:], d[full:], s[full:], x[full*ChunkSize:])
 	}
 }

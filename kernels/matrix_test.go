@@ -333,6 +333,17 @@ func TestActivationQuantize(t *testing.T) {
 		rng := rand.New(rand.NewPCG(13, 14))
 		for _, n := range []int{1, 7, 31, 32, 33, 255, 257, 2304} {
 			x := gaussian(rng, n, 3)
+			if n >= 255 {
+				// block 1: exact .5 ties (amax 127 gives inv 1); block 2: a NaN;
+				// block 3: +Inf; block 4: all zeros
+				for i := 0; i < 32; i++ {
+					x[32+i] = float32(i) - 15.5
+				}
+				x[32] = 127
+				x[64+5] = float32(math.NaN())
+				x[96+31] = float32(math.Inf(1))
+				clear(x[128:160])
+			}
 			a := NewActivation(n)
 			if err := a.Set(x); err != nil {
 				t.Fatal(err)
@@ -341,7 +352,10 @@ func TestActivationQuantize(t *testing.T) {
 			q, d, s := make([]int8, nb*ChunkSize), make([]float32, nb), make([]int32, nb)
 			quantizeActGeneric(q, d, s, x)
 			for b := range d {
-				if a.D[b] != d[b] || a.S[b] != s[b] {
+				if math.IsNaN(float64(d[b])) != (b == 2 || b == 3) && n >= 255 {
+					t.Fatalf("n=%d block %d: reference scale %v", n, b, d[b])
+				}
+				if math.Float32bits(a.D[b]) != math.Float32bits(d[b]) || a.S[b] != s[b] {
 					t.Fatalf("n=%d block %d: scale/sum %v/%d, reference %v/%d", n, b, a.D[b], a.S[b], d[b], s[b])
 				}
 			}
