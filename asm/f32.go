@@ -14,6 +14,7 @@ func f32Kernels() {
 	dotF32()
 	axpyF32()
 	geluMulF32()
+	softCapF32()
 	quantAct()
 }
 
@@ -152,20 +153,7 @@ func geluMulF32() {
 	Load(Param("n"), n)
 	c0 := f32c("gelu_c0", 0.7978845608028654)
 	c01 := f32c("gelu_c01", 0.7978845608028654*0.044715)
-	absMask := u32c("abs_mask", 0x7fffffff)
-	tmax := f32c("tanh_max", 9)
-	m2invln2 := f32c("m2_inv_ln2", -2*1.44269504088896340736)
-	ln2hi := f32c("ln2_hi", 0.693145751953125)
-	ln2lo := f32c("ln2_lo", 1.42860682030941723212e-6)
-	bias := u32c("exp_bias", 127)
-	one := f32c("one", 1)
-	two := f32c("two", 2)
 	half := f32c("half", 0.5)
-	coef := []float32{1.0 / 40320, 1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5}
-	cm := make([]Mem, len(coef))
-	for i, c := range coef {
-		cm[i] = f32c("expm1_c"+string(rune('0'+i)), c)
-	}
 	Label("gelu8")
 	CMPQ(n, U8(8))
 	JB(LabelRef("geludone"))
@@ -175,39 +163,9 @@ func geluMulF32() {
 	VMOVUPS(c0, Y2)
 	VFMADD132PS(c01, Y2, Y1) // Y1 = Y1*c01 + c0
 	VMULPS(Y0, Y1, Y1)
-	Comment("Y2 = a = min(|u|, 9); y = -2a; k = round(y/ln2) (Y3), r (Y4)")
-	VANDPS(absMask, Y1, Y2)
-	VMINPS(tmax, Y2, Y2)
-	VMULPS(m2invln2, Y2, Y3) // y/ln2 = -2a/ln2
-	VROUNDPS(U8(0), Y3, Y3)  // nearest
-	VADDPS(Y2, Y2, Y4)       // 2a
-	VXORPS(Y5, Y5, Y5)
-	VSUBPS(Y4, Y5, Y4)          // y = -2a
-	VFNMADD231PS(ln2hi, Y3, Y4) // r = y - k*ln2hi
-	VFNMADD231PS(ln2lo, Y3, Y4) // r -= k*ln2lo
-	Comment("Y5 = expm1 poly p(r) (Horner), Y6 = r + r*r*p")
-	VMOVUPS(cm[0], Y5)
-	for _, c := range cm[1:] {
-		VFMADD213PS(c, Y4, Y5) // Y5 = Y5*r + c
-	}
-	VMULPS(Y4, Y4, Y6)
-	VFMADD213PS(Y4, Y5, Y6) // Y6 = r*r*p + r
-	Comment("Y7 = 2^k; e = 2^k*p + (2^k - 1)")
-	VCVTPS2DQ(Y3, Y7)
-	VPADDD(bias, Y7, Y7)
-	VPSLLD(U8(23), Y7, Y7)
-	VSUBPS(one, Y7, Y8)
-	VFMADD231PS(Y7, Y6, Y8) // Y8 = e
-	Comment("t = -e/(2+e) with the sign of u")
-	VADDPS(two, Y8, Y9)
-	VXORPS(Y5, Y5, Y5)
-	VSUBPS(Y8, Y5, Y8)
-	VDIVPS(Y9, Y8, Y8)
-	VMOVUPS(absMask, Y11)
-	VANDNPS(Y1, Y11, Y10) // sign bit of u: ^absMask & u
-	VORPS(Y10, Y8, Y8)
+	tanhCore()
 	Comment("gelu = 0.5*v*(1+t), times up")
-	VADDPS(one, Y8, Y8)
+	VADDPS(tc.one, Y8, Y8)
 	VMULPS(half, Y0, Y0)
 	VMULPS(Y8, Y0, Y0)
 	TESTQ(up, up)
@@ -221,6 +179,101 @@ func geluMulF32() {
 	SUBQ(U8(8), n)
 	JMP(LabelRef("gelu8"))
 	Label("geludone")
+	VZEROUPPER()
+	RET()
+}
+
+// tanhConsts are the constants of tanhCore, emitted once.
+type tanhConsts struct {
+	absMask, tmax, m2invln2, ln2hi, ln2lo, bias, one, two Mem
+	coef                                                   []Mem
+}
+
+var tc *tanhConsts
+
+func tanhConstants() *tanhConsts {
+	if tc != nil {
+		return tc
+	}
+	tc = &tanhConsts{
+		absMask:  u32c("abs_mask", 0x7fffffff),
+		tmax:     f32c("tanh_max", 9),
+		m2invln2: f32c("m2_inv_ln2", -2*1.44269504088896340736),
+		ln2hi:    f32c("ln2_hi", 0.693145751953125),
+		ln2lo:    f32c("ln2_lo", 1.42860682030941723212e-6),
+		bias:     u32c("exp_bias", 127),
+		one:      f32c("one", 1),
+		two:      f32c("two", 2),
+	}
+	for i, c := range []float32{1.0 / 40320, 1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5} {
+		tc.coef = append(tc.coef, f32c("expm1_c"+string(rune('0'+i)), c))
+	}
+	return tc
+}
+
+// tanhCore computes Y8 = tanh(Y1) for 8 lanes exactly as tanhGeneric does:
+// a = min(|u|, 9), e = expm1(-2a) by k*ln2 + r reduction and a degree-8
+// Taylor polynomial, t = -e/(2+e) with u's sign. Clobbers Y2..Y11.
+func tanhCore() {
+	c := tanhConstants()
+	Comment("tanh(Y1) -> Y8: a = min(|u|, 9); k = round(-2a/ln2) (Y3); r = -2a - k*ln2 (Y4)")
+	VANDPS(c.absMask, Y1, Y2)
+	VMINPS(c.tmax, Y2, Y2)
+	VMULPS(c.m2invln2, Y2, Y3)
+	VROUNDPS(U8(0), Y3, Y3)
+	VADDPS(Y2, Y2, Y4)
+	VXORPS(Y5, Y5, Y5)
+	VSUBPS(Y4, Y5, Y4)
+	VFNMADD231PS(c.ln2hi, Y3, Y4)
+	VFNMADD231PS(c.ln2lo, Y3, Y4)
+	Comment("Y6 = expm1(r) = r + r*r*p(r)")
+	VMOVUPS(c.coef[0], Y5)
+	for _, m := range c.coef[1:] {
+		VFMADD213PS(m, Y4, Y5)
+	}
+	VMULPS(Y4, Y4, Y6)
+	VFMADD213PS(Y4, Y5, Y6)
+	Comment("Y8 = e = 2^k*expm1(r) + (2^k - 1)")
+	VCVTPS2DQ(Y3, Y7)
+	VPADDD(c.bias, Y7, Y7)
+	VPSLLD(U8(23), Y7, Y7)
+	VSUBPS(c.one, Y7, Y8)
+	VFMADD231PS(Y7, Y6, Y8)
+	Comment("Y8 = -e/(2+e) with the sign of u")
+	VADDPS(c.two, Y8, Y9)
+	VXORPS(Y5, Y5, Y5)
+	VSUBPS(Y8, Y5, Y8)
+	VDIVPS(Y9, Y8, Y8)
+	VMOVUPS(c.absMask, Y11)
+	VANDNPS(Y1, Y11, Y10)
+	VORPS(Y10, Y8, Y8)
+}
+
+// softCapF32 generates x = cap * tanh(x / cap) for 8 lanes at a time.
+func softCapF32() {
+	TEXT("softCapF32AVX2", NOSPLIT, "func(x *float32, n uintptr, cap float32)")
+	Doc(
+		"softCapF32AVX2 computes x[i] = cap * tanh(x[i]/cap) for i < n, n a multiple of 8.",
+		"Reference: softCapGeneric.",
+	)
+	Pragma("noescape")
+	x, n := RSI, RCX
+	Load(Param("x"), x)
+	Load(Param("n"), n)
+	Load(Param("cap"), X12)
+	VBROADCASTSS(X12, Y12)
+	Label("cap8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("capdone"))
+	VMOVUPS(Mem{Base: x}, Y0)
+	VDIVPS(Y12, Y0, Y1)
+	tanhCore()
+	VMULPS(Y12, Y8, Y8)
+	VMOVUPS(Y8, Mem{Base: x})
+	ADDQ(U8(32), x)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("cap8"))
+	Label("capdone")
 	VZEROUPPER()
 	RET()
 }

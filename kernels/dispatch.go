@@ -52,6 +52,7 @@ type kernelSet struct {
 	max             func(x []float32) float32
 	expSub          func(x []float32, m float32) float32
 	geluMul         func(dst, x, up []float32)
+	softCap         func(x []float32, cap float32)
 	rope            func(x, cos, sin []float32)
 }
 
@@ -67,6 +68,7 @@ var genericSet = kernelSet{
 	max:             maxGeneric,
 	expSub:          expSubGeneric,
 	geluMul:         geluMulGeneric,
+	softCap:         softCapGeneric,
 	rope:            ropeGeneric,
 }
 

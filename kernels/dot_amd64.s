@@ -8275,7 +8275,7 @@ gelu8:
 	VFMADD132PS gelu_c01<>+0(SB), Y2, Y1
 	VMULPS      Y0, Y1, Y1
 
-	// Y2 = a = min(|u|, 9); y = -2a; k = round(y/ln2) (Y3), r (Y4)
+	// tanh(Y1) -> Y8: a = min(|u|, 9); k = round(-2a/ln2) (Y3); r = -2a - k*ln2 (Y4)
 	VANDPS       abs_mask<>+0(SB), Y1, Y2
 	VMINPS       tanh_max<>+0(SB), Y2, Y2
 	VMULPS       m2_inv_ln2<>+0(SB), Y2, Y3
@@ -8286,7 +8286,7 @@ gelu8:
 	VFNMADD231PS ln2_hi<>+0(SB), Y3, Y4
 	VFNMADD231PS ln2_lo<>+0(SB), Y3, Y4
 
-	// Y5 = expm1 poly p(r) (Horner), Y6 = r + r*r*p
+	// Y6 = expm1(r) = r + r*r*p(r)
 	VMOVUPS     expm1_c0<>+0(SB), Y5
 	VFMADD213PS expm1_c1<>+0(SB), Y4, Y5
 	VFMADD213PS expm1_c2<>+0(SB), Y4, Y5
@@ -8297,14 +8297,14 @@ gelu8:
 	VMULPS      Y4, Y4, Y6
 	VFMADD213PS Y4, Y5, Y6
 
-	// Y7 = 2^k; e = 2^k*p + (2^k - 1)
+	// Y8 = e = 2^k*expm1(r) + (2^k - 1)
 	VCVTPS2DQ   Y3, Y7
 	VPADDD      exp_bias<>+0(SB), Y7, Y7
 	VPSLLD      $0x17, Y7, Y7
 	VSUBPS      one<>+0(SB), Y7, Y8
 	VFMADD231PS Y7, Y6, Y8
 
-	// t = -e/(2+e) with the sign of u
+	// Y8 = -e/(2+e) with the sign of u
 	VADDPS  two<>+0(SB), Y8, Y9
 	VXORPS  Y5, Y5, Y5
 	VSUBPS  Y8, Y5, Y8
@@ -8352,6 +8352,16 @@ DATA gelu_c01<>+20(SB)/4, $0x3d122279
 DATA gelu_c01<>+24(SB)/4, $0x3d122279
 DATA gelu_c01<>+28(SB)/4, $0x3d122279
 GLOBL gelu_c01<>(SB), RODATA|NOPTR, $32
+
+DATA half<>+0(SB)/4, $0x3f000000
+DATA half<>+4(SB)/4, $0x3f000000
+DATA half<>+8(SB)/4, $0x3f000000
+DATA half<>+12(SB)/4, $0x3f000000
+DATA half<>+16(SB)/4, $0x3f000000
+DATA half<>+20(SB)/4, $0x3f000000
+DATA half<>+24(SB)/4, $0x3f000000
+DATA half<>+28(SB)/4, $0x3f000000
+GLOBL half<>(SB), RODATA|NOPTR, $32
 
 DATA abs_mask<>+0(SB)/4, $0x7fffffff
 DATA abs_mask<>+4(SB)/4, $0x7fffffff
@@ -8433,16 +8443,6 @@ DATA two<>+24(SB)/4, $0x40000000
 DATA two<>+28(SB)/4, $0x40000000
 GLOBL two<>(SB), RODATA|NOPTR, $32
 
-DATA half<>+0(SB)/4, $0x3f000000
-DATA half<>+4(SB)/4, $0x3f000000
-DATA half<>+8(SB)/4, $0x3f000000
-DATA half<>+12(SB)/4, $0x3f000000
-DATA half<>+16(SB)/4, $0x3f000000
-DATA half<>+20(SB)/4, $0x3f000000
-DATA half<>+24(SB)/4, $0x3f000000
-DATA half<>+28(SB)/4, $0x3f000000
-GLOBL half<>(SB), RODATA|NOPTR, $32
-
 DATA expm1_c0<>+0(SB)/4, $0x37d00d01
 DATA expm1_c0<>+4(SB)/4, $0x37d00d01
 DATA expm1_c0<>+8(SB)/4, $0x37d00d01
@@ -8512,6 +8512,67 @@ DATA expm1_c6<>+20(SB)/4, $0x3f000000
 DATA expm1_c6<>+24(SB)/4, $0x3f000000
 DATA expm1_c6<>+28(SB)/4, $0x3f000000
 GLOBL expm1_c6<>(SB), RODATA|NOPTR, $32
+
+// func softCapF32AVX2(x *float32, n uintptr, cap float32)
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·softCapF32AVX2(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	MOVSS        cap+16(FP), X12
+	VBROADCASTSS X12, Y12
+
+cap8:
+	CMPQ    CX, $0x08
+	JB      capdone
+	VMOVUPS (SI), Y0
+	VDIVPS  Y12, Y0, Y1
+
+	// tanh(Y1) -> Y8: a = min(|u|, 9); k = round(-2a/ln2) (Y3); r = -2a - k*ln2 (Y4)
+	VANDPS       abs_mask<>+0(SB), Y1, Y2
+	VMINPS       tanh_max<>+0(SB), Y2, Y2
+	VMULPS       m2_inv_ln2<>+0(SB), Y2, Y3
+	VROUNDPS     $0x00, Y3, Y3
+	VADDPS       Y2, Y2, Y4
+	VXORPS       Y5, Y5, Y5
+	VSUBPS       Y4, Y5, Y4
+	VFNMADD231PS ln2_hi<>+0(SB), Y3, Y4
+	VFNMADD231PS ln2_lo<>+0(SB), Y3, Y4
+
+	// Y6 = expm1(r) = r + r*r*p(r)
+	VMOVUPS     expm1_c0<>+0(SB), Y5
+	VFMADD213PS expm1_c1<>+0(SB), Y4, Y5
+	VFMADD213PS expm1_c2<>+0(SB), Y4, Y5
+	VFMADD213PS expm1_c3<>+0(SB), Y4, Y5
+	VFMADD213PS expm1_c4<>+0(SB), Y4, Y5
+	VFMADD213PS expm1_c5<>+0(SB), Y4, Y5
+	VFMADD213PS expm1_c6<>+0(SB), Y4, Y5
+	VMULPS      Y4, Y4, Y6
+	VFMADD213PS Y4, Y5, Y6
+
+	// Y8 = e = 2^k*expm1(r) + (2^k - 1)
+	VCVTPS2DQ   Y3, Y7
+	VPADDD      exp_bias<>+0(SB), Y7, Y7
+	VPSLLD      $0x17, Y7, Y7
+	VSUBPS      one<>+0(SB), Y7, Y8
+	VFMADD231PS Y7, Y6, Y8
+
+	// Y8 = -e/(2+e) with the sign of u
+	VADDPS  two<>+0(SB), Y8, Y9
+	VXORPS  Y5, Y5, Y5
+	VSUBPS  Y8, Y5, Y8
+	VDIVPS  Y9, Y8, Y8
+	VMOVUPS abs_mask<>+0(SB), Y11
+	VANDNPS Y1, Y11, Y10
+	VORPS   Y10, Y8, Y8
+	VMULPS  Y12, Y8, Y8
+	VMOVUPS Y8, (SI)
+	ADDQ    $0x20, SI
+	SUBQ    $0x08, CX
+	JMP     cap8
+
+capdone:
+	VZEROUPPER
+	RET
 
 // func quantActAVX2(q *int8, d *float32, s *int32, x *float32, nb uintptr)
 // Requires: AVX, AVX2

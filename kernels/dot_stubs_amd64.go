@@ -428,6 +428,12 @@ func axpyF32AVX2(alpha float32, x *float32, y *float32, n uintptr)
 //go:noescape
 func geluMulF32AVX2(dst *float32, x *float32, up *float32, n uintptr)
 
+// softCapF32AVX2 computes x[i] = cap * tanh(x[i]/cap) for i < n, n a multiple of 8.
+// Reference: softCapGeneric.
+//
+//go:noescape
+func softCapF32AVX2(x *float32, n uintptr, cap float32)
+
 // quantActAVX2 quantizes nb full blocks of 32 values of x into q (int8), d (scale)
 // and s (sum of q). Reference: quantizeActGeneric (bit-identical).
 //

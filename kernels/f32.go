@@ -76,6 +76,10 @@ func RoPE(x, cos, sin []float32) {
 	impl.rope(x, cos, sin)
 }
 
+// SoftCap applies Gemma 2's logit soft-capping in place:
+// x[i] = cap * tanh(x[i] / cap).
+func SoftCap(x []float32, cap float32) { impl.softCap(x, cap) }
+
 // Tanh is the vectorizable tanh used by GELUTanh (relative error below 1e-6).
 func Tanh(x float32) float32 { return tanhGeneric(x) }
 
@@ -201,6 +205,12 @@ func geluMulGeneric(dst, x, up []float32) {
 			g *= up[i]
 		}
 		dst[i] = g
+	}
+}
+
+func softCapGeneric(x []float32, cap float32) {
+	for i, v := range x {
+		x[i] = cap * tanhGeneric(v/cap)
 	}
 }
 

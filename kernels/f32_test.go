@@ -145,6 +145,20 @@ func TestF32LoopsTiers(t *testing.T) {
 				t.Errorf("n=%d gelu relative RMS error %.3g", n, e)
 			}
 		}
+		for _, n := range oddLens {
+			x := gaussian(rng, n, 40)
+			buf, y := guarded(n)
+			copy(y, x)
+			SoftCap(y, 30)
+			checkGuard(t, buf, 0, n)
+			want := make([]float32, n)
+			for i := range want {
+				want[i] = float32(30 * math.Tanh(float64(x[i])/30))
+			}
+			if e := rmse(y, want) / rms(want); e > 1e-6 {
+				t.Errorf("n=%d softcap relative RMS error %.3g", n, e)
+			}
+		}
 		for _, h := range []int{1, 4, 8, 16, 33, 128} {
 			x := gaussian(rng, 2*h, 1)
 			cs, sn := make([]float32, h), make([]float32, h)

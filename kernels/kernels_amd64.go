@@ -101,6 +101,7 @@ var avx2Set = func() kernelSet {
 	s.axpy = axpyAVX2
 	s.geluMul = geluMulAVX2
 	s.quantAct = quantActAVX2Go
+	s.softCap = softCapAVX2
 	return s
 }()
 
@@ -219,4 +220,12 @@ func quantActAVX2Go(q []int8, d []float32, s []int32, x []float32) {
 	if full < len(d) {
 		quantizeActGeneric(q[full*ChunkSize:], d[full:], s[full:], x[full*ChunkSize:])
 	}
+}
+
+func softCapAVX2(x []float32, cap float32) {
+	n := len(x) &^ 7
+	if n > 0 {
+		softCapF32AVX2(&x[0], uintptr(n), cap)
+	}
+	softCapGeneric(x[n:], cap)
 }
