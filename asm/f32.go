@@ -186,7 +186,7 @@ func geluMulF32() {
 // tanhConsts are the constants of tanhCore, emitted once.
 type tanhConsts struct {
 	absMask, tmax, m2invln2, ln2hi, ln2lo, bias, one, two Mem
-	coef                                                   []Mem
+	coef                                                  []Mem
 }
 
 var tc *tanhConsts
