@@ -15,6 +15,7 @@ func f32Kernels() {
 	axpyF32()
 	geluMulF32()
 	softCapF32()
+	expSubF32()
 	quantAct()
 }
 
@@ -275,5 +276,59 @@ func softCapF32() {
 	JMP(LabelRef("cap8"))
 	Label("capdone")
 	VZEROUPPER()
+	RET()
+}
+
+// expSubF32 generates x[i] = exp(x[i] - m) (0 below -87) and returns the
+// sum, for n a multiple of 8.
+func expSubF32() {
+	TEXT("expSubF32AVX2", NOSPLIT, "func(x *float32, n uintptr, m float32) float32")
+	Doc(
+		"expSubF32AVX2 computes x[i] = exp(x[i]-m) for i < n (n a multiple of 8) and returns",
+		"their sum. Reference: expSubGeneric (exp = 2^k * (1 + expm1(r))).",
+	)
+	Pragma("noescape")
+	c := tanhConstants()
+	invln2 := f32c("inv_ln2", 1.44269504088896340736)
+	lo := f32c("exp_lo", -87)
+	x, n := RSI, RCX
+	Load(Param("x"), x)
+	Load(Param("n"), n)
+	Load(Param("m"), X12)
+	VBROADCASTSS(X12, Y12)
+	VXORPS(Y13, Y13, Y13) // sum
+	VMOVUPS(lo, Y14)
+	Label("exp8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("expdone"))
+	VMOVUPS(Mem{Base: x}, Y0)
+	VSUBPS(Y12, Y0, Y0)         // y = x - m
+	VCMPPS(U8(1), Y14, Y0, Y11) // y < -87
+	VMAXPS(Y14, Y0, Y0)
+	VMULPS(invln2, Y0, Y3)
+	VROUNDPS(U8(0), Y3, Y3)
+	VFNMADD231PS(c.ln2hi, Y3, Y0)
+	VFNMADD231PS(c.ln2lo, Y3, Y0) // r
+	VMOVUPS(c.coef[0], Y5)
+	for _, m := range c.coef[1:] {
+		VFMADD213PS(m, Y0, Y5)
+	}
+	VMULPS(Y0, Y0, Y6)
+	VFMADD213PS(Y0, Y5, Y6) // expm1(r)
+	VADDPS(c.one, Y6, Y6)
+	VCVTPS2DQ(Y3, Y7)
+	VPADDD(c.bias, Y7, Y7)
+	VPSLLD(U8(23), Y7, Y7)
+	VMULPS(Y7, Y6, Y6)
+	VANDNPS(Y6, Y11, Y6) // zero where y < -87
+	VMOVUPS(Y6, Mem{Base: x})
+	VADDPS(Y6, Y13, Y13)
+	ADDQ(U8(32), x)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("exp8"))
+	Label("expdone")
+	hsum(Y13, Y4)
+	VZEROUPPER()
+	Store(X13, ReturnIndex(0))
 	RET()
 }

@@ -8574,6 +8574,79 @@ capdone:
 	VZEROUPPER
 	RET
 
+// func expSubF32AVX2(x *float32, n uintptr, m float32) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·expSubF32AVX2(SB), NOSPLIT, $0-28
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	MOVSS        m+16(FP), X12
+	VBROADCASTSS X12, Y12
+	VXORPS       Y13, Y13, Y13
+	VMOVUPS      exp_lo<>+0(SB), Y14
+
+exp8:
+	CMPQ         CX, $0x08
+	JB           expdone
+	VMOVUPS      (SI), Y0
+	VSUBPS       Y12, Y0, Y0
+	VCMPPS       $0x01, Y14, Y0, Y11
+	VMAXPS       Y14, Y0, Y0
+	VMULPS       inv_ln2<>+0(SB), Y0, Y3
+	VROUNDPS     $0x00, Y3, Y3
+	VFNMADD231PS ln2_hi<>+0(SB), Y3, Y0
+	VFNMADD231PS ln2_lo<>+0(SB), Y3, Y0
+	VMOVUPS      expm1_c0<>+0(SB), Y5
+	VFMADD213PS  expm1_c1<>+0(SB), Y0, Y5
+	VFMADD213PS  expm1_c2<>+0(SB), Y0, Y5
+	VFMADD213PS  expm1_c3<>+0(SB), Y0, Y5
+	VFMADD213PS  expm1_c4<>+0(SB), Y0, Y5
+	VFMADD213PS  expm1_c5<>+0(SB), Y0, Y5
+	VFMADD213PS  expm1_c6<>+0(SB), Y0, Y5
+	VMULPS       Y0, Y0, Y6
+	VFMADD213PS  Y0, Y5, Y6
+	VADDPS       one<>+0(SB), Y6, Y6
+	VCVTPS2DQ    Y3, Y7
+	VPADDD       exp_bias<>+0(SB), Y7, Y7
+	VPSLLD       $0x17, Y7, Y7
+	VMULPS       Y7, Y6, Y6
+	VANDNPS      Y6, Y11, Y6
+	VMOVUPS      Y6, (SI)
+	VADDPS       Y6, Y13, Y13
+	ADDQ         $0x20, SI
+	SUBQ         $0x08, CX
+	JMP          exp8
+
+expdone:
+	VEXTRACTF128 $0x01, Y13, X4
+	VADDPS       X4, X13, X13
+	VMOVHLPS     X13, X13, X4
+	VADDPS       X4, X13, X13
+	VMOVSHDUP    X13, X4
+	VADDSS       X4, X13, X13
+	VZEROUPPER
+	MOVSS        X13, ret+24(FP)
+	RET
+
+DATA inv_ln2<>+0(SB)/4, $0x3fb8aa3b
+DATA inv_ln2<>+4(SB)/4, $0x3fb8aa3b
+DATA inv_ln2<>+8(SB)/4, $0x3fb8aa3b
+DATA inv_ln2<>+12(SB)/4, $0x3fb8aa3b
+DATA inv_ln2<>+16(SB)/4, $0x3fb8aa3b
+DATA inv_ln2<>+20(SB)/4, $0x3fb8aa3b
+DATA inv_ln2<>+24(SB)/4, $0x3fb8aa3b
+DATA inv_ln2<>+28(SB)/4, $0x3fb8aa3b
+GLOBL inv_ln2<>(SB), RODATA|NOPTR, $32
+
+DATA exp_lo<>+0(SB)/4, $0xc2ae0000
+DATA exp_lo<>+4(SB)/4, $0xc2ae0000
+DATA exp_lo<>+8(SB)/4, $0xc2ae0000
+DATA exp_lo<>+12(SB)/4, $0xc2ae0000
+DATA exp_lo<>+16(SB)/4, $0xc2ae0000
+DATA exp_lo<>+20(SB)/4, $0xc2ae0000
+DATA exp_lo<>+24(SB)/4, $0xc2ae0000
+DATA exp_lo<>+28(SB)/4, $0xc2ae0000
+GLOBL exp_lo<>(SB), RODATA|NOPTR, $32
+
 // func quantActAVX2(q *int8, d *float32, s *int32, x *float32, nb uintptr)
 // Requires: AVX, AVX2
 TEXT ·quantActAVX2(SB), NOSPLIT, $0-40

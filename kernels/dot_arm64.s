@@ -108,23 +108,29 @@
 
 // ---- per-chunk float accumulation ----
 
-// sym: acc += (dw*d[b]) * lanes
-#define ACC_SYM \
+// sym: ACCV += (dw*d[b]) * lanes. FMLA is the encoding of
+// FMLA ACCV.4S, V4.4S, V5.S[0] for the chosen accumulator (see ACCV_*).
+#define ACC_SYM(DP, SP, MINF, FMLA) \
 	WORD    $0x4e21d884;  \ // SCVTF V4.4S, V4.4S
-	FMOVS.P 4(D_PTR), F5; \ // F5 = d[b]
+	FMOVS.P 4(DP), F5;    \ // F5 = d[b]
 	FMULS   F10, F5, F5;  \ // F5 = dw*d[b]
-	WORD    $0x4f851088     // FMLA V8.4S, V4.4S, V5.S[0]
+	WORD    $FMLA
 
-// asym: also acc_min += mw * (d[b]*float32(s[b]))
-#define ACC_ASYM \
+// asym: also MINF += mw * (d[b]*float32(s[b]))
+#define ACC_ASYM(DP, SP, MINF, FMLA) \
 	WORD    $0x4e21d884;  \ // SCVTF V4.4S, V4.4S
-	FMOVS.P 4(D_PTR), F5; \ // F5 = d[b]
-	MOVW.P  4(S_PTR), TMP;\ // TMP = s[b]
+	FMOVS.P 4(DP), F5;    \ // F5 = d[b]
+	MOVW.P  4(SP), TMP;   \ // TMP = s[b]
 	SCVTFWS TMP, F6;      \
 	FMULS   F5, F6, F6;   \ // F6 = d[b]*s[b]
-	FMADDS  F11, F9, F6, F9; \ // F9 += mw*F6
+	FMADDS  F11, MINF, F6, MINF; \ // MINF += mw*F6
 	FMULS   F10, F5, F5;  \ // F5 = dw*d[b]
-	WORD    $0x4f851088     // FMLA V8.4S, V4.4S, V5.S[0]
+	WORD    $FMLA
+
+#define ACCV_8 0x4f851088  // FMLA V8.4S, V4.4S, V5.S[0]
+#define ACCV_9 0x4f851089  // FMLA V9.4S, V4.4S, V5.S[0]
+#define ACCV_10 0x4f85108a // FMLA V10.4S, V4.4S, V5.S[0]
+#define ACCV_11 0x4f85108b // FMLA V11.4S, V4.4S, V5.S[0]
 
 // ---- constants ----
 
@@ -165,7 +171,7 @@ chunk:                             \
 	OFFSET;                        \
 	VLD1.P 32(Q_PTR), [V2.B16, V3.B16]; \
 	IDOT;                          \
-	ACC;                           \
+	ACC(D_PTR, S_PTR, F9, ACCV_8); \
 	SUBS $1, CHUNKS;               \
 	BNE  chunk;                    \
 	SUBS $1, GROUPS;               \
@@ -188,6 +194,100 @@ ROWDOT(·q4AsymSDOT, 0, HEADER_ASYM, UNPACK_Q4, OFFSET_NONE, IDOT_SDOT, ACC_ASYM
 ROWDOT(·q3SymSDOT, 4, HEADER_SYM, UNPACK_Q3, OFFSET_SYM, IDOT_SDOT, ACC_SYM)
 ROWDOT(·q3AsymSDOT, 0, HEADER_ASYM, UNPACK_Q3, OFFSET_NONE, IDOT_SDOT, ACC_ASYM)
 ROWDOT(·q8SymSDOT, 0, HEADER_SYM, UNPACK_Q8, OFFSET_NONE, IDOT_SDOT, ACC_SYM)
+
+// Registers of the 1 row x 4 tokens kernels: token t reads its activation
+// through its own Q/D/S pointers and accumulates into V(8+t) and F(12+t).
+#define Q1 R11
+#define Q2 R12
+#define Q3 R13
+#define D1 R14
+#define D2 R15
+#define D3 R16
+#define S1 R17
+#define S2 R19
+#define S3 R20
+#define OUT R10
+#define ASTRIDE R8   // blocks per token (Activation.D/S stride)
+
+// One token's share of a chunk: its activations against V0/V1.
+#define TOKEN(QP, DP, SP, MINF, ACCV, IDOT, ACC) \
+	VLD1.P 32(QP), [V2.B16, V3.B16]; \
+	IDOT;                            \
+	ACC(DP, SP, MINF, ACCV)
+
+// ROWDOT4 defines one prefill kernel:
+//
+//	func NAME(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+//
+// out[t] = the row's dot with token t for t < 4, where token t's activation
+// is q[t*astride*32:], d[t*astride:], s[t*astride:]. Each chunk is unpacked
+// once for the four tokens.
+#define ROWDOT4(NAME, OFF, HEADER, UNPACK, OFFSET, IDOT, ACC) \
+TEXT NAME(SB), NOSPLIT, $0-64;       \
+	MOVD out+0(FP), OUT;             \
+	MOVD w+8(FP), W_PTR;             \
+	MOVD q+16(FP), Q_PTR;            \
+	MOVD d+24(FP), D_PTR;            \
+	MOVD s+32(FP), S_PTR;            \
+	MOVD astride+40(FP), ASTRIDE;    \
+	MOVD groups+48(FP), GROUPS;      \
+	MOVD cpg+56(FP), CPG;            \
+	ADD  ASTRIDE<<5, Q_PTR, Q1;      \ // 32 int8 per block
+	ADD  ASTRIDE<<5, Q1, Q2;         \
+	ADD  ASTRIDE<<5, Q2, Q3;         \
+	ADD  ASTRIDE<<2, D_PTR, D1;      \ // 4 bytes per scale
+	ADD  ASTRIDE<<2, D1, D2;         \
+	ADD  ASTRIDE<<2, D2, D3;         \
+	ADD  ASTRIDE<<2, S_PTR, S1;      \
+	ADD  ASTRIDE<<2, S1, S2;         \
+	ADD  ASTRIDE<<2, S2, S3;         \
+	CONSTS;                          \
+	VMOVI $OFF, V30.B16;             \
+	VEOR  V8.B16, V8.B16, V8.B16;    \
+	VEOR  V9.B16, V9.B16, V9.B16;    \
+	VEOR  V10.B16, V10.B16, V10.B16; \
+	VEOR  V11.B16, V11.B16, V11.B16; \
+	VEOR  V12.B16, V12.B16, V12.B16; \
+	VEOR  V13.B16, V13.B16, V13.B16; \
+	VEOR  V14.B16, V14.B16, V14.B16; \
+	VEOR  V15.B16, V15.B16, V15.B16; \
+	CBZ   GROUPS, done;              \
+group:                               \
+	HEADER;                          \
+	MOVD CPG, CHUNKS;                \
+chunk:                               \
+	UNPACK;                          \
+	OFFSET;                          \
+	TOKEN(Q_PTR, D_PTR, S_PTR, F12, ACCV_8, IDOT, ACC);  \
+	TOKEN(Q1, D1, S1, F13, ACCV_9, IDOT, ACC);           \
+	TOKEN(Q2, D2, S2, F14, ACCV_10, IDOT, ACC);          \
+	TOKEN(Q3, D3, S3, F15, ACCV_11, IDOT, ACC);          \
+	SUBS $1, CHUNKS;                 \
+	BNE  chunk;                      \
+	SUBS $1, GROUPS;                 \
+	BNE  group;                      \
+done:                                \
+	WORD $0x6e29d508;                \ // FADDP V8.4S, V8.4S, V9.4S: [t0 01, t0 23, t1 01, t1 23]
+	WORD $0x6e2bd54a;                \ // FADDP V10.4S, V10.4S, V11.4S
+	WORD $0x6e2ad508;                \ // FADDP V8.4S, V8.4S, V10.4S: [t0, t1, t2, t3]
+	VMOV V13.S[0], V12.S[1];         \ // V12 = [F12, F13, F14, F15]
+	VMOV V14.S[0], V12.S[2];         \
+	VMOV V15.S[0], V12.S[3];         \
+	WORD $0x4e2cd508;                \ // FADD V8.4S, V8.4S, V12.4S
+	VST1 [V8.S4], (OUT);             \
+	RET
+
+ROWDOT4(·q4SymT4NEON, 8, HEADER_SYM, UNPACK_Q4, OFFSET_SYM, IDOT_NEON, ACC_SYM)
+ROWDOT4(·q4AsymT4NEON, 0, HEADER_ASYM, UNPACK_Q4, OFFSET_NONE, IDOT_NEON, ACC_ASYM)
+ROWDOT4(·q3SymT4NEON, 4, HEADER_SYM, UNPACK_Q3, OFFSET_SYM, IDOT_NEON, ACC_SYM)
+ROWDOT4(·q3AsymT4NEON, 0, HEADER_ASYM, UNPACK_Q3, OFFSET_NONE, IDOT_NEON, ACC_ASYM)
+ROWDOT4(·q8SymT4NEON, 0, HEADER_SYM, UNPACK_Q8, OFFSET_NONE, IDOT_NEON, ACC_SYM)
+
+ROWDOT4(·q4SymT4SDOT, 8, HEADER_SYM, UNPACK_Q4, OFFSET_SYM, IDOT_SDOT, ACC_SYM)
+ROWDOT4(·q4AsymT4SDOT, 0, HEADER_ASYM, UNPACK_Q4, OFFSET_NONE, IDOT_SDOT, ACC_ASYM)
+ROWDOT4(·q3SymT4SDOT, 4, HEADER_SYM, UNPACK_Q3, OFFSET_SYM, IDOT_SDOT, ACC_SYM)
+ROWDOT4(·q3AsymT4SDOT, 0, HEADER_ASYM, UNPACK_Q3, OFFSET_NONE, IDOT_SDOT, ACC_ASYM)
+ROWDOT4(·q8SymT4SDOT, 0, HEADER_SYM, UNPACK_Q8, OFFSET_NONE, IDOT_SDOT, ACC_SYM)
 
 // func dotF32NEON(a, b *float32, n uintptr) float32
 // 16 floats per iteration in four accumulators, then 4, then 1.

@@ -434,6 +434,12 @@ func geluMulF32AVX2(dst *float32, x *float32, up *float32, n uintptr)
 //go:noescape
 func softCapF32AVX2(x *float32, n uintptr, cap float32)
 
+// expSubF32AVX2 computes x[i] = exp(x[i]-m) for i < n (n a multiple of 8) and returns
+// their sum. Reference: expSubGeneric (exp = 2^k * (1 + expm1(r))).
+//
+//go:noescape
+func expSubF32AVX2(x *float32, n uintptr, m float32) float32
+
 // quantActAVX2 quantizes nb full blocks of 32 values of x into q (int8), d (scale)
 // and s (sum of q). Reference: quantizeActGeneric (bit-identical).
 //

@@ -102,26 +102,29 @@ func TestF32LoopsTiers(t *testing.T) {
 				t.Errorf("n=%d rmsnorm relative RMS error %.3g", n, e)
 			}
 
-			buf, y = guarded(n)
-			copy(y, a)
-			for i := range y {
-				y[i] *= 10
-			}
-			Softmax(y)
-			checkGuard(t, buf, 0, n)
-			m := math.Inf(-1)
-			for _, v := range a {
-				m = max(m, 10*float64(v))
-			}
-			var sum float64
-			for _, v := range a {
-				sum += math.Exp(10*float64(v) - m)
-			}
-			for i := range want {
-				want[i] = float32(math.Exp(10*float64(a[i])-m) / sum)
-			}
-			if e := rmse(y, want) / rms(want); e > 1e-6 {
-				t.Errorf("n=%d softmax relative RMS error %.3g", n, e)
+			// spread 10: ordinary scores; spread 60: many exp underflow to 0
+			for _, spread := range []float64{10, 60} {
+				buf, y = guarded(n)
+				copy(y, a)
+				for i := range y {
+					y[i] *= float32(spread)
+				}
+				Softmax(y)
+				checkGuard(t, buf, 0, n)
+				m := math.Inf(-1)
+				for _, v := range a {
+					m = max(m, float64(float32(spread)*v))
+				}
+				var sum float64
+				for _, v := range a {
+					sum += math.Exp(float64(float32(spread)*v) - m)
+				}
+				for i := range want {
+					want[i] = float32(math.Exp(float64(float32(spread)*a[i])-m) / sum)
+				}
+				if e := rmse(y, want) / rms(want); e > 1e-6 {
+					t.Errorf("n=%d spread %v softmax relative RMS error %.3g", n, spread, e)
+				}
 			}
 
 			buf, y = guarded(n)

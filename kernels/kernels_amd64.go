@@ -102,6 +102,7 @@ var avx2Set = func() kernelSet {
 	s.geluMul = geluMulAVX2
 	s.quantAct = quantActAVX2Go
 	s.softCap = softCapAVX2
+	s.expSub = expSubAVX2
 	return s
 }()
 
@@ -228,4 +229,13 @@ func softCapAVX2(x []float32, cap float32) {
 		softCapF32AVX2(&x[0], uintptr(n), cap)
 	}
 	softCapGeneric(x[n:], cap)
+}
+
+func expSubAVX2(x []float32, m float32) float32 {
+	n := len(x) &^ 7
+	var sum float32
+	if n > 0 {
+		sum = expSubF32AVX2(&x[0], uintptr(n), m)
+	}
+	return sum + expSubGeneric(x[n:], m)
 }
