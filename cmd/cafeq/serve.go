@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/cafeq/cafeq/runtime"
 	"github.com/cafeq/cafeq/runtime/server"
 )
 
@@ -45,7 +44,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		*name = strings.TrimSuffix(filepath.Base(*modelPath), ".cq")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	srv, err := server.New(engineBackend{e, contextLength(*ctxLen, e)}, server.Options{
+	srv, err := server.New(server.NewEngineBackend(e), server.Options{
 		Parallel: *parallel, QueueSize: *queue, MaxCtx: contextLength(*ctxLen, e), ModelName: *name, Logger: logger,
 	})
 	if err != nil {
@@ -58,45 +57,4 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
-}
-
-// engineBackend adapts a runtime.Engine to the server's Backend interface.
-type engineBackend struct {
-	e      *runtime.Engine
-	maxCtx int
-}
-
-func (b engineBackend) ChatPrompt(msgs []server.Message) ([]int, error) {
-	chat := make([]runtime.ChatMessage, len(msgs))
-	for i, m := range msgs {
-		chat[i] = runtime.ChatMessage{Role: m.Role, Content: m.Content}
-	}
-	return runtime.ChatPrompt(b.e.Tokenizer, chat)
-}
-
-func (b engineBackend) TextPrompt(text string) ([]int, error) {
-	return append([]int{b.e.Tokenizer.BOS()}, b.e.Tokenizer.Encode(text)...), nil
-}
-
-func (b engineBackend) StopTokens() []int          { return b.e.StopTokens() }
-func (b engineBackend) NewDecoder() server.Decoder { return b.e.Tokenizer.NewStreamDecoder() }
-func (b engineBackend) ContextLength() int         { return b.maxCtx }
-
-func (b engineBackend) NewSession(maxCtx int) (server.Session, error) {
-	s, err := b.e.NewSession(maxCtx)
-	if err != nil {
-		return nil, err
-	}
-	return sessionBackend{s}, nil
-}
-
-type sessionBackend struct{ s *runtime.Session }
-
-func (s sessionBackend) Generate(ctx context.Context, prompt []int, o server.GenerateOptions, onToken func(int) bool) (string, error) {
-	res, err := s.s.Generate(ctx, prompt, runtime.GenerateOptions{
-		SampleOptions: runtime.SampleOptions{Temperature: o.Temperature, TopK: o.TopK, TopP: o.TopP, Seed: o.Seed},
-		MaxTokens:     o.MaxTokens,
-		StopTokens:    o.StopTokens,
-	}, onToken)
-	return res.FinishReason, err
 }

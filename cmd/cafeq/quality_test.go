@@ -1,0 +1,108 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+const shakespeare = "../../testdata/shakespeare-gemma2"
+
+// heldOut writes the first n bytes of the model's unseen evaluation text
+// (cut at a line end) to a file and returns its path.
+func heldOut(t *testing.T, n int) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(shakespeare, "eval.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n < len(data) && data[n-1] != '\n' {
+		n++
+	}
+	p := filepath.Join(t.TempDir(), "heldout.txt")
+	os.WriteFile(p, data[:min(n, len(data))], 0o644)
+	return p
+}
+
+func perplexityAgainstRef(t *testing.T, cq, text string) perplexityResult {
+	t.Helper()
+	code, out, stderr := run(t, "perplexity", "-m", cq, "-ref", shakespeare, "-f", text, "-ctx", "256", "-json")
+	if code != 0 {
+		t.Fatalf("perplexity: %s", stderr)
+	}
+	var r perplexityResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.KLD == nil {
+		t.Fatalf("perplexity -json: %q %v", out, err)
+	}
+	return r
+}
+
+// TestShakespeare4Bit: the trained model at 4 bits, group 32, keeps its
+// top-1 token on at least 90% of unseen positions and its perplexity within 5%.
+func TestShakespeare4Bit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quality test")
+	}
+	cq := filepath.Join(t.TempDir(), "q4.cq")
+	if code, _, stderr := run(t, "quantize", "-m", shakespeare, "-o", cq, "-bits", "4", "-group", "32", "-method", "rtn"); code != 0 {
+		t.Fatal(stderr)
+	}
+	r := perplexityAgainstRef(t, cq, heldOut(t, 12000))
+	t.Logf("4-bit g32 rtn: ppl %.3f (ref %.3f), KL %.5f, top-1 %.4f over %d tokens", r.PPL, *r.RefPPL, *r.KLD, *r.Top1Agree, r.Tokens)
+	if *r.Top1Agree < 0.90 {
+		t.Errorf("top-1 agreement %.4f < 0.90", *r.Top1Agree)
+	}
+	if r.PPL > 1.05**r.RefPPL || r.PPL < *r.RefPPL/1.05 {
+		t.Errorf("perplexity %.3f not within 5%% of %.3f", r.PPL, *r.RefPPL)
+	}
+}
+
+// TestShakespeare3BitCafeQ: at 3 bits, CafeQ's KL divergence on unseen text
+// is at most 0.8x RTN's at the same grid, and its relative proxy loss is below
+// both RTN's and Hadamard's.
+func TestShakespeare3BitCafeQ(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quality test")
+	}
+	dir := t.TempDir()
+	cq := filepath.Join(dir, "cafeq.cq")
+	code, out, stderr := run(t, "quantize", "-m", shakespeare, "-o", cq, "-bits", "3", "-group", "32", "-method", "cafeq",
+		"-block", "256", "-report", filepath.Join(dir, "report"), "-json")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	var sum quantizeSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "report", "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Methods []struct {
+			Label   string  `json:"label"`
+			MeanRel float64 `json:"mean_rel_err"`
+		} `json:"methods"`
+	}
+	if err := json.Unmarshal(data, &rep); err != nil || len(rep.Methods) != 3 {
+		t.Fatalf("report: %v %+v", err, rep)
+	}
+	for _, m := range rep.Methods[1:] {
+		t.Logf("proxy loss: %s %.4f, %s %.4f", rep.Methods[0].Label, rep.Methods[0].MeanRel, m.Label, m.MeanRel)
+		if rep.Methods[0].MeanRel >= m.MeanRel {
+			t.Errorf("cafeq proxy loss %.4f not below %s's %.4f", rep.Methods[0].MeanRel, m.Label, m.MeanRel)
+		}
+	}
+	rtn := filepath.Join(dir, "rtn.cq")
+	if code, _, stderr := run(t, "quantize", "-m", shakespeare, "-o", rtn, "-bits", "3", "-group", "32", "-method", "rtn"); code != 0 {
+		t.Fatal(stderr)
+	}
+	text := heldOut(t, 12000)
+	rc, rr := perplexityAgainstRef(t, cq, text), perplexityAgainstRef(t, rtn, text)
+	t.Logf("3-bit g32: cafeq KL %.5f top-1 %.4f; rtn KL %.5f top-1 %.4f", *rc.KLD, *rc.Top1Agree, *rr.KLD, *rr.Top1Agree)
+	if *rc.KLD > 0.8**rr.KLD {
+		t.Errorf("cafeq KL %.5f > 0.8 x rtn KL %.5f", *rc.KLD, *rr.KLD)
+	}
+}
