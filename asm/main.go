@@ -23,11 +23,9 @@ func main() {
 	consts()
 	for _, tier := range []tier{avx2, avx512} {
 		for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}, {8, false}} {
-			rows := 4 // decode kernel: 4 rows share each activation load
-			if k.asym {
-				rows = 2 // mins take the registers of rows 2 and 3
-			}
-			for _, rt := range [][2]int{{rows, 1}, {1, 1}, {1, 4}} {
+			// decode kernel: 4 rows share each activation load (asymmetric
+			// rows keep their broadcast mins in the stack frame)
+			for _, rt := range [][2]int{{4, 1}, {1, 1}, {1, 4}} {
 				dotKernel(tier, k, rt[0], rt[1])
 			}
 		}
@@ -83,7 +81,7 @@ func (k kind) hdrBytes() int {
 }
 
 var (
-	mask0F, mask03, mask01, ones16, xor80, shiftQ3lo, shiftQ3hi Mem
+	mask0F, mask03, mask01, ones16, xor80, shiftQ3lo, shiftQ3hi, shiftQ4 Mem
 )
 
 func consts() {
@@ -101,6 +99,11 @@ func consts() {
 	ones16 = GLOBL("ones16", RODATA|NOPTR)
 	for i := 0; i < 16; i++ {
 		DATA(2*i, U16(1))
+	}
+	// Q4: the upper 128-bit half (qwords 2, 3) holds the high nibbles.
+	shiftQ4 = GLOBL("shiftQ4", RODATA|NOPTR)
+	for k, v := range []int{0, 0, 4, 4} {
+		DATA(8*k, U64(v))
 	}
 	// Q3 low plane: qword k of the broadcast chunk is shifted right by 2k.
 	shiftQ3lo = GLOBL("shiftQ3lo", RODATA|NOPTR)
@@ -132,8 +135,8 @@ func vpdpbusd(s8 Op, u8, acc VecPhysical) {
 //	SI activation values, R9 scales, R10 sums (token 0; token t at +t*stride),
 //	R11 = Q stride, R13 = D/S stride, and for T = 4 (one row) R12 = 3*Q stride,
 //	R14 = 3*D/S stride.
-//	Y0..Y3 accumulators acc[r*T+t], Y4..Y7 row scales d (broadcast) for R <= 4,
-//	or Y4/Y5 d and Y6/Y7 mins m for asymmetric R <= 2, Y8 unpacked levels,
+//	Y0..Y3 accumulators acc[r*T+t], Y4..Y7 row scales d (broadcast), mins m
+//	(asym) in Y6/Y7 for R <= 2 or in stack slots for R = 4, Y8 unpacked levels,
 //	Y9 activation scale (broadcast), Y10 per-token integer offset (sym) or
 //	m-term factor D*S (asym), Y11 integer sums, Y12 scale / unpack scratch,
 //	Y13 0x01 mask (Q3) or |w| (Q8 AVX2), Y14 ones16 (AVX2) or 0x80 (Q8 AVX-512),
@@ -176,7 +179,18 @@ func dotKernel(t tier, k kind, R, T int) {
 
 	acc := []VecPhysical{Y0, Y1, Y2, Y3}
 	dw := []VecPhysical{Y4, Y5, Y6, Y7}
-	mw := []VecPhysical{Y6, Y7}
+	// mins: registers Y6/Y7 for up to 2 rows, else 32-byte stack slots
+	// (read as FMA memory operands).
+	var mw []Op
+	var mwStack Mem
+	if k.asym && R > 2 {
+		mwStack = AllocLocal(32 * R)
+		for r := 0; r < R; r++ {
+			mw = append(mw, mwStack.Offset(32*r))
+		}
+	} else {
+		mw = []Op{Y6, Y7}
+	}
 	lv := Y8
 	for i := 0; i < R*T; i++ {
 		VXORPS(acc[i], acc[i], acc[i])
@@ -236,7 +250,7 @@ func dotKernel(t tier, k kind, R, T int) {
 		VMULPS(dw[r], Y9, Y12)
 		VFMADD231PS(Y11, Y12, a)
 		if k.asym {
-			VFMADD231PS(Y10, mw[r], a)
+			VFMADD231PS(mw[r], Y10, a)
 		}
 	}
 
@@ -249,9 +263,16 @@ func dotKernel(t tier, k kind, R, T int) {
 		VBROADCASTSS(dw[r].AsX(), dw[r])
 		if k.asym {
 			MOVWLZX(Mem{Base: wp[r], Disp: 2}, EDX)
-			VMOVD(EDX, mw[r].AsX())
-			VCVTPH2PS(mw[r].AsX(), mw[r].AsX())
-			VBROADCASTSS(mw[r].AsX(), mw[r])
+			if reg, ok := mw[r].(VecPhysical); ok {
+				VMOVD(EDX, reg.AsX())
+				VCVTPH2PS(reg.AsX(), reg.AsX())
+				VBROADCASTSS(reg.AsX(), reg)
+			} else {
+				VMOVD(EDX, X12)
+				VCVTPH2PS(X12, X12)
+				VBROADCASTSS(X12, Y12)
+				VMOVUPS(Y12, mw[r])
+			}
 		}
 		ADDQ(U32(k.hdrBytes()), wp[r])
 	}
@@ -318,10 +339,10 @@ func dotKernel(t tier, k kind, R, T int) {
 func unpack(t tier, k kind, m Mem, dst VecPhysical) {
 	switch k.bits {
 	case 4:
-		// low nibbles are weights 0..15, high nibbles 16..31
-		VMOVDQU(m, dst.AsX())
-		VPSRLW(U8(4), dst.AsX(), X12)
-		VINSERTI128(U8(1), X12, dst, dst)
+		// low nibbles are weights 0..15, high nibbles 16..31: broadcast the
+		// 16 bytes to both halves, shift the upper half's qwords by 4, mask
+		VBROADCASTI128(m, dst)
+		VPSRLVQ(shiftQ4, dst, dst)
 		VPAND(Y15, dst, dst)
 	case 3:
 		// 2-bit plane: qword k shifted by 2k; 1-bit plane: dword l shifted by l

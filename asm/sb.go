@@ -153,9 +153,8 @@ func sbKernel(t tier, k kind, g int) {
 func unpackMem(k kind, m Mem, dst VecPhysical) {
 	switch k.bits {
 	case 4:
-		VMOVDQU(m, dst.AsX())
-		VPSRLW(U8(4), dst.AsX(), X15)
-		VINSERTI128(U8(1), X15, dst, dst)
+		VBROADCASTI128(m, dst)
+		VPSRLVQ(shiftQ4, dst, dst)
 		VPAND(mask0F, dst, dst)
 	case 3:
 		VPBROADCASTQ(m, dst)

@@ -158,6 +158,12 @@ DATA ones16<>+28(SB)/2, $0x0001
 DATA ones16<>+30(SB)/2, $0x0001
 GLOBL ones16<>(SB), RODATA|NOPTR, $32
 
+DATA shiftQ4<>+0(SB)/8, $0x0000000000000000
+DATA shiftQ4<>+8(SB)/8, $0x0000000000000000
+DATA shiftQ4<>+16(SB)/8, $0x0000000000000004
+DATA shiftQ4<>+24(SB)/8, $0x0000000000000004
+GLOBL shiftQ4<>(SB), RODATA|NOPTR, $32
+
 DATA shiftQ3lo<>+0(SB)/8, $0x0000000000000000
 DATA shiftQ3lo<>+8(SB)/8, $0x0000000000000002
 DATA shiftQ3lo<>+16(SB)/8, $0x0000000000000004
@@ -231,11 +237,10 @@ q4SymR4T1AVX2_chunk:
 	VPSUBD       X10, X12, X10
 
 	// unpack row 0's chunk into 32 bytes of levels
-	VMOVDQU     (BX), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, BX
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
 
 	// row 0 x token 0
 	VPMADDUBSW  (SI), Y8, Y11
@@ -246,11 +251,10 @@ q4SymR4T1AVX2_chunk:
 	VFMADD231PS Y11, Y12, Y0
 
 	// unpack row 1's chunk into 32 bytes of levels
-	VMOVDQU     (R8), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, R8
+	VBROADCASTI128 (R8), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R8
 
 	// row 1 x token 0
 	VPMADDUBSW  (SI), Y8, Y11
@@ -261,11 +265,10 @@ q4SymR4T1AVX2_chunk:
 	VFMADD231PS Y11, Y12, Y1
 
 	// unpack row 2's chunk into 32 bytes of levels
-	VMOVDQU     (R12), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, R12
+	VBROADCASTI128 (R12), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R12
 
 	// row 2 x token 0
 	VPMADDUBSW  (SI), Y8, Y11
@@ -276,11 +279,10 @@ q4SymR4T1AVX2_chunk:
 	VFMADD231PS Y11, Y12, Y2
 
 	// unpack row 3's chunk into 32 bytes of levels
-	VMOVDQU     (R14), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, R14
+	VBROADCASTI128 (R14), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R14
 
 	// row 3 x token 0
 	VPMADDUBSW  (SI), Y8, Y11
@@ -364,11 +366,10 @@ q4SymR1T1AVX2_chunk:
 	VPSUBD       X10, X12, X10
 
 	// unpack row 0's chunk into 32 bytes of levels
-	VMOVDQU     (BX), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, BX
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
 
 	// row 0 x token 0
 	VPMADDUBSW  (SI), Y8, Y11
@@ -429,11 +430,10 @@ q4SymR1T4AVX2_group:
 
 q4SymR1T4AVX2_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
-	VMOVDQU     (BX), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, BX
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
 
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9), Y9
@@ -534,13 +534,15 @@ q4SymR1T4AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q4AsymR2T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4AsymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4AsymR2T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q4AsymR4T1AVX2(SB), NOSPLIT, $128-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
 	MOVQ    wstride+16(FP), CX
 	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -551,32 +553,56 @@ TEXT ·q4AsymR2T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
 	VMOVDQU mask0F<>+0(SB), Y15
 	VMOVDQU ones16<>+0(SB), Y14
 
-q4AsymR2T1AVX2_group:
+q4AsymR4T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts
 	MOVWLZX      (BX), DX
 	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	MOVWLZX      2(BX), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
-	VBROADCASTSS X6, Y6
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, (SP)
 	ADDQ         $0x00000004, BX
 	MOVWLZX      (R8), DX
 	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
 	MOVWLZX      2(R8), DX
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, 32(SP)
+	ADDQ         $0x00000004, R8
+	MOVWLZX      (R12), DX
+	VMOVD        DX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	MOVWLZX      2(R12), DX
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, 64(SP)
+	ADDQ         $0x00000004, R12
+	MOVWLZX      (R14), DX
 	VMOVD        DX, X7
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
-	ADDQ         $0x00000004, R8
+	MOVWLZX      2(R14), DX
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, 96(SP)
+	ADDQ         $0x00000004, R14
 	MOVQ         cpg+64(FP), DX
 
-q4AsymR2T1AVX2_chunk:
+q4AsymR4T1AVX2_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9), Y9
 	VXORPS       X10, X10, X10
@@ -584,11 +610,10 @@ q4AsymR2T1AVX2_chunk:
 	VMULSS       (R9), X10, X10
 
 	// unpack row 0's chunk into 32 bytes of levels
-	VMOVDQU     (BX), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, BX
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
 
 	// row 0 x token 0
 	VPMADDUBSW  (SI), Y8, Y11
@@ -596,14 +621,13 @@ q4AsymR2T1AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y0
-	VFMADD231PS Y10, Y6, Y0
+	VFMADD231PS (SP), Y10, Y0
 
 	// unpack row 1's chunk into 32 bytes of levels
-	VMOVDQU     (R8), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, R8
+	VBROADCASTI128 (R8), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R8
 
 	// row 1 x token 0
 	VPMADDUBSW  (SI), Y8, Y11
@@ -611,14 +635,42 @@ q4AsymR2T1AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y5, Y9, Y12
 	VFMADD231PS Y11, Y12, Y1
-	VFMADD231PS Y10, Y7, Y1
+	VFMADD231PS 32(SP), Y10, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VBROADCASTI128 (R12), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R12
+
+	// row 2 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+	VFMADD231PS 64(SP), Y10, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VBROADCASTI128 (R14), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R14
+
+	// row 3 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS 96(SP), Y10, Y3
 	ADDQ        $0x20, SI
 	ADDQ        $0x04, R9
 	ADDQ        $0x04, R10
 	DECQ        DX
-	JNZ         q4AsymR2T1AVX2_chunk
+	JNZ         q4AsymR4T1AVX2_chunk
 	DECQ        CX
-	JNZ         q4AsymR2T1AVX2_group
+	JNZ         q4AsymR4T1AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -635,6 +687,20 @@ q4AsymR2T1AVX2_chunk:
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
 	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
 	VZEROUPPER
 	RET
 
@@ -676,11 +742,10 @@ q4AsymR1T1AVX2_chunk:
 	VMULSS       (R9), X10, X10
 
 	// unpack row 0's chunk into 32 bytes of levels
-	VMOVDQU     (BX), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, BX
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
 
 	// row 0 x token 0
 	VPMADDUBSW  (SI), Y8, Y11
@@ -688,7 +753,7 @@ q4AsymR1T1AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y0
-	VFMADD231PS Y10, Y6, Y0
+	VFMADD231PS Y6, Y10, Y0
 	ADDQ        $0x20, SI
 	ADDQ        $0x04, R9
 	ADDQ        $0x04, R10
@@ -745,11 +810,10 @@ q4AsymR1T4AVX2_group:
 
 q4AsymR1T4AVX2_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
-	VMOVDQU     (BX), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, BX
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
 
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9), Y9
@@ -763,7 +827,7 @@ q4AsymR1T4AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y0
-	VFMADD231PS Y10, Y6, Y0
+	VFMADD231PS Y6, Y10, Y0
 
 	// token 1: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9)(R13*1), Y9
@@ -777,7 +841,7 @@ q4AsymR1T4AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y1
-	VFMADD231PS Y10, Y6, Y1
+	VFMADD231PS Y6, Y10, Y1
 
 	// token 2: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9)(R13*2), Y9
@@ -791,7 +855,7 @@ q4AsymR1T4AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y2
-	VFMADD231PS Y10, Y6, Y2
+	VFMADD231PS Y6, Y10, Y2
 
 	// token 3: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9)(R14*1), Y9
@@ -805,7 +869,7 @@ q4AsymR1T4AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y3
-	VFMADD231PS Y10, Y6, Y3
+	VFMADD231PS Y6, Y10, Y3
 	ADDQ        $0x20, SI
 	ADDQ        $0x04, R9
 	ADDQ        $0x04, R10
@@ -1233,13 +1297,15 @@ q3SymR1T4AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q3AsymR2T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3AsymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3AsymR2T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q3AsymR4T1AVX2(SB), NOSPLIT, $128-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
 	MOVQ    wstride+16(FP), CX
 	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -1250,33 +1316,57 @@ TEXT ·q3AsymR2T1AVX2(SB), NOSPLIT, $0-72
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
 	VMOVDQU mask03<>+0(SB), Y15
 	VMOVDQU mask01<>+0(SB), Y13
 	VMOVDQU ones16<>+0(SB), Y14
 
-q3AsymR2T1AVX2_group:
+q3AsymR4T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts
 	MOVWLZX      (BX), DX
 	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	MOVWLZX      2(BX), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
-	VBROADCASTSS X6, Y6
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, (SP)
 	ADDQ         $0x00000004, BX
 	MOVWLZX      (R8), DX
 	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
 	MOVWLZX      2(R8), DX
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, 32(SP)
+	ADDQ         $0x00000004, R8
+	MOVWLZX      (R12), DX
+	VMOVD        DX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	MOVWLZX      2(R12), DX
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, 64(SP)
+	ADDQ         $0x00000004, R12
+	MOVWLZX      (R14), DX
 	VMOVD        DX, X7
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
-	ADDQ         $0x00000004, R8
+	MOVWLZX      2(R14), DX
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, 96(SP)
+	ADDQ         $0x00000004, R14
 	MOVQ         cpg+64(FP), DX
 
-q3AsymR2T1AVX2_chunk:
+q3AsymR4T1AVX2_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9), Y9
 	VXORPS       X10, X10, X10
@@ -1300,7 +1390,7 @@ q3AsymR2T1AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y0
-	VFMADD231PS Y10, Y6, Y0
+	VFMADD231PS (SP), Y10, Y0
 
 	// unpack row 1's chunk into 32 bytes of levels
 	VPBROADCASTQ (R8), Y8
@@ -1319,14 +1409,52 @@ q3AsymR2T1AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y5, Y9, Y12
 	VFMADD231PS Y11, Y12, Y1
-	VFMADD231PS Y10, Y7, Y1
+	VFMADD231PS 32(SP), Y10, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VPBROADCASTQ (R12), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R12), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R12
+
+	// row 2 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+	VFMADD231PS 64(SP), Y10, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VPBROADCASTQ (R14), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R14), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R14
+
+	// row 3 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS 96(SP), Y10, Y3
 	ADDQ        $0x20, SI
 	ADDQ        $0x04, R9
 	ADDQ        $0x04, R10
 	DECQ        DX
-	JNZ         q3AsymR2T1AVX2_chunk
+	JNZ         q3AsymR4T1AVX2_chunk
 	DECQ        CX
-	JNZ         q3AsymR2T1AVX2_group
+	JNZ         q3AsymR4T1AVX2_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -1343,6 +1471,20 @@ q3AsymR2T1AVX2_chunk:
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
 	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
 	VZEROUPPER
 	RET
 
@@ -1401,7 +1543,7 @@ q3AsymR1T1AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y0
-	VFMADD231PS Y10, Y6, Y0
+	VFMADD231PS Y6, Y10, Y0
 	ADDQ        $0x20, SI
 	ADDQ        $0x04, R9
 	ADDQ        $0x04, R10
@@ -1481,7 +1623,7 @@ q3AsymR1T4AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y0
-	VFMADD231PS Y10, Y6, Y0
+	VFMADD231PS Y6, Y10, Y0
 
 	// token 1: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9)(R13*1), Y9
@@ -1495,7 +1637,7 @@ q3AsymR1T4AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y1
-	VFMADD231PS Y10, Y6, Y1
+	VFMADD231PS Y6, Y10, Y1
 
 	// token 2: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9)(R13*2), Y9
@@ -1509,7 +1651,7 @@ q3AsymR1T4AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y2
-	VFMADD231PS Y10, Y6, Y2
+	VFMADD231PS Y6, Y10, Y2
 
 	// token 3: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9)(R14*1), Y9
@@ -1523,7 +1665,7 @@ q3AsymR1T4AVX2_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y3
-	VFMADD231PS Y10, Y6, Y3
+	VFMADD231PS Y6, Y10, Y3
 	ADDQ        $0x20, SI
 	ADDQ        $0x04, R9
 	ADDQ        $0x04, R10
@@ -1950,11 +2092,10 @@ q4SymR4T1AVX512_chunk:
 	VPSUBD       X10, X12, X10
 
 	// unpack row 0's chunk into 32 bytes of levels
-	VMOVDQU     (BX), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, BX
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
 
 	// row 0 x token 0
 	VMOVDQA     Y10, Y11
@@ -1964,11 +2105,10 @@ q4SymR4T1AVX512_chunk:
 	VFMADD231PS Y11, Y12, Y0
 
 	// unpack row 1's chunk into 32 bytes of levels
-	VMOVDQU     (R8), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, R8
+	VBROADCASTI128 (R8), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R8
 
 	// row 1 x token 0
 	VMOVDQA     Y10, Y11
@@ -1978,11 +2118,10 @@ q4SymR4T1AVX512_chunk:
 	VFMADD231PS Y11, Y12, Y1
 
 	// unpack row 2's chunk into 32 bytes of levels
-	VMOVDQU     (R12), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, R12
+	VBROADCASTI128 (R12), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R12
 
 	// row 2 x token 0
 	VMOVDQA     Y10, Y11
@@ -1992,11 +2131,10 @@ q4SymR4T1AVX512_chunk:
 	VFMADD231PS Y11, Y12, Y2
 
 	// unpack row 3's chunk into 32 bytes of levels
-	VMOVDQU     (R14), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, R14
+	VBROADCASTI128 (R14), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R14
 
 	// row 3 x token 0
 	VMOVDQA     Y10, Y11
@@ -2078,11 +2216,10 @@ q4SymR1T1AVX512_chunk:
 	VPSUBD       X10, X12, X10
 
 	// unpack row 0's chunk into 32 bytes of levels
-	VMOVDQU     (BX), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, BX
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
 
 	// row 0 x token 0
 	VMOVDQA     Y10, Y11
@@ -2141,11 +2278,10 @@ q4SymR1T4AVX512_group:
 
 q4SymR1T4AVX512_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
-	VMOVDQU     (BX), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, BX
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
 
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9), Y9
@@ -2242,13 +2378,15 @@ q4SymR1T4AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q4AsymR2T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4AsymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4AsymR2T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q4AsymR4T1AVX512(SB), NOSPLIT, $128-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
 	MOVQ    wstride+16(FP), CX
 	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -2259,31 +2397,55 @@ TEXT ·q4AsymR2T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
 	VMOVDQU mask0F<>+0(SB), Y15
 
-q4AsymR2T1AVX512_group:
+q4AsymR4T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts
 	MOVWLZX      (BX), DX
 	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	MOVWLZX      2(BX), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
-	VBROADCASTSS X6, Y6
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, (SP)
 	ADDQ         $0x00000004, BX
 	MOVWLZX      (R8), DX
 	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
 	MOVWLZX      2(R8), DX
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, 32(SP)
+	ADDQ         $0x00000004, R8
+	MOVWLZX      (R12), DX
+	VMOVD        DX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	MOVWLZX      2(R12), DX
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, 64(SP)
+	ADDQ         $0x00000004, R12
+	MOVWLZX      (R14), DX
 	VMOVD        DX, X7
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
-	ADDQ         $0x00000004, R8
+	MOVWLZX      2(R14), DX
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, 96(SP)
+	ADDQ         $0x00000004, R14
 	MOVQ         cpg+64(FP), DX
 
-q4AsymR2T1AVX512_chunk:
+q4AsymR4T1AVX512_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9), Y9
 	VXORPS       X10, X10, X10
@@ -2291,11 +2453,10 @@ q4AsymR2T1AVX512_chunk:
 	VMULSS       (R9), X10, X10
 
 	// unpack row 0's chunk into 32 bytes of levels
-	VMOVDQU     (BX), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, BX
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
 
 	// row 0 x token 0
 	VPXOR       Y11, Y11, Y11
@@ -2303,14 +2464,13 @@ q4AsymR2T1AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y0
-	VFMADD231PS Y10, Y6, Y0
+	VFMADD231PS (SP), Y10, Y0
 
 	// unpack row 1's chunk into 32 bytes of levels
-	VMOVDQU     (R8), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, R8
+	VBROADCASTI128 (R8), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R8
 
 	// row 1 x token 0
 	VPXOR       Y11, Y11, Y11
@@ -2318,14 +2478,42 @@ q4AsymR2T1AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y5, Y9, Y12
 	VFMADD231PS Y11, Y12, Y1
-	VFMADD231PS Y10, Y7, Y1
+	VFMADD231PS 32(SP), Y10, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VBROADCASTI128 (R12), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R12
+
+	// row 2 x token 0
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+	VFMADD231PS 64(SP), Y10, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VBROADCASTI128 (R14), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R14
+
+	// row 3 x token 0
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS 96(SP), Y10, Y3
 	ADDQ        $0x20, SI
 	ADDQ        $0x04, R9
 	ADDQ        $0x04, R10
 	DECQ        DX
-	JNZ         q4AsymR2T1AVX512_chunk
+	JNZ         q4AsymR4T1AVX512_chunk
 	DECQ        CX
-	JNZ         q4AsymR2T1AVX512_group
+	JNZ         q4AsymR4T1AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -2342,6 +2530,20 @@ q4AsymR2T1AVX512_chunk:
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
 	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
 	VZEROUPPER
 	RET
 
@@ -2382,11 +2584,10 @@ q4AsymR1T1AVX512_chunk:
 	VMULSS       (R9), X10, X10
 
 	// unpack row 0's chunk into 32 bytes of levels
-	VMOVDQU     (BX), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, BX
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
 
 	// row 0 x token 0
 	VPXOR       Y11, Y11, Y11
@@ -2394,7 +2595,7 @@ q4AsymR1T1AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y0
-	VFMADD231PS Y10, Y6, Y0
+	VFMADD231PS Y6, Y10, Y0
 	ADDQ        $0x20, SI
 	ADDQ        $0x04, R9
 	ADDQ        $0x04, R10
@@ -2450,11 +2651,10 @@ q4AsymR1T4AVX512_group:
 
 q4AsymR1T4AVX512_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
-	VMOVDQU     (BX), X8
-	VPSRLW      $0x04, X8, X12
-	VINSERTI128 $0x01, X12, Y8, Y8
-	VPAND       Y15, Y8, Y8
-	ADDQ        $0x00000010, BX
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
 
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9), Y9
@@ -2468,7 +2668,7 @@ q4AsymR1T4AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y0
-	VFMADD231PS Y10, Y6, Y0
+	VFMADD231PS Y6, Y10, Y0
 
 	// token 1: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9)(R13*1), Y9
@@ -2482,7 +2682,7 @@ q4AsymR1T4AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y1
-	VFMADD231PS Y10, Y6, Y1
+	VFMADD231PS Y6, Y10, Y1
 
 	// token 2: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9)(R13*2), Y9
@@ -2496,7 +2696,7 @@ q4AsymR1T4AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y2
-	VFMADD231PS Y10, Y6, Y2
+	VFMADD231PS Y6, Y10, Y2
 
 	// token 3: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9)(R14*1), Y9
@@ -2510,7 +2710,7 @@ q4AsymR1T4AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y3
-	VFMADD231PS Y10, Y6, Y3
+	VFMADD231PS Y6, Y10, Y3
 	ADDQ        $0x20, SI
 	ADDQ        $0x04, R9
 	ADDQ        $0x04, R10
@@ -2926,13 +3126,15 @@ q3SymR1T4AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q3AsymR2T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3AsymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3AsymR2T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q3AsymR4T1AVX512(SB), NOSPLIT, $128-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+8(FP), BX
 	MOVQ    wstride+16(FP), CX
 	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
 	MOVQ    q+24(FP), SI
 	MOVQ    d+32(FP), R9
 	MOVQ    s+40(FP), R10
@@ -2943,32 +3145,56 @@ TEXT ·q3AsymR2T1AVX512(SB), NOSPLIT, $0-72
 	MOVQ    groups+56(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
 	VMOVDQU mask03<>+0(SB), Y15
 	VMOVDQU mask01<>+0(SB), Y13
 
-q3AsymR2T1AVX512_group:
+q3AsymR4T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts
 	MOVWLZX      (BX), DX
 	VMOVD        DX, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	MOVWLZX      2(BX), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
-	VBROADCASTSS X6, Y6
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, (SP)
 	ADDQ         $0x00000004, BX
 	MOVWLZX      (R8), DX
 	VMOVD        DX, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
 	MOVWLZX      2(R8), DX
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, 32(SP)
+	ADDQ         $0x00000004, R8
+	MOVWLZX      (R12), DX
+	VMOVD        DX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	MOVWLZX      2(R12), DX
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, 64(SP)
+	ADDQ         $0x00000004, R12
+	MOVWLZX      (R14), DX
 	VMOVD        DX, X7
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
-	ADDQ         $0x00000004, R8
+	MOVWLZX      2(R14), DX
+	VMOVD        DX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVUPS      Y12, 96(SP)
+	ADDQ         $0x00000004, R14
 	MOVQ         cpg+64(FP), DX
 
-q3AsymR2T1AVX512_chunk:
+q3AsymR4T1AVX512_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9), Y9
 	VXORPS       X10, X10, X10
@@ -2992,7 +3218,7 @@ q3AsymR2T1AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y0
-	VFMADD231PS Y10, Y6, Y0
+	VFMADD231PS (SP), Y10, Y0
 
 	// unpack row 1's chunk into 32 bytes of levels
 	VPBROADCASTQ (R8), Y8
@@ -3011,14 +3237,52 @@ q3AsymR2T1AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y5, Y9, Y12
 	VFMADD231PS Y11, Y12, Y1
-	VFMADD231PS Y10, Y7, Y1
+	VFMADD231PS 32(SP), Y10, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VPBROADCASTQ (R12), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R12), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R12
+
+	// row 2 x token 0
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+	VFMADD231PS 64(SP), Y10, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VPBROADCASTQ (R14), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R14), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R14
+
+	// row 3 x token 0
+	VPXOR       Y11, Y11, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS 96(SP), Y10, Y3
 	ADDQ        $0x20, SI
 	ADDQ        $0x04, R9
 	ADDQ        $0x04, R10
 	DECQ        DX
-	JNZ         q3AsymR2T1AVX512_chunk
+	JNZ         q3AsymR4T1AVX512_chunk
 	DECQ        CX
-	JNZ         q3AsymR2T1AVX512_group
+	JNZ         q3AsymR4T1AVX512_group
 
 	// horizontal sums into out
 	VEXTRACTF128 $0x01, Y0, X12
@@ -3035,6 +3299,20 @@ q3AsymR2T1AVX512_chunk:
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
 	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
 	VZEROUPPER
 	RET
 
@@ -3092,7 +3370,7 @@ q3AsymR1T1AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y0
-	VFMADD231PS Y10, Y6, Y0
+	VFMADD231PS Y6, Y10, Y0
 	ADDQ        $0x20, SI
 	ADDQ        $0x04, R9
 	ADDQ        $0x04, R10
@@ -3171,7 +3449,7 @@ q3AsymR1T4AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y0
-	VFMADD231PS Y10, Y6, Y0
+	VFMADD231PS Y6, Y10, Y0
 
 	// token 1: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9)(R13*1), Y9
@@ -3185,7 +3463,7 @@ q3AsymR1T4AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y1
-	VFMADD231PS Y10, Y6, Y1
+	VFMADD231PS Y6, Y10, Y1
 
 	// token 2: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9)(R13*2), Y9
@@ -3199,7 +3477,7 @@ q3AsymR1T4AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y2
-	VFMADD231PS Y10, Y6, Y2
+	VFMADD231PS Y6, Y10, Y2
 
 	// token 3: activation scale (Y9) and offset or m-term (Y10)
 	VBROADCASTSS (R9)(R14*1), Y9
@@ -3213,7 +3491,7 @@ q3AsymR1T4AVX512_chunk:
 	VCVTDQ2PS   Y11, Y11
 	VMULPS      Y4, Y9, Y12
 	VFMADD231PS Y11, Y12, Y3
-	VFMADD231PS Y10, Y6, Y3
+	VFMADD231PS Y6, Y10, Y3
 	ADDQ        $0x20, SI
 	ADDQ        $0x04, R9
 	ADDQ        $0x04, R10
@@ -3621,28 +3899,24 @@ q4SymG32SBT4AVX2_sb:
 	VINSERTF128 $0x01, X8, Y8, Y8
 
 	// unpack chunk A
-	VMOVDQU     2(BX), X4
-	VPSRLW      $0x04, X4, X15
-	VINSERTI128 $0x01, X15, Y4, Y4
-	VPAND       mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 2(BX), Y4
+	VPSRLVQ        shiftQ4<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
 
 	// unpack chunk B
-	VMOVDQU     20(BX), X5
-	VPSRLW      $0x04, X5, X15
-	VINSERTI128 $0x01, X15, Y5, Y5
-	VPAND       mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 20(BX), Y5
+	VPSRLVQ        shiftQ4<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
 
 	// unpack chunk C
-	VMOVDQU     38(BX), X6
-	VPSRLW      $0x04, X6, X15
-	VINSERTI128 $0x01, X15, Y6, Y6
-	VPAND       mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 38(BX), Y6
+	VPSRLVQ        shiftQ4<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
 
 	// unpack chunk D
-	VMOVDQU     56(BX), X7
-	VPSRLW      $0x04, X7, X15
-	VINSERTI128 $0x01, X15, Y7, Y7
-	VPAND       mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 56(BX), Y7
+	VPSRLVQ        shiftQ4<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
 
 	// token 0: integer sums of chunks A..D folded into Y10
 	VPMADDUBSW (SI), Y4, Y10
@@ -3800,28 +4074,24 @@ q4SymG64SBT4AVX2_sb:
 	VINSERTF128 $0x01, X8, Y8, Y8
 
 	// unpack chunk A
-	VMOVDQU     2(BX), X4
-	VPSRLW      $0x04, X4, X15
-	VINSERTI128 $0x01, X15, Y4, Y4
-	VPAND       mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 2(BX), Y4
+	VPSRLVQ        shiftQ4<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
 
 	// unpack chunk B
-	VMOVDQU     18(BX), X5
-	VPSRLW      $0x04, X5, X15
-	VINSERTI128 $0x01, X15, Y5, Y5
-	VPAND       mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 18(BX), Y5
+	VPSRLVQ        shiftQ4<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
 
 	// unpack chunk C
-	VMOVDQU     36(BX), X6
-	VPSRLW      $0x04, X6, X15
-	VINSERTI128 $0x01, X15, Y6, Y6
-	VPAND       mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 36(BX), Y6
+	VPSRLVQ        shiftQ4<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
 
 	// unpack chunk D
-	VMOVDQU     52(BX), X7
-	VPSRLW      $0x04, X7, X15
-	VINSERTI128 $0x01, X15, Y7, Y7
-	VPAND       mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 52(BX), Y7
+	VPSRLVQ        shiftQ4<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
 
 	// token 0: integer sums of chunks A..D folded into Y10
 	VPMADDUBSW (SI), Y4, Y10
@@ -3977,28 +4247,24 @@ q4SymG128SBT4AVX2_sb:
 	VBROADCASTSS X8, Y8
 
 	// unpack chunk A
-	VMOVDQU     2(BX), X4
-	VPSRLW      $0x04, X4, X15
-	VINSERTI128 $0x01, X15, Y4, Y4
-	VPAND       mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 2(BX), Y4
+	VPSRLVQ        shiftQ4<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
 
 	// unpack chunk B
-	VMOVDQU     18(BX), X5
-	VPSRLW      $0x04, X5, X15
-	VINSERTI128 $0x01, X15, Y5, Y5
-	VPAND       mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 18(BX), Y5
+	VPSRLVQ        shiftQ4<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
 
 	// unpack chunk C
-	VMOVDQU     34(BX), X6
-	VPSRLW      $0x04, X6, X15
-	VINSERTI128 $0x01, X15, Y6, Y6
-	VPAND       mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 34(BX), Y6
+	VPSRLVQ        shiftQ4<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
 
 	// unpack chunk D
-	VMOVDQU     50(BX), X7
-	VPSRLW      $0x04, X7, X15
-	VINSERTI128 $0x01, X15, Y7, Y7
-	VPAND       mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 50(BX), Y7
+	VPSRLVQ        shiftQ4<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
 
 	// token 0: integer sums of chunks A..D folded into Y10
 	VPMADDUBSW (SI), Y4, Y10
@@ -4164,28 +4430,24 @@ q4AsymG32SBT4AVX2_sb:
 	VINSERTF128 $0x01, X9, Y9, Y9
 
 	// unpack chunk A
-	VMOVDQU     4(BX), X4
-	VPSRLW      $0x04, X4, X15
-	VINSERTI128 $0x01, X15, Y4, Y4
-	VPAND       mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 4(BX), Y4
+	VPSRLVQ        shiftQ4<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
 
 	// unpack chunk B
-	VMOVDQU     24(BX), X5
-	VPSRLW      $0x04, X5, X15
-	VINSERTI128 $0x01, X15, Y5, Y5
-	VPAND       mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 24(BX), Y5
+	VPSRLVQ        shiftQ4<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
 
 	// unpack chunk C
-	VMOVDQU     44(BX), X6
-	VPSRLW      $0x04, X6, X15
-	VINSERTI128 $0x01, X15, Y6, Y6
-	VPAND       mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 44(BX), Y6
+	VPSRLVQ        shiftQ4<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
 
 	// unpack chunk D
-	VMOVDQU     64(BX), X7
-	VPSRLW      $0x04, X7, X15
-	VINSERTI128 $0x01, X15, Y7, Y7
-	VPAND       mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 64(BX), Y7
+	VPSRLVQ        shiftQ4<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
 
 	// token 0: integer sums of chunks A..D folded into Y10
 	VPMADDUBSW     (SI), Y4, Y10
@@ -4349,28 +4611,24 @@ q4AsymG64SBT4AVX2_sb:
 	VINSERTF128 $0x01, X9, Y9, Y9
 
 	// unpack chunk A
-	VMOVDQU     4(BX), X4
-	VPSRLW      $0x04, X4, X15
-	VINSERTI128 $0x01, X15, Y4, Y4
-	VPAND       mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 4(BX), Y4
+	VPSRLVQ        shiftQ4<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
 
 	// unpack chunk B
-	VMOVDQU     20(BX), X5
-	VPSRLW      $0x04, X5, X15
-	VINSERTI128 $0x01, X15, Y5, Y5
-	VPAND       mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 20(BX), Y5
+	VPSRLVQ        shiftQ4<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
 
 	// unpack chunk C
-	VMOVDQU     40(BX), X6
-	VPSRLW      $0x04, X6, X15
-	VINSERTI128 $0x01, X15, Y6, Y6
-	VPAND       mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 40(BX), Y6
+	VPSRLVQ        shiftQ4<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
 
 	// unpack chunk D
-	VMOVDQU     56(BX), X7
-	VPSRLW      $0x04, X7, X15
-	VINSERTI128 $0x01, X15, Y7, Y7
-	VPAND       mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 56(BX), Y7
+	VPSRLVQ        shiftQ4<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
 
 	// token 0: integer sums of chunks A..D folded into Y10
 	VPMADDUBSW     (SI), Y4, Y10
@@ -4530,28 +4788,24 @@ q4AsymG128SBT4AVX2_sb:
 	VBROADCASTSS X9, Y9
 
 	// unpack chunk A
-	VMOVDQU     4(BX), X4
-	VPSRLW      $0x04, X4, X15
-	VINSERTI128 $0x01, X15, Y4, Y4
-	VPAND       mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 4(BX), Y4
+	VPSRLVQ        shiftQ4<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
 
 	// unpack chunk B
-	VMOVDQU     20(BX), X5
-	VPSRLW      $0x04, X5, X15
-	VINSERTI128 $0x01, X15, Y5, Y5
-	VPAND       mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 20(BX), Y5
+	VPSRLVQ        shiftQ4<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
 
 	// unpack chunk C
-	VMOVDQU     36(BX), X6
-	VPSRLW      $0x04, X6, X15
-	VINSERTI128 $0x01, X15, Y6, Y6
-	VPAND       mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 36(BX), Y6
+	VPSRLVQ        shiftQ4<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
 
 	// unpack chunk D
-	VMOVDQU     52(BX), X7
-	VPSRLW      $0x04, X7, X15
-	VINSERTI128 $0x01, X15, Y7, Y7
-	VPAND       mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 52(BX), Y7
+	VPSRLVQ        shiftQ4<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
 
 	// token 0: integer sums of chunks A..D folded into Y10
 	VPMADDUBSW     (SI), Y4, Y10
@@ -5895,28 +6149,24 @@ q4SymG32SBT4AVX512_sb:
 	VINSERTF128 $0x01, X8, Y8, Y8
 
 	// unpack chunk A
-	VMOVDQU     2(BX), X4
-	VPSRLW      $0x04, X4, X15
-	VINSERTI128 $0x01, X15, Y4, Y4
-	VPAND       mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 2(BX), Y4
+	VPSRLVQ        shiftQ4<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
 
 	// unpack chunk B
-	VMOVDQU     20(BX), X5
-	VPSRLW      $0x04, X5, X15
-	VINSERTI128 $0x01, X15, Y5, Y5
-	VPAND       mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 20(BX), Y5
+	VPSRLVQ        shiftQ4<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
 
 	// unpack chunk C
-	VMOVDQU     38(BX), X6
-	VPSRLW      $0x04, X6, X15
-	VINSERTI128 $0x01, X15, Y6, Y6
-	VPAND       mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 38(BX), Y6
+	VPSRLVQ        shiftQ4<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
 
 	// unpack chunk D
-	VMOVDQU     56(BX), X7
-	VPSRLW      $0x04, X7, X15
-	VINSERTI128 $0x01, X15, Y7, Y7
-	VPAND       mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 56(BX), Y7
+	VPSRLVQ        shiftQ4<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
 
 	// token 0: integer sums of chunks A..D folded into Y10
 	VPXOR    Y10, Y10, Y10
@@ -6074,28 +6324,24 @@ q4SymG64SBT4AVX512_sb:
 	VINSERTF128 $0x01, X8, Y8, Y8
 
 	// unpack chunk A
-	VMOVDQU     2(BX), X4
-	VPSRLW      $0x04, X4, X15
-	VINSERTI128 $0x01, X15, Y4, Y4
-	VPAND       mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 2(BX), Y4
+	VPSRLVQ        shiftQ4<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
 
 	// unpack chunk B
-	VMOVDQU     18(BX), X5
-	VPSRLW      $0x04, X5, X15
-	VINSERTI128 $0x01, X15, Y5, Y5
-	VPAND       mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 18(BX), Y5
+	VPSRLVQ        shiftQ4<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
 
 	// unpack chunk C
-	VMOVDQU     36(BX), X6
-	VPSRLW      $0x04, X6, X15
-	VINSERTI128 $0x01, X15, Y6, Y6
-	VPAND       mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 36(BX), Y6
+	VPSRLVQ        shiftQ4<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
 
 	// unpack chunk D
-	VMOVDQU     52(BX), X7
-	VPSRLW      $0x04, X7, X15
-	VINSERTI128 $0x01, X15, Y7, Y7
-	VPAND       mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 52(BX), Y7
+	VPSRLVQ        shiftQ4<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
 
 	// token 0: integer sums of chunks A..D folded into Y10
 	VPXOR    Y10, Y10, Y10
@@ -6251,28 +6497,24 @@ q4SymG128SBT4AVX512_sb:
 	VBROADCASTSS X8, Y8
 
 	// unpack chunk A
-	VMOVDQU     2(BX), X4
-	VPSRLW      $0x04, X4, X15
-	VINSERTI128 $0x01, X15, Y4, Y4
-	VPAND       mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 2(BX), Y4
+	VPSRLVQ        shiftQ4<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
 
 	// unpack chunk B
-	VMOVDQU     18(BX), X5
-	VPSRLW      $0x04, X5, X15
-	VINSERTI128 $0x01, X15, Y5, Y5
-	VPAND       mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 18(BX), Y5
+	VPSRLVQ        shiftQ4<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
 
 	// unpack chunk C
-	VMOVDQU     34(BX), X6
-	VPSRLW      $0x04, X6, X15
-	VINSERTI128 $0x01, X15, Y6, Y6
-	VPAND       mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 34(BX), Y6
+	VPSRLVQ        shiftQ4<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
 
 	// unpack chunk D
-	VMOVDQU     50(BX), X7
-	VPSRLW      $0x04, X7, X15
-	VINSERTI128 $0x01, X15, Y7, Y7
-	VPAND       mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 50(BX), Y7
+	VPSRLVQ        shiftQ4<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
 
 	// token 0: integer sums of chunks A..D folded into Y10
 	VPXOR    Y10, Y10, Y10
@@ -6438,28 +6680,24 @@ q4AsymG32SBT4AVX512_sb:
 	VINSERTF128 $0x01, X9, Y9, Y9
 
 	// unpack chunk A
-	VMOVDQU     4(BX), X4
-	VPSRLW      $0x04, X4, X15
-	VINSERTI128 $0x01, X15, Y4, Y4
-	VPAND       mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 4(BX), Y4
+	VPSRLVQ        shiftQ4<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
 
 	// unpack chunk B
-	VMOVDQU     24(BX), X5
-	VPSRLW      $0x04, X5, X15
-	VINSERTI128 $0x01, X15, Y5, Y5
-	VPAND       mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 24(BX), Y5
+	VPSRLVQ        shiftQ4<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
 
 	// unpack chunk C
-	VMOVDQU     44(BX), X6
-	VPSRLW      $0x04, X6, X15
-	VINSERTI128 $0x01, X15, Y6, Y6
-	VPAND       mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 44(BX), Y6
+	VPSRLVQ        shiftQ4<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
 
 	// unpack chunk D
-	VMOVDQU     64(BX), X7
-	VPSRLW      $0x04, X7, X15
-	VINSERTI128 $0x01, X15, Y7, Y7
-	VPAND       mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 64(BX), Y7
+	VPSRLVQ        shiftQ4<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
 
 	// token 0: integer sums of chunks A..D folded into Y10
 	VPXOR          Y10, Y10, Y10
@@ -6623,28 +6861,24 @@ q4AsymG64SBT4AVX512_sb:
 	VINSERTF128 $0x01, X9, Y9, Y9
 
 	// unpack chunk A
-	VMOVDQU     4(BX), X4
-	VPSRLW      $0x04, X4, X15
-	VINSERTI128 $0x01, X15, Y4, Y4
-	VPAND       mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 4(BX), Y4
+	VPSRLVQ        shiftQ4<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
 
 	// unpack chunk B
-	VMOVDQU     20(BX), X5
-	VPSRLW      $0x04, X5, X15
-	VINSERTI128 $0x01, X15, Y5, Y5
-	VPAND       mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 20(BX), Y5
+	VPSRLVQ        shiftQ4<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
 
 	// unpack chunk C
-	VMOVDQU     40(BX), X6
-	VPSRLW      $0x04, X6, X15
-	VINSERTI128 $0x01, X15, Y6, Y6
-	VPAND       mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 40(BX), Y6
+	VPSRLVQ        shiftQ4<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
 
 	// unpack chunk D
-	VMOVDQU     56(BX), X7
-	VPSRLW      $0x04, X7, X15
-	VINSERTI128 $0x01, X15, Y7, Y7
-	VPAND       mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 56(BX), Y7
+	VPSRLVQ        shiftQ4<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
 
 	// token 0: integer sums of chunks A..D folded into Y10
 	VPXOR          Y10, Y10, Y10
@@ -6804,28 +7038,24 @@ q4AsymG128SBT4AVX512_sb:
 	VBROADCASTSS X9, Y9
 
 	// unpack chunk A
-	VMOVDQU     4(BX), X4
-	VPSRLW      $0x04, X4, X15
-	VINSERTI128 $0x01, X15, Y4, Y4
-	VPAND       mask0F<>+0(SB), Y4, Y4
+	VBROADCASTI128 4(BX), Y4
+	VPSRLVQ        shiftQ4<>+0(SB), Y4, Y4
+	VPAND          mask0F<>+0(SB), Y4, Y4
 
 	// unpack chunk B
-	VMOVDQU     20(BX), X5
-	VPSRLW      $0x04, X5, X15
-	VINSERTI128 $0x01, X15, Y5, Y5
-	VPAND       mask0F<>+0(SB), Y5, Y5
+	VBROADCASTI128 20(BX), Y5
+	VPSRLVQ        shiftQ4<>+0(SB), Y5, Y5
+	VPAND          mask0F<>+0(SB), Y5, Y5
 
 	// unpack chunk C
-	VMOVDQU     36(BX), X6
-	VPSRLW      $0x04, X6, X15
-	VINSERTI128 $0x01, X15, Y6, Y6
-	VPAND       mask0F<>+0(SB), Y6, Y6
+	VBROADCASTI128 36(BX), Y6
+	VPSRLVQ        shiftQ4<>+0(SB), Y6, Y6
+	VPAND          mask0F<>+0(SB), Y6, Y6
 
 	// unpack chunk D
-	VMOVDQU     52(BX), X7
-	VPSRLW      $0x04, X7, X15
-	VINSERTI128 $0x01, X15, Y7, Y7
-	VPAND       mask0F<>+0(SB), Y7, Y7
+	VBROADCASTI128 52(BX), Y7
+	VPSRLVQ        shiftQ4<>+0(SB), Y7, Y7
+	VPAND          mask0F<>+0(SB), Y7, Y7
 
 	// token 0: integer sums of chunks A..D folded into Y10
 	VPXOR          Y10, Y10, Y10

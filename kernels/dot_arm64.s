@@ -28,23 +28,23 @@
 //   F5:     dw*d[b];  F6: scratch
 //   V8:     4 f32 lane accumulators of (dw*d[b])*lanes
 //   F9:     asym: scalar accumulator of mw*(d[b]*s[b])
-//   F10:    group scale dw;  F11: group min mw
+//   F22:    group scale dw;  F23: group min mw
 //   V16-V20: scratch;  V26-V31: constants
 
 // ---- group headers: f16 scale (and f16 min) converted to f32 ----
 
-// F10 = f16 d
+// F22 = f16 d
 #define HEADER_SYM \
 	MOVHU.P 2(W_PTR), TMP; \
-	FMOVS   TMP, F10;      \
-	FCVTHS  F10, F10
+	FMOVS   TMP, F22;      \
+	FCVTHS  F22, F22
 
-// F10 = f16 d, F11 = f16 m
+// F22 = f16 d, F23 = f16 m
 #define HEADER_ASYM \
 	HEADER_SYM;            \
 	MOVHU.P 2(W_PTR), TMP; \
-	FMOVS   TMP, F11;      \
-	FCVTHS  F11, F11
+	FMOVS   TMP, F23;      \
+	FCVTHS  F23, F23
 
 // ---- chunk unpacking into V0 (weights 0..15) and V1 (weights 16..31) ----
 
@@ -113,7 +113,7 @@
 #define ACC_SYM(DP, SP, MINF, FMLA) \
 	WORD    $0x4e21d884;  \ // SCVTF V4.4S, V4.4S
 	FMOVS.P 4(DP), F5;    \ // F5 = d[b]
-	FMULS   F10, F5, F5;  \ // F5 = dw*d[b]
+	FMULS   F22, F5, F5;  \ // F5 = dw*d[b]
 	WORD    $FMLA
 
 // asym: also MINF += mw * (d[b]*float32(s[b]))
@@ -123,8 +123,8 @@
 	MOVW.P  4(SP), TMP;   \ // TMP = s[b]
 	SCVTFWS TMP, F6;      \
 	FMULS   F5, F6, F6;   \ // F6 = d[b]*s[b]
-	FMADDS  F11, MINF, F6, MINF; \ // MINF += mw*F6
-	FMULS   F10, F5, F5;  \ // F5 = dw*d[b]
+	FMADDS  F23, MINF, F6, MINF; \ // MINF += mw*F6
+	FMULS   F22, F5, F5;  \ // F5 = dw*d[b]
 	WORD    $FMLA
 
 #define ACCV_8 0x4f851088  // FMLA V8.4S, V4.4S, V5.S[0]
@@ -197,15 +197,15 @@ ROWDOT(·q8SymSDOT, 0, HEADER_SYM, UNPACK_Q8, OFFSET_NONE, IDOT_SDOT, ACC_SYM)
 
 // Registers of the 1 row x 4 tokens kernels: token t reads its activation
 // through its own Q/D/S pointers and accumulates into V(8+t) and F(12+t).
-#define Q1 R11
-#define Q2 R12
-#define Q3 R13
-#define D1 R14
-#define D2 R15
-#define D3 R16
-#define S1 R17
-#define S2 R19
-#define S3 R20
+#define T1_Q R11
+#define T2_Q R12
+#define T3_Q R13
+#define T1_D R14
+#define T2_D R15
+#define T3_D R16
+#define T1_S R17
+#define T2_S R19
+#define T3_S R20
 #define OUT R10
 #define ASTRIDE R8   // blocks per token (Activation.D/S stride)
 
@@ -232,15 +232,15 @@ TEXT NAME(SB), NOSPLIT, $0-64;       \
 	MOVD astride+40(FP), ASTRIDE;    \
 	MOVD groups+48(FP), GROUPS;      \
 	MOVD cpg+56(FP), CPG;            \
-	ADD  ASTRIDE<<5, Q_PTR, Q1;      \ // 32 int8 per block
-	ADD  ASTRIDE<<5, Q1, Q2;         \
-	ADD  ASTRIDE<<5, Q2, Q3;         \
-	ADD  ASTRIDE<<2, D_PTR, D1;      \ // 4 bytes per scale
-	ADD  ASTRIDE<<2, D1, D2;         \
-	ADD  ASTRIDE<<2, D2, D3;         \
-	ADD  ASTRIDE<<2, S_PTR, S1;      \
-	ADD  ASTRIDE<<2, S1, S2;         \
-	ADD  ASTRIDE<<2, S2, S3;         \
+	ADD  ASTRIDE<<5, Q_PTR, T1_Q;      \ // 32 int8 per block
+	ADD  ASTRIDE<<5, T1_Q, T2_Q;         \
+	ADD  ASTRIDE<<5, T2_Q, T3_Q;         \
+	ADD  ASTRIDE<<2, D_PTR, T1_D;      \ // 4 bytes per scale
+	ADD  ASTRIDE<<2, T1_D, T2_D;         \
+	ADD  ASTRIDE<<2, T2_D, T3_D;         \
+	ADD  ASTRIDE<<2, S_PTR, T1_S;      \
+	ADD  ASTRIDE<<2, T1_S, T2_S;         \
+	ADD  ASTRIDE<<2, T2_S, T3_S;         \
 	CONSTS;                          \
 	VMOVI $OFF, V30.B16;             \
 	VEOR  V8.B16, V8.B16, V8.B16;    \
@@ -259,9 +259,9 @@ chunk:                               \
 	UNPACK;                          \
 	OFFSET;                          \
 	TOKEN(Q_PTR, D_PTR, S_PTR, F12, ACCV_8, IDOT, ACC);  \
-	TOKEN(Q1, D1, S1, F13, ACCV_9, IDOT, ACC);           \
-	TOKEN(Q2, D2, S2, F14, ACCV_10, IDOT, ACC);          \
-	TOKEN(Q3, D3, S3, F15, ACCV_11, IDOT, ACC);          \
+	TOKEN(T1_Q, T1_D, T1_S, F13, ACCV_9, IDOT, ACC);           \
+	TOKEN(T2_Q, T2_D, T2_S, F14, ACCV_10, IDOT, ACC);          \
+	TOKEN(T3_Q, T3_D, T3_S, F15, ACCV_11, IDOT, ACC);          \
 	SUBS $1, CHUNKS;                 \
 	BNE  chunk;                      \
 	SUBS $1, GROUPS;                 \

@@ -28,13 +28,13 @@ func q4SymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, 
 //go:noescape
 func q4SymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
-// q4AsymR2T1AVX2 computes the dot products of 2 packed q4Asym rows (row r at w+r*wstride)
+// q4AsymR4T1AVX2 computes the dot products of 4 packed q4Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
 // d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4AsymR2T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4AsymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4AsymR1T1AVX2 computes the dot products of 1 packed q4Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
@@ -76,13 +76,13 @@ func q3SymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, 
 //go:noescape
 func q3SymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
-// q3AsymR2T1AVX2 computes the dot products of 2 packed q3Asym rows (row r at w+r*wstride)
+// q3AsymR4T1AVX2 computes the dot products of 4 packed q3Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
 // d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3AsymR2T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3AsymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3AsymR1T1AVX2 computes the dot products of 1 packed q3Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
@@ -148,13 +148,13 @@ func q4SymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32
 //go:noescape
 func q4SymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
-// q4AsymR2T1AVX512 computes the dot products of 2 packed q4Asym rows (row r at w+r*wstride)
+// q4AsymR4T1AVX512 computes the dot products of 4 packed q4Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
 // d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4AsymR2T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4AsymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4AsymR1T1AVX512 computes the dot products of 1 packed q4Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
@@ -196,13 +196,13 @@ func q3SymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32
 //go:noescape
 func q3SymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
-// q3AsymR2T1AVX512 computes the dot products of 2 packed q3Asym rows (row r at w+r*wstride)
+// q3AsymR4T1AVX512 computes the dot products of 4 packed q3Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
 // d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3AsymR2T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3AsymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3AsymR1T1AVX512 computes the dot products of 1 packed q3Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at

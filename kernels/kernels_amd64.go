@@ -31,9 +31,9 @@ func archSets() []kernelSet {
 // (see dot_stubs_amd64.go): R rows x T tokens into out[r*T+t].
 type dotKernel func(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
-// dotKernels holds one format's kernels: rows x 1 token (decode; rows is 4
-// for symmetric formats, 2 for asymmetric ones), 1 x 1 (tails), 1 row x 4
-// tokens (prefill).
+// dotKernels holds one format's kernels: rows x 1 token (decode; 4 rows
+// share each activation load), 1 x 1 (tails), 1 row x 4 tokens (prefill with
+// row lengths that are not a multiple of 128).
 type dotKernels struct {
 	rows       int
 	rnt1       dotKernel
@@ -69,11 +69,11 @@ func (qk *quantKernels) lookup(f Format) *dotKernels {
 var avx2Kernels = quantKernels{
 	q4: dotKernels{4, q4SymR4T1AVX2, q4SymR1T1AVX2, q4SymR1T4AVX2,
 		[3]sbKernel{q4SymG32SBT4AVX2, q4SymG64SBT4AVX2, q4SymG128SBT4AVX2}},
-	q4a: dotKernels{2, q4AsymR2T1AVX2, q4AsymR1T1AVX2, q4AsymR1T4AVX2,
+	q4a: dotKernels{4, q4AsymR4T1AVX2, q4AsymR1T1AVX2, q4AsymR1T4AVX2,
 		[3]sbKernel{q4AsymG32SBT4AVX2, q4AsymG64SBT4AVX2, q4AsymG128SBT4AVX2}},
 	q3: dotKernels{4, q3SymR4T1AVX2, q3SymR1T1AVX2, q3SymR1T4AVX2,
 		[3]sbKernel{q3SymG32SBT4AVX2, q3SymG64SBT4AVX2, q3SymG128SBT4AVX2}},
-	q3a: dotKernels{2, q3AsymR2T1AVX2, q3AsymR1T1AVX2, q3AsymR1T4AVX2,
+	q3a: dotKernels{4, q3AsymR4T1AVX2, q3AsymR1T1AVX2, q3AsymR1T4AVX2,
 		[3]sbKernel{q3AsymG32SBT4AVX2, q3AsymG64SBT4AVX2, q3AsymG128SBT4AVX2}},
 	q8: dotKernels{4, q8SymR4T1AVX2, q8SymR1T1AVX2, q8SymR1T4AVX2, [3]sbKernel{}},
 }
@@ -81,11 +81,11 @@ var avx2Kernels = quantKernels{
 var avx512Kernels = quantKernels{
 	q4: dotKernels{4, q4SymR4T1AVX512, q4SymR1T1AVX512, q4SymR1T4AVX512,
 		[3]sbKernel{q4SymG32SBT4AVX512, q4SymG64SBT4AVX512, q4SymG128SBT4AVX512}},
-	q4a: dotKernels{2, q4AsymR2T1AVX512, q4AsymR1T1AVX512, q4AsymR1T4AVX512,
+	q4a: dotKernels{4, q4AsymR4T1AVX512, q4AsymR1T1AVX512, q4AsymR1T4AVX512,
 		[3]sbKernel{q4AsymG32SBT4AVX512, q4AsymG64SBT4AVX512, q4AsymG128SBT4AVX512}},
 	q3: dotKernels{4, q3SymR4T1AVX512, q3SymR1T1AVX512, q3SymR1T4AVX512,
 		[3]sbKernel{q3SymG32SBT4AVX512, q3SymG64SBT4AVX512, q3SymG128SBT4AVX512}},
-	q3a: dotKernels{2, q3AsymR2T1AVX512, q3AsymR1T1AVX512, q3AsymR1T4AVX512,
+	q3a: dotKernels{4, q3AsymR4T1AVX512, q3AsymR1T1AVX512, q3AsymR1T4AVX512,
 		[3]sbKernel{q3AsymG32SBT4AVX512, q3AsymG64SBT4AVX512, q3AsymG128SBT4AVX512}},
 	q8: dotKernels{4, q8SymR4T1AVX512, q8SymR1T1AVX512, q8SymR1T4AVX512, [3]sbKernel{}},
 }

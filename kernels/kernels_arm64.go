@@ -28,29 +28,50 @@ func archSets() []kernelSet {
 // additions (the integer chunk sums are exact).
 type rowDot func(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
 
-// rowDots holds one tier's row kernels by format.
-type rowDots struct{ q4, q4a, q3, q3a, q8 rowDot }
+// rowDot4 is the signature of the prefill kernels: one row against four
+// tokens of an ActivationBatch (astride = Blocks), out[t] for t < 4.
+type rowDot4 func(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
 
-func (k *rowDots) lookup(f Format) rowDot {
+// formatDots is one format's kernels.
+type formatDots struct {
+	t1 rowDot
+	t4 rowDot4
+}
+
+// rowDots holds one tier's kernels by format.
+type rowDots struct{ q4, q4a, q3, q3a, q8 formatDots }
+
+func (k *rowDots) lookup(f Format) *formatDots {
 	switch {
 	case f.Type == Q4 && !f.Asym:
-		return k.q4
+		return &k.q4
 	case f.Type == Q4:
-		return k.q4a
+		return &k.q4a
 	case f.Type == Q3 && !f.Asym:
-		return k.q3
+		return &k.q3
 	case f.Type == Q3:
-		return k.q3a
+		return &k.q3a
 	case f.Type == Q8:
-		return k.q8
+		return &k.q8
 	}
 	return nil
 }
 
-var (
-	neonDots = rowDots{q4SymNEON, q4AsymNEON, q3SymNEON, q3AsymNEON, q8SymNEON}
-	sdotDots = rowDots{q4SymSDOT, q4AsymSDOT, q3SymSDOT, q3AsymSDOT, q8SymSDOT}
-)
+var neonDots = rowDots{
+	q4:  formatDots{q4SymNEON, q4SymT4NEON},
+	q4a: formatDots{q4AsymNEON, q4AsymT4NEON},
+	q3:  formatDots{q3SymNEON, q3SymT4NEON},
+	q3a: formatDots{q3AsymNEON, q3AsymT4NEON},
+	q8:  formatDots{q8SymNEON, q8SymT4NEON},
+}
+
+var sdotDots = rowDots{
+	q4:  formatDots{q4SymSDOT, q4SymT4SDOT},
+	q4a: formatDots{q4AsymSDOT, q4AsymT4SDOT},
+	q3:  formatDots{q3SymSDOT, q3SymT4SDOT},
+	q3a: formatDots{q3AsymSDOT, q3AsymT4SDOT},
+	q8:  formatDots{q8SymSDOT, q8SymT4SDOT},
+}
 
 var neonSet = func() kernelSet {
 	s := genericSet
@@ -83,11 +104,12 @@ func mulVecNEON(k *rowDots, m *Matrix, dst []float32, x *Activation, r0, r1 int)
 		}
 		return
 	}
-	dot := k.lookup(m.Format)
-	if dot == nil {
+	fk := k.lookup(m.Format)
+	if fk == nil {
 		mulVecGeneric(m, dst, x, r0, r1)
 		return
 	}
+	dot := fk.t1
 	rb := m.Format.RowBytes(m.Cols)
 	groups := uintptr(m.Cols / m.Format.Group)
 	cpg := uintptr(m.Format.Group / ChunkSize)
@@ -98,10 +120,11 @@ func mulVecNEON(k *rowDots, m *Matrix, dst []float32, x *Activation, r0, r1 int)
 }
 
 // mulMatNEON walks rows in the outer loop so that a row's packed bytes stay
-// in L1 while they meet every token.
+// in L1 while they meet every token, four tokens per kernel call (one unpack
+// per four dot products).
 func mulMatNEON(k *rowDots, m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
-	dot := k.lookup(m.Format)
-	if xs.N == 0 || (dot == nil && m.Format.Type != F32) {
+	fk := k.lookup(m.Format)
+	if xs.N == 0 || (fk == nil && m.Format.Type != F32) {
 		mulMatGeneric(m, dst, xs, r0, r1)
 		return
 	}
@@ -118,10 +141,18 @@ func mulMatNEON(k *rowDots, m *Matrix, dst []float32, xs *ActivationBatch, r0, r
 	groups := uintptr(m.Cols / m.Format.Group)
 	cpg := uintptr(m.Format.Group / ChunkSize)
 	nb := xs.Blocks
+	var out [4]float32
 	for r := r0; r < r1; r++ {
 		w := &m.Data[r*rb]
-		for t := 0; t < xs.N; t++ {
-			dst[t*m.Rows+r] = dot(w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], groups, cpg)
+		t := 0
+		for ; t+4 <= xs.N; t += 4 {
+			fk.t4(&out[0], w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], uintptr(nb), groups, cpg)
+			for i, v := range out {
+				dst[(t+i)*m.Rows+r] = v
+			}
+		}
+		for ; t < xs.N; t++ {
+			dst[t*m.Rows+r] = fk.t1(w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], groups, cpg)
 		}
 	}
 }
@@ -181,6 +212,38 @@ func q3AsymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) flo
 
 //go:noescape
 func q8SymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+// The prefill kernels: out[t] = dotRowGeneric(f, row, token t's q, d, s) for t < 4.
+
+//go:noescape
+func q4SymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q4AsymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q3SymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q3AsymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q8SymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q4SymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q4AsymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q3SymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q3AsymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q8SymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
 
 // dotF32NEON returns sum_i a[i]*b[i] for i < n (dotGeneric up to the order of additions).
 //

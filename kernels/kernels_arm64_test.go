@@ -27,11 +27,14 @@ func TestARM64Tiers(t *testing.T) {
 	t.Logf("dotprod %v: %s", hasDotProd, CPUFeatures())
 }
 
-// The row kernels at the edges of the integer ranges: levels 0 and
-// 2^bits-1, activations -128 and 127 (beyond the quantizer's ±127), where a
-// 16-bit intermediate or a wrong signedness would show. With unit scales and
-// integer mins every f32 step of both paths is exact (partial sums below
-// 2^24: at most 20 chunks of 32*128*128), so results must be identical.
+// The row kernels (1 token and 4 tokens) at the edges of the integer
+// ranges: levels 0 and 2^bits-1, activations -128 and 127 (beyond the
+// quantizer's ±127), where a 16-bit intermediate or a wrong signedness would
+// show. The four tokens differ (all -128, all 127, random extremes, random
+// small) so a token reading another's data or accumulator shows too. With
+// unit scales and integer mins every f32 step of both paths is exact
+// (partial sums below 2^24: at most 20 chunks of 32*128*128), so results
+// must be identical.
 func TestRowDotExtremes(t *testing.T) {
 	sets := map[string]*rowDots{"neon": &neonDots}
 	if hasDotProd {
@@ -46,7 +49,7 @@ func TestRowDotExtremes(t *testing.T) {
 			top := maxLevel(f.Type)
 			for _, groups := range []int{1, 2, 3, 5} {
 				cols := groups * f.Group
-				for trial := 0; trial < 12; trial++ {
+				for trial := 0; trial < 6; trial++ {
 					levels := make([]uint8, cols)
 					for i := range levels {
 						switch trial % 3 {
@@ -71,27 +74,35 @@ func TestRowDotExtremes(t *testing.T) {
 					if err := PackRow(f, row, levels, scales, mins); err != nil {
 						t.Fatal(err)
 					}
-					x := NewActivation(cols)
-					for b := range x.D {
-						x.D[b] = 1
-						var s int32
-						for i := 0; i < ChunkSize; i++ {
-							v := int8(-128)
-							switch {
-							case trial/3 == 1:
-								v = 127
-							case trial/3 >= 2:
-								v = []int8{-128, 127, -1, 0}[rng.IntN(4)]
-							}
-							x.Q[b*ChunkSize+i] = v
-							s += int32(v)
-						}
-						x.S[b] = s
+					xs := NewActivationBatch(4, cols)
+					for i := range xs.D {
+						xs.D[i] = 1
 					}
-					want := dotRowGeneric(f, row, x.Q, x.D, x.S)
-					got := k.lookup(f)(&row[0], &x.Q[0], &x.D[0], &x.S[0], uintptr(groups), uintptr(f.Group/ChunkSize))
-					if got != want {
-						t.Fatalf("%s %s %d cols trial %d: %v, integer reference %v", name, f, cols, trial, got, want)
+					for i := range xs.Q {
+						switch tok := i / (xs.Blocks * ChunkSize); tok {
+						case 0:
+							xs.Q[i] = -128
+						case 1:
+							xs.Q[i] = 127
+						case 2:
+							xs.Q[i] = []int8{-128, 127, -1, 0}[rng.IntN(4)]
+						default:
+							xs.Q[i] = int8(rng.IntN(7) - 3)
+						}
+						xs.S[i/ChunkSize] += int32(xs.Q[i])
+					}
+					fk := k.lookup(f)
+					groupsU, cpg := uintptr(groups), uintptr(f.Group/ChunkSize)
+					var out4 [4]float32
+					fk.t4(&out4[0], &row[0], &xs.Q[0], &xs.D[0], &xs.S[0], uintptr(xs.Blocks), groupsU, cpg)
+					for tok := 0; tok < 4; tok++ {
+						x := xs.Token(tok)
+						want := dotRowGeneric(f, row, x.Q, x.D, x.S)
+						got := fk.t1(&row[0], &x.Q[0], &x.D[0], &x.S[0], groupsU, cpg)
+						if got != want || out4[tok] != want {
+							t.Fatalf("%s %s %d cols trial %d token %d: 1-token %v, 4-token %v, integer reference %v",
+								name, f, cols, trial, tok, got, out4[tok], want)
+						}
 					}
 				}
 			}
