@@ -139,9 +139,11 @@ func mulVecSIMD(qk *quantKernels, m *Matrix, dst []float32, x *Activation, r0, r
 	}
 }
 
-// mulMatSIMD walks rows in the outer loop so a row's packed data is read from
-// memory once and stays in L1 while it meets every token, four tokens per
-// kernel call (one unpack per four dot products).
+// mulMatSIMD tiles tokens x rows: for each block of tokens whose 8-bit
+// activations fit in about 256 KiB (L2), it walks the rows so that a row's
+// packed data is read once per block and stays in L1 while it meets every
+// token of the block, four tokens per kernel call (one unpack per four dot
+// products).
 func mulMatSIMD(qk *quantKernels, m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
 	k := qk.lookup(m.Format)
 	if k == nil || xs.N == 0 {
@@ -158,22 +160,26 @@ func mulMatSIMD(qk *quantKernels, m *Matrix, dst []float32, xs *ActivationBatch,
 		sb = k.sb[map[int]int{32: 0, 64: 1, 128: 2}[m.Format.Group]]
 	}
 	nsb := uintptr(m.Cols / 128)
+	tb := max(4, (256<<10)/m.Cols&^3)
 	var out [4]float32
-	for r := r0; r < r1; r++ {
-		w := &m.Data[r*rb]
-		t := 0
-		for ; t+4 <= xs.N; t += 4 {
-			if sb != nil {
-				sb(&out[0], w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, nsb)
-			} else {
-				k.r1t4(&out[0], w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
+	for t0 := 0; t0 < xs.N; t0 += tb {
+		t1 := min(t0+tb, xs.N)
+		for r := r0; r < r1; r++ {
+			w := &m.Data[r*rb]
+			t := t0
+			for ; t+4 <= t1; t += 4 {
+				if sb != nil {
+					sb(&out[0], w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, nsb)
+				} else {
+					k.r1t4(&out[0], w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
+				}
+				for i := range out {
+					dst[(t+i)*m.Rows+r] = out[i]
+				}
 			}
-			for i := range out {
-				dst[(t+i)*m.Rows+r] = out[i]
+			for ; t < t1; t++ {
+				k.r1t1(&dst[t*m.Rows+r], w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
 			}
-		}
-		for ; t < xs.N; t++ {
-			k.r1t1(&dst[t*m.Rows+r], w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
 		}
 	}
 }

@@ -250,8 +250,9 @@ func TestMulMatTiers(t *testing.T) {
 		for _, f := range Formats() {
 			for _, n := range []int{1, 3, 4, 5, 9} {
 				// odd group counts take the per-chunk kernels; multiples of
-				// 128 columns take the superblock kernels
-				colsList := []int{colsFor(f, 1), colsFor(f, 7), colsFor(f, 33), 128, 256, 2304}
+				// 128 columns take the superblock kernels; 32896 columns make
+				// token blocks of 4 (L2 tiling), so n = 5 and 9 cross blocks
+				colsList := []int{colsFor(f, 1), colsFor(f, 7), colsFor(f, 33), 128, 256, 2304, 32896}
 				for _, cols := range colsList {
 					rows := 7
 					m, _ := randMatrix(t, rng, f, rows, cols)
