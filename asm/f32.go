@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 
 	. "github.com/mmcloughlin/avo/build"
@@ -17,6 +18,8 @@ func f32Kernels() {
 	softCapF32()
 	expSubF32()
 	quantAct()
+	dotHalf(false)
+	dotHalf(true)
 }
 
 // dotF32: 4 accumulators x 8 lanes, then 8-wide, then scalar tail.
@@ -330,5 +333,64 @@ func expSubF32() {
 	hsum(Y13, Y4)
 	VZEROUPPER()
 	Store(X13, ReturnIndex(0))
+	RET()
+}
+
+// dotHalf generates the dot product of a row of n 16-bit floats (f16 or
+// bf16) with f32 x: 4 accumulators x 8 lanes, then 8-wide; the caller does
+// the n%8 tail.
+func dotHalf(bf16 bool) {
+	name := "dotF16AVX2"
+	ref := "dotRowFloatGeneric(F16, ...)"
+	if bf16 {
+		name = "dotBF16AVX2"
+		ref = "dotRowFloatGeneric(BF16, ...)"
+	}
+	TEXT(name, NOSPLIT, "func(w *byte, x *float32, n uintptr) float32")
+	Doc(fmt.Sprintf("%s returns sum_i w[i]*x[i] for i < n (n a multiple of 8). Reference: %s.", name, ref))
+	Pragma("noescape")
+	w, x, n := RSI, RDI, RCX
+	Load(Param("w"), w)
+	Load(Param("x"), x)
+	Load(Param("n"), n)
+	acc := []VecPhysical{Y0, Y1, Y2, Y3}
+	for _, r := range acc {
+		VXORPS(r, r, r)
+	}
+	widen := func(m Mem, dst VecPhysical) {
+		if bf16 {
+			VPMOVZXWD(m, dst)
+			VPSLLD(U8(16), dst, dst)
+		} else {
+			VCVTPH2PS(m, dst)
+		}
+	}
+	Label(name + "32")
+	CMPQ(n, U8(32))
+	JB(LabelRef(name + "8"))
+	for i, r := range acc {
+		widen(Mem{Base: w, Disp: 16 * i}, Y4)
+		VFMADD231PS(Mem{Base: x, Disp: 32 * i}, Y4, r)
+	}
+	ADDQ(U8(64), w)
+	ADDQ(U8(128), x)
+	SUBQ(U8(32), n)
+	JMP(LabelRef(name + "32"))
+	Label(name + "8")
+	CMPQ(n, U8(8))
+	JB(LabelRef(name + "done"))
+	widen(Mem{Base: w}, Y4)
+	VFMADD231PS(Mem{Base: x}, Y4, Y0)
+	ADDQ(U8(16), w)
+	ADDQ(U8(32), x)
+	SUBQ(U8(8), n)
+	JMP(LabelRef(name + "8"))
+	Label(name + "done")
+	VADDPS(Y1, Y0, Y0)
+	VADDPS(Y3, Y2, Y2)
+	VADDPS(Y2, Y0, Y0)
+	hsum(Y0, Y4)
+	VZEROUPPER()
+	Store(X0, ReturnIndex(0))
 	RET()
 }

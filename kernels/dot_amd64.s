@@ -9018,3 +9018,110 @@ DATA qa_perm<>+20(SB)/4, $0x00000006
 DATA qa_perm<>+24(SB)/4, $0x00000003
 DATA qa_perm<>+28(SB)/4, $0x00000007
 GLOBL qa_perm<>(SB), RODATA|NOPTR, $32
+
+// func dotF16AVX2(w *byte, x *float32, n uintptr) float32
+// Requires: AVX, F16C, FMA3, SSE
+TEXT ·dotF16AVX2(SB), NOSPLIT, $0-28
+	MOVQ   w+0(FP), SI
+	MOVQ   x+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotF16AVX232:
+	CMPQ        CX, $0x20
+	JB          dotF16AVX28
+	VCVTPH2PS   (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	VCVTPH2PS   16(SI), Y4
+	VFMADD231PS 32(DI), Y4, Y1
+	VCVTPH2PS   32(SI), Y4
+	VFMADD231PS 64(DI), Y4, Y2
+	VCVTPH2PS   48(SI), Y4
+	VFMADD231PS 96(DI), Y4, Y3
+	ADDQ        $0x40, SI
+	ADDQ        $0x80, DI
+	SUBQ        $0x20, CX
+	JMP         dotF16AVX232
+
+dotF16AVX28:
+	CMPQ        CX, $0x08
+	JB          dotF16AVX2done
+	VCVTPH2PS   (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $0x10, SI
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, CX
+	JMP         dotF16AVX28
+
+dotF16AVX2done:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+24(FP)
+	RET
+
+// func dotBF16AVX2(w *byte, x *float32, n uintptr) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-28
+	MOVQ   w+0(FP), SI
+	MOVQ   x+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotBF16AVX232:
+	CMPQ        CX, $0x20
+	JB          dotBF16AVX28
+	VPMOVZXWD   (SI), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VFMADD231PS (DI), Y4, Y0
+	VPMOVZXWD   16(SI), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VFMADD231PS 32(DI), Y4, Y1
+	VPMOVZXWD   32(SI), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VFMADD231PS 64(DI), Y4, Y2
+	VPMOVZXWD   48(SI), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VFMADD231PS 96(DI), Y4, Y3
+	ADDQ        $0x40, SI
+	ADDQ        $0x80, DI
+	SUBQ        $0x20, CX
+	JMP         dotBF16AVX232
+
+dotBF16AVX28:
+	CMPQ        CX, $0x08
+	JB          dotBF16AVX2done
+	VPMOVZXWD   (SI), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $0x10, SI
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, CX
+	JMP         dotBF16AVX28
+
+dotBF16AVX2done:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+24(FP)
+	RET

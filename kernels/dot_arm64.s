@@ -50,22 +50,22 @@
 
 // Q4: byte i holds weight i (low nibble) and weight 16+i (high nibble).
 // Needs V31 = 0x0F.
-#define UNPACK_Q4 \
-	VLD1.P 16(W_PTR), [V0.B16];   \ // V0 = 16 packed bytes
+#define UNPACK_Q4(WP) \
+	VLD1.P 16(WP), [V0.B16];   \ // V0 = 16 packed bytes
 	VUSHR  $4, V0.B16, V1.B16;    \ // V1 = high nibbles: weights 16..31
 	VAND   V31.B16, V0.B16, V0.B16  // V0 = low nibbles: weights 0..15
 
 // Q3: low plane byte i, bits 2k..2k+1 = bits 0..1 of weight 8k+i; high plane
 // byte 8+j, bit l = bit 2 of weight 4l+j. Needs V26 = 0x04, V27 = 0x03,
 // V28 = bytes {1,1,1,1,2,2,2,2,4,4,4,4,8,8,8,8}, V29 = V28<<4.
-#define UNPACK_Q3 \
-	VLD1.P  8(W_PTR), [V16.B8];        \ // V16.D[0] = low plane p
+#define UNPACK_Q3(WP) \
+	VLD1.P  8(WP), [V16.B8];        \ // V16.D[0] = low plane p
 	VUSHR   $2, V16.B8, V17.B8;        \ // V17.D[0] = p>>2
 	VZIP1   V17.D2, V16.D2, V0.D2;     \ // V0 = [p, p>>2]: weights 0..7, 8..15 (bits 0..1)
 	VUSHR   $4, V0.B16, V1.B16;        \ // V1 = [p>>4, p>>6]: weights 16..23, 24..31
 	VAND    V27.B16, V0.B16, V0.B16;   \
 	VAND    V27.B16, V1.B16, V1.B16;   \
-	VLD1R.P 4(W_PTR), [V18.S4];        \ // V18 = high plane h0 h1 h2 h3, 4 times: byte e is h[e%4]
+	VLD1R.P 4(WP), [V18.S4];        \ // V18 = high plane h0 h1 h2 h3, 4 times: byte e is h[e%4]
 	VCMTST  V28.B16, V18.B16, V19.B16; \ // byte e (0..15): 0xFF if bit e/4 of h[e%4] is set
 	VCMTST  V29.B16, V18.B16, V20.B16; \ // byte e (16..31): same with bit e/4
 	VAND    V26.B16, V19.B16, V19.B16; \ // 0xFF -> 4
@@ -74,8 +74,8 @@
 	VORR    V20.B16, V1.B16, V1.B16
 
 // Q8: 32 signed bytes q-128, i.e. the level minus the symmetric offset already.
-#define UNPACK_Q8 \
-	VLD1.P 32(W_PTR), [V0.B16, V1.B16]
+#define UNPACK_Q8(WP) \
+	VLD1.P 32(WP), [V0.B16, V1.B16]
 
 // Symmetric formats subtract the level offset (V30) so that the integer dot
 // is sum (level-o)*a = isum - o*S directly (S is the sum of the block's
@@ -167,7 +167,7 @@ group:                             \
 	HEADER;                        \
 	MOVD CPG, CHUNKS;              \
 chunk:                             \
-	UNPACK;                        \
+	UNPACK(W_PTR);                 \
 	OFFSET;                        \
 	VLD1.P 32(Q_PTR), [V2.B16, V3.B16]; \
 	IDOT;                          \
@@ -195,6 +195,124 @@ ROWDOT(·q3SymSDOT, 4, HEADER_SYM, UNPACK_Q3, OFFSET_SYM, IDOT_SDOT, ACC_SYM)
 ROWDOT(·q3AsymSDOT, 0, HEADER_ASYM, UNPACK_Q3, OFFSET_NONE, IDOT_SDOT, ACC_ASYM)
 ROWDOT(·q8SymSDOT, 0, HEADER_SYM, UNPACK_Q8, OFFSET_NONE, IDOT_SDOT, ACC_SYM)
 
+// Registers of the 4 rows x 1 token kernels: row r reads its packed bytes
+// through Wr and accumulates into V(8+r); V12 holds the four rows' min terms.
+#define W1 R21
+#define W2 R22
+#define W3 R23
+#define WSTRIDE R9
+#define OUT R10
+//   V22 = [dw0, dw1, dw2, dw3], V23 = [mw0, mw1, mw2, mw3] of the current group
+//   F7 = d[b];  V5 = V22*d[b];  F6 = d[b]*s[b]
+
+// HEADER4_SYM loads the four rows' f16 scales into V22 as f32.
+#define HEADER4_SYM \
+	MOVHU.P 2(W_PTR), TMP; \
+	VMOV    TMP, V22.H[0]; \
+	MOVHU.P 2(W1), TMP;    \
+	VMOV    TMP, V22.H[1]; \
+	MOVHU.P 2(W2), TMP;    \
+	VMOV    TMP, V22.H[2]; \
+	MOVHU.P 2(W3), TMP;    \
+	VMOV    TMP, V22.H[3]; \
+	WORD    $0x0e217ad6      // FCVTL V22.4S, V22.4H
+
+// HEADER4_ASYM also loads the mins into V23.
+#define HEADER4_ASYM \
+	HEADER4_SYM;           \
+	MOVHU.P 2(W_PTR), TMP; \
+	VMOV    TMP, V23.H[0]; \
+	MOVHU.P 2(W1), TMP;    \
+	VMOV    TMP, V23.H[1]; \
+	MOVHU.P 2(W2), TMP;    \
+	VMOV    TMP, V23.H[2]; \
+	MOVHU.P 2(W3), TMP;    \
+	VMOV    TMP, V23.H[3]; \
+	WORD    $0x0e217af7      // FCVTL V23.4S, V23.4H
+
+// CHUNK4_SYM: per-chunk scales for the four rows.
+#define CHUNK4_SYM \
+	FMOVS.P 4(D_PTR), F7; \ // F7 = d[b]
+	WORD    $0x4f8792c5     // FMUL V5.4S, V22.4S, V7.S[0]: V5 = dw_r*d[b]
+
+// CHUNK4_ASYM: also V12 += mw_r * (d[b]*float32(s[b])).
+#define CHUNK4_ASYM \
+	CHUNK4_SYM;           \
+	MOVW.P  4(S_PTR), TMP; \
+	SCVTFWS TMP, F6;      \
+	FMULS   F7, F6, F6;   \ // F6 = d[b]*s[b]
+	WORD    $0x4f8612ec     // FMLA V12.4S, V23.4S, V6.S[0]
+
+// One row's share of a chunk: unpack its weights, dot with V2/V3 and
+// accumulate lane-wise (FMLA is FMLA V(8+r).4S, V4.4S, V5.S[r]).
+#define ROW(WP, FMLA, UNPACK, OFFSET, IDOT) \
+	UNPACK(WP);          \
+	OFFSET;              \
+	IDOT;                \
+	WORD $0x4e21d884;    \ // SCVTF V4.4S, V4.4S
+	WORD $FMLA
+
+// ROWS4 defines one decode kernel:
+//
+//	func NAME(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+//
+// out[r] = the dot of row r (at w + r*wstride) with the activation, r < 4.
+// The activation chunk and its scale are loaded once for the four rows.
+#define ROWS4(NAME, OFF, HEADER, CHUNK, UNPACK, OFFSET, IDOT) \
+TEXT NAME(SB), NOSPLIT, $0-64;       \
+	MOVD out+0(FP), OUT;             \
+	MOVD w+8(FP), W_PTR;             \
+	MOVD wstride+16(FP), WSTRIDE;    \
+	MOVD q+24(FP), Q_PTR;            \
+	MOVD d+32(FP), D_PTR;            \
+	MOVD s+40(FP), S_PTR;            \
+	MOVD groups+48(FP), GROUPS;      \
+	MOVD cpg+56(FP), CPG;            \
+	ADD  WSTRIDE, W_PTR, W1;         \
+	ADD  WSTRIDE, W1, W2;            \
+	ADD  WSTRIDE, W2, W3;            \
+	CONSTS;                          \
+	VMOVI $OFF, V30.B16;             \
+	VEOR  V8.B16, V8.B16, V8.B16;    \
+	VEOR  V9.B16, V9.B16, V9.B16;    \
+	VEOR  V10.B16, V10.B16, V10.B16; \
+	VEOR  V11.B16, V11.B16, V11.B16; \
+	VEOR  V12.B16, V12.B16, V12.B16; \
+	CBZ   GROUPS, done;              \
+group:                               \
+	HEADER;                          \
+	MOVD CPG, CHUNKS;                \
+chunk:                               \
+	VLD1.P 32(Q_PTR), [V2.B16, V3.B16]; \
+	CHUNK;                           \
+	ROW(W_PTR, 0x4f851088, UNPACK, OFFSET, IDOT); \ // FMLA V8.4S, V4.4S, V5.S[0]
+	ROW(W1, 0x4fa51089, UNPACK, OFFSET, IDOT);    \ // FMLA V9.4S, V4.4S, V5.S[1]
+	ROW(W2, 0x4f85188a, UNPACK, OFFSET, IDOT);    \ // FMLA V10.4S, V4.4S, V5.S[2]
+	ROW(W3, 0x4fa5188b, UNPACK, OFFSET, IDOT);    \ // FMLA V11.4S, V4.4S, V5.S[3]
+	SUBS $1, CHUNKS;                 \
+	BNE  chunk;                      \
+	SUBS $1, GROUPS;                 \
+	BNE  group;                      \
+done:                                \
+	WORD $0x6e29d508;                \ // FADDP V8.4S, V8.4S, V9.4S
+	WORD $0x6e2bd54a;                \ // FADDP V10.4S, V10.4S, V11.4S
+	WORD $0x6e2ad508;                \ // FADDP V8.4S, V8.4S, V10.4S: [r0, r1, r2, r3]
+	WORD $0x4e2cd508;                \ // FADD V8.4S, V8.4S, V12.4S
+	VST1 [V8.S4], (OUT);             \
+	RET
+
+ROWS4(·q4SymR4NEON, 8, HEADER4_SYM, CHUNK4_SYM, UNPACK_Q4, OFFSET_SYM, IDOT_NEON)
+ROWS4(·q4AsymR4NEON, 0, HEADER4_ASYM, CHUNK4_ASYM, UNPACK_Q4, OFFSET_NONE, IDOT_NEON)
+ROWS4(·q3SymR4NEON, 4, HEADER4_SYM, CHUNK4_SYM, UNPACK_Q3, OFFSET_SYM, IDOT_NEON)
+ROWS4(·q3AsymR4NEON, 0, HEADER4_ASYM, CHUNK4_ASYM, UNPACK_Q3, OFFSET_NONE, IDOT_NEON)
+ROWS4(·q8SymR4NEON, 0, HEADER4_SYM, CHUNK4_SYM, UNPACK_Q8, OFFSET_NONE, IDOT_NEON)
+
+ROWS4(·q4SymR4SDOT, 8, HEADER4_SYM, CHUNK4_SYM, UNPACK_Q4, OFFSET_SYM, IDOT_SDOT)
+ROWS4(·q4AsymR4SDOT, 0, HEADER4_ASYM, CHUNK4_ASYM, UNPACK_Q4, OFFSET_NONE, IDOT_SDOT)
+ROWS4(·q3SymR4SDOT, 4, HEADER4_SYM, CHUNK4_SYM, UNPACK_Q3, OFFSET_SYM, IDOT_SDOT)
+ROWS4(·q3AsymR4SDOT, 0, HEADER4_ASYM, CHUNK4_ASYM, UNPACK_Q3, OFFSET_NONE, IDOT_SDOT)
+ROWS4(·q8SymR4SDOT, 0, HEADER4_SYM, CHUNK4_SYM, UNPACK_Q8, OFFSET_NONE, IDOT_SDOT)
+
 // Registers of the 1 row x 4 tokens kernels: token t reads its activation
 // through its own Q/D/S pointers and accumulates into V(8+t) and F(12+t).
 #define T1_Q R11
@@ -206,7 +324,6 @@ ROWDOT(·q8SymSDOT, 0, HEADER_SYM, UNPACK_Q8, OFFSET_NONE, IDOT_SDOT, ACC_SYM)
 #define T1_S R17
 #define T2_S R19
 #define T3_S R20
-#define OUT R10
 #define ASTRIDE R8   // blocks per token (Activation.D/S stride)
 
 // One token's share of a chunk: its activations against V0/V1.
@@ -256,7 +373,7 @@ group:                               \
 	HEADER;                          \
 	MOVD CPG, CHUNKS;                \
 chunk:                               \
-	UNPACK;                          \
+	UNPACK(W_PTR);                   \
 	OFFSET;                          \
 	TOKEN(Q_PTR, D_PTR, S_PTR, F12, ACCV_8, IDOT, ACC);  \
 	TOKEN(T1_Q, T1_D, T1_S, F13, ACCV_9, IDOT, ACC);           \

@@ -445,3 +445,13 @@ func expSubF32AVX2(x *float32, n uintptr, m float32) float32
 //
 //go:noescape
 func quantActAVX2(q *int8, d *float32, s *int32, x *float32, nb uintptr)
+
+// dotF16AVX2 returns sum_i w[i]*x[i] for i < n (n a multiple of 8). Reference: dotRowFloatGeneric(F16, ...).
+//
+//go:noescape
+func dotF16AVX2(w *byte, x *float32, n uintptr) float32
+
+// dotBF16AVX2 returns sum_i w[i]*x[i] for i < n (n a multiple of 8). Reference: dotRowFloatGeneric(BF16, ...).
+//
+//go:noescape
+func dotBF16AVX2(w *byte, x *float32, n uintptr) float32

@@ -3,6 +3,8 @@
 package kernels
 
 import (
+	"unsafe"
+
 	"golang.org/x/sys/cpu"
 )
 
@@ -123,7 +125,7 @@ var avx512Set = func() kernelSet {
 func mulVecSIMD(qk *quantKernels, m *Matrix, dst []float32, x *Activation, r0, r1 int) {
 	k := qk.lookup(m.Format)
 	if k == nil {
-		mulVecGeneric(m, dst, x, r0, r1)
+		mulVecFloatAVX2(m, dst, x.F32, r0, r1)
 		return
 	}
 	rb := m.Format.RowBytes(m.Cols)
@@ -146,8 +148,13 @@ func mulVecSIMD(qk *quantKernels, m *Matrix, dst []float32, x *Activation, r0, r
 // products).
 func mulMatSIMD(qk *quantKernels, m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
 	k := qk.lookup(m.Format)
-	if k == nil || xs.N == 0 {
-		mulMatGeneric(m, dst, xs, r0, r1)
+	if k == nil {
+		for t := 0; t < xs.N; t++ {
+			mulVecFloatAVX2(m, dst[t*m.Rows:(t+1)*m.Rows], xs.F32[t*xs.Cols:(t+1)*xs.Cols], r0, r1)
+		}
+		return
+	}
+	if xs.N == 0 {
 		return
 	}
 	rb := m.Format.RowBytes(m.Cols)
@@ -244,4 +251,33 @@ func expSubAVX2(x []float32, m float32) float32 {
 		sum = expSubF32AVX2(&x[0], uintptr(n), m)
 	}
 	return sum + expSubGeneric(x[n:], m)
+}
+
+// mulVecFloatAVX2 is MulVec for F32/F16/BF16 rows: one SIMD dot per row, the
+// n%8 tail by the reference.
+func mulVecFloatAVX2(m *Matrix, dst, x []float32, r0, r1 int) {
+	n := m.Cols &^ 7
+	for r := r0; r < r1; r++ {
+		row := m.row(r)
+		switch m.Format.Type {
+		case F32:
+			dst[r] = dotF32AVX2((*float32)(unsafe.Pointer(&row[0])), &x[0], uintptr(m.Cols))
+			continue
+		case F16:
+			if n > 0 {
+				dst[r] = dotF16AVX2(&row[0], &x[0], uintptr(n))
+			} else {
+				dst[r] = 0
+			}
+		case BF16:
+			if n > 0 {
+				dst[r] = dotBF16AVX2(&row[0], &x[0], uintptr(n))
+			} else {
+				dst[r] = 0
+			}
+		}
+		if n < m.Cols {
+			dst[r] += dotRowFloatGeneric(m.Format.Type, row[2*n:], x[n:])
+		}
+	}
 }

@@ -32,10 +32,16 @@ type rowDot func(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) fl
 // tokens of an ActivationBatch (astride = Blocks), out[t] for t < 4.
 type rowDot4 func(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
 
-// formatDots is one format's kernels.
+// rowsDot4 is the signature of the decode kernels: four rows (w, w+wstride,
+// ...) against one activation, out[r] for r < 4.
+type rowsDot4 func(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+// formatDots is one format's kernels: 1 row x 1 token, 1 row x 4 tokens
+// (prefill), 4 rows x 1 token (decode).
 type formatDots struct {
 	t1 rowDot
 	t4 rowDot4
+	r4 rowsDot4
 }
 
 // rowDots holds one tier's kernels by format.
@@ -58,19 +64,19 @@ func (k *rowDots) lookup(f Format) *formatDots {
 }
 
 var neonDots = rowDots{
-	q4:  formatDots{q4SymNEON, q4SymT4NEON},
-	q4a: formatDots{q4AsymNEON, q4AsymT4NEON},
-	q3:  formatDots{q3SymNEON, q3SymT4NEON},
-	q3a: formatDots{q3AsymNEON, q3AsymT4NEON},
-	q8:  formatDots{q8SymNEON, q8SymT4NEON},
+	q4:  formatDots{q4SymNEON, q4SymT4NEON, q4SymR4NEON},
+	q4a: formatDots{q4AsymNEON, q4AsymT4NEON, q4AsymR4NEON},
+	q3:  formatDots{q3SymNEON, q3SymT4NEON, q3SymR4NEON},
+	q3a: formatDots{q3AsymNEON, q3AsymT4NEON, q3AsymR4NEON},
+	q8:  formatDots{q8SymNEON, q8SymT4NEON, q8SymR4NEON},
 }
 
 var sdotDots = rowDots{
-	q4:  formatDots{q4SymSDOT, q4SymT4SDOT},
-	q4a: formatDots{q4AsymSDOT, q4AsymT4SDOT},
-	q3:  formatDots{q3SymSDOT, q3SymT4SDOT},
-	q3a: formatDots{q3AsymSDOT, q3AsymT4SDOT},
-	q8:  formatDots{q8SymSDOT, q8SymT4SDOT},
+	q4:  formatDots{q4SymSDOT, q4SymT4SDOT, q4SymR4SDOT},
+	q4a: formatDots{q4AsymSDOT, q4AsymT4SDOT, q4AsymR4SDOT},
+	q3:  formatDots{q3SymSDOT, q3SymT4SDOT, q3SymR4SDOT},
+	q3a: formatDots{q3AsymSDOT, q3AsymT4SDOT, q3AsymR4SDOT},
+	q8:  formatDots{q8SymSDOT, q8SymT4SDOT, q8SymR4SDOT},
 }
 
 var neonSet = func() kernelSet {
@@ -95,7 +101,8 @@ var neonDotSet = func() kernelSet {
 	return s
 }()
 
-// mulVecNEON runs the row kernel of m's format over [r0, r1). F32 rows use
+// mulVecNEON runs the 4-row kernel of m's format over [r0, r1) and the 1-row
+// kernel on the last rows. F32 rows use
 // the f32 dot; F16 and BF16 stay on the generic path.
 func mulVecNEON(k *rowDots, m *Matrix, dst []float32, x *Activation, r0, r1 int) {
 	if m.Format.Type == F32 {
@@ -109,13 +116,16 @@ func mulVecNEON(k *rowDots, m *Matrix, dst []float32, x *Activation, r0, r1 int)
 		mulVecGeneric(m, dst, x, r0, r1)
 		return
 	}
-	dot := fk.t1
 	rb := m.Format.RowBytes(m.Cols)
 	groups := uintptr(m.Cols / m.Format.Group)
 	cpg := uintptr(m.Format.Group / ChunkSize)
 	q, d, s := &x.Q[0], &x.D[0], &x.S[0]
-	for r := r0; r < r1; r++ {
-		dst[r] = dot(&m.Data[r*rb], q, d, s, groups, cpg)
+	r := r0
+	for ; r+4 <= r1; r += 4 {
+		fk.r4(&dst[r], &m.Data[r*rb], uintptr(rb), q, d, s, groups, cpg)
+	}
+	for ; r < r1; r++ {
+		dst[r] = fk.t1(&m.Data[r*rb], q, d, s, groups, cpg)
 	}
 }
 
@@ -244,6 +254,39 @@ func q3AsymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride,
 
 //go:noescape
 func q8SymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+// The decode kernels: out[r] = dotRowGeneric(f, row r, q, d, s) for r < 4,
+// row r starting at w + r*wstride.
+
+//go:noescape
+func q4SymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q4AsymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q3SymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q3AsymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q8SymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q4SymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q4AsymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q3SymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q3AsymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q8SymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
 
 // dotF32NEON returns sum_i a[i]*b[i] for i < n (dotGeneric up to the order of additions).
 //
