@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"sync"
 
 	"github.com/cafeq/cafeq/model"
 	"github.com/cafeq/cafeq/model/tokenizer"
@@ -23,6 +24,10 @@ type Engine struct {
 	closer    io.Closer
 
 	skipTransforms bool // bench only: time decoding without the M⁻¹ step
+
+	ropeMu           sync.Mutex
+	ropeCos, ropeSin []float32 // (positions, headDim/2) rotary tables, grown by ensureRope
+	stepper          stepper   // batches concurrent decode steps
 }
 
 // Options tunes loading.
@@ -79,6 +84,12 @@ func (e *Engine) NewSession(maxCtx int) (*Session, error) {
 	if maxCtx <= 0 {
 		return nil, fmt.Errorf("runtime: context of %d tokens", maxCtx)
 	}
+	for {
+		cur := e.stepper.maxCtx.Load()
+		if int64(maxCtx) <= cur || e.stepper.maxCtx.CompareAndSwap(cur, int64(maxCtx)) {
+			break
+		}
+	}
 	return e.newSession(maxCtx, min(e.batch, maxCtx)), nil
 }
 
@@ -87,6 +98,7 @@ func (e *Engine) StopTokens() []int { return ChatStopTokens(e.Tokenizer) }
 
 // Close releases the weights; sessions must not be used afterwards.
 func (e *Engine) Close() error {
+	e.stopStepper()
 	e.pool.close()
 	if e.closer != nil {
 		return e.closer.Close()

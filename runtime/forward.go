@@ -7,120 +7,158 @@ import (
 	"github.com/cafeq/cafeq/kernels"
 )
 
-// Session is one conversation's state: its KV cache and every scratch buffer
-// the forward pass needs, allocated once so the token loop allocates nothing.
-// A Session is not safe for concurrent use; sessions of one Engine are.
-type Session struct {
-	e      *Engine
-	maxCtx int
-	pos    int   // tokens already in the KV cache
-	tokens []int // (maxCtx) the ids in the KV cache
+// kvCache is one sequence's keys and values for every layer, with the ids
+// they came from.
+type kvCache struct {
+	k, v   [][]float32 // per layer (maxCtx, kvDim)
+	tokens []int       // (maxCtx) the ids in the cache
+	pos    int         // tokens in the cache
+}
 
-	kCache, vCache [][]float32 // per layer (maxCtx, kvDim)
-	ropeCos        []float32   // (maxCtx, headDim/2)
-	ropeSin        []float32   // (maxCtx, headDim/2)
+// rowRef says where one row of a forward batch belongs: its sequence's cache
+// and its position there. A prefill chunk has consecutive positions of one
+// cache; a batched decode step has one row per session.
+type rowRef struct {
+	cache *kvCache
+	pos   int
+}
 
-	batch int                      // most tokens one forward chunk holds
-	x     []float32                // (batch, d_model) residual stream
-	xn    *kernels.ActivationBatch // (batch, d_model) normalized input of attention / FFN
-	xt    *kernels.ActivationBatch // (batch, d_model) xn after an input transform M⁻¹
-	q     []float32                // (batch, heads*headDim)
-	k, v  []float32                // (batch, kvHeads*headDim)
-	attn  *kernels.ActivationBatch // (batch, heads*headDim) attention output, input of o
-	proj  []float32                // (batch, d_model) output of o / down
-	gate  []float32                // (batch, ffn)
-	up    []float32                // (batch, ffn)
-	act   *kernels.ActivationBatch // (batch, ffn) GELU(gate)*up, input of down
-	actT  *kernels.ActivationBatch // (batch, ffn) act after down's input transform
-	final *kernels.ActivationBatch // (batch, d_model) final-normed hidden state
-	logit []float32                // (vocab) logits of one position
+// scratch holds every buffer one forward batch of up to rows tokens needs,
+// allocated once so the token loop allocates nothing.
+type scratch struct {
+	rows  int
+	ids   []int                    // (rows)
+	refs  []rowRef                 // (rows)
+	x     []float32                // (rows, d_model) residual stream
+	xn    *kernels.ActivationBatch // (rows, d_model) normalized input of attention / FFN
+	xt    *kernels.ActivationBatch // (rows, d_model) xn after an input transform M⁻¹
+	q     []float32                // (rows, heads*headDim)
+	k, v  []float32                // (rows, kvHeads*headDim)
+	attn  *kernels.ActivationBatch // (rows, heads*headDim) attention output, input of o
+	proj  []float32                // (rows, d_model) output of o / down
+	gate  []float32                // (rows, ffn)
+	up    []float32                // (rows, ffn)
+	act   *kernels.ActivationBatch // (rows, ffn) GELU(gate)*up, input of down
+	actT  *kernels.ActivationBatch // (rows, ffn) act after down's input transform
+	final *kernels.ActivationBatch // (rows, d_model) final-normed hidden state
+	logit []float32                // (logitRows, vocab)
 
 	scores [][]float32 // per worker (maxCtx) attention scores
 
 	// Preallocated jobs and batch views: dispatching them allocates nothing.
-	views   map[*kernels.ActivationBatch]*kernels.ActivationBatch
-	mm      matmulJob
-	tr      transformJob
-	at      attentionJob
+	views map[*kernels.ActivationBatch]*kernels.ActivationBatch
+	mm    matmulJob
+	tr    transformJob
+	at    attentionJob
+}
+
+func (e *Engine) newScratch(rows, maxCtx, logitRows int) *scratch {
+	c := e.Config
+	d, f, qd, kvd := c.HiddenSize, c.IntermediateSize, c.QDim(), c.KVDim()
+	sc := &scratch{rows: rows, ids: make([]int, rows), refs: make([]rowRef, rows)}
+	sc.x = make([]float32, rows*d)
+	sc.xn = kernels.NewActivationBatch(rows, d)
+	sc.xt = kernels.NewActivationBatch(rows, d)
+	sc.q = make([]float32, rows*qd)
+	sc.k = make([]float32, rows*kvd)
+	sc.v = make([]float32, rows*kvd)
+	sc.attn = kernels.NewActivationBatch(rows, qd)
+	sc.proj = make([]float32, rows*d)
+	sc.gate = make([]float32, rows*f)
+	sc.up = make([]float32, rows*f)
+	sc.act = kernels.NewActivationBatch(rows, f)
+	sc.actT = kernels.NewActivationBatch(rows, f)
+	sc.final = kernels.NewActivationBatch(rows, d)
+	sc.logit = make([]float32, logitRows*c.VocabSize)
+	threads := e.pool.threads
+	sc.scores = make([][]float32, threads)
+	for i := range sc.scores {
+		sc.scores[i] = make([]float32, maxCtx)
+	}
+	sc.views = map[*kernels.ActivationBatch]*kernels.ActivationBatch{}
+	for _, b := range []*kernels.ActivationBatch{sc.xn, sc.xt, sc.attn, sc.act, sc.actT, sc.final} {
+		v := *b
+		sc.views[b] = &v
+	}
+	sc.tr = transformJob{tok: make([]kernels.Activation, threads), blk: make([]kernels.Matrix, threads), part: make([]kernels.Activation, threads)}
+	return sc
+}
+
+// Session is one sequence: its KV cache, its own scratch for prefill and a
+// sampler. A Session is not safe for concurrent use; sessions of one Engine
+// are, and their decode steps may be batched together (see batch.go).
+type Session struct {
+	e       *Engine
+	maxCtx  int
+	cache   kvCache
+	sc      *scratch
 	sampler sampler
+	logit   []float32 // (vocab) logits of the last position run
+	step    stepRequest
 }
 
 func (e *Engine) newSession(maxCtx, batch int) *Session {
 	c := e.Config
-	d, f, qd, kvd, hd := c.HiddenSize, c.IntermediateSize, c.QDim(), c.KVDim(), c.HeadDim
-	s := &Session{e: e, maxCtx: maxCtx, batch: batch, tokens: make([]int, maxCtx)}
-	s.kCache = make([][]float32, c.NumHiddenLayers)
-	s.vCache = make([][]float32, c.NumHiddenLayers)
-	for l := range s.kCache {
-		s.kCache[l] = make([]float32, maxCtx*kvd)
-		s.vCache[l] = make([]float32, maxCtx*kvd)
+	s := &Session{e: e, maxCtx: maxCtx}
+	s.cache = kvCache{k: make([][]float32, c.NumHiddenLayers), v: make([][]float32, c.NumHiddenLayers), tokens: make([]int, maxCtx)}
+	for l := range s.cache.k {
+		s.cache.k[l] = make([]float32, maxCtx*c.KVDim())
+		s.cache.v[l] = make([]float32, maxCtx*c.KVDim())
 	}
-	// Rotary angles pos * theta^(-2i/headDim), in float64 for accuracy.
-	half := hd / 2
-	s.ropeCos = make([]float32, maxCtx*half)
-	s.ropeSin = make([]float32, maxCtx*half)
-	for i := 0; i < half; i++ {
-		freq := math.Pow(c.RopeTheta, -float64(2*i)/float64(hd))
-		for p := 0; p < maxCtx; p++ {
-			sin, cos := math.Sincos(float64(p) * freq)
-			s.ropeCos[p*half+i] = float32(cos)
-			s.ropeSin[p*half+i] = float32(sin)
-		}
-	}
-	s.x = make([]float32, batch*d)
-	s.xn = kernels.NewActivationBatch(batch, d)
-	s.xt = kernels.NewActivationBatch(batch, d)
-	s.q = make([]float32, batch*qd)
-	s.k = make([]float32, batch*kvd)
-	s.v = make([]float32, batch*kvd)
-	s.attn = kernels.NewActivationBatch(batch, qd)
-	s.proj = make([]float32, batch*d)
-	s.gate = make([]float32, batch*f)
-	s.up = make([]float32, batch*f)
-	s.act = kernels.NewActivationBatch(batch, f)
-	s.actT = kernels.NewActivationBatch(batch, f)
-	s.final = kernels.NewActivationBatch(batch, d)
+	e.ensureRope(maxCtx)
+	s.sc = e.newScratch(batch, maxCtx, 1)
 	s.logit = make([]float32, c.VocabSize)
-	s.scores = make([][]float32, e.pool.threads)
-	for i := range s.scores {
-		s.scores[i] = make([]float32, maxCtx)
-	}
-	s.views = map[*kernels.ActivationBatch]*kernels.ActivationBatch{}
-	for _, b := range []*kernels.ActivationBatch{s.xn, s.xt, s.attn, s.act, s.actT, s.final} {
-		v := *b
-		s.views[b] = &v
-	}
 	s.sampler = newSampler(c.VocabSize)
-	threads := e.pool.threads
-	s.tr = transformJob{tok: make([]kernels.Activation, threads), blk: make([]kernels.Matrix, threads), part: make([]kernels.Activation, threads)}
+	s.step.done = make(chan struct{}, 1)
 	return s
 }
 
+// ensureRope makes the rotary tables cover n positions. Tables only grow, and
+// a grown table is a new slice, so sessions reading the old one are unaffected.
+func (e *Engine) ensureRope(n int) {
+	e.ropeMu.Lock()
+	defer e.ropeMu.Unlock()
+	half := e.Config.HeadDim / 2
+	if len(e.ropeCos) >= n*half {
+		return
+	}
+	cos, sin := make([]float32, n*half), make([]float32, n*half)
+	// Rotary angles pos * theta^(-2i/headDim), in float64 for accuracy.
+	for i := 0; i < half; i++ {
+		freq := math.Pow(e.Config.RopeTheta, -float64(2*i)/float64(e.Config.HeadDim))
+		for p := 0; p < n; p++ {
+			s, c := math.Sincos(float64(p) * freq)
+			cos[p*half+i], sin[p*half+i] = float32(c), float32(s)
+		}
+	}
+	e.ropeCos, e.ropeSin = cos, sin
+}
+
 // Pos is the number of tokens in the KV cache.
-func (s *Session) Pos() int { return s.pos }
+func (s *Session) Pos() int { return s.cache.pos }
 
 // MaxContext is the KV cache's capacity in tokens.
 func (s *Session) MaxContext() int { return s.maxCtx }
 
 // Reset empties the KV cache so the session can start a new sequence.
-func (s *Session) Reset() { s.pos = 0 }
+func (s *Session) Reset() { s.cache.pos = 0 }
 
 // Truncate drops cached tokens beyond n, so a new prompt sharing a prefix with
 // the old one reuses its cache.
 func (s *Session) Truncate(n int) {
-	if n < s.pos {
-		s.pos = max(n, 0)
+	if n < s.cache.pos {
+		s.cache.pos = max(n, 0)
 	}
 }
 
 // view returns the first n tokens of batch b without allocating.
-func (s *Session) view(b *kernels.ActivationBatch, n int) *kernels.ActivationBatch {
-	return s.viewRange(b, 0, n)
+func (sc *scratch) view(b *kernels.ActivationBatch, n int) *kernels.ActivationBatch {
+	return sc.viewRange(b, 0, n)
 }
 
 // viewRange returns tokens [lo, hi) of batch b without allocating.
-func (s *Session) viewRange(b *kernels.ActivationBatch, lo, hi int) *kernels.ActivationBatch {
-	v := s.views[b]
+func (sc *scratch) viewRange(b *kernels.ActivationBatch, lo, hi int) *kernels.ActivationBatch {
+	v := sc.views[b]
 	nb := b.Blocks
 	v.N = hi - lo
 	v.F32 = b.F32[lo*b.Cols : hi*b.Cols]
@@ -130,120 +168,147 @@ func (s *Session) viewRange(b *kernels.ActivationBatch, lo, hi int) *kernels.Act
 	return v
 }
 
+func (s *Session) checkIDs(ids []int) error {
+	if len(ids) == 0 {
+		return fmt.Errorf("runtime: no tokens to run")
+	}
+	if s.cache.pos+len(ids) > s.maxCtx {
+		return fmt.Errorf("runtime: %d tokens exceed the context of %d (already %d)", len(ids), s.maxCtx, s.cache.pos)
+	}
+	for _, id := range ids {
+		if id < 0 || id >= s.e.Config.VocabSize {
+			return fmt.Errorf("runtime: token id %d outside the vocabulary of %d", id, s.e.Config.VocabSize)
+		}
+	}
+	return nil
+}
+
 // Forward runs ids through the model at the next positions and appends them
 // to the KV cache. When onLogits is non-nil it receives the logits of every
 // position in order (the slice is reused: copy what you keep); otherwise only
 // the last position's logits are computed and returned.
 func (s *Session) Forward(ids []int, onLogits func(i int, logits []float32)) ([]float32, error) {
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("runtime: no tokens to run")
+	if err := s.checkIDs(ids); err != nil {
+		return nil, err
 	}
-	if s.pos+len(ids) > s.maxCtx {
-		return nil, fmt.Errorf("runtime: %d tokens exceed the context of %d (already %d)", len(ids), s.maxCtx, s.pos)
-	}
-	for _, id := range ids {
-		if id < 0 || id >= s.e.Config.VocabSize {
-			return nil, fmt.Errorf("runtime: token id %d outside the vocabulary of %d", id, s.e.Config.VocabSize)
-		}
-	}
-	copy(s.tokens[s.pos:], ids)
-	for start := 0; start < len(ids); start += s.batch {
-		chunk := ids[start:min(len(ids), start+s.batch)]
-		s.forwardChunk(chunk)
+	sc := s.sc
+	vocab := s.e.Config.VocabSize
+	for start := 0; start < len(ids); start += sc.rows {
+		chunk := ids[start:min(len(ids), start+sc.rows)]
 		n := len(chunk)
+		for i, id := range chunk {
+			sc.ids[i] = id
+			sc.refs[i] = rowRef{&s.cache, s.cache.pos + i}
+		}
+		s.e.forwardRows(sc, n)
 		if onLogits != nil {
+			if len(sc.logit) < n*vocab {
+				sc.logit = make([]float32, sc.rows*vocab) // once, on the first all-positions run
+			}
+			s.e.logits(sc, 0, n)
 			for i := 0; i < n; i++ {
-				s.logitsOf(i)
-				onLogits(start+i, s.logit)
+				onLogits(start+i, sc.logit[i*vocab:(i+1)*vocab])
+			}
+			if start+n == len(ids) {
+				copy(s.logit, sc.logit[(n-1)*vocab:n*vocab])
 			}
 		} else if start+n == len(ids) {
-			s.logitsOf(n - 1)
+			s.e.logits(sc, n-1, n)
+			copy(s.logit, sc.logit[:vocab])
 		}
 	}
 	return s.logit, nil
 }
 
-// Step runs one token (decode) and returns its logits.
+// Step runs one token (decode) and returns its logits. When several sessions
+// of the engine step at once, their steps are batched into one pass.
 func (s *Session) Step(id int) ([]float32, error) {
-	ids := [1]int{id}
-	return s.Forward(ids[:], nil)
+	if err := s.checkIDs([]int{id}); err != nil {
+		return nil, err
+	}
+	return s.e.batchStep(s, id)
 }
 
-// forwardChunk runs n <= batch tokens through every layer, leaving the final
-// normalized hidden states in s.final.
-func (s *Session) forwardChunk(ids []int) {
-	e, c := s.e, s.e.Config
-	n := len(ids)
+// forwardRows runs the n rows of sc (ids and refs filled in) through every
+// layer, appends their keys, values and ids to their caches, and leaves the
+// final normalized hidden states in sc.final.
+func (e *Engine) forwardRows(sc *scratch, n int) {
+	c := e.Config
 	d, f, qd, kvd := c.HiddenSize, c.IntermediateSize, c.QDim(), c.KVDim()
 	eps := float32(c.RMSNormEps)
 	embedScale := float32(math.Sqrt(float64(d))) // Gemma scales embeddings by sqrt(d_model)
-	for i, id := range ids {
-		row := s.x[i*d : (i+1)*d]
-		if err := e.w.embed.Row(id, row); err != nil {
+	for i := 0; i < n; i++ {
+		row := sc.x[i*d : (i+1)*d]
+		if err := e.w.embed.Row(sc.ids[i], row); err != nil {
 			panic(err) // ids were range-checked and the matrix validated at load
 		}
 		kernels.Scale(embedScale, row)
+		r := sc.refs[i]
+		r.cache.tokens[r.pos] = sc.ids[i]
 	}
-	xn := s.view(s.xn, n)
+	xn := sc.view(sc.xn, n)
 	for l := range e.w.layers {
 		L := &e.w.layers[l]
 		// Attention block.
 		for i := 0; i < n; i++ {
-			kernels.RMSNorm(xn.F32[i*d:(i+1)*d], s.x[i*d:(i+1)*d], L.attnNorm, eps)
+			kernels.RMSNorm(xn.F32[i*d:(i+1)*d], sc.x[i*d:(i+1)*d], L.attnNorm, eps)
 		}
-		s.quantized(xn)
-		in := s.prepare(L.q.transform, xn, s.xt)
-		s.matmul(L.q, s.q[:n*qd], in)
-		s.matmul(L.k, s.k[:n*kvd], in)
+		e.quantized(xn)
+		in := e.prepare(sc, L.q.transform, xn, sc.xt)
+		e.matmul(sc, L.q, sc.q[:n*qd], in)
+		e.matmul(sc, L.k, sc.k[:n*kvd], in)
 		if !sameTransform(L.q, L.v) { // CafeQ folds V's transform into V/O instead
-			in = s.prepare(L.v.transform, xn, s.xt)
+			in = e.prepare(sc, L.v.transform, xn, sc.xt)
 		}
-		s.matmul(L.v, s.v[:n*kvd], in)
-		s.attention(l, n)
-		attn := s.prepare(L.o.transform, s.quantized(s.view(s.attn, n)), s.xt)
-		s.matmul(L.o, s.proj[:n*d], attn)
+		e.matmul(sc, L.v, sc.v[:n*kvd], in)
+		e.attention(sc, l, n)
+		attn := e.prepare(sc, L.o.transform, e.quantized(sc.view(sc.attn, n)), sc.xt)
+		e.matmul(sc, L.o, sc.proj[:n*d], attn)
 		for i := 0; i < n; i++ {
-			p := s.proj[i*d : (i+1)*d]
+			p := sc.proj[i*d : (i+1)*d]
 			kernels.RMSNorm(p, p, L.postAttnNorm, eps)
-			kernels.Add(s.x[i*d:(i+1)*d], p)
+			kernels.Add(sc.x[i*d:(i+1)*d], p)
 		}
 		// Feed-forward block: GeGLU with tanh GELU.
 		for i := 0; i < n; i++ {
-			kernels.RMSNorm(xn.F32[i*d:(i+1)*d], s.x[i*d:(i+1)*d], L.ffnNorm, eps)
+			kernels.RMSNorm(xn.F32[i*d:(i+1)*d], sc.x[i*d:(i+1)*d], L.ffnNorm, eps)
 		}
-		s.quantized(xn)
-		in = s.prepare(L.gate.transform, xn, s.xt)
-		s.matmul(L.gate, s.gate[:n*f], in)
-		s.matmul(L.up, s.up[:n*f], in)
-		act := s.view(s.act, n)
-		copy(act.F32, s.gate[:n*f])
-		kernels.GELUMul(act.F32, s.up[:n*f])
-		in = s.prepare(L.down.transform, s.quantized(act), s.actT)
-		s.matmul(L.down, s.proj[:n*d], in)
+		e.quantized(xn)
+		in = e.prepare(sc, L.gate.transform, xn, sc.xt)
+		e.matmul(sc, L.gate, sc.gate[:n*f], in)
+		e.matmul(sc, L.up, sc.up[:n*f], in)
+		act := sc.view(sc.act, n)
+		copy(act.F32, sc.gate[:n*f])
+		kernels.GELUMul(act.F32, sc.up[:n*f])
+		in = e.prepare(sc, L.down.transform, e.quantized(act), sc.actT)
+		e.matmul(sc, L.down, sc.proj[:n*d], in)
 		for i := 0; i < n; i++ {
-			p := s.proj[i*d : (i+1)*d]
+			p := sc.proj[i*d : (i+1)*d]
 			kernels.RMSNorm(p, p, L.postFFNNorm, eps)
-			kernels.Add(s.x[i*d:(i+1)*d], p)
+			kernels.Add(sc.x[i*d:(i+1)*d], p)
 		}
 	}
-	final := s.view(s.final, n)
+	final := sc.view(sc.final, n)
 	for i := 0; i < n; i++ {
-		kernels.RMSNorm(final.F32[i*d:(i+1)*d], s.x[i*d:(i+1)*d], e.w.finalNorm, eps)
+		kernels.RMSNorm(final.F32[i*d:(i+1)*d], sc.x[i*d:(i+1)*d], e.w.finalNorm, eps)
 	}
-	s.pos += n
+	e.quantized(final)
+	for i := 0; i < n; i++ {
+		sc.refs[i].cache.pos = max(sc.refs[i].cache.pos, sc.refs[i].pos+1)
+	}
 }
 
-// logitsOf computes the soft-capped logits of chunk position i into s.logit.
-func (s *Session) logitsOf(i int) {
-	c := s.e.Config
-	one := s.viewRange(s.final, i, i+1)
-	if s.e.needQ8 {
-		one.Quantize()
-	}
-	s.matmul(s.e.w.output, s.logit, one)
-	if cap := float32(c.FinalLogitSoftcapping); cap > 0 {
-		for j, v := range s.logit {
-			s.logit[j] = cap * kernels.Tanh(v/cap)
+// logits computes the soft-capped logits of rows [lo, hi) into
+// sc.logit[(i-lo)*vocab:]: one matrix product, so the large output matrix is
+// read once for all of them.
+func (e *Engine) logits(sc *scratch, lo, hi int) {
+	vocab := e.Config.VocabSize
+	rows := sc.viewRange(sc.final, lo, hi)
+	e.matmul(sc, e.w.output, sc.logit[:(hi-lo)*vocab], rows)
+	if cap := float32(e.Config.FinalLogitSoftcapping); cap > 0 {
+		out := sc.logit[:(hi-lo)*vocab]
+		for j, v := range out {
+			out[j] = cap * kernels.Tanh(v/cap)
 		}
 	}
 }
@@ -251,35 +316,32 @@ func (s *Session) logitsOf(i int) {
 // prepare applies a matrix's input transform (if any) to the normalized
 // activation and quantizes the result when the weights read 8-bit activations.
 // in must already be quantized when needQ8 is set.
-func (s *Session) prepare(t *blockTransform, in, scratch *kernels.ActivationBatch) *kernels.ActivationBatch {
-	if t == nil || s.e.skipTransforms {
+func (e *Engine) prepare(sc *scratch, t *blockTransform, in, out *kernels.ActivationBatch) *kernels.ActivationBatch {
+	if t == nil || e.skipTransforms {
 		return in
 	}
-	out := s.view(scratch, in.N)
-	s.tr.t, s.tr.src, s.tr.dst = t, in, out.F32
-	s.e.pool.parallel(&s.tr, in.N*in.Cols, t.block)
-	if s.e.needQ8 {
-		out.Quantize()
-	}
-	return out
+	o := sc.view(out, in.N)
+	sc.tr.t, sc.tr.src, sc.tr.dst = t, in, o.F32
+	e.pool.parallel(&sc.tr, in.N*in.Cols, t.block)
+	return e.quantized(o)
 }
 
 // quantized quantizes a freshly written activation batch when some weights
 // read the 8-bit form, and returns it.
-func (s *Session) quantized(b *kernels.ActivationBatch) *kernels.ActivationBatch {
-	if s.e.needQ8 {
+func (e *Engine) quantized(b *kernels.ActivationBatch) *kernels.ActivationBatch {
+	if e.needQ8 {
 		b.Quantize()
 	}
 	return b
 }
 
 // matmul computes dst = W·x for every token of in, rows split across threads.
-func (s *Session) matmul(l *linear, dst []float32, in *kernels.ActivationBatch) {
-	s.mm = matmulJob{m: &l.Matrix, dst: dst, in: in}
+func (e *Engine) matmul(sc *scratch, l *linear, dst []float32, in *kernels.ActivationBatch) {
+	sc.mm = matmulJob{m: &l.Matrix, dst: dst, in: in}
 	if in.N == 1 {
-		s.mm.one = in.Token(0)
+		sc.mm.one = in.Token(0)
 	}
-	s.e.pool.parallel(&s.mm, l.Rows, 16)
+	e.pool.parallel(&sc.mm, l.Rows, 16)
 }
 
 type matmulJob struct {
@@ -322,58 +384,60 @@ func (j *transformJob) run(w, lo, hi int) {
 	}
 }
 
-// attention applies RoPE to this chunk's queries and keys, stores keys and
-// values in the cache, and computes every (token, head) output into s.attn.
-func (s *Session) attention(l, n int) {
-	c := s.e.Config
-	hd, half, kvd := c.HeadDim, c.HeadDim/2, c.KVDim()
+// attention applies RoPE to the rows' queries and keys, stores keys and
+// values in their caches, and computes every (row, head) output into sc.attn.
+func (e *Engine) attention(sc *scratch, l, n int) {
+	c := e.Config
+	hd, half, qd, kvd := c.HeadDim, c.HeadDim/2, c.QDim(), c.KVDim()
+	ropeCos, ropeSin := e.ropeCos, e.ropeSin
 	for i := 0; i < n; i++ {
-		p := s.pos + i
-		cos, sin := s.ropeCos[p*half:(p+1)*half], s.ropeSin[p*half:(p+1)*half]
+		r := sc.refs[i]
+		cos, sin := ropeCos[r.pos*half:(r.pos+1)*half], ropeSin[r.pos*half:(r.pos+1)*half]
 		for h := 0; h < c.NumAttentionHeads; h++ {
-			kernels.RoPE(s.q[i*c.QDim()+h*hd:i*c.QDim()+(h+1)*hd], cos, sin)
+			kernels.RoPE(sc.q[i*qd+h*hd:i*qd+(h+1)*hd], cos, sin)
 		}
 		for h := 0; h < c.NumKeyValueHeads; h++ {
-			kernels.RoPE(s.k[i*kvd+h*hd:i*kvd+(h+1)*hd], cos, sin)
+			kernels.RoPE(sc.k[i*kvd+h*hd:i*kvd+(h+1)*hd], cos, sin)
 		}
+		copy(r.cache.k[l][r.pos*kvd:(r.pos+1)*kvd], sc.k[i*kvd:(i+1)*kvd])
+		copy(r.cache.v[l][r.pos*kvd:(r.pos+1)*kvd], sc.v[i*kvd:(i+1)*kvd])
 	}
-	copy(s.kCache[l][s.pos*kvd:], s.k[:n*kvd])
-	copy(s.vCache[l][s.pos*kvd:], s.v[:n*kvd])
-	s.at = attentionJob{s: s, layer: l, out: s.attn.F32}
-	s.e.pool.parallel(&s.at, n*c.NumAttentionHeads, 1)
+	sc.at = attentionJob{e: e, sc: sc, layer: l, out: sc.attn.F32}
+	e.pool.parallel(&sc.at, n*c.NumAttentionHeads, 1)
 }
 
 type attentionJob struct {
-	s     *Session
+	e     *Engine
+	sc    *scratch
 	layer int
 	out   []float32
 }
 
-// run computes attention for (token, head) pairs lo..hi-1 of the chunk.
+// run computes attention for (row, head) pairs lo..hi-1.
 func (j *attentionJob) run(worker, lo, hi int) {
-	s, c := j.s, j.s.e.Config
+	sc, c := j.sc, j.e.Config
 	hd, qd, kvd := c.HeadDim, c.QDim(), c.KVDim()
 	group := c.NumAttentionHeads / c.NumKeyValueHeads
 	scale := float32(1 / math.Sqrt(c.QueryPreAttnScalar))
 	cap := float32(c.AttnLogitSoftcapping)
-	kc, vc := s.kCache[j.layer], s.vCache[j.layer]
 	for t := lo; t < hi; t++ {
 		i, h := t/c.NumAttentionHeads, t%c.NumAttentionHeads
-		p := s.pos + i
+		r := sc.refs[i]
+		kc, vc := r.cache.k[j.layer], r.cache.v[j.layer]
 		start := 0
 		if c.IsSlidingLayer(j.layer) {
-			start = max(0, p-c.SlidingWindow+1) // key j is visible when p - j < window
+			start = max(0, r.pos-c.SlidingWindow+1) // key j is visible when pos - j < window
 		}
-		q := s.q[i*qd+h*hd : i*qd+(h+1)*hd]
+		q := sc.q[i*qd+h*hd : i*qd+(h+1)*hd]
 		kvOff := (h / group) * hd
-		scores := s.scores[worker][:p+1-start]
+		scores := sc.scores[worker][:r.pos+1-start]
 		for k := range scores {
 			pos := start + k
-			sc := kernels.Dot(q, kc[pos*kvd+kvOff:pos*kvd+kvOff+hd]) * scale
+			s := kernels.Dot(q, kc[pos*kvd+kvOff:pos*kvd+kvOff+hd]) * scale
 			if cap > 0 {
-				sc = cap * kernels.Tanh(sc/cap) // attention logit soft-cap
+				s = cap * kernels.Tanh(s/cap) // attention logit soft-cap
 			}
-			scores[k] = sc
+			scores[k] = s
 		}
 		kernels.Softmax(scores)
 		out := j.out[i*qd+h*hd : i*qd+(h+1)*hd]

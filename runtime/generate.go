@@ -42,7 +42,7 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptio
 	}
 	// Reuse the cached prefix; at least the last prompt token is run again
 	// to get its logits.
-	keep := commonPrefix(s.tokens[:s.pos], prompt)
+	keep := commonPrefix(s.cache.tokens[:s.cache.pos], prompt)
 	keep = min(keep, len(prompt)-1)
 	s.Truncate(keep)
 	res.CachedTokens = keep
@@ -51,6 +51,10 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptio
 		return res, err
 	}
 	s.sampler.seed(opts.Seed)
+	// Counted as decoding, so the stepper waits for this session's steps
+	// and batches them with other sessions'.
+	s.e.stepper.decoding.Add(1)
+	defer s.e.stepper.decoding.Add(-1)
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -65,7 +69,7 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptio
 			res.FinishReason = FinishStop
 			return res, nil
 		}
-		if (opts.MaxTokens > 0 && res.Generated >= opts.MaxTokens) || s.pos >= s.maxCtx {
+		if (opts.MaxTokens > 0 && res.Generated >= opts.MaxTokens) || s.cache.pos >= s.maxCtx {
 			res.FinishReason = FinishLength
 			return res, nil
 		}
