@@ -453,7 +453,7 @@ func (f *CQFile) Close() error {
 type CQWriter struct {
 	mu        sync.Mutex
 	path      string
-	tmp       *os.File
+	tmp       *AtomicFile
 	header    cqJSON
 	headerLen int
 	dataStart int64
@@ -507,8 +507,7 @@ func CreateCQ(path string, hdr CQHeader, specs []CQTensorSpec) (*CQWriter, error
 	for i, s := range specs {
 		w.index[s.Name] = i
 	}
-	w.tmp, err = os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if w.tmp, err = CreateAtomic(path); err != nil {
 		return nil, fmt.Errorf("model: cq: %w", err)
 	}
 	if h.Tokenizer != nil {
@@ -524,8 +523,7 @@ func CreateCQ(path string, hdr CQHeader, specs []CQTensorSpec) (*CQWriter, error
 func (w *CQWriter) fail(err error) error {
 	if w.err == nil {
 		w.err = err
-		w.tmp.Close()
-		os.Remove(w.tmp.Name())
+		w.tmp.Abort()
 	}
 	return err
 }
@@ -587,15 +585,15 @@ func (w *CQWriter) Close() error {
 	steps := []func() error{
 		func() error { _, err := w.tmp.WriteAt(append(prefix, raw...), 0); return err },
 		func() error { return w.tmp.Truncate(w.fileLen) }, // zero padding at the end
-		func() error { return w.tmp.Chmod(0o644) },
-		w.tmp.Sync,
-		w.tmp.Close,
-		func() error { return os.Rename(w.tmp.Name(), w.path) },
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return w.fail(fmt.Errorf("model: cq: %w", err))
 		}
+	}
+	if err := w.tmp.Commit(); err != nil {
+		w.err = err // Commit removed the temporary file
+		return fmt.Errorf("model: cq: %w", err)
 	}
 	// Best effort: make the rename durable. Not every OS can sync a directory.
 	if d, err := os.Open(filepath.Dir(w.path)); err == nil {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -100,11 +99,10 @@ func ReadNPY(path string) ([]int, []float32, error) {
 // appended with Write; Close checks the count and renames the temporary file
 // into place, so an interrupted run leaves no half-written output.
 type NPYWriter struct {
-	path, tmp string
-	f         *os.File
-	w         *bufio.Writer
-	left      int // values still expected
-	buf       []byte
+	f    *AtomicFile
+	w    *bufio.Writer
+	left int // values still expected
+	buf  []byte
 }
 
 // CreateNPY starts a .npy file of the given shape.
@@ -125,11 +123,11 @@ func CreateNPY(path string, shape ...int) (*NPYWriter, error) {
 		pad = 0
 	}
 	header += strings.Repeat(" ", pad) + "\n"
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	f, err := CreateAtomic(path)
 	if err != nil {
-		return nil, fmt.Errorf("model: %w", err)
+		return nil, err
 	}
-	w := &NPYWriter{path: path, tmp: f.Name(), f: f, w: bufio.NewWriterSize(f, 1<<20), left: count}
+	w := &NPYWriter{f: f, w: bufio.NewWriterSize(f, 1<<20), left: count}
 	head := append([]byte("\x93NUMPY\x01\x00"), byte(len(header)), byte(len(header)>>8))
 	w.w.Write(head)
 	w.w.WriteString(header)
@@ -153,32 +151,18 @@ func (w *NPYWriter) Write(values []float32) error {
 // Close completes the file and moves it into place; on any error the
 // temporary file is removed.
 func (w *NPYWriter) Close() error {
-	err := w.finish()
-	if err != nil {
-		os.Remove(w.tmp)
-	}
-	return err
-}
-
-func (w *NPYWriter) finish() error {
 	if w.left != 0 {
-		w.f.Close()
+		w.f.Abort()
 		return fmt.Errorf("model: npy: %d values missing", w.left)
 	}
 	if err := w.w.Flush(); err != nil {
-		w.f.Close()
+		w.f.Abort()
 		return fmt.Errorf("model: npy: %w", err)
 	}
-	if err := w.f.Close(); err != nil {
-		return fmt.Errorf("model: npy: %w", err)
-	}
-	return os.Rename(w.tmp, w.path)
+	return w.f.Commit()
 }
 
 // Abort removes the partial file.
-func (w *NPYWriter) Abort() {
-	w.f.Close()
-	os.Remove(w.tmp)
-}
+func (w *NPYWriter) Abort() { w.f.Abort() }
 
 var _ io.Closer = (*NPYWriter)(nil)

@@ -326,9 +326,8 @@ type SafetensorsSpec struct {
 // the specs up front, then each tensor's bytes in spec order. Close renames
 // the temporary file into place.
 type SafetensorsWriter struct {
-	f     *os.File
+	f     *AtomicFile
 	w     *bufio.Writer
-	path  string
 	sizes []int64
 	next  int
 }
@@ -362,11 +361,11 @@ func CreateSafetensors(path string, specs []SafetensorsSpec, metadata map[string
 	for (8+len(h))%8 != 0 {
 		h = append(h, ' ')
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	f, err := CreateAtomic(path)
 	if err != nil {
-		return nil, fmt.Errorf("model: %w", err)
+		return nil, err
 	}
-	w := &SafetensorsWriter{f: f, w: bufio.NewWriterSize(f, 4<<20), path: path, sizes: sizes}
+	w := &SafetensorsWriter{f: f, w: bufio.NewWriterSize(f, 4<<20), sizes: sizes}
 	w.w.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(h))))
 	w.w.Write(h)
 	return w, nil
@@ -395,33 +394,19 @@ func (w *SafetensorsWriter) Write(data []byte) error {
 
 // Close finishes the file and renames it into place; on error nothing is left behind.
 func (w *SafetensorsWriter) Close() error {
-	err := func() error {
-		if w.next != len(w.sizes) {
-			return fmt.Errorf("model: safetensors: %d of %d tensors written", w.next, len(w.sizes))
-		}
-		if err := w.w.Flush(); err != nil {
-			return err
-		}
-		return w.f.Sync()
-	}()
-	if cerr := w.f.Close(); err == nil {
-		err = cerr
+	if w.next != len(w.sizes) {
+		w.f.Abort()
+		return fmt.Errorf("model: safetensors: %d of %d tensors written", w.next, len(w.sizes))
 	}
-	if err == nil {
-		err = os.Rename(w.f.Name(), w.path)
-	}
-	if err != nil {
-		os.Remove(w.f.Name())
+	if err := w.w.Flush(); err != nil {
+		w.f.Abort()
 		return fmt.Errorf("model: safetensors: %w", err)
 	}
-	return nil
+	return w.f.Commit()
 }
 
 // Abort removes the partial file.
-func (w *SafetensorsWriter) Abort() {
-	w.f.Close()
-	os.Remove(w.f.Name())
-}
+func (w *SafetensorsWriter) Abort() { w.f.Abort() }
 
 // HFName is the Hugging Face name of a canonical tensor name (the inverse of CanonicalName).
 func HFName(name string) string {

@@ -71,11 +71,11 @@ func WriteReport(dir string, rep Report) ([]string, error) {
 		return nil, fmt.Errorf("quantize: report: %w", err)
 	}
 	jsonPath := filepath.Join(dir, "report.json")
-	if err := writeFileAtomic(jsonPath, data); err != nil {
+	if err := model.WriteFileAtomic(jsonPath, data); err != nil {
 		return nil, err
 	}
 	svgPath := filepath.Join(dir, "loss.svg")
-	if err := writeFileAtomic(svgPath, []byte(lossSVG(rep))); err != nil {
+	if err := model.WriteFileAtomic(svgPath, []byte(lossSVG(rep))); err != nil {
 		return nil, err
 	}
 	return []string{jsonPath, svgPath}, nil
@@ -155,25 +155,4 @@ func lossSVG(rep Report) string {
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
-}
-
-// writeFileAtomic writes data to a temporary file and renames it into place.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("quantize: %w", err)
-	}
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(f.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("quantize: writing %s: %w", path, werr)
-	}
-	return nil
 }
