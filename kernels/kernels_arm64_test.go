@@ -27,14 +27,15 @@ func TestARM64Tiers(t *testing.T) {
 	t.Logf("dotprod %v: %s", hasDotProd, CPUFeatures())
 }
 
-// The row kernels (1 token and 4 tokens) at the edges of the integer
-// ranges: levels 0 and 2^bits-1, activations -128 and 127 (beyond the
-// quantizer's ±127), where a 16-bit intermediate or a wrong signedness would
-// show. The four tokens differ (all -128, all 127, random extremes, random
-// small) so a token reading another's data or accumulator shows too. With
-// unit scales and integer mins every f32 step of both paths is exact
-// (partial sums below 2^24: at most 20 chunks of 32*128*128), so results
-// must be identical.
+// The three kernel shapes (1 row x 1 token, 1 row x 4 tokens, 4 rows x 1
+// token) at the edges of the integer ranges: levels 0 and 2^bits-1,
+// activations -128 and 127 (beyond the quantizer's ±127), where a 16-bit
+// intermediate or a wrong signedness would show. The four rows and the four
+// tokens all differ (constant extremes, random extremes, random values), so a
+// row or token reading another's data, scale or accumulator shows too. With
+// unit scales and integer mins every f32 step of both paths is exact (partial
+// sums below 2^24: at most 20 chunks of 32*128*128), so every result must
+// equal the integer reference.
 func TestRowDotExtremes(t *testing.T) {
 	sets := map[string]*rowDots{"neon": &neonDots}
 	if hasDotProd {
@@ -47,33 +48,39 @@ func TestRowDotExtremes(t *testing.T) {
 				continue
 			}
 			top := maxLevel(f.Type)
+			fk := k.lookup(f)
 			for _, groups := range []int{1, 2, 3, 5} {
 				cols := groups * f.Group
-				for trial := 0; trial < 6; trial++ {
-					levels := make([]uint8, cols)
-					for i := range levels {
-						switch trial % 3 {
-						case 0:
-							levels[i] = uint8(top)
-						case 1:
-							levels[i] = uint8(top * rng.IntN(2))
-						default:
-							levels[i] = uint8(rng.IntN(top + 1))
+				rb := f.RowBytes(cols)
+				for trial := 0; trial < 3; trial++ {
+					// rows: all top, all 0 or top, random levels, all 0
+					m := &Matrix{Format: f, Rows: 4, Cols: cols, Data: make([]byte, 4*rb)}
+					for r := 0; r < 4; r++ {
+						levels := make([]uint8, cols)
+						for i := range levels {
+							switch r {
+							case 0:
+								levels[i] = uint8(top)
+							case 1:
+								levels[i] = uint8(top * rng.IntN(2))
+							case 2:
+								levels[i] = uint8(rng.IntN(top + 1))
+							}
+						}
+						scales := make([]float32, groups)
+						mins := make([]float32, groups)
+						for g := range scales {
+							scales[g] = 1
+							mins[g] = float32(rng.IntN(9) - 4)
+						}
+						if !f.Asym {
+							mins = nil
+						}
+						if err := PackRow(f, m.row(r), levels, scales, mins); err != nil {
+							t.Fatal(err)
 						}
 					}
-					scales := make([]float32, groups)
-					mins := make([]float32, groups)
-					for g := range scales {
-						scales[g] = 1
-						mins[g] = float32(rng.IntN(9) - 4)
-					}
-					if !f.Asym {
-						mins = nil
-					}
-					row := make([]byte, f.RowBytes(cols))
-					if err := PackRow(f, row, levels, scales, mins); err != nil {
-						t.Fatal(err)
-					}
+					// tokens: all -128, all 127, random extremes, random small
 					xs := NewActivationBatch(4, cols)
 					for i := range xs.D {
 						xs.D[i] = 1
@@ -91,17 +98,20 @@ func TestRowDotExtremes(t *testing.T) {
 						}
 						xs.S[i/ChunkSize] += int32(xs.Q[i])
 					}
-					fk := k.lookup(f)
 					groupsU, cpg := uintptr(groups), uintptr(f.Group/ChunkSize)
-					var out4 [4]float32
-					fk.t4(&out4[0], &row[0], &xs.Q[0], &xs.D[0], &xs.S[0], uintptr(xs.Blocks), groupsU, cpg)
-					for tok := 0; tok < 4; tok++ {
-						x := xs.Token(tok)
-						want := dotRowGeneric(f, row, x.Q, x.D, x.S)
-						got := fk.t1(&row[0], &x.Q[0], &x.D[0], &x.S[0], groupsU, cpg)
-						if got != want || out4[tok] != want {
-							t.Fatalf("%s %s %d cols trial %d token %d: 1-token %v, 4-token %v, integer reference %v",
-								name, f, cols, trial, tok, got, out4[tok], want)
+					for r := 0; r < 4; r++ {
+						var byToken [4]float32
+						fk.t4(&byToken[0], &m.Data[r*rb], &xs.Q[0], &xs.D[0], &xs.S[0], uintptr(xs.Blocks), groupsU, cpg)
+						for tok := 0; tok < 4; tok++ {
+							x := xs.Token(tok)
+							var byRow [4]float32
+							fk.r4(&byRow[0], &m.Data[0], uintptr(rb), &x.Q[0], &x.D[0], &x.S[0], groupsU, cpg)
+							want := dotRowGeneric(f, m.row(r), x.Q, x.D, x.S)
+							got := fk.t1(&m.Data[r*rb], &x.Q[0], &x.D[0], &x.S[0], groupsU, cpg)
+							if got != want || byToken[tok] != want || byRow[r] != want {
+								t.Fatalf("%s %s %d cols trial %d row %d token %d: 1x1 %v, 1x4 %v, 4x1 %v, integer reference %v",
+									name, f, cols, trial, r, tok, got, byToken[tok], byRow[r], want)
+							}
 						}
 					}
 				}
@@ -142,5 +152,48 @@ func TestMulVecF32Unaligned(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// The 4-row and 4-token kernels run the same f32 operations in the same
+// order as the 1x1 kernel for each (row, token), so with real (random) scales
+// and mins their results must be bit-identical to it; this catches a row or
+// token paired with another's scale, which unit scales cannot show.
+func TestKernelShapesAgree(t *testing.T) {
+	sets := map[string]*rowDots{"neon": &neonDots}
+	if hasDotProd {
+		sets["sdot"] = &sdotDots
+	}
+	rng := rand.New(rand.NewPCG(35, 36))
+	for name, k := range sets {
+		for _, f := range Formats() {
+			if !f.Type.Quantized() {
+				continue
+			}
+			fk := k.lookup(f)
+			for _, groups := range []int{1, 7, 33} {
+				cols := groups * f.Group
+				rb := f.RowBytes(cols)
+				m, _ := randMatrix(t, rng, f, 4, cols)
+				xs := NewActivationBatch(4, cols)
+				if err := xs.Set(gaussian(rng, 4*cols, 1)); err != nil {
+					t.Fatal(err)
+				}
+				groupsU, cpg := uintptr(groups), uintptr(f.Group/ChunkSize)
+				for r := 0; r < 4; r++ {
+					var byToken [4]float32
+					fk.t4(&byToken[0], &m.Data[r*rb], &xs.Q[0], &xs.D[0], &xs.S[0], uintptr(xs.Blocks), groupsU, cpg)
+					for tok := 0; tok < 4; tok++ {
+						x := xs.Token(tok)
+						var byRow [4]float32
+						fk.r4(&byRow[0], &m.Data[0], uintptr(rb), &x.Q[0], &x.D[0], &x.S[0], groupsU, cpg)
+						one := fk.t1(&m.Data[r*rb], &x.Q[0], &x.D[0], &x.S[0], groupsU, cpg)
+						if byToken[tok] != one || byRow[r] != one {
+							t.Fatalf("%s %s %d cols row %d token %d: 1x1 %v, 1x4 %v, 4x1 %v", name, f, cols, r, tok, one, byToken[tok], byRow[r])
+						}
+					}
+				}
+			}
+		}
 	}
 }
