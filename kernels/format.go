@@ -1,17 +1,3 @@
-// Package kernels holds cafeq's numeric core: stored weight formats (dtypes and
-// packed quantized blocks), 8-bit activations, matrix-vector and matrix-matrix
-// products over them, and the f32 loops of the forward pass (dot, axpy,
-// RMSNorm, softmax, GELU, RoPE).
-//
-// Every kernel has a pure-Go reference (the generic tier, always compiled, the
-// only tier under `-tags purego`) and, on amd64, AVX2+FMA and AVX-512+VNNI
-// tiers generated with avo from ../asm. The tier is chosen once at init from
-// the CPU's features; tests switch tiers with ForceTier.
-//
-// The byte layout of every format is documented above its block type in
-// blocks.go and in docs/FORMAT.md.
-//
-// kernels imports no other cafeq package.
 package kernels
 
 import (
