@@ -30,7 +30,7 @@ type Options struct {
 	// Steps is the Adam budget per starting point and block (cafeq).
 	// Default DefaultSteps; the time is roughly linear in it.
 	Steps int
-	// LR is Adam's step on the entries of M. Default 5e-3.
+	// LR is Adam's step on the entries of M. Default 1e-2.
 	LR float64
 	// Temp is the LogSumExp sharpness, relative to each row's RMS. Default 8.
 	Temp float64
@@ -45,7 +45,7 @@ type Options struct {
 	// Refine enables per-group scale/min refinement (any method).
 	Refine Refine
 	// Rounding enables data-free alternating rounding of V/O pairs (cafeq),
-	// with RoundingIters swaps (default 4); GPTQ uses the partner's Gram
+	// with RoundingIters swaps (default 2); GPTQ uses the partner's Gram
 	// matrix as the Hessian instead of rounding the least-squares solution
 	// to nearest.
 	Rounding      bool
@@ -58,7 +58,7 @@ type Options struct {
 
 // DefaultSteps is the default Adam budget per start and block, sized so a
 // Gemma 2 2B model quantizes in well under 30 minutes on 2 cores.
-const DefaultSteps = 30
+const DefaultSteps = 16
 
 func (o Options) withDefaults() Options {
 	if o.Method == "" {
@@ -74,7 +74,7 @@ func (o Options) withDefaults() Options {
 		o.VOSteps = o.Steps
 	}
 	if o.LR == 0 {
-		o.LR = 5e-3
+		o.LR = 1e-2
 	}
 	if o.Temp == 0 {
 		o.Temp = 8
@@ -86,7 +86,7 @@ func (o Options) withDefaults() Options {
 		o.EvalRows = 1024
 	}
 	if o.RoundingIters == 0 {
-		o.RoundingIters = 4
+		o.RoundingIters = 2
 	}
 	return o
 }
@@ -116,7 +116,7 @@ func (o Options) validate(cols int) error {
 
 func (o Options) learnParams() learnParams {
 	return learnParams{grid: o.Grid, steps: o.Steps, lr: o.LR, tau: o.Temp, batch: o.BatchRows,
-		evalRows: o.EvalRows, evalEvery: 10, hadamard: !o.NoHadamardStart, allStarts: o.AllStarts, seed: o.Seed}
+		evalRows: o.EvalRows, evalEvery: 8, hadamard: !o.NoHadamardStart, allStarts: o.AllStarts, seed: o.Seed}
 }
 
 // Matrix is a row-major float32 weight W[Rows][Cols] (PyTorch out x in).
@@ -219,7 +219,8 @@ func plainBlockErr(x []float32, q *Quantized, b int) []float64 {
 // finish stores each matrix as Q(W·M): RTN on W·M, then the requested
 // refinements (kept per matrix and block only where the exact error drops).
 // Then, per block, the transform must beat the identity (with its own
-// refinements) on the exact error summed over the matrices, else that block
+// refinements) on the exact error summed over the matrices without raising
+// any single matrix's error, else that block
 // reverts to the identity (only with fallback: the Hadamard baseline keeps
 // its rotation). The report's errors are exact, over all rows.
 func finish(ms []Matrix, srcs []source, g Grid, t *Transform, flags Refine, fallback bool) (*Result, error) {
@@ -279,12 +280,16 @@ func finish(ms []Matrix, srcs []source, g Grid, t *Transform, flags Refine, fall
 		}
 		allID := true
 		for k := range t.Blocks() {
+			// Keep the block only if it helps the sum and hurts no matrix,
+			// so every matrix of a shared group stays at or below RTN.
 			var et, ei float64
+			worse := false
 			for i := range ms {
 				et += srcs[i].wt * trs[i].errs[k]
 				ei += srcs[i].wt * ids[i].errs[k]
+				worse = worse || trs[i].errs[k] > ids[i].errs[k]
 			}
-			if et < ei || !fallback {
+			if (et < ei && !worse) || !fallback {
 				allID = false
 				continue
 			}

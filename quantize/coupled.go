@@ -36,14 +36,10 @@ type voHead struct {
 	b     []float32
 }
 
-// voExact evaluates ||X Y - X̂ Ŷ||_F^2 summed over query heads, where
-// X = A'_q stacked and Y = B', without forming the d x d products:
-// ||XY||^2 = tr(XᵀX·YYᵀ), <XY, X̂Ŷ> = tr(XᵀX̂·ŶYᵀ), ||X̂Ŷ||^2 = tr(X̂ᵀX̂·ŶŶᵀ).
+// voExact holds ||A B||_F^2 summed over the query heads of one KV head,
+// the denominator of the relative paired error.
 type voExact struct {
-	x, y *mat.Dense // the exact transformed pair (X: nq*d x hd, Y: hd x d)
-	xtx  *mat.Dense
-	yyt  *mat.Dense
-	norm float64 // ||XY||^2
+	norm float64
 }
 
 func dense64(rows, cols int, src []float32) *mat.Dense {
@@ -55,14 +51,13 @@ func dense64(rows, cols int, src []float32) *mat.Dense {
 }
 
 func newVOExact(x, y *mat.Dense) *voExact {
-	e := &voExact{x: x, y: y, xtx: &mat.Dense{}, yyt: &mat.Dense{}}
-	e.xtx.Mul(x.T(), x)
-	e.yyt.Mul(y, y.T())
-	e.norm = traceProd(e.xtx, e.yyt)
-	return e
+	var xtx, yyt mat.Dense
+	xtx.Mul(x.T(), x)
+	yyt.Mul(y, y.T())
+	return &voExact{norm: traceProd(&xtx, &yyt)}
 }
 
-// traceProd is tr(P·Q) for Q symmetric or not: sum_ij P_ij Q_ji.
+// traceProd is tr(P·Q) = sum_ij P_ij Q_ji.
 func traceProd(p, q *mat.Dense) float64 {
 	n, _ := p.Dims()
 	var s float64
@@ -74,14 +69,53 @@ func traceProd(p, q *mat.Dense) float64 {
 	return s
 }
 
-// err returns the squared paired error of the quantized pair (xh, yh).
-func (e *voExact) err(xh, yh *mat.Dense) float64 {
-	var cx, cy, gx, gy mat.Dense
-	cx.Mul(e.x.T(), xh)
-	cy.Mul(yh, e.y.T())
-	gx.Mul(xh.T(), xh)
-	gy.Mul(yh, yh.T())
-	v := e.norm - 2*traceProd(&cx, &cy) + traceProd(&gx, &gy)
+// err returns the exact squared paired error ||X Y - X̂ Ŷ||_F^2, where
+// (x, y) is the unquantized pair in the same basis as (xh, yh) (X = the
+// query heads' A'_q stacked, Y = B'; X Y = the original products). With
+// ΔX = X - X̂ and ΔY = Y - Ŷ, X Y - X̂ Ŷ = ΔX Y + X̂ ΔY, so
+//
+//	||.||^2 = tr(ΔXᵀΔX·YYᵀ) + 2 tr(ΔXᵀX̂·ΔYYᵀ) + tr(X̂ᵀX̂·ΔYΔYᵀ)
+//
+// from hd x hd Gram matrices, never forming the d x d products. Every term
+// is of the size of the error itself (no cancellation against ||XY||^2),
+// so float32 Grams are accurate.
+func (e *voExact) err(x, y, xh, yh *mat.Dense) float64 {
+	nx, hd := x.Dims()
+	_, d := y.Dims()
+	dx, x32 := make([]float32, nx*hd), make([]float32, nx*hd)
+	for i, v := range xh.RawMatrix().Data {
+		x32[i] = float32(v)
+		dx[i] = float32(x.RawMatrix().Data[i] - v)
+	}
+	dy, y32 := make([]float32, hd*d), make([]float32, hd*d)
+	for i, v := range yh.RawMatrix().Data {
+		y32[i] = float32(y.RawMatrix().Data[i])
+		dy[i] = float32(y.RawMatrix().Data[i] - v)
+	}
+	gram := func(a, b []float32, rows, cols int, trans bool) []float32 {
+		out := make([]float32, hd*hd)
+		A := blas32.General{Rows: rows, Cols: cols, Stride: cols, Data: a}
+		B := blas32.General{Rows: rows, Cols: cols, Stride: cols, Data: b}
+		C := blas32.General{Rows: hd, Cols: hd, Stride: hd, Data: out}
+		if trans { // AᵀB, rows x hd inputs
+			blas32.Gemm(blas.Trans, blas.NoTrans, 1, A, B, 0, C)
+		} else { // ABᵀ, hd x cols inputs
+			blas32.Gemm(blas.NoTrans, blas.Trans, 1, A, B, 0, C)
+		}
+		return out
+	}
+	tr := func(p, q []float32) float64 {
+		var s float64
+		for i := range hd {
+			for j := range hd {
+				s += float64(p[i*hd+j]) * float64(q[j*hd+i])
+			}
+		}
+		return s
+	}
+	v := tr(gram(dx, dx, nx, hd, true), gram(y32, y32, hd, d, false)) +
+		2*tr(gram(dx, x32, nx, hd, true), gram(dy, y32, hd, d, false)) +
+		tr(gram(x32, x32, nx, hd, true), gram(dy, dy, hd, d, false))
 	return math.Max(v, 0)
 }
 
@@ -298,8 +332,9 @@ func quantizePair(h *voHead, g Grid, m *mat.Dense, ex *voExact) (*voCand, *mat.D
 		return nil, nil, nil, err
 	}
 	c.qb = qb
-	c.err = ex.err(xh, dense64(hd, d, qb.Dequantize()))
-	return c, x, dense64(hd, d, bp), nil
+	y := dense64(hd, d, bp)
+	c.err = ex.err(x, y, xh, dense64(hd, d, qb.Dequantize()))
+	return c, x, y, nil
 }
 
 // learnVO fits M for one KV head: Adam on the pseudo-loss from the identity

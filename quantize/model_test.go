@@ -38,8 +38,8 @@ func tensor(t testing.TB, ck *model.Checkpoint, name string) Matrix {
 }
 
 // TestTinyModelCafeQBeatsRTN quantizes every linear matrix of the tiny
-// Gemma 2 (sharing transforms like the runtime: q/k/v and gate/up) and
-// checks the CafeQ error is never above RTN's, at 3 and 4 bits.
+// Gemma 2 (sharing transforms like the runtime: q/k/v and gate/up; v/o as a
+// coupled pair) and checks the CafeQ error is never above RTN's.
 func TestTinyModelCafeQBeatsRTN(t *testing.T) {
 	ck := openTiny(t)
 	for _, g := range []Grid{{Bits: 3, Group: 32, Asym: true}} {
@@ -48,7 +48,6 @@ func TestTinyModelCafeQBeatsRTN(t *testing.T) {
 		for l := range ck.Config.NumHiddenLayers {
 			groups := [][]string{
 				{model.AttnQ, model.AttnK, model.AttnV},
-				{model.AttnO},
 				{model.FFNGate, model.FFNUp},
 				{model.FFNDown},
 			}
@@ -69,6 +68,18 @@ func TestTinyModelCafeQBeatsRTN(t *testing.T) {
 						t.Errorf("%v %s: cafeq %.5f > rtn %.5f", g, e.Name, e.RelErr, e.RTNRelErr)
 					}
 				}
+			}
+			c := ck.Config
+			v, o := tensor(t, ck, model.LayerName(l, model.AttnV)), tensor(t, ck, model.LayerName(l, model.AttnO))
+			res, err := QuantizeVO(v, o, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim,
+				Options{Method: MethodCafeQ, Grid: g, Steps: 4, Rounding: true, GPTQ: true, Seed: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := res.Report[0]; e.RelErr > e.RTNRelErr*(1+1e-9) {
+				t.Errorf("%v layer %d v/o: paired cafeq %.5f > rtn %.5f", g, l, e.RelErr, e.RTNRelErr)
+			} else {
+				t.Logf("%v layer %d v/o paired error: rtn %.4f cafeq %.4f", g, l, e.RTNRelErr, e.RelErr)
 			}
 		}
 		t.Logf("%v: mean relative error over %d matrices: rtn %.4f cafeq %.4f", g, n, sumR/float64(n), sumC/float64(n))

@@ -217,7 +217,7 @@ func alternate(x, y *mat.Dense, start *voCand, g Grid, iters int, gptq bool, ex 
 		}
 		cur = &voCand{qa: qa, qb: cur.qb}
 		xh = stackDeq(qa)
-		if cur.err = ex.err(xh, yh); cur.err < best.err {
+		if cur.err = ex.err(x, y, xh, yh); cur.err < best.err {
 			best = cur
 		}
 		// Y step.
@@ -240,7 +240,7 @@ func alternate(x, y *mat.Dense, start *voCand, g Grid, iters int, gptq bool, ex 
 		}
 		cur = &voCand{qa: qa, qb: qb}
 		yh = dense64(hd, d, qb.Dequantize())
-		if cur.err = ex.err(xh, yh); cur.err < best.err {
+		if cur.err = ex.err(x, y, xh, yh); cur.err < best.err {
 			best = cur
 		}
 	}

@@ -179,7 +179,7 @@ func refinePair(c *voCand, x, y *mat.Dense, g Grid, flags Refine, ex *voExact) *
 	}
 	r.qb = clone(c.qb)
 	refineRows(r.qb, to32(y.RawMatrix().Data), nil, flags)
-	r.err = ex.err(stackDeq(r.qa), dense64(hd, d, r.qb.Dequantize()))
+	r.err = ex.err(x, y, stackDeq(r.qa), dense64(hd, d, r.qb.Dequantize()))
 	if r.err < c.err {
 		return r
 	}
