@@ -132,6 +132,18 @@ func TestTransformApply(t *testing.T) {
 			t.Errorf("row %d: W x = %g, (W M)(M^-1 x) = %g", r, a, b)
 		}
 	}
+	folded, err := tr.Fold(Matrix{Name: "w", Rows: rows, Cols: cols, Data: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range folded.Data {
+		if v != wm[i] {
+			t.Fatalf("Fold differs from W·M at %d", i)
+		}
+	}
+	if _, err := tr.Fold(Matrix{Rows: 1, Cols: 256, Data: make([]float32, 256)}); err == nil {
+		t.Error("Fold accepted a matrix of the wrong width")
+	}
 	if _, err := newHadamard(2304, 96, 1); err == nil {
 		t.Error("hadamard block 96 accepted")
 	}

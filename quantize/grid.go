@@ -76,7 +76,9 @@ func GridOf(f kernels.Format) (Grid, error) {
 // quantizeRowRTN is the min-max (RTN) rounding of one row (or a run of whole
 // groups), done by kernels.QuantizeRowRTN itself so that the quantizer and
 // the stored format can never disagree. mins may be nil for symmetric grids.
-// buf is scratch, grown as needed and returned.
+// buf is scratch, grown as needed and returned. A row kernels rejects
+// (non-finite values, which only a diverged transform can produce) gets NaN
+// scales, so every error computed from it is NaN and the candidate loses.
 func (g Grid) quantizeRowRTN(levels []uint8, scales, mins []float32, x []float32, buf []byte) []byte {
 	f := g.Format()
 	n := f.RowBytes(len(x))
@@ -84,15 +86,22 @@ func (g Grid) quantizeRowRTN(levels []uint8, scales, mins []float32, x []float32
 		buf = make([]byte, n)
 	}
 	buf = buf[:n]
-	if mins == nil && g.Asym {
-		panic("quantize: asymmetric row without mins")
+	ng := len(x) / g.Group
+	err := kernels.QuantizeRowRTN(f, buf, x)
+	if err == nil {
+		if !g.Asym {
+			mins = nil
+		}
+		err = kernels.UnpackRow(f, levels[:len(x)], scales[:ng], mins, buf)
 	}
-	if err := kernels.QuantizeRowRTN(f, buf, x); err != nil {
-		// Unreachable: weights are checked finite on entry and grids valid.
-		panic(fmt.Sprintf("quantize: rtn row: %v", err))
-	}
-	if err := kernels.UnpackRow(f, levels[:len(x)], scales[:len(x)/g.Group], mins, buf); err != nil {
-		panic(fmt.Sprintf("quantize: rtn row: %v", err))
+	if err != nil {
+		nan := float32(math.NaN())
+		for j := range ng {
+			scales[j] = nan
+			if mins != nil {
+				mins[j] = nan
+			}
+		}
 	}
 	return buf
 }

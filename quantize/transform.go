@@ -43,6 +43,21 @@ func (t *Transform) Apply(dst, x []float32) {
 	}
 }
 
+// Fold returns m·M, the matrix in the transformed input basis (m itself
+// when t is nil). Use it to hand v_proj to QuantizeVO after q/k/v got a
+// shared input transform.
+func (t *Transform) Fold(m Matrix) (Matrix, error) {
+	if t == nil {
+		return m, nil
+	}
+	if m.Cols != t.Blocks()*t.Block || len(m.Data) != m.Rows*m.Cols {
+		return Matrix{}, fmt.Errorf("quantize: fold %q (%dx%d) with a transform of %d columns", m.Name, m.Rows, m.Cols, t.Blocks()*t.Block)
+	}
+	out := Matrix{Name: m.Name, Rows: m.Rows, Cols: m.Cols, Data: make([]float32, len(m.Data))}
+	applyRight(out.Data, m.Data, m.Rows, m.Cols, t.Block, t.m)
+	return out, nil
+}
+
 // setIdentity makes block k the identity.
 func (t *Transform) setIdentity(k int) {
 	b := t.Block
