@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/cafeq/cafeq/kernels"
 )
 
 // Method names a quantization method.
@@ -53,7 +55,15 @@ type Options struct {
 	GPTQ          bool
 	// VOSteps is the Adam budget of each coupled V/O transform (default Steps).
 	VOSteps int
-	Seed    uint64
+	// InvFormat is the format the runtime stores M^-1 in (e.g. q8); zero
+	// means float32. When set, each learned or Hadamard block's M^-1 is
+	// first rounded to it and the weights are folded with the inverse of
+	// the rounded matrix, so Q(W·M)·M^-1 uses exactly the stored M^-1 and
+	// the reported errors are those of the stored pair. (Blocks that fall
+	// back to the identity keep an exact identity; q8 stores it with a
+	// float16-rounded scale, a relative change below 2^-11.)
+	InvFormat kernels.Format
+	Seed      uint64
 }
 
 // DefaultSteps is the default Adam budget per start and block, sized so a
@@ -110,6 +120,11 @@ func (o Options) validate(cols int) error {
 		}
 	default:
 		return fmt.Errorf("quantize: unknown method %q", o.Method)
+	}
+	if o.InvFormat.Type != kernels.TypeInvalid && o.Method != MethodRTN {
+		if err := o.InvFormat.Valid(o.Block); err != nil {
+			return fmt.Errorf("quantize: transform format: %w", err)
+		}
 	}
 	return nil
 }
@@ -187,6 +202,11 @@ func QuantizeShared(ms []Matrix, opt Options) (*Result, error) {
 		}
 	case MethodCafeQ:
 		t = learnTransform(srcs, opt.Block, opt.learnParams())
+	}
+	if t != nil && opt.InvFormat.Type != kernels.TypeInvalid {
+		if err := roundInv(t, opt.InvFormat); err != nil {
+			return nil, err
+		}
 	}
 
 	res, err := finish(ms, srcs, opt.Grid, t, opt.Refine, opt.Method == MethodCafeQ)
@@ -375,4 +395,41 @@ func blockErrors(x []float32, q *Quantized, t *Transform) []float64 {
 		out[k] = s
 	})
 	return out
+}
+
+// roundInv rounds every block of t.Inv to the storage format f (as the
+// writer will) and replaces M by the inverse of the rounded M^-1, so the
+// folded weights and the stored M^-1 are exact inverses. A block whose
+// rounded M^-1 is singular becomes the identity.
+func roundInv(t *Transform, f kernels.Format) error {
+	b := t.Block
+	rb := f.RowBytes(b)
+	errs := make([]error, t.Blocks())
+	parallelFor(t.Blocks(), func(k int) {
+		inv := t.Inv[k*b*b : (k+1)*b*b]
+		buf := make([]byte, rb)
+		for i := range b {
+			row := inv[i*b : (i+1)*b]
+			if err := kernels.QuantizeRowRTN(f, buf, row); err != nil {
+				errs[k] = fmt.Errorf("quantize: round transform: %w", err)
+				return
+			}
+			if err := kernels.DequantizeRow(f, row, buf); err != nil {
+				errs[k] = fmt.Errorf("quantize: round transform: %w", err)
+				return
+			}
+		}
+		m, err := invert(dense64(b, b, inv))
+		if err != nil {
+			t.setIdentity(k)
+			return
+		}
+		copy(t.m[k*b*b:(k+1)*b*b], m.RawMatrix().Data)
+	})
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

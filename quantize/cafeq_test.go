@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/cafeq/cafeq/kernels"
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -149,5 +150,55 @@ func TestTransformApply(t *testing.T) {
 	}
 	if _, err := QuantizeMatrix(Matrix{Rows: 4, Cols: 96, Data: make([]float32, 4*96)}, Options{Method: MethodCafeQ, Grid: Grid{Bits: 4, Group: 32}, Block: 64}); err == nil {
 		t.Error("cafeq block not dividing the columns accepted")
+	}
+}
+
+// TestInvFormat: with M^-1 stored as q8, the transform handed to the runtime
+// is exactly q8-representable, and the reported error (computed with that
+// M^-1) still matches RelError and beats RTN on planted outliers.
+func TestInvFormat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(51, 52))
+	const rows, cols = 128, 256
+	w := randMatrix(rng, rows, cols)
+	plantOutliers(rng, w, rows, cols, 4)
+	g := Grid{Bits: 3, Group: 32, Asym: true}
+	for _, meth := range []Method{MethodHadamard, MethodCafeQ} {
+		res, err := QuantizeMatrix(Matrix{Name: "w", Rows: rows, Cols: cols, Data: w},
+			Options{Method: meth, Grid: g, Steps: 8, InvFormat: kernels.FormatQ8, Seed: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := res.Transform
+		if tr == nil {
+			t.Fatalf("%s: no transform on planted outliers", meth)
+		}
+		buf := make([]byte, kernels.FormatQ8.RowBytes(tr.Block))
+		row := make([]float32, tr.Block)
+		for i := 0; i < len(tr.Inv); i += tr.Block {
+			if err := kernels.QuantizeRowRTN(kernels.FormatQ8, buf, tr.Inv[i:i+tr.Block]); err != nil {
+				t.Fatal(err)
+			}
+			if err := kernels.DequantizeRow(kernels.FormatQ8, row, buf); err != nil {
+				t.Fatal(err)
+			}
+			for j, v := range row {
+				if v != tr.Inv[i+j] && !blockIsIdentity(tr.m[(i/(tr.Block*tr.Block))*tr.Block*tr.Block:][:tr.Block*tr.Block], tr.Block) {
+					t.Fatalf("%s: stored M^-1 entry %d not q8-representable: %g vs %g", meth, i+j, tr.Inv[i+j], v)
+				}
+			}
+		}
+		e := res.Report[0]
+		exact, err := RelError(w, res.Q[0], tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(exact-e.RelErr) > 1e-4*exact || exact >= e.RTNRelErr {
+			t.Errorf("%s: reported %.5f, recomputed %.5f, rtn %.5f", meth, e.RelErr, exact, e.RTNRelErr)
+		}
+		t.Logf("%s with q8 M^-1: %.4f (rtn %.4f)", meth, exact, e.RTNRelErr)
+	}
+	if _, err := QuantizeMatrix(Matrix{Name: "w", Rows: rows, Cols: cols, Data: w},
+		Options{Method: MethodCafeQ, Grid: g, Block: 64, InvFormat: kernels.Format{Type: kernels.Q4, Group: 128}}); err == nil {
+		t.Error("transform format with group 128 over block 64 accepted")
 	}
 }
