@@ -11,8 +11,14 @@ var benchShapes = [][2]int{{64, 2304}, {2048, 2304}, {9216, 2304}, {2304, 9216}}
 
 var benchFormats = []string{"q4_g32", "q4_g32_asym", "q4_g128", "q3_g32", "q3_g32_asym", "q8_g32"}
 
-func benchTiers(b *testing.B, fn func(b *testing.B)) {
+func benchTiers(b *testing.B, fn func(b *testing.B)) { benchTiersFrom(b, TierGeneric, fn) }
+
+// benchTiersFrom runs fn on every available tier at or above lowest.
+func benchTiersFrom(b *testing.B, lowest Tier, fn func(b *testing.B)) {
 	for _, tier := range Tiers() {
+		if tier < lowest {
+			continue
+		}
 		restore, err := ForceTier(tier)
 		if err != nil {
 			b.Fatal(err)
@@ -73,7 +79,7 @@ func BenchmarkMulMat(b *testing.B) {
 		b.Run(fmt.Sprintf("%s/%dx%d/n=%d/chunked", f, sh[0], sh[1], n), func(b *testing.B) {
 			prefillSuperblocks = false
 			defer func() { prefillSuperblocks = true }()
-			benchTiers(b, run)
+			benchTiersFrom(b, TierGeneric+1, run) // the generic tier has no superblocks
 		})
 	}
 }

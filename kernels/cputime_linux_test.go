@@ -39,6 +39,9 @@ func timedLoop(b *testing.B, bytes, macs int64, fn func()) {
 	cpu := threadCPU() - c0
 	// The fastest single call is the least disturbed by other processes.
 	b.ReportMetric(float64(bytes)/float64(best.Nanoseconds()), "best-GB/s")
+	if macs > 0 {
+		b.ReportMetric(float64(macs)/float64(best.Nanoseconds()), "best-GMAC/s")
+	}
 	if cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 		b.ReportMetric(float64(bytes)*float64(b.N)/float64(cpu.Nanoseconds()), "cpu-GB/s")

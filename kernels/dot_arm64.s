@@ -500,3 +500,98 @@ loop1:
 
 done:
 	RET
+
+// func quantActNEON(q *int8, d *float32, s *int32, x *float32, nb uintptr)
+// Quantizes nb full blocks of 32 values (quantizeActGeneric, bit-identical):
+// d = amax/127, q = round-half-even(x * (127/amax)), s = sum(q); a block with
+// a NaN or ±Inf gets d = NaN, q = 0, s = 0. An all-zero block needs no
+// special case: 127/0 = +Inf, 0*Inf = NaN, and FCVTNS turns NaN into 0.
+TEXT ·quantActNEON(SB), NOSPLIT, $0-40
+	MOVD q+0(FP), R1
+	MOVD d+8(FP), R2
+	MOVD s+16(FP), R3
+	MOVD x+24(FP), R0
+	MOVD nb+32(FP), R4
+	MOVW  $0x42fe0000, R7 // 127.0
+	FMOVS R7, F29
+	MOVW  $0x7f800000, R7 // +Inf
+	FMOVS R7, F30
+	VEOR  V8.B16, V8.B16, V8.B16 // V8, V9: zeros for non-finite blocks
+	VEOR  V9.B16, V9.B16, V9.B16
+	CBZ   R4, done
+
+block:
+	VLD1.P 64(R0), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R0), [V4.S4, V5.S4, V6.S4, V7.S4]
+	WORD $0x4ea0f810 // FABS V16.4S, V0.4S
+	WORD $0x4ea0f831 // FABS V17.4S, V1.4S
+	WORD $0x4ea0f852 // FABS V18.4S, V2.4S
+	WORD $0x4ea0f873 // FABS V19.4S, V3.4S
+	WORD $0x4ea0f894 // FABS V20.4S, V4.4S
+	WORD $0x4ea0f8b5 // FABS V21.4S, V5.4S
+	WORD $0x4ea0f8d6 // FABS V22.4S, V6.4S
+	WORD $0x4ea0f8f7 // FABS V23.4S, V7.4S
+	WORD $0x4e31f610 // FMAX V16.4S, V16.4S, V17.4S (FMAX propagates NaN)
+	WORD $0x4e33f652 // FMAX V18.4S, V18.4S, V19.4S
+	WORD $0x4e35f694 // FMAX V20.4S, V20.4S, V21.4S
+	WORD $0x4e37f6d6 // FMAX V22.4S, V22.4S, V23.4S
+	WORD $0x4e32f610 // FMAX V16.4S, V16.4S, V18.4S
+	WORD $0x4e36f694 // FMAX V20.4S, V20.4S, V22.4S
+	WORD $0x4e34f610 // FMAX V16.4S, V16.4S, V20.4S
+	WORD $0x6e30fa10 // FMAXV S16, V16.4S: amax (NaN if any NaN, Inf if any Inf)
+	FCMPS F30, F16   // amax < +Inf, ordered: the block is finite
+	BPL  bad         // not MI: not less (or unordered)
+	FDIVS F29, F16, F17 // F17 = amax/127
+	FMOVS.P F17, 4(R2)
+	FDIVS F16, F29, F18 // F18 = 127/amax
+	WORD $0x4f929000 // FMUL V0.4S, V0.4S, V18.S[0]
+	WORD $0x4f929021 // FMUL V1.4S, V1.4S, V18.S[0]
+	WORD $0x4f929042 // FMUL V2.4S, V2.4S, V18.S[0]
+	WORD $0x4f929063 // FMUL V3.4S, V3.4S, V18.S[0]
+	WORD $0x4f929084 // FMUL V4.4S, V4.4S, V18.S[0]
+	WORD $0x4f9290a5 // FMUL V5.4S, V5.4S, V18.S[0]
+	WORD $0x4f9290c6 // FMUL V6.4S, V6.4S, V18.S[0]
+	WORD $0x4f9290e7 // FMUL V7.4S, V7.4S, V18.S[0]
+	WORD $0x4e21a800 // FCVTNS V0.4S, V0.4S (round to nearest, ties to even)
+	WORD $0x4e21a821 // FCVTNS V1.4S, V1.4S
+	WORD $0x4e21a842 // FCVTNS V2.4S, V2.4S
+	WORD $0x4e21a863 // FCVTNS V3.4S, V3.4S
+	WORD $0x4e21a884 // FCVTNS V4.4S, V4.4S
+	WORD $0x4e21a8a5 // FCVTNS V5.4S, V5.4S
+	WORD $0x4e21a8c6 // FCVTNS V6.4S, V6.4S
+	WORD $0x4e21a8e7 // FCVTNS V7.4S, V7.4S
+
+	// s = sum of the 32 int32 values
+	VADD  V1.S4, V0.S4, V24.S4
+	VADD  V3.S4, V2.S4, V25.S4
+	VADD  V5.S4, V4.S4, V26.S4
+	VADD  V7.S4, V6.S4, V27.S4
+	VADD  V25.S4, V24.S4, V24.S4
+	VADD  V27.S4, V26.S4, V26.S4
+	VADD  V26.S4, V24.S4, V24.S4
+	VADDV V24.S4, V24
+	VMOV  V24.S[0], R7
+	MOVW.P R7, 4(R3)
+
+	// narrow int32 -> int8 by taking low halves twice (values are in [-127, 127])
+	VUZP1 V1.H8, V0.H8, V0.H8   // V0 = values 0..7 as int16
+	VUZP1 V3.H8, V2.H8, V2.H8   // 8..15
+	VUZP1 V5.H8, V4.H8, V4.H8   // 16..23
+	VUZP1 V7.H8, V6.H8, V6.H8   // 24..31
+	VUZP1 V2.B16, V0.B16, V0.B16 // V0 = values 0..15 as int8
+	VUZP1 V6.B16, V4.B16, V1.B16 // V1 = values 16..31
+	VST1.P [V0.B16, V1.B16], 32(R1)
+	SUBS  $1, R4
+	BNE   block
+	RET
+
+bad:
+	VST1.P [V8.B16, V9.B16], 32(R1)
+	MOVW   $0x7fc00000, R7 // float32(math.NaN())
+	MOVW.P R7, 4(R2)
+	MOVW.P ZR, 4(R3)
+	SUBS   $1, R4
+	BNE    block
+
+done:
+	RET

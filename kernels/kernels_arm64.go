@@ -88,6 +88,7 @@ var neonSet = func() kernelSet {
 	}
 	s.dot = dotNEON
 	s.axpy = axpyNEON
+	s.quantAct = quantActNEONGo
 	return s
 }()
 
@@ -174,6 +175,18 @@ func dotF32Row(row []byte, x []float32) float32 {
 		return 0
 	}
 	return dotF32NEON((*float32)(unsafe.Pointer(&row[0])), &x[0], uintptr(len(x)))
+}
+
+// quantActNEONGo quantizes the full 32-blocks with the kernel and a partial
+// last block with the reference.
+func quantActNEONGo(q []int8, d []float32, s []int32, x []float32) {
+	full := min(len(x)/ChunkSize, len(d))
+	if full > 0 {
+		quantActNEON(&q[0], &d[0], &s[0], &x[0], uintptr(full))
+	}
+	if full < len(d) {
+		quantizeActGeneric(q[full*ChunkSize:], d[full:], s[full:], x[full*ChunkSize:])
+	}
 }
 
 func dotNEON(a, b []float32) float32 {
@@ -287,6 +300,12 @@ func q3AsymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s
 
 //go:noescape
 func q8SymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+// quantActNEON quantizes nb full blocks of 32 values of x into q, d and s
+// (quantizeActGeneric, bit-identical).
+//
+//go:noescape
+func quantActNEON(q *int8, d *float32, s *int32, x *float32, nb uintptr)
 
 // dotF32NEON returns sum_i a[i]*b[i] for i < n (dotGeneric up to the order of additions).
 //
