@@ -294,25 +294,39 @@ func (ck *Checkpoint) Close() error {
 
 // Float32s decodes the tensor's elements to float32 (exact for all three dtypes).
 func (t Tensor) Float32s() ([]float32, error) {
-	n := t.Elements()
-	out := make([]float32, n)
-	switch t.DType {
+	out := make([]float32, t.Elements())
+	return out, decodeFloat32s(t.Name, t.DType, t.Data, out)
+}
+
+// RowFloat32s decodes row r of a 2-D tensor into dst (len Shape[1]), so a
+// large matrix can be streamed without decoding it whole.
+func (t Tensor) RowFloat32s(r int, dst []float32) error {
+	if len(t.Shape) != 2 || r < 0 || r >= t.Shape[0] || len(dst) != t.Shape[1] {
+		return fmt.Errorf("model: tensor %q: row %d of shape %v into %d values", t.Name, r, t.Shape, len(dst))
+	}
+	size := len(t.Data) / t.Elements()
+	cols := t.Shape[1]
+	return decodeFloat32s(t.Name, t.DType, t.Data[r*cols*size:(r+1)*cols*size], dst)
+}
+
+func decodeFloat32s(name string, dtype DType, data []byte, out []float32) error {
+	switch dtype {
 	case F32:
 		for i := range out {
-			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:]))
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
 		}
 	case BF16:
 		for i := range out {
-			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(t.Data[2*i:])) << 16)
+			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(data[2*i:])) << 16)
 		}
 	case F16:
 		for i := range out {
-			out[i] = float16.Frombits(binary.LittleEndian.Uint16(t.Data[2*i:])).Float32()
+			out[i] = float16.Frombits(binary.LittleEndian.Uint16(data[2*i:])).Float32()
 		}
 	default:
-		return nil, fmt.Errorf("model: tensor %q: cannot decode dtype %s", t.Name, t.DType)
+		return fmt.Errorf("model: tensor %q: cannot decode dtype %s", name, dtype)
 	}
-	return out, nil
+	return nil
 }
 
 // SafetensorsSpec describes one tensor for SafetensorsWriter.

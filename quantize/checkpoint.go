@@ -380,11 +380,22 @@ func (q *checkpointWriter) writeEmbedding(name string) error {
 	if err != nil {
 		return err
 	}
-	data, err := t.Float32s()
-	if err != nil {
-		return err
+	// Row by row: the 2B embedding is 2.4 GB as float32.
+	rows, cols := t.Shape[0], t.Shape[1]
+	f := q.opt.EmbedFormat
+	rb := f.RowBytes(cols)
+	out := make([]byte, rows*rb)
+	row := make([]float32, cols)
+	for r := 0; r < rows; r++ {
+		if err := t.RowFloat32s(r, row); err != nil {
+			return err
+		}
+		if err := encodeRow(f, out[r*rb:(r+1)*rb], row); err != nil {
+			return fmt.Errorf("quantize: %q row %d: %w", name, r, err)
+		}
 	}
-	return q.writeRows(name, q.opt.EmbedFormat, data, t.Shape[0], t.Shape[1])
+	q.report.Bytes += int64(len(out))
+	return q.w.WriteTensor(name, out)
 }
 
 // writeRows stores a float matrix in format f (plain rounding for quantized formats).
