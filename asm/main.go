@@ -143,11 +143,11 @@ func vpdpbusd(s8 Op, u8, acc VecPhysical) {
 //	Y15 0x0F or 0x03 mask.
 func dotKernel(t tier, k kind, R, T int) {
 	name := fmt.Sprintf("%sR%dT%d%s", k.name(), R, T, t)
-	TEXT(name, NOSPLIT, "func(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)")
+	TEXT(name, NOSPLIT, "func(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)")
 	Doc(
 		fmt.Sprintf("%s computes the dot products of %d packed %s rows (row r at w+r*wstride)", name, R, k.name()),
 		fmt.Sprintf("with %d 8-bit activations (token t's values at q+t*32*astride, scales and sums at", T),
-		"d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].",
+		"d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].",
 		"Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).",
 	)
 	Pragma("noescape")
@@ -326,12 +326,35 @@ func dotKernel(t tier, k kind, R, T int) {
 	JNZ(LabelRef(name + "_group"))
 
 	Comment("horizontal sums into out")
-	for i := 0; i < R*T; i++ {
-		hsum(acc[i], Y12)
-		VMOVSS(acc[i].AsX(), Mem{Base: out, Disp: 4 * i})
-	}
+	storeOut(acc[:R*T], R, T)
 	VZEROUPPER()
 	RET()
+}
+
+// storeOut reduces each accumulator and stores acc[r*T+t] to
+// out[r + t*ostride] (DI = out; uses DX and Y12).
+func storeOut(acc []VecPhysical, R, T int) {
+	if T > 1 {
+		Load(Param("ostride"), RDX)
+		SHLQ(U8(2), RDX)
+	}
+	for r := 0; r < R; r++ {
+		for t := 0; t < T; t++ {
+			a := acc[r*T+t]
+			hsum(a, Y12)
+			m := Mem{Base: RDI, Disp: 4 * r}
+			switch t {
+			case 1:
+				m.Index, m.Scale = RDX, 1
+			case 2:
+				m.Index, m.Scale = RDX, 2
+			case 3:
+				LEAQ(Mem{Base: RDI, Index: RDX, Scale: 2}, RAX)
+				m = Mem{Base: RAX, Index: RDX, Scale: 1, Disp: 4 * r}
+			}
+			VMOVSS(a.AsX(), m)
+		}
+	}
 }
 
 // unpack loads one chunk of levels at m into dst as 32 bytes in element order

@@ -27,9 +27,9 @@ import (
 // memory operands.
 func sbKernel(t tier, k kind, g int) {
 	name := fmt.Sprintf("%sG%dSBT4%s", k.name(), g, t)
-	TEXT(name, NOSPLIT, "func(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)")
+	TEXT(name, NOSPLIT, "func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)")
 	Doc(
-		fmt.Sprintf("%s computes out[t] = dot(row, token t) for 4 tokens and one packed %s", name, k.name()),
+		fmt.Sprintf("%s computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed %s", name, k.name()),
 		fmt.Sprintf("row with group %d, cols = 128*nsb (token t's activation at q+t*32*astride,", g),
 		"d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).",
 	)
@@ -41,7 +41,7 @@ func sbKernel(t tier, k kind, g int) {
 	sbBytes := ngs * bb
 	chunkOff := func(c int) int { return (c/cpg)*bb + hdr + (c%cpg)*k.chunkBytes() }
 
-	out, w, qp, dp, sp := RDI, RBX, RSI, R9, R10
+	out, w, qp, dp, sp := RDI, RBX, RSI, R9, R10 // storeOut expects out in DI
 	qs, qs3, ds, ds3 := R11, R12, R13, R14
 	Load(Param("out"), out)
 	Load(Param("w"), w)
@@ -141,10 +141,7 @@ func sbKernel(t tier, k kind, g int) {
 	JNZ(LabelRef(name + "_sb"))
 
 	Comment("horizontal sums into out")
-	for i, a := range acc {
-		hsum(a, Y12)
-		VMOVSS(a.AsX(), Mem{Base: out, Disp: 4 * i})
-	}
+	storeOut(acc, 1, 4)
 	VZEROUPPER()
 	RET()
 }

@@ -180,23 +180,23 @@ DATA shiftQ3hi<>+24(SB)/4, $0x00000006
 DATA shiftQ3hi<>+28(SB)/4, $0x00000007
 GLOBL shiftQ3hi<>(SB), RODATA|NOPTR, $32
 
-// func q4SymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4SymR4T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q4SymR4T1AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), CX
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
 	LEAQ    (BX)(CX*1), R8
 	LEAQ    (R8)(CX*1), R12
 	LEAQ    (R12)(CX*1), R14
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -226,7 +226,7 @@ q4SymR4T1AVX2_group:
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q4SymR4T1AVX2_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -331,19 +331,19 @@ q4SymR4T1AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q4SymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4SymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4SymR1T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q4SymR1T1AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask0F<>+0(SB), Y15
 	VMOVDQU ones16<>+0(SB), Y14
@@ -355,7 +355,7 @@ q4SymR1T1AVX2_group:
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q4SymR1T1AVX2_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -397,21 +397,21 @@ q4SymR1T1AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q4SymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4SymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4SymR1T4AVX2(SB), NOSPLIT, $0-72
+TEXT ·q4SymR1T4AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
 	LEAQ    (R11)(R11*2), R12
 	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -426,7 +426,7 @@ q4SymR1T4AVX2_group:
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q4SymR1T4AVX2_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
@@ -503,6 +503,8 @@ q4SymR1T4AVX2_chunk:
 	JNZ         q4SymR1T4AVX2_group
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -516,41 +518,42 @@ q4SymR1T4AVX2_chunk:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4AsymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4AsymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4AsymR4T1AVX2(SB), NOSPLIT, $128-72
+TEXT ·q4AsymR4T1AVX2(SB), NOSPLIT, $128-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), CX
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
 	LEAQ    (BX)(CX*1), R8
 	LEAQ    (R8)(CX*1), R12
 	LEAQ    (R12)(CX*1), R14
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -600,7 +603,7 @@ q4AsymR4T1AVX2_group:
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 96(SP)
 	ADDQ         $0x00000004, R14
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q4AsymR4T1AVX2_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -704,19 +707,19 @@ q4AsymR4T1AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q4AsymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4AsymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4AsymR1T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q4AsymR1T1AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask0F<>+0(SB), Y15
 	VMOVDQU ones16<>+0(SB), Y14
@@ -732,7 +735,7 @@ q4AsymR1T1AVX2_group:
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q4AsymR1T1AVX2_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -773,21 +776,21 @@ q4AsymR1T1AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q4AsymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4AsymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4AsymR1T4AVX2(SB), NOSPLIT, $0-72
+TEXT ·q4AsymR1T4AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
 	LEAQ    (R11)(R11*2), R12
 	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -806,7 +809,7 @@ q4AsymR1T4AVX2_group:
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q4AsymR1T4AVX2_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
@@ -879,6 +882,8 @@ q4AsymR1T4AVX2_chunk:
 	JNZ         q4AsymR1T4AVX2_group
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -892,41 +897,42 @@ q4AsymR1T4AVX2_chunk:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3SymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3SymR4T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q3SymR4T1AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), CX
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
 	LEAQ    (BX)(CX*1), R8
 	LEAQ    (R8)(CX*1), R12
 	LEAQ    (R12)(CX*1), R14
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -957,7 +963,7 @@ q3SymR4T1AVX2_group:
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q3SymR4T1AVX2_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -1082,19 +1088,19 @@ q3SymR4T1AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q3SymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3SymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3SymR1T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q3SymR1T1AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask03<>+0(SB), Y15
 	VMOVDQU mask01<>+0(SB), Y13
@@ -1107,7 +1113,7 @@ q3SymR1T1AVX2_group:
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q3SymR1T1AVX2_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -1154,21 +1160,21 @@ q3SymR1T1AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q3SymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3SymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3SymR1T4AVX2(SB), NOSPLIT, $0-72
+TEXT ·q3SymR1T4AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
 	LEAQ    (R11)(R11*2), R12
 	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -1184,7 +1190,7 @@ q3SymR1T4AVX2_group:
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q3SymR1T4AVX2_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
@@ -1266,6 +1272,8 @@ q3SymR1T4AVX2_chunk:
 	JNZ         q3SymR1T4AVX2_group
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -1279,41 +1287,42 @@ q3SymR1T4AVX2_chunk:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3AsymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3AsymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3AsymR4T1AVX2(SB), NOSPLIT, $128-72
+TEXT ·q3AsymR4T1AVX2(SB), NOSPLIT, $128-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), CX
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
 	LEAQ    (BX)(CX*1), R8
 	LEAQ    (R8)(CX*1), R12
 	LEAQ    (R12)(CX*1), R14
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -1364,7 +1373,7 @@ q3AsymR4T1AVX2_group:
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 96(SP)
 	ADDQ         $0x00000004, R14
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q3AsymR4T1AVX2_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -1488,19 +1497,19 @@ q3AsymR4T1AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q3AsymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3AsymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3AsymR1T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q3AsymR1T1AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask03<>+0(SB), Y15
 	VMOVDQU mask01<>+0(SB), Y13
@@ -1517,7 +1526,7 @@ q3AsymR1T1AVX2_group:
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q3AsymR1T1AVX2_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -1563,21 +1572,21 @@ q3AsymR1T1AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q3AsymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3AsymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3AsymR1T4AVX2(SB), NOSPLIT, $0-72
+TEXT ·q3AsymR1T4AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
 	LEAQ    (R11)(R11*2), R12
 	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -1597,7 +1606,7 @@ q3AsymR1T4AVX2_group:
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q3AsymR1T4AVX2_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
@@ -1675,6 +1684,8 @@ q3AsymR1T4AVX2_chunk:
 	JNZ         q3AsymR1T4AVX2_group
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -1688,41 +1699,42 @@ q3AsymR1T4AVX2_chunk:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q8SymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q8SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q8SymR4T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q8SymR4T1AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), CX
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
 	LEAQ    (BX)(CX*1), R8
 	LEAQ    (R8)(CX*1), R12
 	LEAQ    (R12)(CX*1), R14
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -1751,7 +1763,7 @@ q8SymR4T1AVX2_group:
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q8SymR4T1AVX2_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -1852,19 +1864,19 @@ q8SymR4T1AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q8SymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q8SymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q8SymR1T1AVX2(SB), NOSPLIT, $0-72
+TEXT ·q8SymR1T1AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU ones16<>+0(SB), Y14
 
@@ -1875,7 +1887,7 @@ q8SymR1T1AVX2_group:
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q8SymR1T1AVX2_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -1913,21 +1925,21 @@ q8SymR1T1AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q8SymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q8SymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q8SymR1T4AVX2(SB), NOSPLIT, $0-72
+TEXT ·q8SymR1T4AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
 	LEAQ    (R11)(R11*2), R12
 	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -1941,7 +1953,7 @@ q8SymR1T4AVX2_group:
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q8SymR1T4AVX2_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
@@ -2005,6 +2017,8 @@ q8SymR1T4AVX2_chunk:
 	JNZ         q8SymR1T4AVX2_group
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -2018,41 +2032,42 @@ q8SymR1T4AVX2_chunk:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4SymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4SymR4T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q4SymR4T1AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), CX
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
 	LEAQ    (BX)(CX*1), R8
 	LEAQ    (R8)(CX*1), R12
 	LEAQ    (R12)(CX*1), R14
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -2081,7 +2096,7 @@ q4SymR4T1AVX512_group:
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q4SymR4T1AVX512_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -2182,19 +2197,19 @@ q4SymR4T1AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q4SymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4SymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4SymR1T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q4SymR1T1AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask0F<>+0(SB), Y15
 
@@ -2205,7 +2220,7 @@ q4SymR1T1AVX512_group:
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q4SymR1T1AVX512_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -2246,21 +2261,21 @@ q4SymR1T1AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q4SymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4SymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4SymR1T4AVX512(SB), NOSPLIT, $0-72
+TEXT ·q4SymR1T4AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
 	LEAQ    (R11)(R11*2), R12
 	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -2274,7 +2289,7 @@ q4SymR1T4AVX512_group:
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q4SymR1T4AVX512_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
@@ -2347,6 +2362,8 @@ q4SymR1T4AVX512_chunk:
 	JNZ         q4SymR1T4AVX512_group
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -2360,41 +2377,42 @@ q4SymR1T4AVX512_chunk:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4AsymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4AsymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4AsymR4T1AVX512(SB), NOSPLIT, $128-72
+TEXT ·q4AsymR4T1AVX512(SB), NOSPLIT, $128-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), CX
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
 	LEAQ    (BX)(CX*1), R8
 	LEAQ    (R8)(CX*1), R12
 	LEAQ    (R12)(CX*1), R14
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -2443,7 +2461,7 @@ q4AsymR4T1AVX512_group:
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 96(SP)
 	ADDQ         $0x00000004, R14
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q4AsymR4T1AVX512_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -2547,19 +2565,19 @@ q4AsymR4T1AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q4AsymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4AsymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4AsymR1T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q4AsymR1T1AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask0F<>+0(SB), Y15
 
@@ -2574,7 +2592,7 @@ q4AsymR1T1AVX512_group:
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q4AsymR1T1AVX512_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -2615,21 +2633,21 @@ q4AsymR1T1AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q4AsymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4AsymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4AsymR1T4AVX512(SB), NOSPLIT, $0-72
+TEXT ·q4AsymR1T4AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
 	LEAQ    (R11)(R11*2), R12
 	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -2647,7 +2665,7 @@ q4AsymR1T4AVX512_group:
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q4AsymR1T4AVX512_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
@@ -2720,6 +2738,8 @@ q4AsymR1T4AVX512_chunk:
 	JNZ         q4AsymR1T4AVX512_group
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -2733,41 +2753,42 @@ q4AsymR1T4AVX512_chunk:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3SymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3SymR4T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q3SymR4T1AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), CX
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
 	LEAQ    (BX)(CX*1), R8
 	LEAQ    (R8)(CX*1), R12
 	LEAQ    (R12)(CX*1), R14
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -2797,7 +2818,7 @@ q3SymR4T1AVX512_group:
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q3SymR4T1AVX512_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -2918,19 +2939,19 @@ q3SymR4T1AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q3SymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3SymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3SymR1T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q3SymR1T1AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask03<>+0(SB), Y15
 	VMOVDQU mask01<>+0(SB), Y13
@@ -2942,7 +2963,7 @@ q3SymR1T1AVX512_group:
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q3SymR1T1AVX512_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -2988,21 +3009,21 @@ q3SymR1T1AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q3SymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3SymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3SymR1T4AVX512(SB), NOSPLIT, $0-72
+TEXT ·q3SymR1T4AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
 	LEAQ    (R11)(R11*2), R12
 	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -3017,7 +3038,7 @@ q3SymR1T4AVX512_group:
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q3SymR1T4AVX512_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
@@ -3095,6 +3116,8 @@ q3SymR1T4AVX512_chunk:
 	JNZ         q3SymR1T4AVX512_group
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -3108,41 +3131,42 @@ q3SymR1T4AVX512_chunk:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3AsymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3AsymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3AsymR4T1AVX512(SB), NOSPLIT, $128-72
+TEXT ·q3AsymR4T1AVX512(SB), NOSPLIT, $128-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), CX
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
 	LEAQ    (BX)(CX*1), R8
 	LEAQ    (R8)(CX*1), R12
 	LEAQ    (R12)(CX*1), R14
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -3192,7 +3216,7 @@ q3AsymR4T1AVX512_group:
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 96(SP)
 	ADDQ         $0x00000004, R14
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q3AsymR4T1AVX512_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -3316,19 +3340,19 @@ q3AsymR4T1AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q3AsymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3AsymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3AsymR1T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q3AsymR1T1AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU mask03<>+0(SB), Y15
 	VMOVDQU mask01<>+0(SB), Y13
@@ -3344,7 +3368,7 @@ q3AsymR1T1AVX512_group:
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q3AsymR1T1AVX512_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -3390,21 +3414,21 @@ q3AsymR1T1AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q3AsymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3AsymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3AsymR1T4AVX512(SB), NOSPLIT, $0-72
+TEXT ·q3AsymR1T4AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
 	LEAQ    (R11)(R11*2), R12
 	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -3423,7 +3447,7 @@ q3AsymR1T4AVX512_group:
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q3AsymR1T4AVX512_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
@@ -3501,6 +3525,8 @@ q3AsymR1T4AVX512_chunk:
 	JNZ         q3AsymR1T4AVX512_group
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -3514,41 +3540,42 @@ q3AsymR1T4AVX512_chunk:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q8SymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q8SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q8SymR4T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q8SymR4T1AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    wstride+16(FP), CX
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
 	LEAQ    (BX)(CX*1), R8
 	LEAQ    (R8)(CX*1), R12
 	LEAQ    (R12)(CX*1), R14
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -3577,7 +3604,7 @@ q8SymR4T1AVX512_group:
 	VCVTPH2PS    X7, X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q8SymR4T1AVX512_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -3674,19 +3701,19 @@ q8SymR4T1AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q8SymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q8SymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q8SymR1T1AVX512(SB), NOSPLIT, $0-72
+TEXT ·q8SymR1T1AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VMOVDQU xor80<>+0(SB), Y14
 
@@ -3697,7 +3724,7 @@ q8SymR1T1AVX512_group:
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q8SymR1T1AVX512_chunk:
 	// token 0: activation scale (Y9) and offset or m-term (Y10)
@@ -3737,21 +3764,21 @@ q8SymR1T1AVX512_chunk:
 	VZEROUPPER
 	RET
 
-// func q8SymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q8SymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q8SymR1T4AVX512(SB), NOSPLIT, $0-72
+TEXT ·q8SymR1T4AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), BX
-	MOVQ    q+24(FP), SI
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
 	SHLQ    $0x02, R13
 	LEAQ    (R11)(R11*2), R12
 	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
+	MOVQ    groups+64(FP), CX
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -3765,7 +3792,7 @@ q8SymR1T4AVX512_group:
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVQ         cpg+64(FP), DX
+	MOVQ         cpg+72(FP), DX
 
 q8SymR1T4AVX512_chunk:
 	// unpack row 0's chunk into 32 bytes of levels
@@ -3837,6 +3864,8 @@ q8SymR1T4AVX512_chunk:
 	JNZ         q8SymR1T4AVX512_group
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -3850,39 +3879,40 @@ q8SymR1T4AVX512_chunk:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4SymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q4SymG32SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4SymG32SBT4AVX2(SB), NOSPLIT, $0-56
+TEXT ·q4SymG32SBT4AVX2(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -4013,6 +4043,8 @@ q4SymG32SBT4AVX2_sb:
 	JNZ            q4SymG32SBT4AVX2_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -4026,39 +4058,40 @@ q4SymG32SBT4AVX2_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4SymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q4SymG64SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4SymG64SBT4AVX2(SB), NOSPLIT, $0-56
+TEXT ·q4SymG64SBT4AVX2(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -4188,6 +4221,8 @@ q4SymG64SBT4AVX2_sb:
 	JNZ            q4SymG64SBT4AVX2_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -4201,39 +4236,40 @@ q4SymG64SBT4AVX2_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4SymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q4SymG128SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4SymG128SBT4AVX2(SB), NOSPLIT, $0-56
+TEXT ·q4SymG128SBT4AVX2(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -4361,6 +4397,8 @@ q4SymG128SBT4AVX2_sb:
 	JNZ            q4SymG128SBT4AVX2_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -4374,39 +4412,40 @@ q4SymG128SBT4AVX2_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4AsymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q4AsymG32SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4AsymG32SBT4AVX2(SB), NOSPLIT, $0-56
+TEXT ·q4AsymG32SBT4AVX2(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -4544,6 +4583,8 @@ q4AsymG32SBT4AVX2_sb:
 	JNZ         q4AsymG32SBT4AVX2_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -4557,39 +4598,40 @@ q4AsymG32SBT4AVX2_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4AsymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q4AsymG64SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4AsymG64SBT4AVX2(SB), NOSPLIT, $0-56
+TEXT ·q4AsymG64SBT4AVX2(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -4725,6 +4767,8 @@ q4AsymG64SBT4AVX2_sb:
 	JNZ         q4AsymG64SBT4AVX2_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -4738,39 +4782,40 @@ q4AsymG64SBT4AVX2_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4AsymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q4AsymG128SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q4AsymG128SBT4AVX2(SB), NOSPLIT, $0-56
+TEXT ·q4AsymG128SBT4AVX2(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -4902,6 +4947,8 @@ q4AsymG128SBT4AVX2_sb:
 	JNZ         q4AsymG128SBT4AVX2_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -4915,39 +4962,40 @@ q4AsymG128SBT4AVX2_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3SymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q3SymG32SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3SymG32SBT4AVX2(SB), NOSPLIT, $0-56
+TEXT ·q3SymG32SBT4AVX2(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -5098,6 +5146,8 @@ q3SymG32SBT4AVX2_sb:
 	JNZ            q3SymG32SBT4AVX2_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -5111,39 +5161,40 @@ q3SymG32SBT4AVX2_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3SymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q3SymG64SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3SymG64SBT4AVX2(SB), NOSPLIT, $0-56
+TEXT ·q3SymG64SBT4AVX2(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -5293,6 +5344,8 @@ q3SymG64SBT4AVX2_sb:
 	JNZ            q3SymG64SBT4AVX2_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -5306,39 +5359,40 @@ q3SymG64SBT4AVX2_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3SymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q3SymG128SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3SymG128SBT4AVX2(SB), NOSPLIT, $0-56
+TEXT ·q3SymG128SBT4AVX2(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -5486,6 +5540,8 @@ q3SymG128SBT4AVX2_sb:
 	JNZ            q3SymG128SBT4AVX2_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -5499,39 +5555,40 @@ q3SymG128SBT4AVX2_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3AsymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q3AsymG32SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3AsymG32SBT4AVX2(SB), NOSPLIT, $0-56
+TEXT ·q3AsymG32SBT4AVX2(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -5689,6 +5746,8 @@ q3AsymG32SBT4AVX2_sb:
 	JNZ         q3AsymG32SBT4AVX2_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -5702,39 +5761,40 @@ q3AsymG32SBT4AVX2_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3AsymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q3AsymG64SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3AsymG64SBT4AVX2(SB), NOSPLIT, $0-56
+TEXT ·q3AsymG64SBT4AVX2(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -5890,6 +5950,8 @@ q3AsymG64SBT4AVX2_sb:
 	JNZ         q3AsymG64SBT4AVX2_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -5903,39 +5965,40 @@ q3AsymG64SBT4AVX2_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3AsymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q3AsymG128SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·q3AsymG128SBT4AVX2(SB), NOSPLIT, $0-56
+TEXT ·q3AsymG128SBT4AVX2(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -6087,6 +6150,8 @@ q3AsymG128SBT4AVX2_sb:
 	JNZ         q3AsymG128SBT4AVX2_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -6100,39 +6165,40 @@ q3AsymG128SBT4AVX2_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4SymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q4SymG32SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4SymG32SBT4AVX512(SB), NOSPLIT, $0-56
+TEXT ·q4SymG32SBT4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -6263,6 +6329,8 @@ q4SymG32SBT4AVX512_sb:
 	JNZ            q4SymG32SBT4AVX512_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -6276,39 +6344,40 @@ q4SymG32SBT4AVX512_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4SymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q4SymG64SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4SymG64SBT4AVX512(SB), NOSPLIT, $0-56
+TEXT ·q4SymG64SBT4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -6438,6 +6507,8 @@ q4SymG64SBT4AVX512_sb:
 	JNZ            q4SymG64SBT4AVX512_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -6451,39 +6522,40 @@ q4SymG64SBT4AVX512_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4SymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q4SymG128SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4SymG128SBT4AVX512(SB), NOSPLIT, $0-56
+TEXT ·q4SymG128SBT4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -6611,6 +6683,8 @@ q4SymG128SBT4AVX512_sb:
 	JNZ            q4SymG128SBT4AVX512_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -6624,39 +6698,40 @@ q4SymG128SBT4AVX512_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4AsymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q4AsymG32SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4AsymG32SBT4AVX512(SB), NOSPLIT, $0-56
+TEXT ·q4AsymG32SBT4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -6794,6 +6869,8 @@ q4AsymG32SBT4AVX512_sb:
 	JNZ         q4AsymG32SBT4AVX512_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -6807,39 +6884,40 @@ q4AsymG32SBT4AVX512_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4AsymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q4AsymG64SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4AsymG64SBT4AVX512(SB), NOSPLIT, $0-56
+TEXT ·q4AsymG64SBT4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -6975,6 +7053,8 @@ q4AsymG64SBT4AVX512_sb:
 	JNZ         q4AsymG64SBT4AVX512_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -6988,39 +7068,40 @@ q4AsymG64SBT4AVX512_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q4AsymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q4AsymG128SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q4AsymG128SBT4AVX512(SB), NOSPLIT, $0-56
+TEXT ·q4AsymG128SBT4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -7152,6 +7233,8 @@ q4AsymG128SBT4AVX512_sb:
 	JNZ         q4AsymG128SBT4AVX512_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -7165,39 +7248,40 @@ q4AsymG128SBT4AVX512_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3SymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q3SymG32SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3SymG32SBT4AVX512(SB), NOSPLIT, $0-56
+TEXT ·q3SymG32SBT4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -7348,6 +7432,8 @@ q3SymG32SBT4AVX512_sb:
 	JNZ            q3SymG32SBT4AVX512_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -7361,39 +7447,40 @@ q3SymG32SBT4AVX512_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3SymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q3SymG64SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3SymG64SBT4AVX512(SB), NOSPLIT, $0-56
+TEXT ·q3SymG64SBT4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -7543,6 +7630,8 @@ q3SymG64SBT4AVX512_sb:
 	JNZ            q3SymG64SBT4AVX512_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -7556,39 +7645,40 @@ q3SymG64SBT4AVX512_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3SymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q3SymG128SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3SymG128SBT4AVX512(SB), NOSPLIT, $0-56
+TEXT ·q3SymG128SBT4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -7736,6 +7826,8 @@ q3SymG128SBT4AVX512_sb:
 	JNZ            q3SymG128SBT4AVX512_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -7749,39 +7841,40 @@ q3SymG128SBT4AVX512_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3AsymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q3AsymG32SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3AsymG32SBT4AVX512(SB), NOSPLIT, $0-56
+TEXT ·q3AsymG32SBT4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -7939,6 +8032,8 @@ q3AsymG32SBT4AVX512_sb:
 	JNZ         q3AsymG32SBT4AVX512_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -7952,39 +8047,40 @@ q3AsymG32SBT4AVX512_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3AsymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q3AsymG64SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3AsymG64SBT4AVX512(SB), NOSPLIT, $0-56
+TEXT ·q3AsymG64SBT4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -8140,6 +8236,8 @@ q3AsymG64SBT4AVX512_sb:
 	JNZ         q3AsymG64SBT4AVX512_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -8153,39 +8251,40 @@ q3AsymG64SBT4AVX512_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
-// func q3AsymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+// func q3AsymG128SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
-TEXT ·q3AsymG128SBT4AVX512(SB), NOSPLIT, $0-56
+TEXT ·q3AsymG128SBT4AVX512(SB), NOSPLIT, $0-64
 	MOVQ   out+0(FP), DI
-	MOVQ   w+8(FP), BX
-	MOVQ   q+16(FP), SI
-	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
-	MOVQ   astride+40(FP), R13
+	MOVQ   w+16(FP), BX
+	MOVQ   q+24(FP), SI
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   astride+48(FP), R13
 	MOVQ   R13, R11
 	SHLQ   $0x05, R11
 	SHLQ   $0x02, R13
 	LEAQ   (R11)(R11*2), R12
 	LEAQ   (R13)(R13*2), R14
-	MOVQ   nsb+48(FP), CX
+	MOVQ   nsb+56(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -8337,6 +8436,8 @@ q3AsymG128SBT4AVX512_sb:
 	JNZ         q3AsymG128SBT4AVX512_sb
 
 	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
 	VEXTRACTF128 $0x01, Y0, X12
 	VADDPS       X12, X0, X0
 	VMOVHLPS     X0, X0, X12
@@ -8350,21 +8451,22 @@ q3AsymG128SBT4AVX512_sb:
 	VADDPS       X12, X1, X1
 	VMOVSHDUP    X1, X12
 	VADDSS       X12, X1, X1
-	VMOVSS       X1, 4(DI)
+	VMOVSS       X1, (DI)(DX*1)
 	VEXTRACTF128 $0x01, Y2, X12
 	VADDPS       X12, X2, X2
 	VMOVHLPS     X2, X2, X12
 	VADDPS       X12, X2, X2
 	VMOVSHDUP    X2, X12
 	VADDSS       X12, X2, X2
-	VMOVSS       X2, 8(DI)
+	VMOVSS       X2, (DI)(DX*2)
 	VEXTRACTF128 $0x01, Y3, X12
 	VADDPS       X12, X3, X3
 	VMOVHLPS     X3, X3, X12
 	VADDPS       X12, X3, X3
 	VMOVSHDUP    X3, X12
 	VADDSS       X12, X3, X3
-	VMOVSS       X3, 12(DI)
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 

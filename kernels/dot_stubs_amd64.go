@@ -6,411 +6,411 @@ package kernels
 
 // q4SymR4T1AVX2 computes the dot products of 4 packed q4Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4SymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4SymR1T1AVX2 computes the dot products of 1 packed q4Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4SymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4SymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4SymR1T4AVX2 computes the dot products of 1 packed q4Sym rows (row r at w+r*wstride)
 // with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4SymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4SymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4AsymR4T1AVX2 computes the dot products of 4 packed q4Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4AsymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4AsymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4AsymR1T1AVX2 computes the dot products of 1 packed q4Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4AsymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4AsymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4AsymR1T4AVX2 computes the dot products of 1 packed q4Asym rows (row r at w+r*wstride)
 // with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4AsymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4AsymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3SymR4T1AVX2 computes the dot products of 4 packed q3Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3SymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3SymR1T1AVX2 computes the dot products of 1 packed q3Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3SymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3SymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3SymR1T4AVX2 computes the dot products of 1 packed q3Sym rows (row r at w+r*wstride)
 // with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3SymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3SymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3AsymR4T1AVX2 computes the dot products of 4 packed q3Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3AsymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3AsymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3AsymR1T1AVX2 computes the dot products of 1 packed q3Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3AsymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3AsymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3AsymR1T4AVX2 computes the dot products of 1 packed q3Asym rows (row r at w+r*wstride)
 // with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3AsymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3AsymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q8SymR4T1AVX2 computes the dot products of 4 packed q8Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q8SymR4T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q8SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q8SymR1T1AVX2 computes the dot products of 1 packed q8Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q8SymR1T1AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q8SymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q8SymR1T4AVX2 computes the dot products of 1 packed q8Sym rows (row r at w+r*wstride)
 // with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q8SymR1T4AVX2(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q8SymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4SymR4T1AVX512 computes the dot products of 4 packed q4Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4SymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4SymR1T1AVX512 computes the dot products of 1 packed q4Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4SymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4SymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4SymR1T4AVX512 computes the dot products of 1 packed q4Sym rows (row r at w+r*wstride)
 // with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4SymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4SymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4AsymR4T1AVX512 computes the dot products of 4 packed q4Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4AsymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4AsymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4AsymR1T1AVX512 computes the dot products of 1 packed q4Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4AsymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4AsymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q4AsymR1T4AVX512 computes the dot products of 1 packed q4Asym rows (row r at w+r*wstride)
 // with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q4AsymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q4AsymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3SymR4T1AVX512 computes the dot products of 4 packed q3Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3SymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3SymR1T1AVX512 computes the dot products of 1 packed q3Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3SymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3SymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3SymR1T4AVX512 computes the dot products of 1 packed q3Sym rows (row r at w+r*wstride)
 // with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3SymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3SymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3AsymR4T1AVX512 computes the dot products of 4 packed q3Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3AsymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3AsymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3AsymR1T1AVX512 computes the dot products of 1 packed q3Asym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3AsymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3AsymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3AsymR1T4AVX512 computes the dot products of 1 packed q3Asym rows (row r at w+r*wstride)
 // with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q3AsymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q3AsymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q8SymR4T1AVX512 computes the dot products of 4 packed q8Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q8SymR4T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q8SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q8SymR1T1AVX512 computes the dot products of 1 packed q8Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q8SymR1T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q8SymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q8SymR1T4AVX512 computes the dot products of 1 packed q8Sym rows (row r at w+r*wstride)
 // with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
-// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r*T+t].
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
 // Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
 //
 //go:noescape
-func q8SymR1T4AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+func q8SymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
-// q4SymG32SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Sym
+// q4SymG32SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Sym
 // row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q4SymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q4SymG32SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q4SymG64SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Sym
+// q4SymG64SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Sym
 // row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q4SymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q4SymG64SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q4SymG128SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Sym
+// q4SymG128SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Sym
 // row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q4SymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q4SymG128SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q4AsymG32SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Asym
+// q4AsymG32SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Asym
 // row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q4AsymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q4AsymG32SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q4AsymG64SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Asym
+// q4AsymG64SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Asym
 // row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q4AsymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q4AsymG64SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q4AsymG128SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Asym
+// q4AsymG128SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Asym
 // row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q4AsymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q4AsymG128SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q3SymG32SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Sym
+// q3SymG32SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q3Sym
 // row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q3SymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q3SymG32SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q3SymG64SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Sym
+// q3SymG64SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q3Sym
 // row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q3SymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q3SymG64SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q3SymG128SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Sym
+// q3SymG128SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q3Sym
 // row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q3SymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q3SymG128SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q3AsymG32SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Asym
+// q3AsymG32SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q3Asym
 // row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q3AsymG32SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q3AsymG32SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q3AsymG64SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Asym
+// q3AsymG64SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q3Asym
 // row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q3AsymG64SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q3AsymG64SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q3AsymG128SBT4AVX2 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Asym
+// q3AsymG128SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q3Asym
 // row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q3AsymG128SBT4AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q3AsymG128SBT4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q4SymG32SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Sym
+// q4SymG32SBT4AVX512 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Sym
 // row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q4SymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q4SymG32SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q4SymG64SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Sym
+// q4SymG64SBT4AVX512 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Sym
 // row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q4SymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q4SymG64SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q4SymG128SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Sym
+// q4SymG128SBT4AVX512 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Sym
 // row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q4SymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q4SymG128SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q4AsymG32SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Asym
+// q4AsymG32SBT4AVX512 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Asym
 // row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q4AsymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q4AsymG32SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q4AsymG64SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Asym
+// q4AsymG64SBT4AVX512 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Asym
 // row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q4AsymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q4AsymG64SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q4AsymG128SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q4Asym
+// q4AsymG128SBT4AVX512 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Asym
 // row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q4AsymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q4AsymG128SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q3SymG32SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Sym
+// q3SymG32SBT4AVX512 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q3Sym
 // row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q3SymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q3SymG32SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q3SymG64SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Sym
+// q3SymG64SBT4AVX512 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q3Sym
 // row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q3SymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q3SymG64SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q3SymG128SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Sym
+// q3SymG128SBT4AVX512 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q3Sym
 // row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q3SymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q3SymG128SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q3AsymG32SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Asym
+// q3AsymG32SBT4AVX512 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q3Asym
 // row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q3AsymG32SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q3AsymG32SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q3AsymG64SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Asym
+// q3AsymG64SBT4AVX512 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q3Asym
 // row with group 64, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q3AsymG64SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q3AsymG64SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// q3AsymG128SBT4AVX512 computes out[t] = dot(row, token t) for 4 tokens and one packed q3Asym
+// q3AsymG128SBT4AVX512 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q3Asym
 // row with group 128, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).
 //
 //go:noescape
-func q3AsymG128SBT4AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+func q3AsymG128SBT4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
 // dotF32AVX2 returns sum_i a[i]*b[i] for i < n. Reference: dotGeneric.
 //

@@ -30,8 +30,8 @@ func archSets() []kernelSet {
 }
 
 // dotKernel is the signature of the generated quantized dot kernels
-// (see dot_stubs_amd64.go): R rows x T tokens into out[r*T+t].
-type dotKernel func(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// (see dot_stubs_amd64.go): R rows x T tokens into out[r+t*ostride].
+type dotKernel func(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // dotKernels holds one format's kernels: rows x 1 token (decode; 4 rows
 // share each activation load), 1 x 1 (tails), 1 row x 4 tokens (prefill with
@@ -47,7 +47,7 @@ type dotKernels struct {
 
 // sbKernel is the signature of the superblock prefill kernels: one row x 4
 // tokens, cols = 128*nsb.
-type sbKernel func(out *float32, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
+type sbKernel func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
 // quantKernels indexes a tier's kernels by format: [bits index][asym].
 type quantKernels struct{ q4, q4a, q3, q3a, q8 dotKernels }
@@ -134,10 +134,10 @@ func mulVecSIMD(qk *quantKernels, m *Matrix, dst []float32, x *Activation, r0, r
 	q, d, s := &x.Q[0], &x.D[0], &x.S[0]
 	r := r0
 	for ; r+k.rows <= r1; r += k.rows {
-		k.rnt1(&dst[r], &m.Data[r*rb], uintptr(rb), q, d, s, 0, groups, cpg)
+		k.rnt1(&dst[r], 0, &m.Data[r*rb], uintptr(rb), q, d, s, 0, groups, cpg)
 	}
 	for ; r < r1; r++ {
-		k.r1t1(&dst[r], &m.Data[r*rb], uintptr(rb), q, d, s, 0, groups, cpg)
+		k.r1t1(&dst[r], 0, &m.Data[r*rb], uintptr(rb), q, d, s, 0, groups, cpg)
 	}
 }
 
@@ -164,28 +164,26 @@ func mulMatSIMD(qk *quantKernels, m *Matrix, dst []float32, xs *ActivationBatch,
 	stride := uintptr(nb)
 	var sb sbKernel
 	if m.Cols%128 == 0 && prefillSuperblocks {
-		sb = k.sb[map[int]int{32: 0, 64: 1, 128: 2}[m.Format.Group]]
+		sb = k.sb[m.Format.Group/64] // groups 32, 64, 128 -> 0, 1, 2
 	}
 	nsb := uintptr(m.Cols / 128)
 	tb := max(4, (256<<10)/m.Cols&^3)
-	var out [4]float32
+	ostride := uintptr(m.Rows)
 	for t0 := 0; t0 < xs.N; t0 += tb {
 		t1 := min(t0+tb, xs.N)
 		for r := r0; r < r1; r++ {
 			w := &m.Data[r*rb]
 			t := t0
 			for ; t+4 <= t1; t += 4 {
+				out := &dst[t*m.Rows+r] // token t+i's result lands at out + i*Rows
 				if sb != nil {
-					sb(&out[0], w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, nsb)
+					sb(out, ostride, w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, nsb)
 				} else {
-					k.r1t4(&out[0], w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
-				}
-				for i := range out {
-					dst[(t+i)*m.Rows+r] = out[i]
+					k.r1t4(out, ostride, w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
 				}
 			}
 			for ; t < t1; t++ {
-				k.r1t1(&dst[t*m.Rows+r], w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
+				k.r1t1(&dst[t*m.Rows+r], 0, w, uintptr(rb), &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], stride, groups, cpg)
 			}
 		}
 	}

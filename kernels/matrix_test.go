@@ -382,3 +382,25 @@ func TestActivationQuantize(t *testing.T) {
 		}
 	})
 }
+
+// The runtime's decode and prefill loops must not allocate.
+func TestMulNoAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, fs := range []string{"q4_g32", "q3_g128_asym", "q8_g32", "f16"} {
+		f, _ := ParseFormat(fs)
+		m, _ := randMatrix(t, rng, f, 8, 256)
+		x := randActivation(t, rng, 256)
+		xs := NewActivationBatch(5, 256)
+		if err := xs.Set(gaussian(rng, 5*256, 1)); err != nil {
+			t.Fatal(err)
+		}
+		dst, dstN := make([]float32, 8), make([]float32, 5*8)
+		if n := testing.AllocsPerRun(10, func() {
+			_ = m.MulVec(dst, x, 0, 8)
+			_ = m.MulMat(dstN, xs, 0, 8)
+			x.Quantize()
+		}); n != 0 {
+			t.Errorf("%s: %v allocations per MulVec+MulMat+Quantize", f, n)
+		}
+	}
+}
