@@ -16,13 +16,18 @@ build:
 	$(GO) build -o $(BIN) ./cmd/cafeq
 
 # The main job on the model shipped in testdata: quantize the trained
-# Shakespeare model to 4 bits, inspect it, generate from it and compare its
-# quality with the unquantized checkpoint.
+# Shakespeare model with CafeQ at 4 bits, inspect the file, generate from it,
+# and measure its quality against the unquantized checkpoint on unseen text.
+DEMO_CQ := bin/demo/shakespeare-q4.cq
 demo: build
-	@echo "== unquantized checkpoint, greedy"
-	$(BIN) run -m $(DEMO_HF) -p "ROMEO:" -n 48 -temp 0
-	@echo "== perplexity on unseen text"
-	$(BIN) perplexity -m $(DEMO_HF) -f $(DEMO_HF)/eval.txt -ctx 128
+	@mkdir -p bin/demo
+	$(BIN) quantize -m $(DEMO_HF) -o $(DEMO_CQ) -bits 4 -group 32 -method cafeq
+	$(BIN) inspect -verify $(DEMO_CQ)
+	@echo "== greedy continuation from the 4-bit file"
+	$(BIN) run -m $(DEMO_CQ) -p "ROMEO:" -n 64 -temp 0
+	@head -c 8000 $(DEMO_HF)/eval.txt > bin/demo/heldout.txt
+	@echo "== quality on unseen text against the BF16 checkpoint"
+	$(BIN) perplexity -m $(DEMO_CQ) -ref $(DEMO_HF) -f bin/demo/heldout.txt -ctx 128
 
 fixtures: fixtures-tokenizer
 
