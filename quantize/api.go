@@ -47,12 +47,12 @@ type Options struct {
 	// Refine enables per-group scale/min refinement (any method).
 	Refine Refine
 	// Rounding enables data-free alternating rounding of V/O pairs (cafeq),
-	// with RoundingIters swaps (default 2); GPTQ uses the partner's Gram
-	// matrix as the Hessian instead of rounding the least-squares solution
-	// to nearest.
+	// with RoundingIters swaps (default 2). Each least-squares solution is
+	// rounded GPTQ-style, with the partner's Gram matrix as the Hessian,
+	// unless PlainRounding asks for round to nearest.
 	Rounding      bool
 	RoundingIters int
-	GPTQ          bool
+	PlainRounding bool
 	// VOSteps is the Adam budget of each coupled V/O transform (default Steps).
 	VOSteps int
 	// InvFormat is the format the runtime stores M^-1 in (e.g. q8); zero
@@ -272,14 +272,13 @@ func finish(ms []Matrix, srcs []source, g Grid, t *Transform, flags Refine, fall
 		for _, e := range c.errs {
 			rtnErr[i] += e
 		}
-		if flags != 0 {
-			// Per-group acceptance is exact without a transform.
-			refineRows(q, m.Data, nil, flags)
-			c.errs = plainBlockErr(m.Data, q, blk)
-		}
 		ids[i] = c
 	}
 	final := ids
+	xs := make([][]float32, len(ms)) // what each final matrix stores (W·M)
+	for i, m := range ms {
+		xs[i] = m.Data
+	}
 	if t != nil {
 		trs := make([]cand, len(ms))
 		for i, m := range ms {
@@ -289,14 +288,8 @@ func finish(ms []Matrix, srcs []source, g Grid, t *Transform, flags Refine, fall
 			if err != nil {
 				return nil, fmt.Errorf("quantize: %q: %w", m.Name, err)
 			}
-			c := cand{q, blockErrors(x, q, t)}
-			if flags != 0 {
-				r := cand{clone(q), nil}
-				refineRows(r.q, x, invRowNorms(t), flags)
-				r.errs = blockErrors(x, r.q, t)
-				pick(c, r, blk)
-			}
-			trs[i] = c
+			trs[i] = cand{q, blockErrors(x, q, t)}
+			xs[i] = x
 		}
 		allID := true
 		for k := range t.Blocks() {
@@ -314,14 +307,38 @@ func finish(ms []Matrix, srcs []source, g Grid, t *Transform, flags Refine, fall
 				continue
 			}
 			t.setIdentity(k)
-			for i := range ms {
+			for i, m := range ms {
 				copyBlock(trs[i].q, ids[i].q, k, blk)
 				trs[i].errs[k] = ids[i].errs[k]
+				for r := range m.Rows {
+					copy(xs[i][r*m.Cols+k*blk:r*m.Cols+(k+1)*blk], m.Data[r*m.Cols+k*blk:r*m.Cols+(k+1)*blk])
+				}
 			}
 		}
 		final = trs
 		if allID {
 			t = nil
+			final, xs = ids, nil
+			for _, m := range ms {
+				xs = append(xs, m.Data)
+			}
+		}
+	}
+	// Refine only the chosen candidate: it is at or below RTN already, and
+	// refinement is kept per group (no transform) or per block (exact
+	// error through M^-1) only where it lowers the error.
+	if flags != 0 {
+		for i, m := range ms {
+			c := final[i]
+			if t == nil {
+				refineRows(c.q, xs[i], nil, flags)
+				final[i].errs = plainBlockErr(m.Data, c.q, blk)
+				continue
+			}
+			r := cand{clone(c.q), nil}
+			refineRows(r.q, xs[i], invRowNorms(t), flags)
+			r.errs = blockErrors(xs[i], r.q, t)
+			pick(c, r, blk)
 		}
 	}
 	res := &Result{Transform: t}

@@ -63,7 +63,7 @@ func BenchmarkCafeQ2BLayer(b *testing.B) {
 	q, k, v := mk("q", heads*hd, d), mk("k", kv*hd, d), mk("v", kv*hd, d)
 	o := mk("o", d, heads*hd)
 	gate, up, down := mk("gate", ffn, d), mk("up", ffn, d), mk("down", d, ffn)
-	opt := Options{Method: MethodCafeQ, Grid: Grid{Bits: 3, Group: 32, Asym: true}, Rounding: true, GPTQ: true, Seed: 1}
+	opt := Options{Method: MethodCafeQ, Grid: Grid{Bits: 3, Group: 32, Asym: true}, Rounding: true, Seed: 1}
 	c0 := cpuTime()
 	for b.Loop() {
 		var rep []Entry

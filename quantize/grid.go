@@ -108,20 +108,20 @@ func (g Grid) quantizeRowRTN(levels []uint8, scales, mins []float32, x []float32
 
 // levelsFor rounds x to the nearest level of the grid (scale, min), with the
 // same float32 arithmetic as kernels.QuantizeRowRTN.
-func (g Grid) levelsFor(levels []uint8, x []float32, scale, min float32) {
+func (g Grid) levelsFor(levels []uint8, x []float32, scale, mn float32) {
 	top := float32(g.maxLevel())
 	var off float32
 	if !g.Asym {
 		off = float32(g.zero())
-		min = 0
+		mn = 0
 	}
 	var inv float32
 	if scale != 0 {
 		inv = 1 / scale
 	}
 	for i, v := range x {
-		l := float32(math.Round(float64((v-min)*inv + off)))
-		levels[i] = uint8(max(0, math.Min(float64(top), float64(l))))
+		l := float32(math.Round(float64((v-mn)*inv + off)))
+		levels[i] = uint8(max(0, min(top, l)))
 	}
 }
 

@@ -72,7 +72,7 @@ func TestTinyModelCafeQBeatsRTN(t *testing.T) {
 			c := ck.Config
 			v, o := tensor(t, ck, model.LayerName(l, model.AttnV)), tensor(t, ck, model.LayerName(l, model.AttnO))
 			res, err := QuantizeVO(v, o, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim,
-				Options{Method: MethodCafeQ, Grid: g, Steps: 4, Rounding: true, GPTQ: true, Seed: 1})
+				Options{Method: MethodCafeQ, Grid: g, Steps: 4, Rounding: true, Seed: 1})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -69,16 +69,28 @@ func (g Grid) fit(x []float32, w []float64, lv []uint8) (s, m float32, ok bool) 
 	return kernels.RoundF16(float32(d)), kernels.RoundF16(float32(mm)), true
 }
 
+// refineScratch is per-goroutine scratch for refineGroup.
+type refineScratch struct {
+	tl, bl []uint8
+}
+
+func (sc *refineScratch) grow(n int) {
+	if cap(sc.tl) < n {
+		sc.tl, sc.bl = make([]uint8, n), make([]uint8, n)
+	}
+	sc.tl, sc.bl = sc.tl[:n], sc.bl[:n]
+}
+
 // refineGroup improves one group's grid in place; it reports whether the
 // group changed. w (nil: uniform) weights each weight's squared error.
-func (g Grid) refineGroup(x []float32, w []float64, lv []uint8, s, m *float32, flags Refine) bool {
+func (g Grid) refineGroup(x []float32, w []float64, lv []uint8, s, m *float32, flags Refine, sc *refineScratch) bool {
+	sc.grow(len(x))
+	tl, bl := sc.tl, sc.bl
 	best := g.groupErr(x, w, lv, *s, *m)
 	bs, bm := *s, *m
-	tl := make([]uint8, len(x))
-	bl := make([]uint8, len(x))
 	copy(bl, lv)
 	try := func(cs, cm float32) {
-		if math.IsNaN(float64(cs)) || math.IsInf(float64(cs), 0) || math.IsInf(float64(cm), 0) {
+		if cs != cs || cm != cm || cs > 65504 || cs < -65504 || cm > 65504 || cm < -65504 {
 			return
 		}
 		g.levelsFor(tl, x, cs, cm)
@@ -96,26 +108,29 @@ func (g Grid) refineGroup(x []float32, w []float64, lv []uint8, s, m *float32, f
 				big = v
 			}
 		}
-		nmax := float64(g.maxLevel())
-		for is := -10; is <= 10; is++ {
+		nmax := float32(g.maxLevel())
+		off := float32(g.zero())
+		// Candidate steps around min-max, as make_qkx-style searches do:
+		// round with a slightly larger or smaller step, refit by least
+		// squares, keep the best.
+		for is := -5; is <= 5; is++ {
 			if g.Asym {
 				if hi == lo {
 					break
 				}
-				// Candidate inverse step as in a make_qkx-style search.
-				iscale := (nmax + 0.1*float64(is)) / float64(hi-lo)
+				iscale := (nmax + 0.2*float32(is)) / (hi - lo)
 				for i, v := range x {
-					l := math.Round(iscale * float64(v-lo))
-					tl[i] = uint8(math.Max(0, math.Min(nmax, l)))
+					l := float32(math.Round(float64(iscale * (v - lo))))
+					tl[i] = uint8(min(max(l, 0), nmax))
 				}
 			} else {
 				if big == 0 {
 					break
 				}
-				d := float64(big) / -(float64(g.zero()) + 0.1*float64(is))
+				inv := -(off + 0.2*float32(is)) / big
 				for i, v := range x {
-					l := math.Round(float64(v)/d) + float64(g.zero())
-					tl[i] = uint8(math.Max(0, math.Min(nmax, l)))
+					l := float32(math.Round(float64(v*inv))) + off
+					tl[i] = uint8(min(max(l, 0), nmax))
 				}
 			}
 			if cs, cm, ok := g.fit(x, w, tl); ok {
@@ -153,6 +168,7 @@ func refineRows(q *Quantized, x []float32, colW []float64, flags Refine) {
 	g := q.Grid
 	n := q.Cols / g.Group
 	parallelFor(q.Rows, func(r int) {
+		var sc refineScratch
 		lv := q.RowLevels(r)
 		xs := x[r*q.Cols : (r+1)*q.Cols]
 		for j := range n {
@@ -164,7 +180,7 @@ func refineRows(q *Quantized, x []float32, colW []float64, flags Refine) {
 			if q.Mins != nil {
 				m = q.Mins[r*n+j]
 			}
-			if g.refineGroup(xs[j*g.Group:(j+1)*g.Group], w, lv[j*g.Group:(j+1)*g.Group], &q.Scales[r*n+j], &m, flags) && q.Mins != nil {
+			if g.refineGroup(xs[j*g.Group:(j+1)*g.Group], w, lv[j*g.Group:(j+1)*g.Group], &q.Scales[r*n+j], &m, flags, &sc) && q.Mins != nil {
 				q.Mins[r*n+j] = m
 			}
 		}

@@ -105,7 +105,7 @@ func QuantizeVO(v, o Matrix, heads, kvHeads, headDim int, opt Options) (*VOResul
 			return
 		}
 		if opt.Method == MethodCafeQ && opt.Rounding {
-			c = alternate(x, y, c, g, opt.RoundingIters, opt.GPTQ, ex)
+			c = alternate(x, y, c, g, opt.RoundingIters, !opt.PlainRounding, ex)
 		}
 		if opt.Refine != 0 {
 			c = refinePair(c, x, y, g, opt.Refine, ex)

@@ -91,7 +91,7 @@ func TestQuantizeVO(t *testing.T) {
 		rng := rand.New(rand.NewPCG(13, uint64(bits)))
 		v, o := randVO(rng, d, heads, kv, hd)
 		g := Grid{Bits: bits, Group: 32, Asym: true}
-		res, err := QuantizeVO(v, o, heads, kv, hd, Options{Method: MethodCafeQ, Grid: g, Steps: 20, Rounding: true, GPTQ: true, Seed: 1})
+		res, err := QuantizeVO(v, o, heads, kv, hd, Options{Method: MethodCafeQ, Grid: g, Steps: 20, Rounding: true, Seed: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
