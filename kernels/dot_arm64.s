@@ -595,3 +595,115 @@ bad:
 
 done:
 	RET
+
+// Constants of geluMulF32NEON, each in all four lanes, loaded into V16..V31.
+DATA geluConsts<>+0(SB)/8, $0x3f4c422a3f4c422a // V16: c0 = sqrt(2/pi)
+DATA geluConsts<>+8(SB)/8, $0x3f4c422a3f4c422a
+DATA geluConsts<>+16(SB)/8, $0x3d1222793d122279 // V17: c0*0.044715
+DATA geluConsts<>+24(SB)/8, $0x3d1222793d122279
+DATA geluConsts<>+32(SB)/8, $0x4110000041100000 // V18: tanhMax = 9
+DATA geluConsts<>+40(SB)/8, $0x4110000041100000
+DATA geluConsts<>+48(SB)/8, $0xc038aa3bc038aa3b // V19: -2/ln2
+DATA geluConsts<>+56(SB)/8, $0xc038aa3bc038aa3b
+DATA geluConsts<>+64(SB)/8, $0x3f3172003f317200 // V20: ln2Hi
+DATA geluConsts<>+72(SB)/8, $0x3f3172003f317200
+DATA geluConsts<>+80(SB)/8, $0x35bfbe8e35bfbe8e // V21: ln2Lo
+DATA geluConsts<>+88(SB)/8, $0x35bfbe8e35bfbe8e
+DATA geluConsts<>+96(SB)/8, $0x37d00d0137d00d01 // V22: 1/40320
+DATA geluConsts<>+104(SB)/8, $0x37d00d0137d00d01
+DATA geluConsts<>+112(SB)/8, $0x39500d0139500d01 // V23: 1/5040
+DATA geluConsts<>+120(SB)/8, $0x39500d0139500d01
+DATA geluConsts<>+128(SB)/8, $0x3ab60b613ab60b61 // V24: 1/720
+DATA geluConsts<>+136(SB)/8, $0x3ab60b613ab60b61
+DATA geluConsts<>+144(SB)/8, $0x3c0888893c088889 // V25: 1/120
+DATA geluConsts<>+152(SB)/8, $0x3c0888893c088889
+DATA geluConsts<>+160(SB)/8, $0x3d2aaaab3d2aaaab // V26: 1/24
+DATA geluConsts<>+168(SB)/8, $0x3d2aaaab3d2aaaab
+DATA geluConsts<>+176(SB)/8, $0x3e2aaaab3e2aaaab // V27: 1/6
+DATA geluConsts<>+184(SB)/8, $0x3e2aaaab3e2aaaab
+DATA geluConsts<>+192(SB)/8, $0x3f0000003f000000 // V28: 0.5
+DATA geluConsts<>+200(SB)/8, $0x3f0000003f000000
+DATA geluConsts<>+208(SB)/8, $0x3f8000003f800000 // V29: 1
+DATA geluConsts<>+216(SB)/8, $0x3f8000003f800000
+DATA geluConsts<>+224(SB)/8, $0x4000000040000000 // V30: 2
+DATA geluConsts<>+232(SB)/8, $0x4000000040000000
+DATA geluConsts<>+240(SB)/8, $0x0000007f0000007f // V31: int32 127 (exponent bias)
+DATA geluConsts<>+248(SB)/8, $0x0000007f0000007f
+GLOBL geluConsts<>(SB), RODATA|NOPTR, $256
+
+// func geluMulF32NEON(dst, x, up *float32, n uintptr)
+// dst[i] = gelu(x[i]) * up[i] (up nil: gelu only) for i < n, n a multiple of
+// 4, with tanh computed as tanhGeneric does: a = min(|u|, 9), k = round(-2a/ln2),
+// r = -2a - k*ln2 (two parts), e = 2^k*expm1(r) + (2^k - 1) with the degree-8
+// Taylor expm1, tanh = -e/(2+e) with u's sign.
+TEXT ·geluMulF32NEON(SB), NOSPLIT, $0-32
+	MOVD dst+0(FP), R0
+	MOVD x+8(FP), R1
+	MOVD up+16(FP), R2
+	MOVD n+24(FP), R3
+	MOVD $geluConsts<>(SB), R4
+	VLD1.P 64(R4), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VLD1.P 64(R4), [V20.S4, V21.S4, V22.S4, V23.S4]
+	VLD1.P 64(R4), [V24.S4, V25.S4, V26.S4, V27.S4]
+	VLD1   (R4), [V28.S4, V29.S4, V30.S4, V31.S4]
+	VEOR   V15.B16, V15.B16, V15.B16
+	WORD   $0x6ea0f9ef // FNEG V15.4S, V15.4S: sign mask 0x80000000
+	CBZ    R3, done
+
+loop:
+	VLD1.P 16(R1), [V0.S4]        // v
+	WORD   $0x6e20dc01            // FMUL V1.4S, V0.4S, V0.4S: v^2
+	VORR   V16.B16, V16.B16, V2.B16 // V2 = c0
+	VFMLA  V17.S4, V1.S4, V2.S4   // V2 = c0 + c0*c1*v^2
+	WORD   $0x6e22dc01            // FMUL V1.4S, V0.4S, V2.4S: u = c0*(v + c1*v^3)
+
+	// tanh(u) -> V8
+	WORD   $0x4ea0f822            // FABS V2.4S, V1.4S
+	WORD   $0x4eb2f442            // FMIN V2.4S, V2.4S, V18.4S: a = min(|u|, 9)
+	WORD   $0x6e33dc43            // FMUL V3.4S, V2.4S, V19.4S: -2a/ln2
+	WORD   $0x6e218863            // FRINTA V3.4S, V3.4S: k (ties away, as math.Round)
+	WORD   $0x4e22d444            // FADD V4.4S, V2.4S, V2.4S
+	WORD   $0x6ea0f884            // FNEG V4.4S, V4.4S: -2a
+	VFMLS  V20.S4, V3.S4, V4.S4   // r = -2a - k*ln2Hi
+	VFMLS  V21.S4, V3.S4, V4.S4   //       - k*ln2Lo
+	VORR   V23.B16, V23.B16, V6.B16 // Horner: p = ((1/40320*r + 1/5040)*r + ...)
+	VFMLA  V22.S4, V4.S4, V6.S4
+	VORR   V24.B16, V24.B16, V5.B16
+	VFMLA  V6.S4, V4.S4, V5.S4
+	VORR   V25.B16, V25.B16, V6.B16
+	VFMLA  V5.S4, V4.S4, V6.S4
+	VORR   V26.B16, V26.B16, V5.B16
+	VFMLA  V6.S4, V4.S4, V5.S4
+	VORR   V27.B16, V27.B16, V6.B16
+	VFMLA  V5.S4, V4.S4, V6.S4
+	VORR   V28.B16, V28.B16, V5.B16
+	VFMLA  V6.S4, V4.S4, V5.S4    // V5 = p
+	WORD   $0x6e24dc86            // FMUL V6.4S, V4.4S, V4.4S: r^2
+	VORR   V4.B16, V4.B16, V7.B16
+	VFMLA  V6.S4, V5.S4, V7.S4    // V7 = expm1(r) = r + r^2*p
+	WORD   $0x4ea1b869            // FCVTZS V9.4S, V3.4S: k as int32 (exact)
+	VADD   V31.S4, V9.S4, V9.S4
+	VSHL   $23, V9.S4, V9.S4      // V9 = 2^k
+	WORD   $0x4ebdd528            // FSUB V8.4S, V9.4S, V29.4S: 2^k - 1
+	VFMLA  V9.S4, V7.S4, V8.S4    // e = 2^k*expm1(r) + (2^k - 1)
+	WORD   $0x4e3ed50a            // FADD V10.4S, V8.4S, V30.4S: 2 + e
+	WORD   $0x6ea0f908            // FNEG V8.4S, V8.4S
+	WORD   $0x6e2afd08            // FDIV V8.4S, V8.4S, V10.4S: -e/(2+e) >= 0
+	VAND   V15.B16, V1.B16, V11.B16
+	VORR   V11.B16, V8.B16, V8.B16 // with the sign of u
+
+	// 0.5*v*(1 + tanh), times up
+	WORD   $0x4e3dd508            // FADD V8.4S, V8.4S, V29.4S
+	WORD   $0x6e3cdc00            // FMUL V0.4S, V0.4S, V28.4S: 0.5*v
+	WORD   $0x6e28dc00            // FMUL V0.4S, V0.4S, V8.4S
+	CBZ    R2, store
+	VLD1.P 16(R2), [V12.S4]
+	WORD   $0x6e2cdc00            // FMUL V0.4S, V0.4S, V12.4S
+
+store:
+	VST1.P [V0.S4], 16(R0)
+	SUBS   $4, R3
+	BNE    loop
+
+done:
+	RET

@@ -89,6 +89,7 @@ var neonSet = func() kernelSet {
 	s.dot = dotNEON
 	s.axpy = axpyNEON
 	s.quantAct = quantActNEONGo
+	s.geluMul = geluMulNEON
 	return s
 }()
 
@@ -186,6 +187,25 @@ func quantActNEONGo(q []int8, d []float32, s []int32, x []float32) {
 	}
 	if full < len(d) {
 		quantizeActGeneric(q[full*ChunkSize:], d[full:], s[full:], x[full*ChunkSize:])
+	}
+}
+
+// geluMulNEON runs the 4-wide kernel on the bulk and the reference on the tail.
+func geluMulNEON(dst, x, up []float32) {
+	n := len(dst) &^ 3
+	if n > 0 {
+		var u *float32
+		if up != nil {
+			u = &up[0]
+		}
+		geluMulF32NEON(&dst[0], &x[0], u, uintptr(n))
+	}
+	if n < len(dst) {
+		var ut []float32
+		if up != nil {
+			ut = up[n:]
+		}
+		geluMulGeneric(dst[n:], x[n:], ut)
 	}
 }
 
@@ -306,6 +326,12 @@ func q8SymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s 
 //
 //go:noescape
 func quantActNEON(q *int8, d *float32, s *int32, x *float32, nb uintptr)
+
+// geluMulF32NEON computes dst[i] = gelu(x[i]) * up[i] (up may be nil: gelu
+// only) for i < n, n a multiple of 4 (geluMulGeneric up to rounding).
+//
+//go:noescape
+func geluMulF32NEON(dst, x, up *float32, n uintptr)
 
 // dotF32NEON returns sum_i a[i]*b[i] for i < n (dotGeneric up to the order of additions).
 //

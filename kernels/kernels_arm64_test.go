@@ -197,3 +197,43 @@ func TestKernelShapesAgree(t *testing.T) {
 		}
 	}
 }
+
+// The NEON GELU against the reference on a dense grid over [-12, 12] (both
+// saturated ends of tanh included) and on the n%4 tails. They differ only by
+// FMA rounding, so each value must be within 5e-7*|x*up| of the reference
+// (a few ulps; measured worst about 2e-7)
+// (the size of 0.5*x*(1+tanh) before the cancellation for negative x).
+func TestGELUNEON(t *testing.T) {
+	const n = 24001 // n%4 == 1: a tail for the reference
+	x := make([]float32, n)
+	up := make([]float32, n)
+	for i := range x {
+		x[i] = -12 + 24*float32(i)/(n-1)
+		up[i] = 1 + float32(i%7)/8
+	}
+	for _, withUp := range []bool{false, true} {
+		var u []float32
+		if withUp {
+			u = up
+		}
+		got := make([]float32, n)
+		want := make([]float32, n)
+		geluMulNEON(got, x, u)
+		geluMulGeneric(want, x, u)
+		worst := 0.0
+		for i := range got {
+			scale := abs32(x[i])
+			if withUp {
+				scale *= up[i]
+			}
+			d := abs32(got[i] - want[i])
+			if scale > 0 {
+				worst = max(worst, float64(d/scale))
+			}
+			if d > 5e-7*scale {
+				t.Fatalf("up %v: gelu(%v) = %v, reference %v", withUp, x[i], got[i], want[i])
+			}
+		}
+		t.Logf("up %v: worst |neon-reference|/|x*up| %.3g", withUp, worst)
+	}
+}
