@@ -631,23 +631,65 @@ DATA geluConsts<>+240(SB)/8, $0x0000007f0000007f // V31: int32 127 (exponent bia
 DATA geluConsts<>+248(SB)/8, $0x0000007f0000007f
 GLOBL geluConsts<>(SB), RODATA|NOPTR, $256
 
+// TANHCONSTS loads geluConsts into V16..V31 (through REG) and the sign mask
+// 0x80000000 into V15.
+#define TANHCONSTS(REG) \
+	MOVD   $geluConsts<>(SB), REG;                       \
+	VLD1.P 64(REG), [V16.S4, V17.S4, V18.S4, V19.S4];   \
+	VLD1.P 64(REG), [V20.S4, V21.S4, V22.S4, V23.S4];   \
+	VLD1.P 64(REG), [V24.S4, V25.S4, V26.S4, V27.S4];   \
+	VLD1   (REG), [V28.S4, V29.S4, V30.S4, V31.S4];     \
+	VEOR   V15.B16, V15.B16, V15.B16;                   \
+	WORD   $0x6ea0f9ef                                    // FNEG V15.4S, V15.4S
+
+// TANH computes V8 = tanh(V1) lane-wise as tanhGeneric does: a = min(|u|, 9),
+// k = round(-2a/ln2), r = -2a - k*ln2 (two parts), e = 2^k*expm1(r) + (2^k - 1)
+// with the degree-8 Taylor expm1, tanh = -e/(2+e) with u's sign. Needs the
+// geluConsts in V16..V31 and the sign mask in V15; clobbers V2..V11.
+#define TANH \
+	WORD   $0x4ea0f822;              \ // FABS V2.4S, V1.4S
+	WORD   $0x4eb2f442;              \ // FMIN V2.4S, V2.4S, V18.4S: a = min(|u|, 9)
+	WORD   $0x6e33dc43;              \ // FMUL V3.4S, V2.4S, V19.4S: -2a/ln2
+	WORD   $0x6e218863;              \ // FRINTA V3.4S, V3.4S: k (ties away, as math.Round)
+	WORD   $0x4e22d444;              \ // FADD V4.4S, V2.4S, V2.4S
+	WORD   $0x6ea0f884;              \ // FNEG V4.4S, V4.4S: -2a
+	VFMLS  V20.S4, V3.S4, V4.S4;     \ // r = -2a - k*ln2Hi
+	VFMLS  V21.S4, V3.S4, V4.S4;     \ // - k*ln2Lo
+	VORR   V23.B16, V23.B16, V6.B16; \ // Horner: p = ((1/40320*r + 1/5040)*r + ...)
+	VFMLA  V22.S4, V4.S4, V6.S4;     \
+	VORR   V24.B16, V24.B16, V5.B16; \
+	VFMLA  V6.S4, V4.S4, V5.S4;      \
+	VORR   V25.B16, V25.B16, V6.B16; \
+	VFMLA  V5.S4, V4.S4, V6.S4;      \
+	VORR   V26.B16, V26.B16, V5.B16; \
+	VFMLA  V6.S4, V4.S4, V5.S4;      \
+	VORR   V27.B16, V27.B16, V6.B16; \
+	VFMLA  V5.S4, V4.S4, V6.S4;      \
+	VORR   V28.B16, V28.B16, V5.B16; \
+	VFMLA  V6.S4, V4.S4, V5.S4;      \ // V5 = p
+	WORD   $0x6e24dc86;              \ // FMUL V6.4S, V4.4S, V4.4S: r^2
+	VORR   V4.B16, V4.B16, V7.B16;   \
+	VFMLA  V6.S4, V5.S4, V7.S4;      \ // V7 = expm1(r) = r + r^2*p
+	WORD   $0x4ea1b869;              \ // FCVTZS V9.4S, V3.4S: k as int32 (exact)
+	VADD   V31.S4, V9.S4, V9.S4;     \
+	VSHL   $23, V9.S4, V9.S4;        \ // V9 = 2^k
+	WORD   $0x4ebdd528;              \ // FSUB V8.4S, V9.4S, V29.4S: 2^k - 1
+	VFMLA  V9.S4, V7.S4, V8.S4;      \ // e = 2^k*expm1(r) + (2^k - 1)
+	WORD   $0x4e3ed50a;              \ // FADD V10.4S, V8.4S, V30.4S: 2 + e
+	WORD   $0x6ea0f908;              \ // FNEG V8.4S, V8.4S
+	WORD   $0x6e2afd08;              \ // FDIV V8.4S, V8.4S, V10.4S: -e/(2+e) >= 0
+	VAND   V15.B16, V1.B16, V11.B16; \
+	VORR   V11.B16, V8.B16, V8.B16   // with the sign of u
+
 // func geluMulF32NEON(dst, x, up *float32, n uintptr)
 // dst[i] = gelu(x[i]) * up[i] (up nil: gelu only) for i < n, n a multiple of
-// 4, with tanh computed as tanhGeneric does: a = min(|u|, 9), k = round(-2a/ln2),
-// r = -2a - k*ln2 (two parts), e = 2^k*expm1(r) + (2^k - 1) with the degree-8
-// Taylor expm1, tanh = -e/(2+e) with u's sign.
+// 4 (geluMulGeneric up to FMA rounding).
 TEXT ·geluMulF32NEON(SB), NOSPLIT, $0-32
 	MOVD dst+0(FP), R0
 	MOVD x+8(FP), R1
 	MOVD up+16(FP), R2
 	MOVD n+24(FP), R3
-	MOVD $geluConsts<>(SB), R4
-	VLD1.P 64(R4), [V16.S4, V17.S4, V18.S4, V19.S4]
-	VLD1.P 64(R4), [V20.S4, V21.S4, V22.S4, V23.S4]
-	VLD1.P 64(R4), [V24.S4, V25.S4, V26.S4, V27.S4]
-	VLD1   (R4), [V28.S4, V29.S4, V30.S4, V31.S4]
-	VEOR   V15.B16, V15.B16, V15.B16
-	WORD   $0x6ea0f9ef // FNEG V15.4S, V15.4S: sign mask 0x80000000
+	TANHCONSTS(R4)
 	CBZ    R3, done
 
 loop:
@@ -657,40 +699,7 @@ loop:
 	VFMLA  V17.S4, V1.S4, V2.S4   // V2 = c0 + c0*c1*v^2
 	WORD   $0x6e22dc01            // FMUL V1.4S, V0.4S, V2.4S: u = c0*(v + c1*v^3)
 
-	// tanh(u) -> V8
-	WORD   $0x4ea0f822            // FABS V2.4S, V1.4S
-	WORD   $0x4eb2f442            // FMIN V2.4S, V2.4S, V18.4S: a = min(|u|, 9)
-	WORD   $0x6e33dc43            // FMUL V3.4S, V2.4S, V19.4S: -2a/ln2
-	WORD   $0x6e218863            // FRINTA V3.4S, V3.4S: k (ties away, as math.Round)
-	WORD   $0x4e22d444            // FADD V4.4S, V2.4S, V2.4S
-	WORD   $0x6ea0f884            // FNEG V4.4S, V4.4S: -2a
-	VFMLS  V20.S4, V3.S4, V4.S4   // r = -2a - k*ln2Hi
-	VFMLS  V21.S4, V3.S4, V4.S4   //       - k*ln2Lo
-	VORR   V23.B16, V23.B16, V6.B16 // Horner: p = ((1/40320*r + 1/5040)*r + ...)
-	VFMLA  V22.S4, V4.S4, V6.S4
-	VORR   V24.B16, V24.B16, V5.B16
-	VFMLA  V6.S4, V4.S4, V5.S4
-	VORR   V25.B16, V25.B16, V6.B16
-	VFMLA  V5.S4, V4.S4, V6.S4
-	VORR   V26.B16, V26.B16, V5.B16
-	VFMLA  V6.S4, V4.S4, V5.S4
-	VORR   V27.B16, V27.B16, V6.B16
-	VFMLA  V5.S4, V4.S4, V6.S4
-	VORR   V28.B16, V28.B16, V5.B16
-	VFMLA  V6.S4, V4.S4, V5.S4    // V5 = p
-	WORD   $0x6e24dc86            // FMUL V6.4S, V4.4S, V4.4S: r^2
-	VORR   V4.B16, V4.B16, V7.B16
-	VFMLA  V6.S4, V5.S4, V7.S4    // V7 = expm1(r) = r + r^2*p
-	WORD   $0x4ea1b869            // FCVTZS V9.4S, V3.4S: k as int32 (exact)
-	VADD   V31.S4, V9.S4, V9.S4
-	VSHL   $23, V9.S4, V9.S4      // V9 = 2^k
-	WORD   $0x4ebdd528            // FSUB V8.4S, V9.4S, V29.4S: 2^k - 1
-	VFMLA  V9.S4, V7.S4, V8.S4    // e = 2^k*expm1(r) + (2^k - 1)
-	WORD   $0x4e3ed50a            // FADD V10.4S, V8.4S, V30.4S: 2 + e
-	WORD   $0x6ea0f908            // FNEG V8.4S, V8.4S
-	WORD   $0x6e2afd08            // FDIV V8.4S, V8.4S, V10.4S: -e/(2+e) >= 0
-	VAND   V15.B16, V1.B16, V11.B16
-	VORR   V11.B16, V8.B16, V8.B16 // with the sign of u
+	TANH
 
 	// 0.5*v*(1 + tanh), times up
 	WORD   $0x4e3dd508            // FADD V8.4S, V8.4S, V29.4S
@@ -706,4 +715,116 @@ store:
 	BNE    loop
 
 done:
+	RET
+
+// func softCapF32NEON(x *float32, n uintptr, cap float32)
+// x[i] = cap * tanh(x[i]/cap) for i < n, n a multiple of 4 (softCapGeneric
+// up to FMA rounding).
+TEXT ·softCapF32NEON(SB), NOSPLIT, $0-20
+	MOVD  x+0(FP), R0
+	MOVD  n+8(FP), R3
+	FMOVS cap+16(FP), F14
+	VDUP  V14.S[0], V14.S4
+	TANHCONSTS(R4)
+	CBZ   R3, done
+
+loop:
+	VLD1   (R0), [V0.S4]
+	WORD   $0x6e2efc01 // FDIV V1.4S, V0.4S, V14.4S: x/cap
+	TANH
+	WORD   $0x6e2edd08 // FMUL V8.4S, V8.4S, V14.4S: cap*tanh
+	VST1.P [V8.S4], 16(R0)
+	SUBS   $4, R3
+	BNE    loop
+
+done:
+	RET
+
+// Constants of expSubF32NEON, each in all four lanes, loaded into V16..V28.
+DATA expConsts<>+0(SB)/8, $0x3fb8aa3b3fb8aa3b   // V16: 1/ln2
+DATA expConsts<>+8(SB)/8, $0x3fb8aa3b3fb8aa3b
+DATA expConsts<>+16(SB)/8, $0x3f3172003f317200  // V17: ln2Hi
+DATA expConsts<>+24(SB)/8, $0x3f3172003f317200
+DATA expConsts<>+32(SB)/8, $0x35bfbe8e35bfbe8e  // V18: ln2Lo
+DATA expConsts<>+40(SB)/8, $0x35bfbe8e35bfbe8e
+DATA expConsts<>+48(SB)/8, $0x37d00d0137d00d01  // V19: 1/40320
+DATA expConsts<>+56(SB)/8, $0x37d00d0137d00d01
+DATA expConsts<>+64(SB)/8, $0x39500d0139500d01  // V20: 1/5040
+DATA expConsts<>+72(SB)/8, $0x39500d0139500d01
+DATA expConsts<>+80(SB)/8, $0x3ab60b613ab60b61  // V21: 1/720
+DATA expConsts<>+88(SB)/8, $0x3ab60b613ab60b61
+DATA expConsts<>+96(SB)/8, $0x3c0888893c088889  // V22: 1/120
+DATA expConsts<>+104(SB)/8, $0x3c0888893c088889
+DATA expConsts<>+112(SB)/8, $0x3d2aaaab3d2aaaab // V23: 1/24
+DATA expConsts<>+120(SB)/8, $0x3d2aaaab3d2aaaab
+DATA expConsts<>+128(SB)/8, $0x3e2aaaab3e2aaaab // V24: 1/6
+DATA expConsts<>+136(SB)/8, $0x3e2aaaab3e2aaaab
+DATA expConsts<>+144(SB)/8, $0x3f0000003f000000 // V25: 0.5
+DATA expConsts<>+152(SB)/8, $0x3f0000003f000000
+DATA expConsts<>+160(SB)/8, $0x3f8000003f800000 // V26: 1
+DATA expConsts<>+168(SB)/8, $0x3f8000003f800000
+DATA expConsts<>+176(SB)/8, $0x0000007f0000007f // V27: int32 127 (exponent bias)
+DATA expConsts<>+184(SB)/8, $0x0000007f0000007f
+DATA expConsts<>+192(SB)/8, $0xc2ae0000c2ae0000 // V28: expLo = -87
+DATA expConsts<>+200(SB)/8, $0xc2ae0000c2ae0000
+GLOBL expConsts<>(SB), RODATA|NOPTR, $208
+
+// func expSubF32NEON(x *float32, n uintptr, m float32) float32
+// x[i] = exp(x[i]-m) for i < n, n a multiple of 4, returning the sum
+// (expSubGeneric up to FMA rounding and the order of the sum): y = x-m,
+// k = round(y/ln2), r = y - k*ln2 (two parts), exp = 2^k*(expm1(r) + 1), and
+// 0 where y < -87.
+TEXT ·expSubF32NEON(SB), NOSPLIT, $0-28
+	MOVD  x+0(FP), R0
+	MOVD  n+8(FP), R1
+	FMOVS m+16(FP), F29
+	VDUP  V29.S[0], V29.S4
+	MOVD  $expConsts<>(SB), R4
+	VLD1.P 64(R4), [V16.S4, V17.S4, V18.S4, V19.S4]
+	VLD1.P 64(R4), [V20.S4, V21.S4, V22.S4, V23.S4]
+	VLD1.P 64(R4), [V24.S4, V25.S4, V26.S4, V27.S4]
+	VLD1   (R4), [V28.S4]
+	VEOR  V30.B16, V30.B16, V30.B16 // sum
+	CBZ   R1, done
+
+loop:
+	VLD1   (R0), [V0.S4]
+	WORD   $0x4ebdd401              // FSUB V1.4S, V0.4S, V29.4S: y = x - m
+	WORD   $0x4e3cf422              // FMAX V2.4S, V1.4S, V28.4S: max(y, -87)
+	WORD   $0x6e30dc43              // FMUL V3.4S, V2.4S, V16.4S
+	WORD   $0x6e218863              // FRINTA V3.4S, V3.4S: k (ties away, as math.Round)
+	VORR   V2.B16, V2.B16, V4.B16
+	VFMLS  V17.S4, V3.S4, V4.S4     // r = y - k*ln2Hi
+	VFMLS  V18.S4, V3.S4, V4.S4     //      - k*ln2Lo
+	VORR   V20.B16, V20.B16, V6.B16 // Horner: p = ((1/40320*r + 1/5040)*r + ...)
+	VFMLA  V19.S4, V4.S4, V6.S4
+	VORR   V21.B16, V21.B16, V5.B16
+	VFMLA  V6.S4, V4.S4, V5.S4
+	VORR   V22.B16, V22.B16, V6.B16
+	VFMLA  V5.S4, V4.S4, V6.S4
+	VORR   V23.B16, V23.B16, V5.B16
+	VFMLA  V6.S4, V4.S4, V5.S4
+	VORR   V24.B16, V24.B16, V6.B16
+	VFMLA  V5.S4, V4.S4, V6.S4
+	VORR   V25.B16, V25.B16, V5.B16
+	VFMLA  V6.S4, V4.S4, V5.S4      // V5 = p
+	WORD   $0x6e24dc86              // FMUL V6.4S, V4.4S, V4.4S: r^2
+	VORR   V4.B16, V4.B16, V7.B16
+	VFMLA  V6.S4, V5.S4, V7.S4      // V7 = expm1(r) = r + r^2*p
+	WORD   $0x4e3ad4e7              // FADD V7.4S, V7.4S, V26.4S: + 1
+	WORD   $0x4ea1b869              // FCVTZS V9.4S, V3.4S: k as int32 (exact)
+	VADD   V27.S4, V9.S4, V9.S4
+	VSHL   $23, V9.S4, V9.S4        // V9 = 2^k
+	WORD   $0x6e27dd20              // FMUL V0.4S, V9.4S, V7.4S
+	WORD   $0x6e3ce42c              // FCMGE V12.4S, V1.4S, V28.4S: y >= -87
+	VAND   V12.B16, V0.B16, V0.B16  // 0 below
+	WORD   $0x4e20d7de              // FADD V30.4S, V30.4S, V0.4S
+	VST1.P [V0.S4], 16(R0)
+	SUBS   $4, R1
+	BNE    loop
+
+done:
+	WORD  $0x6e3ed7de // FADDP V30.4S, V30.4S, V30.4S
+	WORD  $0x7e30dbde // FADDP S30, V30.2S
+	FMOVS F30, ret+24(FP)
 	RET

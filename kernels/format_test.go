@@ -111,3 +111,43 @@ func FuzzParseFormat(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMatrix: any (format, shape, bytes) either fails Validate with an error
+// or multiplies, dequantizes and unpacks without panicking; every stored bit
+// pattern (NaN scales included) is a legal input.
+func FuzzMatrix(f *testing.F) {
+	f.Add(uint8(4), uint16(2), uint16(64), make([]byte, 2*36))
+	f.Add(uint8(10), uint16(1), uint16(96), make([]byte, 3*16))
+	f.Add(uint8(0), uint16(3), uint16(7), make([]byte, 84))
+	f.Add(uint8(3), uint16(1), uint16(32), []byte{0xff, 0x7f})
+	f.Fuzz(func(t *testing.T, fi uint8, rows, cols uint16, data []byte) {
+		fs := Formats()
+		m := &Matrix{Format: fs[int(fi)%len(fs)], Rows: int(rows % 64), Cols: int(cols % 1024), Data: data}
+		if err := m.Validate(); err != nil {
+			if !errors.Is(err, ErrShape) && !errors.Is(err, ErrFormat) {
+				t.Fatalf("Validate error %v wraps neither ErrShape nor ErrFormat", err)
+			}
+			return
+		}
+		x := NewActivation(m.Cols)
+		for i := range x.F32 {
+			x.F32[i] = float32(i%7) - 3
+		}
+		x.Quantize()
+		dst := make([]float32, m.Rows)
+		if err := m.MulVec(dst, x, 0, m.Rows); err != nil {
+			t.Fatal(err)
+		}
+		row := make([]float32, m.Cols)
+		if err := m.Row(m.Rows-1, row); err != nil {
+			t.Fatal(err)
+		}
+		if m.Format.Type.Quantized() {
+			groups := m.Cols / m.Format.Group
+			lv := make([]uint8, m.Cols)
+			if err := UnpackRow(m.Format, lv, make([]float32, groups), make([]float32, groups), m.row(0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

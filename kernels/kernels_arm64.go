@@ -90,6 +90,8 @@ var neonSet = func() kernelSet {
 	s.axpy = axpyNEON
 	s.quantAct = quantActNEONGo
 	s.geluMul = geluMulNEON
+	s.softCap = softCapNEON
+	s.expSub = expSubNEON
 	return s
 }()
 
@@ -207,6 +209,23 @@ func geluMulNEON(dst, x, up []float32) {
 		}
 		geluMulGeneric(dst[n:], x[n:], ut)
 	}
+}
+
+func softCapNEON(x []float32, cap float32) {
+	n := len(x) &^ 3
+	if n > 0 {
+		softCapF32NEON(&x[0], uintptr(n), cap)
+	}
+	softCapGeneric(x[n:], cap)
+}
+
+func expSubNEON(x []float32, m float32) float32 {
+	n := len(x) &^ 3
+	var sum float32
+	if n > 0 {
+		sum = expSubF32NEON(&x[0], uintptr(n), m)
+	}
+	return sum + expSubGeneric(x[n:], m)
 }
 
 func dotNEON(a, b []float32) float32 {
@@ -332,6 +351,18 @@ func quantActNEON(q *int8, d *float32, s *int32, x *float32, nb uintptr)
 //
 //go:noescape
 func geluMulF32NEON(dst, x, up *float32, n uintptr)
+
+// softCapF32NEON computes x[i] = cap*tanh(x[i]/cap) for i < n, n a multiple
+// of 4 (softCapGeneric up to rounding).
+//
+//go:noescape
+func softCapF32NEON(x *float32, n uintptr, cap float32)
+
+// expSubF32NEON computes x[i] = exp(x[i]-m) for i < n, n a multiple of 4, and
+// returns their sum (expSubGeneric up to rounding).
+//
+//go:noescape
+func expSubF32NEON(x *float32, n uintptr, m float32) float32
 
 // dotF32NEON returns sum_i a[i]*b[i] for i < n (dotGeneric up to the order of additions).
 //
