@@ -255,25 +255,21 @@ func dotKernel(t tier, k kind, R, T int) {
 	}
 
 	Label(name + "_group")
-	Comment("group header: d (and m) as f32 broadcasts")
+	Comment("group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves")
+	Comment("(d, m and 2 or 4 level bytes, all inside the group)")
 	for r := 0; r < R; r++ {
-		MOVWLZX(Mem{Base: wp[r]}, EDX)
-		VMOVD(EDX, dw[r].AsX())
-		VCVTPH2PS(dw[r].AsX(), dw[r].AsX())
-		VBROADCASTSS(dw[r].AsX(), dw[r])
+		VCVTPH2PS(Mem{Base: wp[r]}, dw[r].AsX())
 		if k.asym {
-			MOVWLZX(Mem{Base: wp[r], Disp: 2}, EDX)
 			if reg, ok := mw[r].(VecPhysical); ok {
-				VMOVD(EDX, reg.AsX())
-				VCVTPH2PS(reg.AsX(), reg.AsX())
+				VMOVSHDUP(dw[r].AsX(), reg.AsX())
 				VBROADCASTSS(reg.AsX(), reg)
 			} else {
-				VMOVD(EDX, X12)
-				VCVTPH2PS(X12, X12)
+				VMOVSHDUP(dw[r].AsX(), X12)
 				VBROADCASTSS(X12, Y12)
 				VMOVUPS(Y12, mw[r])
 			}
 		}
+		VBROADCASTSS(dw[r].AsX(), dw[r])
 		ADDQ(U32(k.hdrBytes()), wp[r])
 	}
 	Load(Param("cpg"), RDX)

@@ -205,25 +205,18 @@ TEXT ·q4SymR4T1AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q4SymR4T1AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVWLZX      (R8), DX
-	VMOVD        DX, X5
-	VCVTPH2PS    X5, X5
+	VCVTPH2PS    (R8), X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
-	MOVWLZX      (R12), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	VCVTPH2PS    (R12), X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000002, R12
-	MOVWLZX      (R14), DX
-	VMOVD        DX, X7
-	VCVTPH2PS    X7, X7
+	VCVTPH2PS    (R14), X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
 	MOVQ         cpg+72(FP), DX
@@ -349,10 +342,9 @@ TEXT ·q4SymR1T1AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q4SymR1T1AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+72(FP), DX
@@ -420,10 +412,9 @@ TEXT ·q4SymR1T4AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q4SymR1T4AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+72(FP), DX
@@ -562,46 +553,31 @@ TEXT ·q4AsymR4T1AVX2(SB), NOSPLIT, $128-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q4AsymR4T1AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VMOVSHDUP    X4, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, (SP)
+	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
-	MOVWLZX      (R8), DX
-	VMOVD        DX, X5
-	VCVTPH2PS    X5, X5
-	VBROADCASTSS X5, Y5
-	MOVWLZX      2(R8), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	VCVTPH2PS    (R8), X5
+	VMOVSHDUP    X5, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 32(SP)
+	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000004, R8
-	MOVWLZX      (R12), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
-	VBROADCASTSS X6, Y6
-	MOVWLZX      2(R12), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	VCVTPH2PS    (R12), X6
+	VMOVSHDUP    X6, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 64(SP)
+	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, R12
-	MOVWLZX      (R14), DX
-	VMOVD        DX, X7
-	VCVTPH2PS    X7, X7
-	VBROADCASTSS X7, Y7
-	MOVWLZX      2(R14), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	VCVTPH2PS    (R14), X7
+	VMOVSHDUP    X7, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 96(SP)
+	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000004, R14
 	MOVQ         cpg+72(FP), DX
 
@@ -725,15 +701,12 @@ TEXT ·q4AsymR1T1AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q4AsymR1T1AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VMOVSHDUP    X4, X6
 	VBROADCASTSS X6, Y6
+	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
 	MOVQ         cpg+72(FP), DX
 
@@ -799,15 +772,12 @@ TEXT ·q4AsymR1T4AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q4AsymR1T4AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VMOVSHDUP    X4, X6
 	VBROADCASTSS X6, Y6
+	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
 	MOVQ         cpg+72(FP), DX
 
@@ -942,25 +912,18 @@ TEXT ·q3SymR4T1AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q3SymR4T1AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVWLZX      (R8), DX
-	VMOVD        DX, X5
-	VCVTPH2PS    X5, X5
+	VCVTPH2PS    (R8), X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
-	MOVWLZX      (R12), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	VCVTPH2PS    (R12), X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000002, R12
-	MOVWLZX      (R14), DX
-	VMOVD        DX, X7
-	VCVTPH2PS    X7, X7
+	VCVTPH2PS    (R14), X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
 	MOVQ         cpg+72(FP), DX
@@ -1107,10 +1070,9 @@ TEXT ·q3SymR1T1AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q3SymR1T1AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+72(FP), DX
@@ -1184,10 +1146,9 @@ TEXT ·q3SymR1T4AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q3SymR1T4AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+72(FP), DX
@@ -1332,46 +1293,31 @@ TEXT ·q3AsymR4T1AVX2(SB), NOSPLIT, $128-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q3AsymR4T1AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VMOVSHDUP    X4, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, (SP)
+	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
-	MOVWLZX      (R8), DX
-	VMOVD        DX, X5
-	VCVTPH2PS    X5, X5
-	VBROADCASTSS X5, Y5
-	MOVWLZX      2(R8), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	VCVTPH2PS    (R8), X5
+	VMOVSHDUP    X5, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 32(SP)
+	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000004, R8
-	MOVWLZX      (R12), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
-	VBROADCASTSS X6, Y6
-	MOVWLZX      2(R12), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	VCVTPH2PS    (R12), X6
+	VMOVSHDUP    X6, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 64(SP)
+	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, R12
-	MOVWLZX      (R14), DX
-	VMOVD        DX, X7
-	VCVTPH2PS    X7, X7
-	VBROADCASTSS X7, Y7
-	MOVWLZX      2(R14), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	VCVTPH2PS    (R14), X7
+	VMOVSHDUP    X7, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 96(SP)
+	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000004, R14
 	MOVQ         cpg+72(FP), DX
 
@@ -1516,15 +1462,12 @@ TEXT ·q3AsymR1T1AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q3AsymR1T1AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VMOVSHDUP    X4, X6
 	VBROADCASTSS X6, Y6
+	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
 	MOVQ         cpg+72(FP), DX
 
@@ -1596,15 +1539,12 @@ TEXT ·q3AsymR1T4AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q3AsymR1T4AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VMOVSHDUP    X4, X6
 	VBROADCASTSS X6, Y6
+	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
 	MOVQ         cpg+72(FP), DX
 
@@ -1742,25 +1682,18 @@ TEXT ·q8SymR4T1AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q8SymR4T1AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVWLZX      (R8), DX
-	VMOVD        DX, X5
-	VCVTPH2PS    X5, X5
+	VCVTPH2PS    (R8), X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
-	MOVWLZX      (R12), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	VCVTPH2PS    (R12), X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000002, R12
-	MOVWLZX      (R14), DX
-	VMOVD        DX, X7
-	VCVTPH2PS    X7, X7
+	VCVTPH2PS    (R14), X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
 	MOVQ         cpg+72(FP), DX
@@ -1881,10 +1814,9 @@ TEXT ·q8SymR1T1AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q8SymR1T1AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+72(FP), DX
@@ -1947,10 +1879,9 @@ TEXT ·q8SymR1T4AVX2(SB), NOSPLIT, $0-80
 	VMOVDQU ones16<>+0(SB), Y14
 
 q8SymR1T4AVX2_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+72(FP), DX
@@ -2075,25 +2006,18 @@ TEXT ·q4SymR4T1AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU mask0F<>+0(SB), Y15
 
 q4SymR4T1AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVWLZX      (R8), DX
-	VMOVD        DX, X5
-	VCVTPH2PS    X5, X5
+	VCVTPH2PS    (R8), X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
-	MOVWLZX      (R12), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	VCVTPH2PS    (R12), X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000002, R12
-	MOVWLZX      (R14), DX
-	VMOVD        DX, X7
-	VCVTPH2PS    X7, X7
+	VCVTPH2PS    (R14), X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
 	MOVQ         cpg+72(FP), DX
@@ -2214,10 +2138,9 @@ TEXT ·q4SymR1T1AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU mask0F<>+0(SB), Y15
 
 q4SymR1T1AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+72(FP), DX
@@ -2283,10 +2206,9 @@ TEXT ·q4SymR1T4AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU mask0F<>+0(SB), Y15
 
 q4SymR1T4AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+72(FP), DX
@@ -2420,46 +2342,31 @@ TEXT ·q4AsymR4T1AVX512(SB), NOSPLIT, $128-80
 	VMOVDQU mask0F<>+0(SB), Y15
 
 q4AsymR4T1AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VMOVSHDUP    X4, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, (SP)
+	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
-	MOVWLZX      (R8), DX
-	VMOVD        DX, X5
-	VCVTPH2PS    X5, X5
-	VBROADCASTSS X5, Y5
-	MOVWLZX      2(R8), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	VCVTPH2PS    (R8), X5
+	VMOVSHDUP    X5, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 32(SP)
+	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000004, R8
-	MOVWLZX      (R12), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
-	VBROADCASTSS X6, Y6
-	MOVWLZX      2(R12), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	VCVTPH2PS    (R12), X6
+	VMOVSHDUP    X6, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 64(SP)
+	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, R12
-	MOVWLZX      (R14), DX
-	VMOVD        DX, X7
-	VCVTPH2PS    X7, X7
-	VBROADCASTSS X7, Y7
-	MOVWLZX      2(R14), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	VCVTPH2PS    (R14), X7
+	VMOVSHDUP    X7, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 96(SP)
+	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000004, R14
 	MOVQ         cpg+72(FP), DX
 
@@ -2582,15 +2489,12 @@ TEXT ·q4AsymR1T1AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU mask0F<>+0(SB), Y15
 
 q4AsymR1T1AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VMOVSHDUP    X4, X6
 	VBROADCASTSS X6, Y6
+	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
 	MOVQ         cpg+72(FP), DX
 
@@ -2655,15 +2559,12 @@ TEXT ·q4AsymR1T4AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU mask0F<>+0(SB), Y15
 
 q4AsymR1T4AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VMOVSHDUP    X4, X6
 	VBROADCASTSS X6, Y6
+	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
 	MOVQ         cpg+72(FP), DX
 
@@ -2797,25 +2698,18 @@ TEXT ·q3SymR4T1AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU mask01<>+0(SB), Y13
 
 q3SymR4T1AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVWLZX      (R8), DX
-	VMOVD        DX, X5
-	VCVTPH2PS    X5, X5
+	VCVTPH2PS    (R8), X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
-	MOVWLZX      (R12), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	VCVTPH2PS    (R12), X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000002, R12
-	MOVWLZX      (R14), DX
-	VMOVD        DX, X7
-	VCVTPH2PS    X7, X7
+	VCVTPH2PS    (R14), X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
 	MOVQ         cpg+72(FP), DX
@@ -2957,10 +2851,9 @@ TEXT ·q3SymR1T1AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU mask01<>+0(SB), Y13
 
 q3SymR1T1AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+72(FP), DX
@@ -3032,10 +2925,9 @@ TEXT ·q3SymR1T4AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU mask01<>+0(SB), Y13
 
 q3SymR1T4AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+72(FP), DX
@@ -3175,46 +3067,31 @@ TEXT ·q3AsymR4T1AVX512(SB), NOSPLIT, $128-80
 	VMOVDQU mask01<>+0(SB), Y13
 
 q3AsymR4T1AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VMOVSHDUP    X4, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, (SP)
+	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
-	MOVWLZX      (R8), DX
-	VMOVD        DX, X5
-	VCVTPH2PS    X5, X5
-	VBROADCASTSS X5, Y5
-	MOVWLZX      2(R8), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	VCVTPH2PS    (R8), X5
+	VMOVSHDUP    X5, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 32(SP)
+	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000004, R8
-	MOVWLZX      (R12), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
-	VBROADCASTSS X6, Y6
-	MOVWLZX      2(R12), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	VCVTPH2PS    (R12), X6
+	VMOVSHDUP    X6, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 64(SP)
+	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, R12
-	MOVWLZX      (R14), DX
-	VMOVD        DX, X7
-	VCVTPH2PS    X7, X7
-	VBROADCASTSS X7, Y7
-	MOVWLZX      2(R14), DX
-	VMOVD        DX, X12
-	VCVTPH2PS    X12, X12
+	VCVTPH2PS    (R14), X7
+	VMOVSHDUP    X7, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 96(SP)
+	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000004, R14
 	MOVQ         cpg+72(FP), DX
 
@@ -3358,15 +3235,12 @@ TEXT ·q3AsymR1T1AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU mask01<>+0(SB), Y13
 
 q3AsymR1T1AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VMOVSHDUP    X4, X6
 	VBROADCASTSS X6, Y6
+	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
 	MOVQ         cpg+72(FP), DX
 
@@ -3437,15 +3311,12 @@ TEXT ·q3AsymR1T4AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU mask01<>+0(SB), Y13
 
 q3AsymR1T4AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	MOVWLZX      2(BX), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VMOVSHDUP    X4, X6
 	VBROADCASTSS X6, Y6
+	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
 	MOVQ         cpg+72(FP), DX
 
@@ -3583,25 +3454,18 @@ TEXT ·q8SymR4T1AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU xor80<>+0(SB), Y14
 
 q8SymR4T1AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
-	MOVWLZX      (R8), DX
-	VMOVD        DX, X5
-	VCVTPH2PS    X5, X5
+	VCVTPH2PS    (R8), X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
-	MOVWLZX      (R12), DX
-	VMOVD        DX, X6
-	VCVTPH2PS    X6, X6
+	VCVTPH2PS    (R12), X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000002, R12
-	MOVWLZX      (R14), DX
-	VMOVD        DX, X7
-	VCVTPH2PS    X7, X7
+	VCVTPH2PS    (R14), X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
 	MOVQ         cpg+72(FP), DX
@@ -3718,10 +3582,9 @@ TEXT ·q8SymR1T1AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU xor80<>+0(SB), Y14
 
 q8SymR1T1AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+72(FP), DX
@@ -3786,10 +3649,9 @@ TEXT ·q8SymR1T4AVX512(SB), NOSPLIT, $0-80
 	VMOVDQU xor80<>+0(SB), Y14
 
 q8SymR1T4AVX512_group:
-	// group header: d (and m) as f32 broadcasts
-	MOVWLZX      (BX), DX
-	VMOVD        DX, X4
-	VCVTPH2PS    X4, X4
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
 	MOVQ         cpg+72(FP), DX

@@ -237,3 +237,53 @@ func TestGELUNEON(t *testing.T) {
 		t.Logf("up %v: worst |neon-reference|/|x*up| %.3g", withUp, worst)
 	}
 }
+
+// The NEON softcap and softmax exp pass against the reference, value by
+// value on dense grids (ends included) and on the n%4 tails. They run the
+// reference's formulas and differ only by FMA rounding: within a few ulps.
+func TestSoftCapExpNEON(t *testing.T) {
+	const n = 40001 // n%4 == 1: a tail for the reference
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = -200 + 400*float32(i)/(n-1)
+	}
+	for _, c := range []float32{30, 50} {
+		got := slices.Clone(x)
+		want := slices.Clone(x)
+		softCapNEON(got, c)
+		softCapGeneric(want, c)
+		worst := 0.0
+		for i := range got {
+			d := float64(abs32(got[i] - want[i]))
+			if want[i] != 0 {
+				worst = max(worst, d/float64(abs32(want[i])))
+			}
+			if d > 5e-7*float64(abs32(want[i])) {
+				t.Fatalf("softcap %v of %v: %v, reference %v", c, x[i], got[i], want[i])
+			}
+		}
+		t.Logf("softcap %v: worst relative difference %.3g", c, worst)
+	}
+
+	for i := range x {
+		x[i] = -100 + 105*float32(i)/(n-1) // y = x - 5 covers [-105, 0]: the -87 cutoff and 1
+	}
+	got := slices.Clone(x)
+	want := slices.Clone(x)
+	gs := expSubNEON(got, 5)
+	ws := expSubGeneric(want, 5)
+	worst := 0.0
+	for i := range got {
+		d := float64(abs32(got[i] - want[i]))
+		if want[i] != 0 {
+			worst = max(worst, d/float64(want[i]))
+		}
+		if d > 5e-7*float64(want[i]) {
+			t.Fatalf("exp(%v - 5): %v, reference %v", x[i], got[i], want[i])
+		}
+	}
+	t.Logf("exp: worst relative difference %.3g", worst)
+	if d := math.Abs(float64(gs - ws)); d > 1e-6*float64(ws) {
+		t.Fatalf("exp sum %v, reference %v", gs, ws)
+	}
+}
