@@ -61,7 +61,7 @@ func (e *Engine) Bench(o BenchOptions) (BenchResult, error) {
 			if err != nil {
 				return 0, err
 			}
-			id = argmax(logits)
+			id = Argmax(logits)
 		}
 		return time.Since(start), nil
 	}

@@ -139,7 +139,7 @@ func TestGenerateGreedy(t *testing.T) {
 	s, _ := e.NewSession(64)
 	want := make([]int, 0, 10)
 	for i := 10; i < 20; i++ {
-		want = append(want, argmax(g.logits[i*g.vocab:(i+1)*g.vocab]))
+		want = append(want, Argmax(g.logits[i*g.vocab:(i+1)*g.vocab]))
 	}
 	var got []int
 	res, err := s.Generate(context.Background(), g.ids[:11], GenerateOptions{MaxTokens: 10}, func(id int) bool {

@@ -29,8 +29,8 @@ func (s *sampler) seed(seed uint64) {
 	s.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 }
 
-// argmax returns the index of the largest logit (the first on ties).
-func argmax(logits []float32) int {
+// Argmax returns the index of the largest logit (the first on ties).
+func Argmax(logits []float32) int {
 	best := 0
 	for i, v := range logits {
 		if v > logits[best] {
@@ -44,7 +44,7 @@ func argmax(logits []float32) int {
 // (nucleus), then a draw from the renormalised distribution.
 func (s *sampler) sample(logits []float32, o SampleOptions) int {
 	if o.Temperature <= 0 || o.TopK == 1 {
-		return argmax(logits)
+		return Argmax(logits)
 	}
 	n := len(logits)
 	idx := s.idx[:n]

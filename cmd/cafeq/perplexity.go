@@ -144,7 +144,7 @@ func compareModels(ref *runtime.Engine, models []*runtime.Engine, tokens []int, 
 				if rs != nil {
 					r := refLogits[i*vocab : (i+1)*vocab]
 					kl[m] += klDivergence(r, l)
-					if argmaxOf(r) == argmaxOf(l) {
+					if runtime.Argmax(r) == runtime.Argmax(l) {
 						agree[m]++
 					}
 				}
@@ -189,16 +189,6 @@ func logSumExp(x []float32) float64 {
 		s += math.Exp(float64(v) - m)
 	}
 	return m + math.Log(s)
-}
-
-func argmaxOf(x []float32) int {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return best
 }
 
 // logSoftmaxAt returns log p(target) under softmax(logits), in float64.
