@@ -239,8 +239,8 @@ func plainBlockErr(x []float32, q *Quantized, b int) []float64 {
 // finish stores each matrix as Q(W·M): RTN on W·M, then the requested
 // refinements (kept per matrix and block only where the exact error drops).
 // Then, per block, the transform must beat the identity (with its own
-// refinements) on the exact error summed over the matrices without raising
-// any single matrix's error, else that block
+// refinements) on the exact error summed over the matrices, and no matrix
+// may end above its own RTN error, else blocks
 // reverts to the identity (only with fallback: the Hadamard baseline keeps
 // its rotation). The report's errors are exact, over all rows.
 func finish(ms []Matrix, srcs []source, g Grid, t *Transform, flags Refine, fallback bool) (*Result, error) {
@@ -291,18 +291,45 @@ func finish(ms []Matrix, srcs []source, g Grid, t *Transform, flags Refine, fall
 			trs[i] = cand{q, blockErrors(x, q, t)}
 			xs[i] = x
 		}
-		allID := true
-		for k := range t.Blocks() {
-			// Keep the block only if it helps the sum and hurts no matrix,
-			// so every matrix of a shared group stays at or below RTN.
+		// Keep a block when it lowers the group's summed relative error;
+		// then, while some matrix is above its own RTN error, revert the
+		// kept block that hurts it most. Every matrix ends at or below RTN.
+		nb := t.Blocks()
+		keep := make([]bool, nb)
+		for k := range nb {
 			var et, ei float64
-			worse := false
 			for i := range ms {
 				et += srcs[i].wt * trs[i].errs[k]
 				ei += srcs[i].wt * ids[i].errs[k]
-				worse = worse || trs[i].errs[k] > ids[i].errs[k]
 			}
-			if (et < ei && !worse) || !fallback {
+			keep[k] = et < ei || !fallback
+		}
+		for fallback {
+			worst, wk := 0.0, -1
+			for i := range ms {
+				var over float64
+				for k := range nb {
+					if keep[k] {
+						over += trs[i].errs[k] - ids[i].errs[k]
+					}
+				}
+				if over <= 0 {
+					continue
+				}
+				for k := range nb {
+					if d := trs[i].errs[k] - ids[i].errs[k]; keep[k] && d > worst {
+						worst, wk = d, k
+					}
+				}
+			}
+			if wk < 0 {
+				break
+			}
+			keep[wk] = false
+		}
+		allID := true
+		for k := range nb {
+			if keep[k] {
 				allID = false
 				continue
 			}

@@ -50,7 +50,8 @@ func BenchmarkCafeQ2BMatrix(b *testing.B) {
 
 // BenchmarkCafeQ2BLayer quantizes one Gemma-2-2B-shaped layer of random
 // weights (with outlier columns) the way the CLI does: q/k/v sharing one
-// transform, the coupled V/O pair, gate/up sharing one transform, and down.
+// transform, the coupled V/O pair, gate/up sharing one transform, and down,
+// with the refinements and alternating rounding on (the CLI defaults).
 // A whole 2B model is 26 of these.
 func BenchmarkCafeQ2BLayer(b *testing.B) {
 	const d, ffn, heads, kv, hd = 2304, 9216, 8, 4, 256
@@ -63,7 +64,7 @@ func BenchmarkCafeQ2BLayer(b *testing.B) {
 	q, k, v := mk("q", heads*hd, d), mk("k", kv*hd, d), mk("v", kv*hd, d)
 	o := mk("o", d, heads*hd)
 	gate, up, down := mk("gate", ffn, d), mk("up", ffn, d), mk("down", d, ffn)
-	opt := Options{Method: MethodCafeQ, Grid: Grid{Bits: 3, Group: 32, Asym: true}, Rounding: true, Seed: 1}
+	opt := Options{Method: MethodCafeQ, Grid: Grid{Bits: 3, Group: 32, Asym: true}, Rounding: true, Refine: RefineClip | RefineLSQ, Seed: 1}
 	c0 := cpuTime()
 	for b.Loop() {
 		var rep []Entry
