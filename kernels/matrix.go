@@ -179,20 +179,26 @@ func dotRowGeneric(f Format, row []byte, q []int8, d []float32, s []int32) float
 		body := blk[f.headerBytes():]
 		for c := 0; c < cpg; c++ {
 			b := g*cpg + c
-			switch f.Type {
-			case Q4:
-				unpackQ4Chunk(lv[:], body[c*q4ChunkBytes:])
-			case Q3:
-				unpackQ3Chunk(lv[:], body[c*q3ChunkBytes:])
-			case Q8:
-				for i := range lv {
-					lv[i] = body[c*q8ChunkBytes+i] ^ 0x80
-				}
-			}
 			qa := q[b*ChunkSize : (b+1)*ChunkSize]
 			var isum int32
-			for i, l := range lv {
-				isum += int32(l) * int32(qa[i])
+			switch f.Type {
+			case Q4:
+				// same as unpackQ4Chunk, fused with the sum
+				ch := body[c*q4ChunkBytes:][:q4ChunkBytes]
+				lo, hi := qa[:16], qa[16:32]
+				for i, v := range ch {
+					isum += int32(v&0x0f)*int32(lo[i]) + int32(v>>4)*int32(hi[i])
+				}
+			case Q3:
+				unpackQ3Chunk(lv[:], body[c*q3ChunkBytes:])
+				for i, l := range lv {
+					isum += int32(l) * int32(qa[i])
+				}
+			case Q8:
+				ch := body[c*q8ChunkBytes:][:q8ChunkBytes]
+				for i, v := range ch {
+					isum += int32(v^0x80) * int32(qa[i])
+				}
 			}
 			if f.Asym {
 				acc += (dw*d[b])*float32(isum) + mw*(d[b]*float32(s[b]))
