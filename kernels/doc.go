@@ -39,12 +39,21 @@
 //
 // # Measured speed
 //
-// On the development machine (AMD EPYC, 2 vCPUs at ~2.45 GHz, AVX2 only, no
-// AVX-512; shared and heavily loaded, so the best of 200 calls is quoted),
-// single-thread MulVec on the 2B shapes (`go test -bench MulVec -benchtime
-// 200x`, best-GB/s of packed weights): q4_g32 2304x9216 13.6 GB/s, 64x2304
-// (cache-resident) 14.3 GB/s; q4_g32_asym 10.6 GB/s; q3_g32_asym 6.4 GB/s;
-// q8_g32 ~27 GB/s cache-resident. The generic tier runs at 0.1-0.4 GB/s. The
-// AVX-512 VNNI tier could not be run there (see the kernels tests, which
-// compare every tier the CPU has with the reference).
+// Development machine: AMD EPYC, 2 vCPUs at ~2.45 GHz, AVX2 only (no
+// AVX-512), shared with other jobs (load average 6-16), so the fastest of
+// 100-3000 calls is quoted (best-GB/s, `go test -bench MulVec -benchtime
+// 100x`); single thread, GB/s of packed weights:
+//
+//	format        64x2304 (in cache)   2304x9216 (12 MB)   generic tier
+//	q4_g32        15.8                 11.1-13.6           0.43
+//	q4_g32_asym   13.2                 8.5-10.6            0.36
+//	q3_g32        8.6                  6.4                 ~0.1
+//	q3_g32_asym   7.9                  5.7-6.4
+//	q8_g32        29.4                 14.6                0.49
+//
+// Prefill (`-bench MulMat`, 2304x2304, 64 tokens): q4_g32 36 GMAC/s with
+// superblocks (29 per chunk), q3_g32 32 (24), q4_g64_asym 34 (27). Activation
+// quantization of 9216 values: 3.9 us (generic 73 us). The AVX-512 VNNI tier
+// could not be run there; the tests compare every tier the CPU has with the
+// reference, so run them on the target.
 package kernels
