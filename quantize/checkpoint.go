@@ -103,8 +103,12 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 			return nil, fmt.Errorf("quantize: transform block %d does not divide width %d", opt.Block, cols)
 		}
 	}
-	if err := opt.TransformFormat.Valid(opt.Block); err != nil && opt.Method != MethodRTN {
-		return nil, fmt.Errorf("quantize: transform format: %w", err)
+	if opt.Method != MethodRTN {
+		if err := opt.TransformFormat.Valid(opt.Block); err != nil {
+			return nil, fmt.Errorf("quantize: transform format: %w", err)
+		}
+		// Quantize against the M⁻¹ the runtime will actually apply.
+		opt.InvFormat = opt.TransformFormat
 	}
 
 	specs, err := opt.specs(cfg)
@@ -164,15 +168,11 @@ func (o CheckpointOptions) specs(cfg model.Config) ([]model.CQTensorSpec, error)
 	}
 	for l := 0; l < cfg.NumHiddenLayers; l++ {
 		p := o.plan(cfg, l)
-		vIn := p.attnIn
-		if p.useVO {
-			vIn = ""
-		}
 		specs = append(specs,
 			vec(model.LayerName(l, model.AttnNorm)),
 			model.CQTensorSpec{Name: model.LayerName(l, model.AttnQ), Format: wf, Shape: []int{qd, d}, Transform: ref(p.attnIn)},
 			model.CQTensorSpec{Name: model.LayerName(l, model.AttnK), Format: wf, Shape: []int{kvd, d}, Transform: ref(p.attnIn)},
-			model.CQTensorSpec{Name: model.LayerName(l, model.AttnV), Format: wf, Shape: []int{kvd, d}, Transform: ref(vIn)},
+			model.CQTensorSpec{Name: model.LayerName(l, model.AttnV), Format: wf, Shape: []int{kvd, d}, Transform: ref(p.attnIn)},
 			model.CQTensorSpec{Name: model.LayerName(l, model.AttnO), Format: wf, Shape: []int{d, qd}, Transform: ref(p.attnOut)},
 			vec(model.LayerName(l, model.PostAttnNorm)),
 			vec(model.LayerName(l, model.FFNNorm)),
@@ -243,28 +243,27 @@ func (q *checkpointWriter) layer(l int) error {
 		}
 	}
 	name := func(kind string) string { return model.LayerName(l, kind) }
-	// Attention input: q and k (and v unless coupled with o) share a transform.
-	attn := []string{name(model.AttnQ), name(model.AttnK)}
-	if !p.useVO {
-		attn = append(attn, name(model.AttnV))
-	}
-	if err := q.shared(attn, q.opt.Options, p.attnIn); err != nil {
+	// Attention input: q, k and v share one transform of their input. With
+	// CafeQ, v (in that transformed basis) and o are then re-quantized as a
+	// coupled pair, whose per-head transforms fold into the weights.
+	attn, err := q.shared([]string{name(model.AttnQ), name(model.AttnK), name(model.AttnV)}, q.opt.Options, p.attnIn, !p.useVO)
+	if err != nil {
 		return err
 	}
 	q.progress(fmt.Sprintf("layer %d attention input", l))
 	if p.useVO {
-		if err := q.vo(l); err != nil {
+		if err := q.vo(l, attn.Transform); err != nil {
 			return err
 		}
-	} else if err := q.shared([]string{name(model.AttnO)}, q.methodFor(p.attnOut), p.attnOut); err != nil {
+	} else if _, err := q.shared([]string{name(model.AttnO)}, q.methodFor(p.attnOut), p.attnOut, true); err != nil {
 		return err
 	}
 	q.progress(fmt.Sprintf("layer %d attention output", l))
-	if err := q.shared([]string{name(model.FFNGate), name(model.FFNUp)}, q.opt.Options, p.ffnIn); err != nil {
+	if _, err := q.shared([]string{name(model.FFNGate), name(model.FFNUp)}, q.opt.Options, p.ffnIn, true); err != nil {
 		return err
 	}
 	q.progress(fmt.Sprintf("layer %d ffn input", l))
-	if err := q.shared([]string{name(model.FFNDown)}, q.methodFor(p.downIn), p.downIn); err != nil {
+	if _, err := q.shared([]string{name(model.FFNDown)}, q.methodFor(p.downIn), p.downIn, true); err != nil {
 		return err
 	}
 	q.progress(fmt.Sprintf("layer %d ffn output", l))
@@ -282,37 +281,46 @@ func (q *checkpointWriter) methodFor(transformName string) Options {
 	return o
 }
 
-// shared quantizes matrices that read one input and writes them with their
-// transform (identity blocks when the method kept none).
-func (q *checkpointWriter) shared(names []string, opt Options, transformName string) error {
+// shared quantizes matrices that read one input and writes them (all of
+// them, or all but the last when writeLast is false) with their transform
+// (identity blocks when the method kept none).
+func (q *checkpointWriter) shared(names []string, opt Options, transformName string, writeLast bool) (*Result, error) {
 	ms := make([]Matrix, len(names))
 	for i, n := range names {
 		m, err := q.load(n)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		ms[i] = m
 	}
 	res, err := QuantizeShared(ms, opt)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for i, n := range names {
-		if err := q.writeQuantized(n, res.Q[i]); err != nil {
-			return err
+		if i == len(names)-1 && !writeLast {
+			break
 		}
+		if err := q.writeQuantized(n, res.Q[i]); err != nil {
+			return nil, err
+		}
+		q.report.Entries = append(q.report.Entries, res.Report[i])
 	}
-	q.report.Entries = append(q.report.Entries, res.Report...)
 	if transformName != "" {
-		return q.writeTransform(transformName, res.Transform, ms[0].Cols)
+		return res, q.writeTransform(transformName, res.Transform, ms[0].Cols)
 	}
-	return nil
+	return res, nil
 }
 
-func (q *checkpointWriter) vo(l int) error {
+// vo re-quantizes v, taken into the basis of the attention input transform
+// t, together with o as a coupled V/O pair.
+func (q *checkpointWriter) vo(l int, t *Transform) error {
 	cfg := q.ck.Config
 	v, err := q.load(model.LayerName(l, model.AttnV))
 	if err != nil {
+		return err
+	}
+	if v, err = t.Fold(v); err != nil {
 		return err
 	}
 	o, err := q.load(model.LayerName(l, model.AttnO))
