@@ -116,7 +116,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := interruptContext()
 	defer stop()
 	opts := sf.options()
-	opts.StopTokens = []int{tok.EOS()}
+	opts.StopTokens = e.StopTokens()
 	out := bufio.NewWriter(stdout)
 	dec := tok.NewStreamDecoder()
 	start := time.Now()
