@@ -192,8 +192,8 @@ func TestMulVecIntegerExact(t *testing.T) {
 						t.Fatalf("%s %d cols row %d: %v, integer reference %v", f, cols, r, got[r], want[r])
 					}
 				}
-				// MulMat on 5 copies of x: the 4-token kernels and the tail.
-				const n = 5
+				// MulMat on 13 copies of x: three 4-token kernel calls and the tail.
+				const n = 13
 				xs := NewActivationBatch(n, cols)
 				for tok := 0; tok < n; tok++ {
 					a := xs.Token(tok)
@@ -259,7 +259,7 @@ func TestMulMatTiers(t *testing.T) {
 	forEachTier(t, func(t *testing.T, tier Tier) {
 		rng := rand.New(rand.NewPCG(11, 12))
 		for _, f := range Formats() {
-			for _, n := range []int{1, 3, 4, 5, 9} {
+			for _, n := range []int{1, 3, 4, 5, 9, 13} {
 				// odd group counts take the per-chunk kernels; multiples of
 				// 128 columns take the superblock kernels; 32896 columns make
 				// token blocks of 4 (L2 tiling), so n = 5 and 9 cross blocks
