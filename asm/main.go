@@ -5,8 +5,12 @@
 // Usage: go run . -out ../kernels/dot_amd64.s -stubs ../kernels/dot_stubs_amd64.go -pkg kernels
 //
 // Register use is explicit (physical registers, no allocation) so that the
-// generated code is easy to read next to this file; each kernel's comment in
-// the .s output says which register holds what.
+// generated code is easy to read next to this file: the register plan of each
+// kernel is documented above its generator function, and the .s output
+// carries the Go signature above each TEXT and a comment per step.
+//
+// avo v0.5 has no AVX512_VNNI instructions; vpdpbusd emits VPDPBUSD by hand
+// (Go's assembler encodes the YMM form as EVEX, so it needs AVX512VL).
 package main
 
 import (
