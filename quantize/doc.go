@@ -36,34 +36,15 @@
 //
 // # Cost
 //
-// Options.Steps (Adam steps per block) is the budget knob. With the default
-// (DefaultSteps, block 256, rounding on) one Gemma-2-2B-shaped layer takes
-// about 85 CPU-seconds (BenchmarkCafeQ2BLayer, 2-core AMD EPYC, measured as
-// process CPU time on a shared machine), so a 26-layer 2B model is about
-// 37 CPU-minutes: under 20 minutes of wall time on 2 idle cores.
-//
-// # API
-//
-//	QuantizeMatrix(m, opt)            one matrix
-//	QuantizeShared(ms, opt)           matrices sharing an input and a transform
-//	QuantizeVO(v, o, heads, kv, hd, opt)  a V/O pair with coupled transforms
-//	RTN(grid, w, rows, cols)          plain round to nearest
-//	RelError(w, q, t)                 the exact proxy loss
-//
-// Each returns the Quantized matrices, the transform (nil for identity) and
-// one report Entry per tensor. A Gemma 2 layer is quantized as
-//
-//	qkv, _ := QuantizeShared([]Matrix{q, k, v}, opt) // runtime: x' = qkv.Transform.Inv · x
-//	vin, _ := qkv.Transform.Fold(v)                  // v in the q/k/v input basis
-//	vo, _ := QuantizeVO(vin, o, heads, kvHeads, headDim, opt)
-//	// store qkv.Q[0], qkv.Q[1] (q, k), vo.V (replaces qkv.Q[2]) and vo.O
-//	ffn, _ := QuantizeShared([]Matrix{gate, up}, opt)
-//	down, _ := QuantizeMatrix(downW, opt)
-//
-// The V/O transforms are folded into vo.V and vo.O (nothing for the
-// runtime); the q/k/v, gate/up and down transforms are applied to the
-// activations by the runtime. Options.Method picks "rtn", "hadamard" or
-// "cafeq"; Options.Refine enables per-group scale/min refinement (clipping
-// search and HQQ-style least squares), which is only kept where it lowers
-// the exact error. Work runs on every core (blocks and rows in parallel).
+// Options.Steps (Adam steps per block and start) is the budget knob; the
+// time is about linear in it. BenchmarkCafeQ2BLayer (one Gemma-2-2B-shaped
+// layer of random weights with outlier columns: q/k/v shared, V/O coupled
+// with alternating rounding, gate/up shared, down transformed, both
+// refinements, 3-bit, block 256, default 16 steps) measured 108 CPU-seconds
+// per layer on the 2-core AMD EPYC build machine (process CPU time; the
+// machine was shared, so wall time was about twice that). 26 layers are
+// about 47 CPU-minutes, i.e. about 23 minutes of wall time on 2 idle cores;
+// without a transform on down_proj (its 36 blocks are the largest share)
+// it is well under that. One 9216 x 2304 matrix alone
+// (BenchmarkCafeQ2BMatrix) takes about 11 CPU-seconds.
 package quantize
