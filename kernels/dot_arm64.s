@@ -828,3 +828,75 @@ done:
 	WORD  $0x7e30dbde // FADDP S30, V30.2S
 	FMOVS F30, ret+24(FP)
 	RET
+
+// Widen 16 halves in V0, V1 to f32 in V2, V3, V8, V9.
+#define WIDEN16_F16 \
+	WORD $0x0e217802; \ // FCVTL  V2.4S, V0.4H
+	WORD $0x4e217803; \ // FCVTL2 V3.4S, V0.8H
+	WORD $0x0e217828; \ // FCVTL  V8.4S, V1.4H
+	WORD $0x4e217829    // FCVTL2 V9.4S, V1.8H
+
+// bfloat16 is the top half of a float32: interleave with zero halves (V31).
+#define WIDEN16_BF16 \
+	VZIP1 V0.H8, V31.H8, V2.H8; \
+	VZIP2 V0.H8, V31.H8, V3.H8; \
+	VZIP1 V1.H8, V31.H8, V8.H8; \
+	VZIP2 V1.H8, V31.H8, V9.H8
+
+// Widen the half in R3 to f32 in F0.
+#define WIDEN1_F16 \
+	FMOVS  R3, F0; \
+	FCVTHS F0, F0
+
+#define WIDEN1_BF16 \
+	LSLW  $16, R3; \
+	FMOVS R3, F0
+
+// HALFDOT defines
+//
+//	func NAME(w *byte, x *float32, n uintptr) float32
+//
+// the dot of n little-endian 16-bit floats at w with x (dotRowFloatGeneric
+// up to the order of additions), 16 per iteration in four accumulators.
+#define HALFDOT(NAME, WIDEN16, WIDEN1) \
+TEXT NAME(SB), NOSPLIT, $0-28;        \
+	MOVD w+0(FP), R0;                 \
+	MOVD x+8(FP), R1;                 \
+	MOVD n+16(FP), R2;                \
+	VEOR V16.B16, V16.B16, V16.B16;   \
+	VEOR V17.B16, V17.B16, V17.B16;   \
+	VEOR V18.B16, V18.B16, V18.B16;   \
+	VEOR V19.B16, V19.B16, V19.B16;   \
+	VEOR V31.B16, V31.B16, V31.B16;   \
+loop16:                               \
+	CMP  $16, R2;                     \
+	BLT  reduce;                      \
+	VLD1.P 32(R0), [V0.B16, V1.B16];  \
+	VLD1.P 64(R1), [V4.S4, V5.S4, V6.S4, V7.S4]; \
+	WIDEN16;                          \
+	VFMLA V2.S4, V4.S4, V16.S4;       \
+	VFMLA V3.S4, V5.S4, V17.S4;       \
+	VFMLA V8.S4, V6.S4, V18.S4;       \
+	VFMLA V9.S4, V7.S4, V19.S4;       \
+	SUB  $16, R2;                     \
+	B    loop16;                      \
+reduce:                               \
+	WORD $0x4e31d610;                 \ // FADD  V16.4S, V16.4S, V17.4S
+	WORD $0x4e33d652;                 \ // FADD  V18.4S, V18.4S, V19.4S
+	WORD $0x4e32d610;                 \ // FADD  V16.4S, V16.4S, V18.4S
+	WORD $0x6e30d610;                 \ // FADDP V16.4S, V16.4S, V16.4S
+	WORD $0x7e30da10;                 \ // FADDP S16, V16.2S
+loop1:                                \
+	CBZ     R2, done;                 \
+	MOVHU.P 2(R0), R3;                \
+	WIDEN1;                           \
+	FMOVS.P 4(R1), F1;                \
+	FMADDS  F1, F16, F0, F16;         \
+	SUB     $1, R2;                   \
+	B       loop1;                    \
+done:                                 \
+	FMOVS F16, ret+24(FP);            \
+	RET
+
+HALFDOT(·dotF16NEON, WIDEN16_F16, WIDEN1_F16)
+HALFDOT(·dotBF16NEON, WIDEN16_BF16, WIDEN1_BF16)

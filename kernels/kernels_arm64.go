@@ -106,12 +106,11 @@ var neonDotSet = func() kernelSet {
 }()
 
 // mulVecNEON runs the 4-row kernel of m's format over [r0, r1) and the 1-row
-// kernel on the last rows. F32 rows use
-// the f32 dot; F16 and BF16 stay on the generic path.
+// kernel on the last rows; float formats take one f32 dot per row.
 func mulVecNEON(k *rowDots, m *Matrix, dst []float32, x *Activation, r0, r1 int) {
-	if m.Format.Type == F32 {
+	if fd := floatRowDot(m.Format.Type); fd != nil {
 		for r := r0; r < r1; r++ {
-			dst[r] = dotF32Row(m.row(r), x.F32)
+			dst[r] = fd(m.row(r), x.F32)
 		}
 		return
 	}
@@ -137,18 +136,18 @@ func mulVecNEON(k *rowDots, m *Matrix, dst []float32, x *Activation, r0, r1 int)
 // in L1 while they meet every token, four tokens per kernel call (one unpack
 // per four dot products).
 func mulMatNEON(k *rowDots, m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
-	fk := k.lookup(m.Format)
-	if xs.N == 0 || (fk == nil && m.Format.Type != F32) {
-		mulMatGeneric(m, dst, xs, r0, r1)
-		return
-	}
-	if m.Format.Type == F32 {
+	if fd := floatRowDot(m.Format.Type); fd != nil {
 		for r := r0; r < r1; r++ {
 			row := m.row(r)
 			for t := 0; t < xs.N; t++ {
-				dst[t*m.Rows+r] = dotF32Row(row, xs.F32[t*xs.Cols:(t+1)*xs.Cols])
+				dst[t*m.Rows+r] = fd(row, xs.F32[t*xs.Cols:(t+1)*xs.Cols])
 			}
 		}
+		return
+	}
+	fk := k.lookup(m.Format)
+	if xs.N == 0 || fk == nil {
+		mulMatGeneric(m, dst, xs, r0, r1)
 		return
 	}
 	rb := m.Format.RowBytes(m.Cols)
@@ -171,12 +170,22 @@ func mulMatNEON(k *rowDots, m *Matrix, dst []float32, xs *ActivationBatch, r0, r
 	}
 }
 
-// dotF32Row is the dot of a stored F32 row (little-endian, which arm64 is)
-// with x; len(row) == 4*len(x). NEON loads need no alignment.
-func dotF32Row(row []byte, x []float32) float32 {
-	if len(x) == 0 {
-		return 0
+// floatRowDot returns the row dot for a float format (nil for quantized
+// ones). Rows are little-endian, as arm64 is; len(row) is len(x) times the
+// element size. NEON loads need no alignment.
+func floatRowDot(t Type) func(row []byte, x []float32) float32 {
+	switch t {
+	case F32:
+		return dotF32Row
+	case F16:
+		return func(row []byte, x []float32) float32 { return dotF16NEON(&row[0], &x[0], uintptr(len(x))) }
+	case BF16:
+		return func(row []byte, x []float32) float32 { return dotBF16NEON(&row[0], &x[0], uintptr(len(x))) }
 	}
+	return nil
+}
+
+func dotF32Row(row []byte, x []float32) float32 {
 	return dotF32NEON((*float32)(unsafe.Pointer(&row[0])), &x[0], uintptr(len(x)))
 }
 
@@ -363,6 +372,15 @@ func softCapF32NEON(x *float32, n uintptr, cap float32)
 //
 //go:noescape
 func expSubF32NEON(x *float32, n uintptr, m float32) float32
+
+// dotF16NEON and dotBF16NEON return the dot of n little-endian f16 (bf16)
+// values at w with x (dotRowFloatGeneric up to the order of additions).
+//
+//go:noescape
+func dotF16NEON(w *byte, x *float32, n uintptr) float32
+
+//go:noescape
+func dotBF16NEON(w *byte, x *float32, n uintptr) float32
 
 // dotF32NEON returns sum_i a[i]*b[i] for i < n (dotGeneric up to the order of additions).
 //

@@ -120,38 +120,42 @@ func TestRowDotExtremes(t *testing.T) {
 	}
 }
 
-// F32 matrices take the NEON f32 dot, reading rows through a pointer that
-// need not be 4-byte aligned; check a matrix whose data starts at an odd
-// address against the generic path (error budget of TestMulVecTiers).
-func TestMulVecF32Unaligned(t *testing.T) {
+// Float matrices (F32, F16, BF16) take the NEON row dots, reading rows
+// through pointers that need not be aligned; check matrices whose data starts
+// at an odd address against the generic path (error budget of
+// TestMulVecTiers), on lengths that exercise the 16-wide loop and the tail.
+func TestMulVecFloatUnaligned(t *testing.T) {
 	rng := rand.New(rand.NewPCG(33, 34))
-	for _, cols := range []int{1, 3, 17, 255, 2305} {
-		rows := 5
-		src := gaussian(rng, rows*cols, 0.05)
-		buf := make([]byte, rows*4*cols+1)
-		m := &Matrix{Format: FormatF32, Rows: rows, Cols: cols, Data: buf[1:]}
-		for r := 0; r < rows; r++ {
-			if err := QuantizeRowRTN(FormatF32, m.row(r), src[r*cols:(r+1)*cols]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		x := randActivation(t, rng, cols)
-		want := make([]float32, rows)
-		mulVecGeneric(m, want, x, 0, rows)
-		mag := absDot(t, m, x.F32)
-		t.Run(fmt.Sprintf("cols=%d", cols), func(t *testing.T) {
-			forEachTier(t, func(t *testing.T, tier Tier) {
-				got := make([]float32, rows)
-				if err := m.MulVec(got, x, 0, rows); err != nil {
+	for _, f := range []Format{FormatF32, FormatF16, FormatBF16} {
+		for _, cols := range []int{1, 3, 17, 255, 2305} {
+			rows := 5
+			src := gaussian(rng, rows*cols, 0.05)
+			rb := f.RowBytes(cols)
+			buf := make([]byte, rows*rb+1)
+			m := &Matrix{Format: f, Rows: rows, Cols: cols, Data: buf[1:]}
+			for r := 0; r < rows; r++ {
+				if err := QuantizeRowRTN(f, m.row(r), src[r*cols:(r+1)*cols]); err != nil {
 					t.Fatal(err)
 				}
-				for r := range got {
-					if d := math.Abs(float64(got[r] - want[r])); d > 1e-6*mag[r] {
-						t.Errorf("row %d: %v, reference %v", r, got[r], want[r])
+			}
+			x := randActivation(t, rng, cols)
+			want := make([]float32, rows)
+			mulVecGeneric(m, want, x, 0, rows)
+			mag := absDot(t, m, x.F32)
+			t.Run(fmt.Sprintf("%s/cols=%d", f, cols), func(t *testing.T) {
+				forEachTier(t, func(t *testing.T, tier Tier) {
+					got := make([]float32, rows)
+					if err := m.MulVec(got, x, 0, rows); err != nil {
+						t.Fatal(err)
 					}
-				}
+					for r := range got {
+						if d := math.Abs(float64(got[r] - want[r])); d > 1e-6*mag[r] {
+							t.Errorf("row %d: %v, reference %v", r, got[r], want[r])
+						}
+					}
+				})
 			})
-		})
+		}
 	}
 }
 
