@@ -20,6 +20,9 @@ func f32Kernels() {
 	quantAct()
 	dotHalf(false)
 	dotHalf(true)
+	for _, typ := range []string{"F32", "F16", "BF16"} {
+		floatT4(typ)
+	}
 }
 
 // dotF32: 4 accumulators x 8 lanes, then 8-wide, then scalar tail.
@@ -392,5 +395,74 @@ func dotHalf(bf16 bool) {
 	hsum(Y0, Y4)
 	VZEROUPPER()
 	Store(X0, ReturnIndex(0))
+	RET()
+}
+
+// floatT4 generates the prefill dot for one F32/F16/BF16 row and 4 tokens:
+// out[t*ostride] = sum_i w[i]*x[t*xstride+i] for i < n (n a multiple of 8).
+// Each 8 weights are widened once and meet the 4 tokens (8 accumulators, 16
+// weights per iteration), so a row is read once per 4 tokens.
+func floatT4(typ string) {
+	name := "dot" + typ + "T4AVX2"
+	TEXT(name, NOSPLIT, "func(out *float32, ostride uintptr, w *byte, x *float32, xstride uintptr, n uintptr)")
+	Doc(
+		fmt.Sprintf("%s computes out[t*ostride] = sum_i w[i]*x[t*xstride+i] for 4 tokens t and", name),
+		fmt.Sprintf("i < n (n a multiple of 8) over a row of %s weights. Reference: dotRowFloatGeneric.", typ),
+	)
+	Pragma("noescape")
+	w, x, xs, xs3, n := RSI, RBX, R11, R12, RCX
+	Load(Param("out"), RDI)
+	Load(Param("w"), w)
+	Load(Param("x"), x)
+	Load(Param("xstride"), xs)
+	Load(Param("n"), n)
+	SHLQ(U8(2), xs)
+	LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
+	acc := []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7}
+	for _, a := range acc {
+		VXORPS(a, a, a)
+	}
+	esz := map[string]int{"F32": 4, "F16": 2, "BF16": 2}[typ]
+	widen := func(m Mem, dst VecPhysical) {
+		switch typ {
+		case "F32":
+			VMOVUPS(m, dst)
+		case "F16":
+			VCVTPH2PS(m, dst)
+		case "BF16":
+			VPMOVZXWD(m, dst)
+			VPSLLD(U8(16), dst, dst)
+		}
+	}
+	xt := func(t, disp int) Mem {
+		return []Mem{{Base: x, Disp: disp}, {Base: x, Index: xs, Scale: 1, Disp: disp},
+			{Base: x, Index: xs, Scale: 2, Disp: disp}, {Base: x, Index: xs3, Scale: 1, Disp: disp}}[t]
+	}
+	Label(name + "16")
+	CMPQ(n, U8(16))
+	JB(LabelRef(name + "8"))
+	widen(Mem{Base: w}, Y8)
+	widen(Mem{Base: w, Disp: 8 * esz}, Y9)
+	for t := 0; t < 4; t++ {
+		VFMADD231PS(xt(t, 0), Y8, acc[t])
+		VFMADD231PS(xt(t, 32), Y9, acc[4+t])
+	}
+	ADDQ(U8(16*esz), w)
+	ADDQ(U8(64), x)
+	SUBQ(U8(16), n)
+	JMP(LabelRef(name + "16"))
+	Label(name + "8")
+	CMPQ(n, U8(8))
+	JB(LabelRef(name + "done"))
+	widen(Mem{Base: w}, Y8)
+	for t := 0; t < 4; t++ {
+		VFMADD231PS(xt(t, 0), Y8, acc[t])
+	}
+	Label(name + "done")
+	for t := 0; t < 4; t++ {
+		VADDPS(acc[4+t], acc[t], acc[t])
+	}
+	storeOut(acc[:4], 1, 4)
+	VZEROUPPER()
 	RET()
 }

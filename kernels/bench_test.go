@@ -56,7 +56,7 @@ func BenchmarkMulVec(b *testing.B) {
 // instead of the superblock ones, to show what the superblocks gain.
 func BenchmarkMulMat(b *testing.B) {
 	const n = 64
-	for _, fs := range []string{"q4_g32", "q4_g128", "q3_g32", "q4_g64_asym"} {
+	for _, fs := range []string{"q4_g32", "q4_g128", "q3_g32", "q4_g64_asym", "bf16"} {
 		f, _ := ParseFormat(fs)
 		sh := [2]int{2304, 2304}
 		rng := rand.New(rand.NewPCG(1, 1))

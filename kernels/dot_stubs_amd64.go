@@ -455,3 +455,21 @@ func dotF16AVX2(w *byte, x *float32, n uintptr) float32
 //
 //go:noescape
 func dotBF16AVX2(w *byte, x *float32, n uintptr) float32
+
+// dotF32T4AVX2 computes out[t*ostride] = sum_i w[i]*x[t*xstride+i] for 4 tokens t and
+// i < n (n a multiple of 8) over a row of F32 weights. Reference: dotRowFloatGeneric.
+//
+//go:noescape
+func dotF32T4AVX2(out *float32, ostride uintptr, w *byte, x *float32, xstride uintptr, n uintptr)
+
+// dotF16T4AVX2 computes out[t*ostride] = sum_i w[i]*x[t*xstride+i] for 4 tokens t and
+// i < n (n a multiple of 8) over a row of F16 weights. Reference: dotRowFloatGeneric.
+//
+//go:noescape
+func dotF16T4AVX2(out *float32, ostride uintptr, w *byte, x *float32, xstride uintptr, n uintptr)
+
+// dotBF16T4AVX2 computes out[t*ostride] = sum_i w[i]*x[t*xstride+i] for 4 tokens t and
+// i < n (n a multiple of 8) over a row of BF16 weights. Reference: dotRowFloatGeneric.
+//
+//go:noescape
+func dotBF16T4AVX2(out *float32, ostride uintptr, w *byte, x *float32, xstride uintptr, n uintptr)

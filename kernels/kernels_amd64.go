@@ -149,9 +149,7 @@ func mulVecSIMD(qk *quantKernels, m *Matrix, dst []float32, x *Activation, r0, r
 func mulMatSIMD(qk *quantKernels, m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
 	k := qk.lookup(m.Format)
 	if k == nil {
-		for t := 0; t < xs.N; t++ {
-			mulVecFloatAVX2(m, dst[t*m.Rows:(t+1)*m.Rows], xs.F32[t*xs.Cols:(t+1)*xs.Cols], r0, r1)
-		}
+		mulMatFloatAVX2(m, dst, xs, r0, r1)
 		return
 	}
 	if xs.N == 0 {
@@ -276,6 +274,45 @@ func mulVecFloatAVX2(m *Matrix, dst, x []float32, r0, r1 int) {
 		}
 		if n < m.Cols {
 			dst[r] += dotRowFloatGeneric(m.Format.Type, row[2*n:], x[n:])
+		}
+	}
+}
+
+// mulMatFloatAVX2 is MulMat for F32/F16/BF16 rows: each row meets 4 tokens
+// per kernel call (read once per 4 tokens instead of once per token), the
+// n%8 column tail and the n%4 token tail by the reference.
+func mulMatFloatAVX2(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+	var k func(out *float32, ostride uintptr, w *byte, x *float32, xstride uintptr, n uintptr)
+	switch m.Format.Type {
+	case F32:
+		k = dotF32T4AVX2
+	case F16:
+		k = dotF16T4AVX2
+	case BF16:
+		k = dotBF16T4AVX2
+	}
+	n8 := m.Cols &^ 7
+	esz := m.Format.BlockBytes()
+	for r := r0; r < r1; r++ {
+		row := m.row(r)
+		t := 0
+		for ; t+4 <= xs.N; t += 4 {
+			if n8 > 0 {
+				k(&dst[t*m.Rows+r], uintptr(m.Rows), &row[0], &xs.F32[t*xs.Cols], uintptr(xs.Cols), uintptr(n8))
+			} else {
+				for i := 0; i < 4; i++ {
+					dst[(t+i)*m.Rows+r] = 0
+				}
+			}
+			if n8 < m.Cols {
+				for i := 0; i < 4; i++ {
+					x := xs.F32[(t+i)*xs.Cols : (t+i+1)*xs.Cols]
+					dst[(t+i)*m.Rows+r] += dotRowFloatGeneric(m.Format.Type, row[esz*n8:], x[n8:])
+				}
+			}
+		}
+		for ; t < xs.N; t++ {
+			mulVecFloatAVX2(m, dst[t*m.Rows:(t+1)*m.Rows], xs.F32[t*xs.Cols:(t+1)*xs.Cols], r, r+1)
 		}
 	}
 }
