@@ -33,7 +33,7 @@ fixtures: fixtures-tokenizer
 
 # Everything CI checks. Fetched fixtures are required here, so a missing one
 # fails instead of skipping.
-test: fixtures vet fmt-check test-unit test-purego test-arm64 fuzz test-e2e
+test: fixtures vet fmt-check check-generate test-unit test-purego test-arm64 fuzz test-e2e
 
 vet:
 	$(GO) vet ./...

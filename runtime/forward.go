@@ -306,10 +306,7 @@ func (e *Engine) logits(sc *scratch, lo, hi int) {
 	rows := sc.viewRange(sc.final, lo, hi)
 	e.matmul(sc, e.w.output, sc.logit[:(hi-lo)*vocab], rows)
 	if cap := float32(e.Config.FinalLogitSoftcapping); cap > 0 {
-		out := sc.logit[:(hi-lo)*vocab]
-		for j, v := range out {
-			out[j] = cap * kernels.Tanh(v/cap)
-		}
+		kernels.SoftCap(sc.logit[:(hi-lo)*vocab], cap) // final logit soft-cap
 	}
 }
 
@@ -433,11 +430,10 @@ func (j *attentionJob) run(worker, lo, hi int) {
 		scores := sc.scores[worker][:r.pos+1-start]
 		for k := range scores {
 			pos := start + k
-			s := kernels.Dot(q, kc[pos*kvd+kvOff:pos*kvd+kvOff+hd]) * scale
-			if cap > 0 {
-				s = cap * kernels.Tanh(s/cap) // attention logit soft-cap
-			}
-			scores[k] = s
+			scores[k] = kernels.Dot(q, kc[pos*kvd+kvOff:pos*kvd+kvOff+hd]) * scale
+		}
+		if cap > 0 {
+			kernels.SoftCap(scores, cap) // attention logit soft-cap
 		}
 		kernels.Softmax(scores)
 		out := j.out[i*qd+h*hd : i*qd+(h+1)*hd]
