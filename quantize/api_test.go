@@ -27,7 +27,10 @@ func TestBadInput(t *testing.T) {
 		{"no matrices", func() error { _, err := QuantizeShared(nil, Options{Grid: g}); return err }},
 		{"widths differ", func() error { _, err := QuantizeShared([]Matrix{ok, narrow}, Options{Grid: g}); return err }},
 		{"method", func() error { _, err := QuantizeMatrix(ok, Options{Method: "gptq", Grid: g}); return err }},
-		{"grid", func() error { _, err := QuantizeMatrix(ok, Options{Method: MethodRTN, Grid: Grid{Bits: 5, Group: 32}}); return err }},
+		{"grid", func() error {
+			_, err := QuantizeMatrix(ok, Options{Method: MethodRTN, Grid: Grid{Bits: 5, Group: 32}})
+			return err
+		}},
 		{"cafeq block", func() error { _, err := QuantizeMatrix(ok, Options{Grid: g, Block: 512}); return err }},
 		{"hadamard block", func() error {
 			_, err := QuantizeMatrix(ok, Options{Method: MethodHadamard, Grid: g, Block: 96})
