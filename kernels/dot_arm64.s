@@ -900,3 +900,109 @@ done:                                 \
 
 HALFDOT(·dotF16NEON, WIDEN16_F16, WIDEN1_F16)
 HALFDOT(·dotBF16NEON, WIDEN16_BF16, WIDEN1_BF16)
+
+// func scaleF32NEON(alpha float32, x *float32, n uintptr)
+// x[i] *= alpha for i < n (scaleGeneric, bit-identical).
+TEXT ·scaleF32NEON(SB), NOSPLIT, $0-24
+	FMOVS alpha+0(FP), F31
+	MOVD  x+8(FP), R0
+	MOVD  n+16(FP), R2
+
+loop16:
+	CMP    $16, R2
+	BLT    loop1
+	VLD1   (R0), [V0.S4, V1.S4, V2.S4, V3.S4]
+	WORD   $0x4f9f9000 // FMUL V0.4S, V0.4S, V31.S[0]
+	WORD   $0x4f9f9021 // FMUL V1.4S, V1.4S, V31.S[0]
+	WORD   $0x4f9f9042 // FMUL V2.4S, V2.4S, V31.S[0]
+	WORD   $0x4f9f9063 // FMUL V3.4S, V3.4S, V31.S[0]
+	VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R0)
+	SUB    $16, R2
+	B      loop16
+
+loop1:
+	CBZ     R2, done
+	FMOVS   (R0), F0
+	FMULS   F31, F0, F0
+	FMOVS.P F0, 4(R0)
+	SUB     $1, R2
+	B       loop1
+
+done:
+	RET
+
+// func maxF32NEON(x *float32, n uintptr) float32
+// max of x[0:n], n >= 1 (maxGeneric: NaN if any value is NaN).
+TEXT ·maxF32NEON(SB), NOSPLIT, $0-20
+	MOVD  x+0(FP), R0
+	MOVD  n+8(FP), R2
+	VLD1R (R0), [V16.S4] // every accumulator starts at x[0]
+	VORR  V16.B16, V16.B16, V17.B16
+	VORR  V16.B16, V16.B16, V18.B16
+	VORR  V16.B16, V16.B16, V19.B16
+
+loop16:
+	CMP    $16, R2
+	BLT    reduce
+	VLD1.P 64(R0), [V0.S4, V1.S4, V2.S4, V3.S4]
+	WORD   $0x4e20f610 // FMAX V16.4S, V16.4S, V0.4S
+	WORD   $0x4e21f631 // FMAX V17.4S, V17.4S, V1.4S
+	WORD   $0x4e22f652 // FMAX V18.4S, V18.4S, V2.4S
+	WORD   $0x4e23f673 // FMAX V19.4S, V19.4S, V3.4S
+	SUB    $16, R2
+	B      loop16
+
+reduce:
+	WORD $0x4e31f610 // FMAX V16.4S, V16.4S, V17.4S
+	WORD $0x4e33f652 // FMAX V18.4S, V18.4S, V19.4S
+	WORD $0x4e32f610 // FMAX V16.4S, V16.4S, V18.4S
+	WORD $0x6e30fa10 // FMAXV S16, V16.4S
+
+loop1:
+	CBZ     R2, done
+	FMOVS.P 4(R0), F0
+	FMAXS   F0, F16, F16
+	SUB     $1, R2
+	B       loop1
+
+done:
+	FMOVS F16, ret+16(FP)
+	RET
+
+// func mulScaleOnePlusF32NEON(dst, x, w *float32, n uintptr, s float32)
+// dst[i] = x[i]*s*(1+w[i]) for i < n (mulScaleOnePlusGeneric, bit-identical:
+// the same three roundings in the same order).
+TEXT ·mulScaleOnePlusF32NEON(SB), NOSPLIT, $0-36
+	MOVD  dst+0(FP), R3
+	MOVD  x+8(FP), R0
+	MOVD  w+16(FP), R1
+	MOVD  n+24(FP), R2
+	FMOVS s+32(FP), F31
+	FMOVS $1.0, F30
+	VDUP  V30.S[0], V30.S4
+
+loop4:
+	CMP    $4, R2
+	BLT    loop1
+	VLD1.P 16(R0), [V0.S4]
+	VLD1.P 16(R1), [V1.S4]
+	WORD   $0x4f9f9000 // FMUL V0.4S, V0.4S, V31.S[0]: x*s
+	WORD   $0x4e3ed421 // FADD V1.4S, V1.4S, V30.4S: 1+w
+	WORD   $0x6e21dc00 // FMUL V0.4S, V0.4S, V1.4S
+	VST1.P [V0.S4], 16(R3)
+	SUB    $4, R2
+	B      loop4
+
+loop1:
+	CBZ     R2, done
+	FMOVS.P 4(R0), F0
+	FMOVS.P 4(R1), F1
+	FMULS   F31, F0, F0
+	FADDS   F30, F1, F1
+	FMULS   F1, F0, F0
+	FMOVS.P F0, 4(R3)
+	SUB     $1, R2
+	B       loop1
+
+done:
+	RET

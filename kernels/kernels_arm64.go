@@ -92,6 +92,9 @@ var neonSet = func() kernelSet {
 	s.geluMul = geluMulNEON
 	s.softCap = softCapNEON
 	s.expSub = expSubNEON
+	s.scale = scaleNEON
+	s.max = maxNEON
+	s.mulScaleOnePlus = mulScaleOnePlusNEON
 	return s
 }()
 
@@ -235,6 +238,22 @@ func expSubNEON(x []float32, m float32) float32 {
 		sum = expSubF32NEON(&x[0], uintptr(n), m)
 	}
 	return sum + expSubGeneric(x[n:], m)
+}
+
+func scaleNEON(alpha float32, x []float32) {
+	if len(x) > 0 {
+		scaleF32NEON(alpha, &x[0], uintptr(len(x)))
+	}
+}
+
+// maxNEON: callers guarantee len(x) >= 1, like maxGeneric (which indexes x[0]).
+func maxNEON(x []float32) float32 { return maxF32NEON(&x[0], uintptr(len(x))) }
+
+func mulScaleOnePlusNEON(dst, x, w []float32, s float32) {
+	if len(dst) > 0 {
+		x, w = x[:len(dst)], w[:len(dst)]
+		mulScaleOnePlusF32NEON(&dst[0], &x[0], &w[0], uintptr(len(dst)), s)
+	}
 }
 
 func dotNEON(a, b []float32) float32 {
@@ -381,6 +400,22 @@ func dotF16NEON(w *byte, x *float32, n uintptr) float32
 
 //go:noescape
 func dotBF16NEON(w *byte, x *float32, n uintptr) float32
+
+// scaleF32NEON computes x[i] *= alpha for i < n (scaleGeneric).
+//
+//go:noescape
+func scaleF32NEON(alpha float32, x *float32, n uintptr)
+
+// maxF32NEON returns the largest of x[0:n], n >= 1 (maxGeneric).
+//
+//go:noescape
+func maxF32NEON(x *float32, n uintptr) float32
+
+// mulScaleOnePlusF32NEON computes dst[i] = x[i]*s*(1+w[i]) for i < n
+// (mulScaleOnePlusGeneric).
+//
+//go:noescape
+func mulScaleOnePlusF32NEON(dst, x, w *float32, n uintptr, s float32)
 
 // dotF32NEON returns sum_i a[i]*b[i] for i < n (dotGeneric up to the order of additions).
 //

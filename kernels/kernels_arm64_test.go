@@ -291,3 +291,46 @@ func TestSoftCapExpNEON(t *testing.T) {
 		t.Fatalf("exp sum %v, reference %v", gs, ws)
 	}
 }
+
+// Scale, max and the RMSNorm multiply do the reference's roundings in the
+// reference's order, so they must be bit-identical to it, on odd lengths
+// with guarded outputs; max must also return NaN when a NaN is present
+// (wherever it is: in the 16-wide part or the tail).
+func TestSimpleLoopsNEON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(37, 38))
+	for _, n := range oddLens {
+		a, w := gaussian(rng, n, 1), gaussian(rng, n, 0.1)
+
+		buf, y := guarded(n)
+		copy(y, a)
+		scaleNEON(-0.37, y)
+		checkGuard(t, buf, 0, n)
+		want := slices.Clone(a)
+		scaleGeneric(-0.37, want)
+		if !slices.Equal(y, want) {
+			t.Fatalf("n=%d: scale differs from the reference", n)
+		}
+
+		buf, y = guarded(n)
+		mulScaleOnePlusNEON(y, a, w, 0.81)
+		checkGuard(t, buf, 0, n)
+		mulScaleOnePlusGeneric(want, a, w, 0.81)
+		if !slices.Equal(y, want) {
+			t.Fatalf("n=%d: mulScaleOnePlus differs from the reference", n)
+		}
+
+		if got, ref := maxNEON(a), maxGeneric(a); got != ref {
+			t.Fatalf("n=%d: max %v, reference %v", n, got, ref)
+		}
+		for _, at := range []int{0, n / 2, n - 1} {
+			b := slices.Clone(a)
+			b[at] = float32(math.NaN())
+			if got := maxNEON(b); !math.IsNaN(float64(got)) {
+				t.Fatalf("n=%d: max with a NaN at %d: %v", n, at, got)
+			}
+		}
+	}
+	if got := maxNEON([]float32{float32(math.Copysign(0, -1)), 0}); math.Signbit(float64(got)) {
+		t.Fatalf("max(-0, +0) = %v, want +0 as the reference", got)
+	}
+}
