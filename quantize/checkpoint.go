@@ -92,9 +92,6 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 	if opt.TransformFormat.Type == kernels.TypeInvalid {
 		opt.TransformFormat = kernels.FormatQ8
 	}
-	// Fold the weights with the inverse of the M⁻¹ as stored, so the file's
-	// pair is exact and the reported errors are the stored ones.
-	opt.InvFormat = opt.TransformFormat
 	if err := opt.EmbedFormat.Valid(cfg.HiddenSize); err != nil {
 		return nil, fmt.Errorf("quantize: embedding format: %w", err)
 	}
