@@ -1006,3 +1006,47 @@ loop1:
 
 done:
 	RET
+
+// func ropeF32NEON(x, cos, sin *float32, h uintptr)
+// For i < h: (x[i], x[i+h]) = (x[i]*cos[i] - x[i+h]*sin[i], x[i+h]*cos[i] + x[i]*sin[i])
+// (ropeGeneric up to FMA rounding).
+TEXT ·ropeF32NEON(SB), NOSPLIT, $0-32
+	MOVD x+0(FP), R0
+	MOVD cos+8(FP), R2
+	MOVD sin+16(FP), R3
+	MOVD h+24(FP), R4
+	ADD  R4<<2, R0, R1 // R1 = &x[h]
+
+loop4:
+	CMP    $4, R4
+	BLT    loop1
+	VLD1   (R0), [V0.S4]    // x0
+	VLD1   (R1), [V1.S4]    // x1
+	VLD1.P 16(R2), [V2.S4]  // cos
+	VLD1.P 16(R3), [V3.S4]  // sin
+	WORD   $0x6e22dc04      // FMUL V4.4S, V0.4S, V2.4S: x0*cos
+	VFMLS  V3.S4, V1.S4, V4.S4 //  - x1*sin
+	WORD   $0x6e22dc25      // FMUL V5.4S, V1.4S, V2.4S: x1*cos
+	VFMLA  V3.S4, V0.S4, V5.S4 //  + x0*sin
+	VST1.P [V4.S4], 16(R0)
+	VST1.P [V5.S4], 16(R1)
+	SUB    $4, R4
+	B      loop4
+
+loop1:
+	CBZ     R4, done
+	FMOVS   (R0), F0
+	FMOVS   (R1), F1
+	FMOVS.P 4(R2), F2
+	FMOVS.P 4(R3), F3
+	FMULS   F2, F0, F4
+	FMSUBS  F3, F4, F1, F4 // F4 = x0*cos - x1*sin
+	FMULS   F2, F1, F5
+	FMADDS  F3, F5, F0, F5 // F5 = x1*cos + x0*sin
+	FMOVS.P F4, 4(R0)
+	FMOVS.P F5, 4(R1)
+	SUB     $1, R4
+	B       loop1
+
+done:
+	RET

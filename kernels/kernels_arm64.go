@@ -95,6 +95,7 @@ var neonSet = func() kernelSet {
 	s.scale = scaleNEON
 	s.max = maxNEON
 	s.mulScaleOnePlus = mulScaleOnePlusNEON
+	s.rope = ropeNEON
 	return s
 }()
 
@@ -253,6 +254,13 @@ func mulScaleOnePlusNEON(dst, x, w []float32, s float32) {
 	if len(dst) > 0 {
 		x, w = x[:len(dst)], w[:len(dst)]
 		mulScaleOnePlusF32NEON(&dst[0], &x[0], &w[0], uintptr(len(dst)), s)
+	}
+}
+
+// ropeNEON: RoPE has checked len(x) == 2*len(cos) == 2*len(sin).
+func ropeNEON(x, cos, sin []float32) {
+	if h := len(x) / 2; h > 0 {
+		ropeF32NEON(&x[0], &cos[0], &sin[0], uintptr(h))
 	}
 }
 
@@ -416,6 +424,11 @@ func maxF32NEON(x *float32, n uintptr) float32
 //
 //go:noescape
 func mulScaleOnePlusF32NEON(dst, x, w *float32, n uintptr, s float32)
+
+// ropeF32NEON rotates x (2h values) by cos and sin (h values each), as ropeGeneric.
+//
+//go:noescape
+func ropeF32NEON(x, cos, sin *float32, h uintptr)
 
 // dotF32NEON returns sum_i a[i]*b[i] for i < n (dotGeneric up to the order of additions).
 //

@@ -334,3 +334,31 @@ func TestSimpleLoopsNEON(t *testing.T) {
 		t.Fatalf("max(-0, +0) = %v, want +0 as the reference", got)
 	}
 }
+
+// RoPE against the reference on head sizes with and without a tail (h%4),
+// guarded; the two differ only by FMA rounding: within 2 ulps of the larger
+// product.
+func TestRoPENEON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(39, 40))
+	for _, h := range []int{1, 3, 4, 7, 64, 129} {
+		x := gaussian(rng, 2*h, 1)
+		ang := gaussian(rng, h, 3)
+		cs, sn := make([]float32, h), make([]float32, h)
+		for i, a := range ang {
+			cs[i], sn[i] = float32(math.Cos(float64(a))), float32(math.Sin(float64(a)))
+		}
+		buf, y := guarded(2 * h)
+		copy(y, x)
+		ropeNEON(y, cs, sn)
+		checkGuard(t, buf, 0, 2*h)
+		want := slices.Clone(x)
+		ropeGeneric(want, cs, sn)
+		for i := range y {
+			j := i % h
+			a, b := abs32(x[j]), abs32(x[j+h])
+			if d := abs32(y[i] - want[i]); d > 2.4e-7*max(a, b) {
+				t.Fatalf("h=%d value %d: %v, reference %v", h, i, y[i], want[i])
+			}
+		}
+	}
+}
