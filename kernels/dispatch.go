@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/klauspost/cpuid/v2"
@@ -132,10 +133,25 @@ func capTier(top Tier) func() {
 	return func() { impl = prev }
 }
 
+// bestSet picks the fastest tier the CPU supports, or the one named by the
+// CAFEQ_KERNELS environment variable (generic, avx2, avx512-vnni, neon...).
+// The AVX-512 tier is not chosen by default: no machine the project could
+// run on had AVX-512, so it has never been executed, and an unverified
+// kernel must not be what users get silently. Set CAFEQ_KERNELS=avx512-vnni
+// to use it; the tier tests run it wherever the CPU has it.
 func bestSet() kernelSet {
+	want := os.Getenv("CAFEQ_KERNELS")
 	best := genericSet
 	for _, s := range archSets() {
-		best = s
+		if want == s.tier.String() {
+			return s
+		}
+		if s.tier != TierAVX512 {
+			best = s
+		}
+	}
+	if want == TierGeneric.String() {
+		return genericSet
 	}
 	return best
 }

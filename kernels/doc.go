@@ -27,8 +27,10 @@
 // only tier under `-tags purego`). On amd64 the AVX2+FMA tier and the
 // AVX-512+VNNI tier are generated with avo from ../asm (`make generate`);
 // arm64 has NEON tiers. The best tier the CPU supports is chosen once at init
-// (golang.org/x/sys/cpu); CPUFeatures reports it, and tests and benchmarks
-// switch tiers with ForceTier, DisableAVX512 and DisableAVX2.
+// (golang.org/x/sys/cpu), except AVX-512, which has never run on a real CPU
+// and is only chosen with CAFEQ_KERNELS=avx512-vnni (that variable can also
+// name a slower tier); CPUFeatures reports the choice, and tests and
+// benchmarks switch tiers with ForceTier, DisableAVX512 and DisableAVX2.
 //
 // Decode kernels process 4 rows per call so that one activation load and its
 // scale/offset work serve 4 rows; prefill kernels process one row with 4
