@@ -9,8 +9,8 @@ import (
 )
 
 // Advanced SIMD is part of the arm64 baseline; SDOT is optional (FEAT_DotProd:
-// Neoverse N1/V1 and later, Apple M1, Cortex-A55/A76 and later; not
-// Cortex-A53/A72).
+// Neoverse N1/V1 and later, Apple M1 and later, Cortex-A55/A75 and later;
+// not Cortex-A53/A57/A72).
 var hasDotProd = cpu.ARM64.HasASIMDDP
 
 // archSets lists the SIMD tiers this CPU supports, slowest first.
