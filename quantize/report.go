@@ -88,7 +88,7 @@ func lossSVG(rep Report) string {
 	const panelW, panelH, pad, left, top = 300, 200, 30, 50, 40
 	cols := 4
 	rows := (len(kinds) + cols - 1) / cols
-	width := cols*(panelW+left+pad) + 170
+	width := cols*(panelW+left+pad) + 280
 	height := rows*(panelH+top+pad) + 30
 	colors := []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"}
 	// series[method][kind][layer] = loss
@@ -113,6 +113,7 @@ func lossSVG(rep Report) string {
 	if maxLoss == 0 {
 		maxLoss = 1
 	}
+	maxLoss *= 1.1 // headroom above the highest line
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="10" y="18" font-size="14">Relative proxy loss ||W-Ŵ||/||W|| per layer (%s)</text>`+"\n", html.EscapeString(rep.Model))
@@ -127,7 +128,8 @@ func lossSVG(rep Report) string {
 			fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%.3f</text><line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#eee"/>`,
 				x0-4, y+4, v, x0, x0+panelW, y, y)
 		}
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">layer</text>`+"\n", x0+panelW/2, y0+panelH+14)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">layer</text><text x="%d" y="%d">0</text><text x="%d" y="%d" text-anchor="end">%d</text>`+"\n",
+			x0+panelW/2, y0+panelH+14, x0, y0+panelH+14, x0+panelW, y0+panelH+14, maxLayer)
 		for i := range rep.Methods {
 			pts := all[i][kind]
 			layers := make([]int, 0, len(pts))
@@ -153,6 +155,7 @@ func lossSVG(rep Report) string {
 		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s" stroke-width="3"/><text x="%d" y="%d">%s</text>`+"\n",
 			lx, lx+20, y, y, colors[i%len(colors)], lx+25, y+4, html.EscapeString(label))
 	}
+	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="10">cafeq v/o: paired error ||OV-ÔV̂||/||OV||</text>`+"\n", lx, top+20*len(rep.Methods)+10)
 	b.WriteString("</svg>\n")
 	return b.String()
 }
