@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -27,7 +26,6 @@ type stepRequest struct {
 }
 
 type stepper struct {
-	once     sync.Once
 	requests chan *stepRequest
 	quit     chan struct{}
 	decoding atomic.Int32 // sessions inside Generate's token loop
@@ -39,11 +37,6 @@ type stepper struct {
 // batchStep hands s's step to the stepper and waits for its logits.
 func (e *Engine) batchStep(s *Session, id int) ([]float32, error) {
 	st := &e.stepper
-	st.once.Do(func() {
-		st.requests = make(chan *stepRequest, 64)
-		st.quit = make(chan struct{})
-		go e.runStepper()
-	})
 	s.step.s, s.step.id = s, id
 	st.requests <- &s.step
 	<-s.step.done
@@ -93,7 +86,8 @@ func (e *Engine) runStepper() {
 			}
 		}
 		e.runStepBatch(st.batch)
-		for _, r := range st.batch {
+		for i, r := range st.batch {
+			st.batch[i] = nil
 			r.done <- struct{}{}
 		}
 	}
@@ -116,11 +110,15 @@ func (e *Engine) runStepBatch(batch []*stepRequest) {
 	vocab := e.Config.VocabSize
 	for i, r := range batch {
 		copy(r.s.logit, sc.logit[i*vocab:(i+1)*vocab])
+		sc.refs[i] = rowRef{} // hold no session's cache past its step
 	}
 }
 
-func (e *Engine) stopStepper() {
-	if e.stepper.quit != nil {
-		close(e.stepper.quit)
-	}
+// startStepper starts the stepper goroutine; Close stops it.
+func (e *Engine) startStepper() {
+	e.stepper.requests = make(chan *stepRequest, 64)
+	e.stepper.quit = make(chan struct{})
+	go e.runStepper()
 }
+
+func (e *Engine) stopStepper() { close(e.stepper.quit) }

@@ -73,6 +73,7 @@ func newEngine(cfg model.Config, tok *tokenizer.Tokenizer, w *weights, closer io
 	}
 	e := &Engine{Config: cfg, Tokenizer: tok, w: w, pool: newWorkerPool(opts.Threads), batch: batch, closer: closer}
 	e.needQ8 = w.anyQuantized()
+	e.startStepper()
 	return e, nil
 }
 
