@@ -111,10 +111,7 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 		opt.InvFormat = opt.TransformFormat
 	}
 
-	specs, err := opt.specs(cfg)
-	if err != nil {
-		return nil, err
-	}
+	specs := opt.specs(cfg)
 	configJSON, err := cfg.HFJSON()
 	if err != nil {
 		return nil, err
@@ -150,7 +147,7 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 }
 
 // specs lists every tensor of the output file with its format and transform.
-func (o CheckpointOptions) specs(cfg model.Config) ([]model.CQTensorSpec, error) {
+func (o CheckpointOptions) specs(cfg model.Config) []model.CQTensorSpec {
 	d, f, qd, kvd := cfg.HiddenSize, cfg.IntermediateSize, cfg.QDim(), cfg.KVDim()
 	wf := o.Grid.Format()
 	ref := func(name string) *model.CQTransform {
@@ -191,7 +188,7 @@ func (o CheckpointOptions) specs(cfg model.Config) ([]model.CQTensorSpec, error)
 		}
 	}
 	specs = append(specs, vec(model.NameFinalNorm))
-	return specs, nil
+	return specs
 }
 
 type checkpointWriter struct {

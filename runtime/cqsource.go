@@ -1,9 +1,7 @@
 package runtime
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
 	"unsafe"
 
 	"github.com/cafeq/cafeq/kernels"
@@ -81,10 +79,7 @@ func float32s(b []byte) []float32 {
 	if hostLittleEndian && uintptr(unsafe.Pointer(&b[0]))%4 == 0 {
 		return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)
 	}
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
+	out, _ := model.Tensor{DType: model.F32, Shape: []int{n}, Data: b[:4*n]}.Float32s() // F32 always decodes
 	return out
 }
 
