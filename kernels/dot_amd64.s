@@ -181,7 +181,7 @@ DATA shiftQ3hi<>+28(SB)/4, $0x00000007
 GLOBL shiftQ3hi<>(SB), RODATA|NOPTR, $32
 
 // func q4SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q4SymR4T1AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
 	MOVQ    w+16(FP), BX
@@ -207,15 +207,19 @@ TEXT ·q4SymR4T1AVX2(SB), NOSPLIT, $0-80
 q4SymR4T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
 	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
 	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
+	PREFETCHT0   16384(R8)
 	VCVTPH2PS    (R8), X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
+	PREFETCHT0   16384(R12)
 	VCVTPH2PS    (R12), X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000002, R12
+	PREFETCHT0   16384(R14)
 	VCVTPH2PS    (R14), X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
@@ -529,7 +533,7 @@ q4SymR1T4AVX2_chunk:
 	RET
 
 // func q4AsymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q4AsymR4T1AVX2(SB), NOSPLIT, $128-80
 	MOVQ    out+0(FP), DI
 	MOVQ    w+16(FP), BX
@@ -555,24 +559,28 @@ TEXT ·q4AsymR4T1AVX2(SB), NOSPLIT, $128-80
 q4AsymR4T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
 	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
 	VCVTPH2PS    (BX), X4
 	VMOVSHDUP    X4, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, (SP)
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
+	PREFETCHT0   16384(R8)
 	VCVTPH2PS    (R8), X5
 	VMOVSHDUP    X5, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 32(SP)
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000004, R8
+	PREFETCHT0   16384(R12)
 	VCVTPH2PS    (R12), X6
 	VMOVSHDUP    X6, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 64(SP)
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, R12
+	PREFETCHT0   16384(R14)
 	VCVTPH2PS    (R14), X7
 	VMOVSHDUP    X7, X12
 	VBROADCASTSS X12, Y12
@@ -887,7 +895,7 @@ q4AsymR1T4AVX2_chunk:
 	RET
 
 // func q3SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q3SymR4T1AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
 	MOVQ    w+16(FP), BX
@@ -914,15 +922,19 @@ TEXT ·q3SymR4T1AVX2(SB), NOSPLIT, $0-80
 q3SymR4T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
 	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
 	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
+	PREFETCHT0   16384(R8)
 	VCVTPH2PS    (R8), X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
+	PREFETCHT0   16384(R12)
 	VCVTPH2PS    (R12), X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000002, R12
+	PREFETCHT0   16384(R14)
 	VCVTPH2PS    (R14), X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
@@ -1268,7 +1280,7 @@ q3SymR1T4AVX2_chunk:
 	RET
 
 // func q3AsymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q3AsymR4T1AVX2(SB), NOSPLIT, $128-80
 	MOVQ    out+0(FP), DI
 	MOVQ    w+16(FP), BX
@@ -1295,24 +1307,28 @@ TEXT ·q3AsymR4T1AVX2(SB), NOSPLIT, $128-80
 q3AsymR4T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
 	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
 	VCVTPH2PS    (BX), X4
 	VMOVSHDUP    X4, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, (SP)
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
+	PREFETCHT0   16384(R8)
 	VCVTPH2PS    (R8), X5
 	VMOVSHDUP    X5, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 32(SP)
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000004, R8
+	PREFETCHT0   16384(R12)
 	VCVTPH2PS    (R12), X6
 	VMOVSHDUP    X6, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 64(SP)
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, R12
+	PREFETCHT0   16384(R14)
 	VCVTPH2PS    (R14), X7
 	VMOVSHDUP    X7, X12
 	VBROADCASTSS X12, Y12
@@ -1659,7 +1675,7 @@ q3AsymR1T4AVX2_chunk:
 	RET
 
 // func q8SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q8SymR4T1AVX2(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
 	MOVQ    w+16(FP), BX
@@ -1684,15 +1700,19 @@ TEXT ·q8SymR4T1AVX2(SB), NOSPLIT, $0-80
 q8SymR4T1AVX2_group:
 	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
 	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
 	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
+	PREFETCHT0   16384(R8)
 	VCVTPH2PS    (R8), X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
+	PREFETCHT0   16384(R12)
 	VCVTPH2PS    (R12), X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000002, R12
+	PREFETCHT0   16384(R14)
 	VCVTPH2PS    (R14), X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
@@ -1983,7 +2003,7 @@ q8SymR1T4AVX2_chunk:
 	RET
 
 // func q4SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·q4SymR4T1AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
 	MOVQ    w+16(FP), BX
@@ -2008,15 +2028,19 @@ TEXT ·q4SymR4T1AVX512(SB), NOSPLIT, $0-80
 q4SymR4T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
 	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
 	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
+	PREFETCHT0   16384(R8)
 	VCVTPH2PS    (R8), X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
+	PREFETCHT0   16384(R12)
 	VCVTPH2PS    (R12), X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000002, R12
+	PREFETCHT0   16384(R14)
 	VCVTPH2PS    (R14), X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
@@ -2319,7 +2343,7 @@ q4SymR1T4AVX512_chunk:
 	RET
 
 // func q4AsymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·q4AsymR4T1AVX512(SB), NOSPLIT, $128-80
 	MOVQ    out+0(FP), DI
 	MOVQ    w+16(FP), BX
@@ -2344,24 +2368,28 @@ TEXT ·q4AsymR4T1AVX512(SB), NOSPLIT, $128-80
 q4AsymR4T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
 	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
 	VCVTPH2PS    (BX), X4
 	VMOVSHDUP    X4, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, (SP)
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
+	PREFETCHT0   16384(R8)
 	VCVTPH2PS    (R8), X5
 	VMOVSHDUP    X5, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 32(SP)
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000004, R8
+	PREFETCHT0   16384(R12)
 	VCVTPH2PS    (R12), X6
 	VMOVSHDUP    X6, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 64(SP)
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, R12
+	PREFETCHT0   16384(R14)
 	VCVTPH2PS    (R14), X7
 	VMOVSHDUP    X7, X12
 	VBROADCASTSS X12, Y12
@@ -2674,7 +2702,7 @@ q4AsymR1T4AVX512_chunk:
 	RET
 
 // func q3SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·q3SymR4T1AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
 	MOVQ    w+16(FP), BX
@@ -2700,15 +2728,19 @@ TEXT ·q3SymR4T1AVX512(SB), NOSPLIT, $0-80
 q3SymR4T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
 	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
 	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
+	PREFETCHT0   16384(R8)
 	VCVTPH2PS    (R8), X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
+	PREFETCHT0   16384(R12)
 	VCVTPH2PS    (R12), X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000002, R12
+	PREFETCHT0   16384(R14)
 	VCVTPH2PS    (R14), X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
@@ -3043,7 +3075,7 @@ q3SymR1T4AVX512_chunk:
 	RET
 
 // func q3AsymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·q3AsymR4T1AVX512(SB), NOSPLIT, $128-80
 	MOVQ    out+0(FP), DI
 	MOVQ    w+16(FP), BX
@@ -3069,24 +3101,28 @@ TEXT ·q3AsymR4T1AVX512(SB), NOSPLIT, $128-80
 q3AsymR4T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
 	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
 	VCVTPH2PS    (BX), X4
 	VMOVSHDUP    X4, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, (SP)
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000004, BX
+	PREFETCHT0   16384(R8)
 	VCVTPH2PS    (R8), X5
 	VMOVSHDUP    X5, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 32(SP)
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000004, R8
+	PREFETCHT0   16384(R12)
 	VCVTPH2PS    (R12), X6
 	VMOVSHDUP    X6, X12
 	VBROADCASTSS X12, Y12
 	VMOVUPS      Y12, 64(SP)
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000004, R12
+	PREFETCHT0   16384(R14)
 	VCVTPH2PS    (R14), X7
 	VMOVSHDUP    X7, X12
 	VBROADCASTSS X12, Y12
@@ -3431,7 +3467,7 @@ q3AsymR1T4AVX512_chunk:
 	RET
 
 // func q8SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
-// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·q8SymR4T1AVX512(SB), NOSPLIT, $0-80
 	MOVQ    out+0(FP), DI
 	MOVQ    w+16(FP), BX
@@ -3456,15 +3492,19 @@ TEXT ·q8SymR4T1AVX512(SB), NOSPLIT, $0-80
 q8SymR4T1AVX512_group:
 	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
 	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
 	VCVTPH2PS    (BX), X4
 	VBROADCASTSS X4, Y4
 	ADDQ         $0x00000002, BX
+	PREFETCHT0   16384(R8)
 	VCVTPH2PS    (R8), X5
 	VBROADCASTSS X5, Y5
 	ADDQ         $0x00000002, R8
+	PREFETCHT0   16384(R12)
 	VCVTPH2PS    (R12), X6
 	VBROADCASTSS X6, Y6
 	ADDQ         $0x00000002, R12
+	PREFETCHT0   16384(R14)
 	VCVTPH2PS    (R14), X7
 	VBROADCASTSS X7, Y7
 	ADDQ         $0x00000002, R14
