@@ -41,6 +41,12 @@ func main() {
 			}
 		}
 	}
+	// Tiled8 kernels use AVX2 instructions only; the AVX-512 tier shares them.
+	tiledConsts()
+	for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}, {8, false}} {
+		tiledDecode(avx2, k)
+		tiledPrefill(avx2, k)
+	}
 	f32Kernels()
 	Generate()
 }

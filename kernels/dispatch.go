@@ -43,6 +43,11 @@ type kernelSet struct {
 	tier   Tier
 	mulVec func(m *Matrix, dst []float32, x *Activation, r0, r1 int)
 	mulMat func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int)
+	// tiled says the tier has Tiled8 kernels (see tiles.go); the Tiled
+	// entries run Tiled8 matrices, on every tier.
+	tiled       bool
+	mulVecTiled func(m *Matrix, dst []float32, x *Activation, r0, r1 int)
+	mulMatTiled func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int)
 
 	quantAct func(q []int8, d []float32, s []int32, x []float32)
 
@@ -61,6 +66,8 @@ var genericSet = kernelSet{
 	tier:            TierGeneric,
 	mulVec:          mulVecGeneric,
 	mulMat:          mulMatGeneric,
+	mulVecTiled:     mulVecTiledGeneric,
+	mulMatTiled:     mulMatTiledGeneric,
 	quantAct:        quantizeActGeneric,
 	dot:             dotGeneric,
 	axpy:            axpyGeneric,

@@ -8372,6 +8372,1841 @@ q3AsymG128SBT4AVX512_sb:
 	VZEROUPPER
 	RET
 
+DATA mask04<>+0(SB)/1, $0x04
+DATA mask04<>+1(SB)/1, $0x04
+DATA mask04<>+2(SB)/1, $0x04
+DATA mask04<>+3(SB)/1, $0x04
+DATA mask04<>+4(SB)/1, $0x04
+DATA mask04<>+5(SB)/1, $0x04
+DATA mask04<>+6(SB)/1, $0x04
+DATA mask04<>+7(SB)/1, $0x04
+DATA mask04<>+8(SB)/1, $0x04
+DATA mask04<>+9(SB)/1, $0x04
+DATA mask04<>+10(SB)/1, $0x04
+DATA mask04<>+11(SB)/1, $0x04
+DATA mask04<>+12(SB)/1, $0x04
+DATA mask04<>+13(SB)/1, $0x04
+DATA mask04<>+14(SB)/1, $0x04
+DATA mask04<>+15(SB)/1, $0x04
+DATA mask04<>+16(SB)/1, $0x04
+DATA mask04<>+17(SB)/1, $0x04
+DATA mask04<>+18(SB)/1, $0x04
+DATA mask04<>+19(SB)/1, $0x04
+DATA mask04<>+20(SB)/1, $0x04
+DATA mask04<>+21(SB)/1, $0x04
+DATA mask04<>+22(SB)/1, $0x04
+DATA mask04<>+23(SB)/1, $0x04
+DATA mask04<>+24(SB)/1, $0x04
+DATA mask04<>+25(SB)/1, $0x04
+DATA mask04<>+26(SB)/1, $0x04
+DATA mask04<>+27(SB)/1, $0x04
+DATA mask04<>+28(SB)/1, $0x04
+DATA mask04<>+29(SB)/1, $0x04
+DATA mask04<>+30(SB)/1, $0x04
+DATA mask04<>+31(SB)/1, $0x04
+GLOBL mask04<>(SB), RODATA|NOPTR, $32
+
+// func q4SymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q4SymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q4SymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q4SymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q4SymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPMADDUBSW   Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+	VPMADDWD     Y14, Y1, Y1
+
+	// symmetric levels: subtract 2^(bits-1) * sum(q)
+	VPBROADCASTD (R10), Y3
+	VPSLLD       $0x03, Y3, Y3
+	VPSUBD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4SymX8T1AVX2_chunk
+	DECQ         CX
+	JNZ          q4SymX8T1AVX2_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q4SymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q4SymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4SymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q4SymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q4SymX8T4AVX2_chunk:
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPMADDUBSW   Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y4, Y4
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y5, Y5
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y6, Y6
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y7, Y7
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4SymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q4SymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4AsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q4AsymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q4AsymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q4AsymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	ADDQ      $0x20, SI
+	MOVQ      cpg+48(FP), DX
+
+q4AsymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPMADDUBSW   Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+	VPMADDWD     Y14, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+
+	// m-term: m * d * sum(q)
+	VCVTSI2SSL   (R10), X7, X7
+	VMULSS       (R9), X7, X7
+	VBROADCASTSS X7, Y7
+	VFMADD231PS  Y7, Y11, Y9
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4AsymX8T1AVX2_chunk
+	DECQ         CX
+	JNZ          q4AsymX8T1AVX2_group
+	VADDPS       Y9, Y0, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q4AsymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q4AsymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4AsymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q4AsymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	ADDQ      $0x20, SI
+	MOVQ      cpg+64(FP), DX
+
+q4AsymX8T4AVX2_chunk:
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPMADDUBSW   Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VCVTSI2SSL   (R10), X11, X11
+	VMULSS       (R9), X11, X11
+	VBROADCASTSS X11, Y11
+	VFMADD231PS  Y11, Y13, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VCVTSI2SSL   (R10)(R13*1), X11, X11
+	VMULSS       (R9)(R13*1), X11, X11
+	VBROADCASTSS X11, Y11
+	VFMADD231PS  Y11, Y13, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VCVTSI2SSL   (R10)(R13*2), X11, X11
+	VMULSS       (R9)(R13*2), X11, X11
+	VBROADCASTSS X11, Y11
+	VFMADD231PS  Y11, Y13, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VCVTSI2SSL   (R10)(R14*1), X11, X11
+	VMULSS       (R9)(R14*1), X11, X11
+	VBROADCASTSS X11, Y11
+	VFMADD231PS  Y11, Y13, Y3
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4AsymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q4AsymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3SymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q3SymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask03<>+0(SB), Y15
+
+q3SymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q3SymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q3SymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+
+	// vector 0 x activation dword 0
+	VPAND        (SI), Y15, Y2
+	VMOVDQU      64(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+	VPMADDUBSW   Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x02, Y2, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSLLW       $0x01, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 2 x activation dword 2
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      mask04<>+0(SB), Y8
+	VPAND        64(SI), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 3 x activation dword 3
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x01, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 4 x activation dword 4
+	VPAND        32(SI), Y15, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 5 x activation dword 5
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x02, Y2, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x03, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 6 x activation dword 6
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x05, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+	VPMADDWD     Y14, Y1, Y1
+
+	// symmetric levels: subtract 2^(bits-1) * sum(q)
+	VPBROADCASTD (R10), Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPSUBD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3SymX8T1AVX2_chunk
+	DECQ         CX
+	JNZ          q3SymX8T1AVX2_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q3SymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q3SymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3SymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask03<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q3SymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q3SymX8T4AVX2_chunk:
+	// vector 0 x activation dword 0 of each token
+	VPAND        (SI), Y15, Y8
+	VMOVDQU      64(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD (R8), Y10
+	VPMADDUBSW   Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      mask04<>+0(SB), Y11
+	VPAND        64(SI), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VPAND        32(SI), Y15, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x05, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y4, Y4
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y5, Y5
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y6, Y6
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y7, Y7
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3SymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q3SymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3AsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q3AsymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask03<>+0(SB), Y15
+
+q3AsymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q3AsymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	ADDQ      $0x20, SI
+	MOVQ      cpg+48(FP), DX
+
+q3AsymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+
+	// vector 0 x activation dword 0
+	VPAND        (SI), Y15, Y2
+	VMOVDQU      64(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+	VPMADDUBSW   Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x02, Y2, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSLLW       $0x01, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 2 x activation dword 2
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      mask04<>+0(SB), Y8
+	VPAND        64(SI), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 3 x activation dword 3
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x01, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 4 x activation dword 4
+	VPAND        32(SI), Y15, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 5 x activation dword 5
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x02, Y2, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x03, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 6 x activation dword 6
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x05, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+	VPMADDWD     Y14, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+
+	// m-term: m * d * sum(q)
+	VCVTSI2SSL   (R10), X7, X7
+	VMULSS       (R9), X7, X7
+	VBROADCASTSS X7, Y7
+	VFMADD231PS  Y7, Y11, Y9
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3AsymX8T1AVX2_chunk
+	DECQ         CX
+	JNZ          q3AsymX8T1AVX2_group
+	VADDPS       Y9, Y0, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q3AsymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q3AsymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3AsymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask03<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q3AsymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	ADDQ      $0x20, SI
+	MOVQ      cpg+64(FP), DX
+
+q3AsymX8T4AVX2_chunk:
+	// vector 0 x activation dword 0 of each token
+	VPAND        (SI), Y15, Y8
+	VMOVDQU      64(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD (R8), Y10
+	VPMADDUBSW   Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      mask04<>+0(SB), Y11
+	VPAND        64(SI), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VPAND        32(SI), Y15, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x05, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VCVTSI2SSL   (R10), X11, X11
+	VMULSS       (R9), X11, X11
+	VBROADCASTSS X11, Y11
+	VFMADD231PS  Y11, Y13, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VCVTSI2SSL   (R10)(R13*1), X11, X11
+	VMULSS       (R9)(R13*1), X11, X11
+	VBROADCASTSS X11, Y11
+	VFMADD231PS  Y11, Y13, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VCVTSI2SSL   (R10)(R13*2), X11, X11
+	VMULSS       (R9)(R13*2), X11, X11
+	VBROADCASTSS X11, Y11
+	VFMADD231PS  Y11, Y13, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VCVTSI2SSL   (R10)(R14*1), X11, X11
+	VMULSS       (R9)(R14*1), X11, X11
+	VBROADCASTSS X11, Y11
+	VFMADD231PS  Y11, Y13, Y3
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3AsymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q3AsymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q8SymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q8SymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+
+q8SymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q8SymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q8SymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	PREFETCHT0 16576(SI)
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y2
+	VPBROADCASTD (R8), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPABSB       Y2, Y2
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VMOVDQA      Y3, Y1
+
+	// vector 1 x activation dword 1
+	VMOVDQU      32(SI), Y2
+	VPBROADCASTD 4(R8), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPABSB       Y2, Y2
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// vector 2 x activation dword 2
+	VMOVDQU      64(SI), Y2
+	VPBROADCASTD 8(R8), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPABSB       Y2, Y2
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// vector 3 x activation dword 3
+	VMOVDQU      96(SI), Y2
+	VPBROADCASTD 12(R8), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPABSB       Y2, Y2
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// vector 4 x activation dword 4
+	VMOVDQU      128(SI), Y2
+	VPBROADCASTD 16(R8), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPABSB       Y2, Y2
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// vector 5 x activation dword 5
+	VMOVDQU      160(SI), Y2
+	VPBROADCASTD 20(R8), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPABSB       Y2, Y2
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// vector 6 x activation dword 6
+	VMOVDQU      192(SI), Y2
+	VPBROADCASTD 24(R8), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPABSB       Y2, Y2
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      224(SI), Y2
+	VPBROADCASTD 28(R8), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPABSB       Y2, Y2
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q8SymX8T1AVX2_chunk
+	DECQ         CX
+	JNZ          q8SymX8T1AVX2_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q8SymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q8SymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q8SymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q8SymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q8SymX8T4AVX2_chunk:
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y8
+	VPABSB       Y8, Y9
+	VPBROADCASTD (R8), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VMOVDQA      Y11, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VMOVDQA      Y11, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VMOVDQA      Y11, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VMOVDQA      Y11, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VMOVDQU      32(SI), Y8
+	VPABSB       Y8, Y9
+	VPBROADCASTD 4(R8), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      64(SI), Y8
+	VPABSB       Y8, Y9
+	VPBROADCASTD 8(R8), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VMOVDQU      96(SI), Y8
+	VPABSB       Y8, Y9
+	VPBROADCASTD 12(R8), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      128(SI), Y8
+	VPABSB       Y8, Y9
+	VPBROADCASTD 16(R8), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VMOVDQU      160(SI), Y8
+	VPABSB       Y8, Y9
+	VPBROADCASTD 20(R8), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      192(SI), Y8
+	VPABSB       Y8, Y9
+	VPBROADCASTD 24(R8), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      224(SI), Y8
+	VPABSB       Y8, Y9
+	VPBROADCASTD 28(R8), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q8SymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q8SymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
 // func dotF32AVX2(a *float32, b *float32, n uintptr) float32
 // Requires: AVX, FMA3, SSE
 TEXT ·dotF32AVX2(SB), NOSPLIT, $0-28

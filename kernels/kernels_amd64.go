@@ -92,9 +92,117 @@ var avx512Kernels = quantKernels{
 	q8: dotKernels{4, q8SymR4T1AVX512, q8SymR1T1AVX512, q8SymR1T4AVX512, [3]sbKernel{}},
 }
 
+// tiledT1 and tiledT4 call the Tiled8 decode (8 rows x 1 token, nblk row
+// blocks) and prefill (8 rows x 4 tokens) kernels of f (asm/tiled.go). They
+// call the kernels directly, not through func values, so that escape analysis
+// sees the kernels' noescape pragma and stack buffers stay on the stack.
+func tiledT1(f Format, out *float32, w *byte, q *int8, d *float32, s *int32, groups, cpg, nblk uintptr) {
+	switch {
+	case f.Type == Q4 && !f.Asym:
+		q4SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+	case f.Type == Q4:
+		q4AsymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+	case f.Type == Q3 && !f.Asym:
+		q3SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+	case f.Type == Q3:
+		q3AsymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+	default:
+		q8SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+	}
+}
+
+func tiledT4(f Format, out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr) {
+	switch {
+	case f.Type == Q4 && !f.Asym:
+		q4SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+	case f.Type == Q4:
+		q4AsymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+	case f.Type == Q3 && !f.Asym:
+		q3SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+	case f.Type == Q3:
+		q3AsymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+	default:
+		q8SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+	}
+}
+
+// mulVecTiledAVX2 runs whole row blocks in one kernel call; a range that
+// starts or ends inside a block computes that block into a buffer and keeps
+// the rows asked for.
+func mulVecTiledAVX2(m *Matrix, dst []float32, x *Activation, r0, r1 int) {
+	f := m.Format
+	blockBytes := TileRows * f.RowBytes(m.Cols)
+	groups := uintptr(m.Cols / f.Group)
+	cpg := uintptr(f.Group / ChunkSize)
+	q, d, s := &x.Q[0], &x.D[0], &x.S[0]
+	b0, b1 := (r0+TileRows-1)/TileRows, r1/TileRows // whole blocks
+	if r0%TileRows != 0 {
+		b := r0 / TileRows
+		tiledPartialBlock(m, dst, x, b, r0, min(r1, (b+1)*TileRows))
+	}
+	if b0 < b1 {
+		tiledT1(f, &dst[b0*TileRows], &m.Data[b0*blockBytes], q, d, s, groups, cpg, uintptr(b1-b0))
+	}
+	if r1%TileRows != 0 && r1/TileRows >= b0 {
+		b := r1 / TileRows
+		tiledPartialBlock(m, dst, x, b, b*TileRows, r1)
+	}
+}
+
+// tiledPartialBlock computes row block b into a buffer and keeps rows [lo, hi).
+func tiledPartialBlock(m *Matrix, dst []float32, x *Activation, b, lo, hi int) {
+	var part [TileRows]float32
+	tiledT1(m.Format, &part[0], &m.Data[b*TileRows*m.Format.RowBytes(m.Cols)], &x.Q[0], &x.D[0], &x.S[0],
+		uintptr(m.Cols/m.Format.Group), uintptr(m.Format.Group/ChunkSize), 1)
+	copy(dst[lo:hi], part[lo-b*TileRows:hi-b*TileRows])
+}
+
+// mulMatTiledAVX2 walks tokens in blocks whose activations fit in about
+// 256 KiB (L2) and, inside a block, row blocks in the outer loop, so that a
+// row block's tiles are read from memory once per token block and meet its
+// tokens four at a time.
+func mulMatTiledAVX2(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+	if xs.N == 0 {
+		return
+	}
+	f := m.Format
+	blockBytes := TileRows * f.RowBytes(m.Cols)
+	groups := uintptr(m.Cols / m.Format.Group)
+	cpg := uintptr(m.Format.Group / ChunkSize)
+	nb := xs.Blocks
+	tb := max(4, (256<<10)/m.Cols&^3)
+	var part [4 * TileRows]float32
+	for t0 := 0; t0 < xs.N; t0 += tb {
+		t1 := min(t0+tb, xs.N)
+		for b := r0 / TileRows; b*TileRows < r1; b++ {
+			lo, hi := max(r0, b*TileRows), min(r1, (b+1)*TileRows)
+			w := &m.Data[b*blockBytes]
+			t := t0
+			for ; t+4 <= t1; t += 4 {
+				q, d, s := &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb]
+				if lo == b*TileRows && hi == lo+TileRows {
+					tiledT4(f, &dst[t*m.Rows+lo], uintptr(m.Rows), w, q, d, s, uintptr(nb), groups, cpg)
+					continue
+				}
+				tiledT4(f, &part[0], TileRows, w, q, d, s, uintptr(nb), groups, cpg)
+				for i := 0; i < 4; i++ {
+					copy(dst[(t+i)*m.Rows+lo:(t+i)*m.Rows+hi], part[i*TileRows+lo-b*TileRows:][:hi-lo])
+				}
+			}
+			for ; t < t1; t++ {
+				tiledT1(f, &part[0], w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], groups, cpg, 1)
+				copy(dst[t*m.Rows+lo:t*m.Rows+hi], part[lo-b*TileRows:][:hi-lo])
+			}
+		}
+	}
+}
+
 var avx2Set = func() kernelSet {
 	s := genericSet
 	s.tier = TierAVX2
+	s.tiled = true
+	s.mulVecTiled = mulVecTiledAVX2
+	s.mulMatTiled = mulMatTiledAVX2
 	s.mulVec = func(m *Matrix, dst []float32, x *Activation, r0, r1 int) { mulVecSIMD(&avx2Kernels, m, dst, x, r0, r1) }
 	s.mulMat = func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
 		mulMatSIMD(&avx2Kernels, m, dst, xs, r0, r1)

@@ -10,11 +10,12 @@ import (
 
 // Matrix is a stored weight matrix W[Rows][Cols] (row-major, PyTorch layout:
 // Rows outputs, Cols inputs); Data holds Rows rows of Format.RowBytes(Cols)
-// bytes each.
+// bytes each, arranged as Layout says (see tiles.go).
 type Matrix struct {
 	Format     Format
 	Rows, Cols int
 	Data       []byte
+	Layout     Layout
 }
 
 // Validate checks that the matrix's format, shape and data length agree.
@@ -24,6 +25,15 @@ func (m *Matrix) Validate() error {
 	}
 	if m.Rows <= 0 {
 		return fmt.Errorf("kernels: matrix: %w: %d rows", ErrShape, m.Rows)
+	}
+	switch m.Layout {
+	case RowMajor:
+	case Tiled8:
+		if !canTile(m) {
+			return fmt.Errorf("kernels: matrix %dx%d %s: %w: cannot be %s", m.Rows, m.Cols, m.Format, ErrShape, m.Layout)
+		}
+	default:
+		return fmt.Errorf("kernels: matrix: %w: unknown layout %d", ErrFormat, m.Layout)
 	}
 	if want := m.Rows * m.Format.RowBytes(m.Cols); len(m.Data) != want {
 		return fmt.Errorf("kernels: matrix %dx%d %s: %w: data is %d bytes, want %d", m.Rows, m.Cols, m.Format, ErrShape, len(m.Data), want)
@@ -47,6 +57,10 @@ func (m *Matrix) Row(r int, dst []float32) error {
 	}
 	if len(dst) != m.Cols {
 		return fmt.Errorf("kernels: matrix row: %w: dst has %d values, want %d", ErrShape, len(dst), m.Cols)
+	}
+	if m.Layout == Tiled8 {
+		dequantizeTiledRow(m, r, dst)
+		return nil
 	}
 	dequantizeRow(m.Format, dst, m.row(r))
 	return nil
@@ -87,6 +101,10 @@ func (m *Matrix) MulVec(dst []float32, x *Activation, r0, r1 int) error {
 	if len(dst) != m.Rows {
 		return fmt.Errorf("kernels: matvec: %w: dst has %d values, want %d", ErrShape, len(dst), m.Rows)
 	}
+	if m.Layout == Tiled8 {
+		impl.mulVecTiled(m, dst, x, r0, r1)
+		return nil
+	}
 	impl.mulVec(m, dst, x, r0, r1)
 	return nil
 }
@@ -107,6 +125,10 @@ func (m *Matrix) MulMat(dst []float32, xs *ActivationBatch, r0, r1 int) error {
 	}
 	if len(dst) != xs.N*m.Rows {
 		return fmt.Errorf("kernels: matmul: %w: dst has %d values, want %d tokens x %d rows", ErrShape, len(dst), xs.N, m.Rows)
+	}
+	if m.Layout == Tiled8 {
+		impl.mulMatTiled(m, dst, xs, r0, r1)
+		return nil
 	}
 	impl.mulMat(m, dst, xs, r0, r1)
 	return nil

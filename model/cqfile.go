@@ -425,6 +425,11 @@ func (f *CQFile) Tensor(name string) (CQTensor, error) {
 // Tensors lists the tensors in file order.
 func (f *CQFile) Tensors() []CQTensor { return slices.Clone(f.tensors) }
 
+// Release drops t's mapped pages from the process's resident set, for a
+// loader that has copied t's data elsewhere (see MappedFile.Release). t.Data
+// stays readable.
+func (f *CQFile) Release(t CQTensor) { f.mapped.Release(t.Data) }
+
 // Verify checks every tensor's CRC-32C, reading all the data. The error names
 // each corrupt tensor and wraps ErrChecksum.
 func (f *CQFile) Verify() error {

@@ -28,3 +28,6 @@ func (m *MappedFile) Close() error {
 	}
 	return nil
 }
+
+// Release is a no-op without mmap.
+func (m *MappedFile) Release(b []byte) {}

@@ -5,6 +5,7 @@ package model
 import (
 	"fmt"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +43,27 @@ func MapFile(path string) (*MappedFile, error) {
 		return nil, fmt.Errorf("model: mmap %s: %w", path, err)
 	}
 	return &MappedFile{Data: data, mapped: true}, nil
+}
+
+// Release tells the kernel that b, a part of Data, will not be read soon:
+// its pages leave this process's resident set (they stay in the page cache,
+// and reading b again faults them back in). A loader that copies a tensor
+// into another layout calls it so the mapped original does not count twice.
+func (m *MappedFile) Release(b []byte) {
+	if m == nil || !m.mapped || len(b) == 0 {
+		return
+	}
+	base := uintptr(unsafe.Pointer(&m.Data[0]))
+	start := uintptr(unsafe.Pointer(&b[0]))
+	if start < base || start+uintptr(len(b)) > base+uintptr(len(m.Data)) {
+		return
+	}
+	page := uintptr(os.Getpagesize())
+	lo := (start - base + page - 1) &^ (page - 1) // whole pages inside b only
+	hi := (start - base + uintptr(len(b))) &^ (page - 1)
+	if lo < hi {
+		_ = unix.Madvise(m.Data[lo:hi], unix.MADV_DONTNEED) // advice only: failure changes nothing
+	}
 }
 
 // Close unmaps the file; Data must not be used afterwards.

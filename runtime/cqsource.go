@@ -27,6 +27,16 @@ func (s *cqSource) matrix(name string, rows, cols int) (*linear, error) {
 	if err := l.Validate(); err != nil {
 		return nil, fmt.Errorf("runtime: tensor %q: %w", name, err)
 	}
+	if kernels.WantsTiles(&l.Matrix) {
+		// The tier's fastest kernels read 8-row tiles: copy the matrix into
+		// that layout once, and let the mapped original leave memory.
+		tm, err := kernels.Tile(&l.Matrix, nil)
+		if err != nil {
+			return nil, fmt.Errorf("runtime: tensor %q: %w", name, err)
+		}
+		l.Matrix = *tm
+		s.f.Release(t)
+	}
 	if t.Transform != nil {
 		if l.transform, err = s.transform(t.Transform, cols); err != nil {
 			return nil, fmt.Errorf("runtime: tensor %q: %w", name, err)

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// Tiled8 kernels (layout in kernels/tiles.go): vector k of a chunk tile holds
+// weights 4k..4k+3 of 8 rows, one row per dword lane, so it is multiplied by
+// dword k of the activation chunk broadcast to all lanes (VPMADDUBSW), and the
+// 8 products of a chunk add up as int16 (at most 8 x 2 x 15 x 127 = 30480 for
+// Q4) before one VPMADDWD widens them to the 8 rows' int32 sums. Scales are
+// applied per chunk to all 8 rows at once (VCVTPH2PS of the tile header), and
+// results are stored without horizontal sums.
+
+// tileHdr and chunkTile mirror kernels/tiles.go.
+func (k kind) tileHdr() int   { return 8 * k.hdrBytes() }
+func (k kind) chunkTile() int { return 8 * k.chunkBytes() }
+
+var mask04 Mem
+
+func tiledConsts() {
+	m := GLOBL("mask04", RODATA|NOPTR)
+	for i := 0; i < 32; i++ {
+		DATA(i, U8(4))
+	}
+	mask04 = m
+}
+
+// tileVector leaves vector v (0..7) of the chunk tile at w in dst as 32 bytes of
+// levels (Q4, Q3: unsigned; Q8: the signed stored bytes). raw is scratch that
+// holds a loaded quad between the two vectors of a Q4 quad (vector 2j loads
+// it, 2j+1 reuses it); tmp is scratch for Q3. mask is 0x0F (Q4) or 0x03 (Q3).
+func tileVector(k kind, w Mem, v int, dst, raw, tmp VecPhysical, mask Op) {
+	switch k.bits {
+	case 4:
+		if v%2 == 0 {
+			VMOVDQU(w.Offset(32*(v/2)), raw)
+			VPAND(mask, raw, dst)
+		} else {
+			VPSRLW(U8(4), raw, dst)
+			VPAND(mask, dst, dst)
+		}
+	case 3:
+		lo := w.Offset(32 * (v / 4))
+		if s := v % 4; s == 0 {
+			VPAND(lo, mask, dst)
+		} else {
+			VMOVDQU(lo, dst)
+			VPSRLW(U8(2*s), dst, dst)
+			VPAND(mask, dst, dst)
+		}
+		hi := w.Offset(64)
+		switch {
+		case v < 2:
+			VMOVDQU(hi, tmp)
+			VPSLLW(U8(2-v), tmp, tmp)
+			VPAND(mask04, tmp, tmp)
+		case v == 2:
+			VMOVDQU(mask04, tmp)
+			VPAND(hi, tmp, tmp)
+		default:
+			VMOVDQU(hi, tmp)
+			VPSRLW(U8(v-2), tmp, tmp)
+			VPAND(mask04, tmp, tmp)
+		}
+		VPOR(tmp, dst, dst)
+	case 8:
+		VMOVDQU(w.Offset(32*v), dst)
+	}
+}
+
+// Register plan of tiledDecode (8 rows x 1 token, nblk row blocks):
+//
+//	DI out, SI weights (one stream), R8/R9/R10 activation values, scales and
+//	sums (reset per row block), CX groups left, DX chunks left, BX row blocks
+//	left. Y0 f32 accumulator (8 rows), Y9 m-term accumulator (asym), Y1 int16
+//	(Q8: int32) chunk sums, Y2 levels, Y3 products, Y4 activation broadcast,
+//	Y5 raw quad / |w|, Y6 scale product, Y7 m-term factor, Y8 Q3 scratch,
+//	Y11 mins (asym), Y12 scales, Y14 ones16, Y15 level mask.
+func tiledDecode(t tier, k kind) {
+	name := fmt.Sprintf("%sX8T1%s", k.name(), t)
+	TEXT(name, NOSPLIT, "func(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)")
+	Doc(
+		fmt.Sprintf("%s computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 %s", name, k.name()),
+		"matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),",
+		"groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.",
+	)
+	Pragma("noescape")
+	Load(Param("out"), RDI)
+	Load(Param("w"), RSI)
+	Load(Param("nblk"), RBX)
+	VMOVDQU(ones16, Y14)
+	switch k.bits {
+	case 4:
+		VMOVDQU(mask0F, Y15)
+	case 3:
+		VMOVDQU(mask03, Y15)
+	}
+	Label(name + "_block")
+	Load(Param("q"), R8)
+	Load(Param("d"), R9)
+	Load(Param("s"), R10)
+	Load(Param("groups"), RCX)
+	VXORPS(Y0, Y0, Y0)
+	if k.asym {
+		VXORPS(Y9, Y9, Y9)
+	}
+	Label(name + "_group")
+	Comment("8 rows' scales (and mins) as f32")
+	VCVTPH2PS(Mem{Base: RSI}, Y12)
+	if k.asym {
+		VCVTPH2PS(Mem{Base: RSI, Disp: 16}, Y11)
+	}
+	ADDQ(U8(k.tileHdr()), RSI)
+	Load(Param("cpg"), RDX)
+	Label(name + "_chunk")
+	for off := 0; off < k.chunkTile(); off += 64 {
+		PREFETCHT0(Mem{Base: RSI, Disp: prefetchDist + off})
+	}
+	w := Mem{Base: RSI}
+	for v := 0; v < 8; v++ {
+		Commentf("vector %d x activation dword %d", v, v)
+		tileVector(k, w, v, Y2, Y5, Y8, Y15)
+		VPBROADCASTD(Mem{Base: R8, Disp: 4 * v}, Y4)
+		if k.bits == 8 {
+			VPSIGNB(Y2, Y4, Y4)
+			VPABSB(Y2, Y2)
+			VPMADDUBSW(Y4, Y2, Y3)
+			VPMADDWD(Y14, Y3, Y3)
+			if v == 0 {
+				VMOVDQA(Y3, Y1)
+			} else {
+				VPADDD(Y3, Y1, Y1)
+			}
+			continue
+		}
+		if v == 0 {
+			VPMADDUBSW(Y4, Y2, Y1)
+		} else {
+			VPMADDUBSW(Y4, Y2, Y3)
+			VPADDW(Y3, Y1, Y1)
+		}
+	}
+	if k.bits != 8 {
+		VPMADDWD(Y14, Y1, Y1)
+	}
+	if !k.asym && k.bits != 8 {
+		Comment("symmetric levels: subtract 2^(bits-1) * sum(q)")
+		VPBROADCASTD(Mem{Base: R10}, Y3)
+		VPSLLD(U8(k.offShift()), Y3, Y3)
+		VPSUBD(Y3, Y1, Y1)
+	}
+	VCVTDQ2PS(Y1, Y1)
+	VBROADCASTSS(Mem{Base: R9}, Y6)
+	VMULPS(Y12, Y6, Y6)
+	VFMADD231PS(Y6, Y1, Y0)
+	if k.asym {
+		Comment("m-term: m * d * sum(q)")
+		VCVTSI2SSL(Mem{Base: R10}, X7, X7)
+		VMULSS(Mem{Base: R9}, X7, X7)
+		VBROADCASTSS(X7, Y7)
+		VFMADD231PS(Y7, Y11, Y9)
+	}
+	ADDQ(U32(k.chunkTile()), RSI)
+	ADDQ(U8(32), R8)
+	ADDQ(U8(4), R9)
+	ADDQ(U8(4), R10)
+	DECQ(RDX)
+	JNZ(LabelRef(name + "_chunk"))
+	DECQ(RCX)
+	JNZ(LabelRef(name + "_group"))
+	if k.asym {
+		VADDPS(Y9, Y0, Y0)
+	}
+	VMOVUPS(Y0, Mem{Base: RDI})
+	ADDQ(U8(32), RDI)
+	DECQ(RBX)
+	JNZ(LabelRef(name + "_block"))
+	VZEROUPPER()
+	RET()
+}
+
+// Register plan of tiledPrefill (8 rows x 4 tokens, one row block):
+//
+//	DI out, SI weights, R8/R9/R10 activation values, scales and sums of token
+//	0 (token t at +t*stride: R11 = Q stride, R12 = 3*Q stride, R13 = D/S
+//	stride, R14 = 3*D/S stride), CX groups left, DX chunks left.
+//	Y0..Y3 f32 accumulators (token t), Y4..Y7 int16 (Q8: int32) chunk sums,
+//	Y8 levels, Y9 raw quad / |w|, Y10 activation broadcast, Y11 products and
+//	Q3 scratch, Y12 scales, Y13 mins (asym), Y14 ones16, Y15 level mask.
+func tiledPrefill(t tier, k kind) {
+	name := fmt.Sprintf("%sX8T4%s", k.name(), t)
+	TEXT(name, NOSPLIT, "func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)")
+	Doc(
+		fmt.Sprintf("%s computes the dot products of one row block of a Tiled8 %s matrix", name, k.name()),
+		"(tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales",
+		"and sums at d/s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.",
+	)
+	Pragma("noescape")
+	Load(Param("out"), RDI)
+	Load(Param("w"), RSI)
+	Load(Param("q"), R8)
+	Load(Param("d"), R9)
+	Load(Param("s"), R10)
+	Load(Param("astride"), R13)
+	MOVQ(R13, R11)
+	SHLQ(U8(5), R11)
+	SHLQ(U8(2), R13)
+	LEAQ(Mem{Base: R11, Index: R11, Scale: 2}, R12)
+	LEAQ(Mem{Base: R13, Index: R13, Scale: 2}, R14)
+	Load(Param("groups"), RCX)
+	VMOVDQU(ones16, Y14)
+	switch k.bits {
+	case 4:
+		VMOVDQU(mask0F, Y15)
+	case 3:
+		VMOVDQU(mask03, Y15)
+	}
+	facc := []VecPhysical{Y0, Y1, Y2, Y3}
+	iacc := []VecPhysical{Y4, Y5, Y6, Y7}
+	for _, a := range facc {
+		VXORPS(a, a, a)
+	}
+	tok := func(p, st, st3 GPPhysical, tt, disp int) Mem {
+		m := []Mem{{Base: p}, {Base: p, Index: st, Scale: 1}, {Base: p, Index: st, Scale: 2}, {Base: p, Index: st3, Scale: 1}}[tt]
+		m.Disp = disp
+		return m
+	}
+	Label(name + "_group")
+	VCVTPH2PS(Mem{Base: RSI}, Y12)
+	if k.asym {
+		VCVTPH2PS(Mem{Base: RSI, Disp: 16}, Y13)
+	}
+	ADDQ(U8(k.tileHdr()), RSI)
+	Load(Param("cpg"), RDX)
+	Label(name + "_chunk")
+	w := Mem{Base: RSI}
+	for v := 0; v < 8; v++ {
+		Commentf("vector %d x activation dword %d of each token", v, v)
+		tileVector(k, w, v, Y8, Y9, Y11, Y15)
+		if k.bits == 8 {
+			VPABSB(Y8, Y9)
+		}
+		for tt := 0; tt < 4; tt++ {
+			VPBROADCASTD(tok(R8, R11, R12, tt, 4*v), Y10)
+			if k.bits == 8 {
+				VPSIGNB(Y8, Y10, Y10)
+				VPMADDUBSW(Y10, Y9, Y11)
+				VPMADDWD(Y14, Y11, Y11)
+				if v == 0 {
+					VMOVDQA(Y11, iacc[tt])
+				} else {
+					VPADDD(Y11, iacc[tt], iacc[tt])
+				}
+				continue
+			}
+			if v == 0 {
+				VPMADDUBSW(Y10, Y8, iacc[tt])
+			} else {
+				VPMADDUBSW(Y10, Y8, Y11)
+				VPADDW(Y11, iacc[tt], iacc[tt])
+			}
+		}
+	}
+	for tt := 0; tt < 4; tt++ {
+		Commentf("token %d: scale the 8 rows' chunk sums", tt)
+		ia := iacc[tt]
+		if k.bits != 8 {
+			VPMADDWD(Y14, ia, ia)
+		}
+		if !k.asym && k.bits != 8 {
+			VPBROADCASTD(tok(R10, R13, R14, tt, 0), Y10)
+			VPSLLD(U8(k.offShift()), Y10, Y10)
+			VPSUBD(Y10, ia, ia)
+		}
+		VCVTDQ2PS(ia, ia)
+		VBROADCASTSS(tok(R9, R13, R14, tt, 0), Y10)
+		VMULPS(Y12, Y10, Y10)
+		VFMADD231PS(Y10, ia, facc[tt])
+		if k.asym {
+			VCVTSI2SSL(tok(R10, R13, R14, tt, 0), X11, X11)
+			VMULSS(tok(R9, R13, R14, tt, 0), X11, X11)
+			VBROADCASTSS(X11, Y11)
+			VFMADD231PS(Y11, Y13, facc[tt])
+		}
+	}
+	ADDQ(U32(k.chunkTile()), RSI)
+	ADDQ(U8(32), R8)
+	ADDQ(U8(4), R9)
+	ADDQ(U8(4), R10)
+	DECQ(RDX)
+	JNZ(LabelRef(name + "_chunk"))
+	DECQ(RCX)
+	JNZ(LabelRef(name + "_group"))
+	Comment("store token t's 8 rows at out + t*ostride")
+	Load(Param("ostride"), RDX)
+	SHLQ(U8(2), RDX)
+	VMOVUPS(Y0, Mem{Base: RDI})
+	VMOVUPS(Y1, Mem{Base: RDI, Index: RDX, Scale: 1})
+	VMOVUPS(Y2, Mem{Base: RDI, Index: RDX, Scale: 2})
+	LEAQ(Mem{Base: RDI, Index: RDX, Scale: 2}, RAX)
+	VMOVUPS(Y3, Mem{Base: RAX, Index: RDX, Scale: 1})
+	VZEROUPPER()
+	RET()
+}

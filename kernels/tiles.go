@@ -1,0 +1,263 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"sync"
+)
+
+// Layout is how a quantized Matrix's packed groups are arranged in Data.
+type Layout uint8
+
+const (
+	// RowMajor stores Rows rows of RowBytes(Cols) bytes each: the layout of
+	// cafeq's model file and of every tier's reference kernels.
+	RowMajor Layout = iota
+	// Tiled8 regroups the same bytes by 8 rows so that one 32-byte vector
+	// holds 4 consecutive weights of each of 8 rows: a kernel multiplies it
+	// by a single broadcast of 4 activations and gets 8 rows' partial sums in
+	// the 8 dword lanes, with no horizontal reductions and one sequential
+	// stream of weights. It is built in memory at load (Tile) for tiers that
+	// want it (WantsTiles); the model file keeps RowMajor.
+	Tiled8
+)
+
+// TileRows is the number of rows a Tiled8 tile interleaves.
+const TileRows = 8
+
+func (l Layout) String() string {
+	if l == Tiled8 {
+		return "tiled8"
+	}
+	return "row-major"
+}
+
+// Tiled8 layout, byte by byte. Data holds Rows/8 row blocks one after
+// another; row block b (rows 8b..8b+7) holds one tile per group, and the tile
+// of group g has exactly the bytes of the 8 rows' RowMajor groups g, permuted:
+//
+//	[0:16]           d of rows 0..7, f16 each
+//	[16:32]          m of rows 0..7, f16 each (asymmetric formats only)
+//	then Group/32 chunk tiles of 8 x chunkBytes:
+//
+// A chunk tile is made of "vectors": vector k (k = 0..7) is 32 values in which
+// bytes 4r..4r+3 hold weights 4k..4k+3 of the chunk for row r. A kernel
+// multiplies vector k by dword k of the activation chunk broadcast to all
+// lanes. Stored:
+//
+//	Q4 (128 bytes): 4 quads of 32 bytes; quad j byte 4r+i: bits 0..3 = level
+//	                of weight 8j+i of row r (vector 2j), bits 4..7 = level of
+//	                weight 8j+4+i (vector 2j+1).
+//	Q3 (96 bytes):  [0:64] low plane, two halves L = 0, 1 of 32 bytes; half L
+//	                byte 4r+i bits 2s..2s+1 = bits 0..1 of the level of weight
+//	                4(4L+s)+i of row r (vector 4L+s, s = 0..3).
+//	                [64:96] high plane: byte 4r+i bit k = bit 2 of the level of
+//	                weight 4k+i of row r (vector k).
+//	Q8 (256 bytes): vector k as 32 bytes: byte 4r+i = weight 4k+i of row r as
+//	                the signed byte q-128, as in RowMajor.
+//
+// Bits per weight are those of the format: only the order changes.
+
+// tileHeaderBytes is the size of a tile's scale (and min) fields.
+func tileHeaderBytes(f Format) int { return TileRows * f.headerBytes() }
+
+// canTile reports whether m can be stored Tiled8.
+func canTile(m *Matrix) bool {
+	return m.Format.Type.Quantized() && m.Rows%TileRows == 0 && m.Cols%ChunkSize == 0
+}
+
+// WantsTiles reports whether the current tier has Tiled8 kernels for m's
+// format and shape, so that Tile would make its products faster.
+func WantsTiles(m *Matrix) bool {
+	return impl.tiled && m.Layout == RowMajor && canTile(m)
+}
+
+// Tile returns a copy of m in the Tiled8 layout, with its data in dst
+// (len(m.Data) bytes, or nil to allocate). The result computes exactly what
+// m does; Row, MulVec and MulMat accept either layout on every tier.
+func Tile(m *Matrix, dst []byte) (*Matrix, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	if m.Layout != RowMajor || !canTile(m) {
+		return nil, fmt.Errorf("kernels: tile: %w: %s matrix %dx%d (%s) cannot be tiled by %d rows", ErrShape, m.Format, m.Rows, m.Cols, m.Layout, TileRows)
+	}
+	if dst == nil {
+		dst = make([]byte, len(m.Data))
+	}
+	if len(dst) != len(m.Data) {
+		return nil, fmt.Errorf("kernels: tile: %w: destination is %d bytes, want %d", ErrShape, len(dst), len(m.Data))
+	}
+	t := &Matrix{Format: m.Format, Rows: m.Rows, Cols: m.Cols, Data: dst, Layout: Tiled8}
+	rb := m.Format.RowBytes(m.Cols)
+	blocks := m.Rows / TileRows
+	// Tiling runs once at load, over the whole model: split large matrices
+	// over all cores (a 2B model's 1.8 GB take about 3 s on one core).
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(m.Data)>>20))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(b0, b1 int) {
+			defer wg.Done()
+			for b := b0; b < b1; b++ {
+				var rows [TileRows][]byte
+				for r := range rows {
+					rows[r] = m.Data[(b*TileRows+r)*rb:][:rb]
+				}
+				tileRowBlock(m.Format, dst[b*TileRows*rb:][:TileRows*rb], &rows)
+			}
+		}(blocks*w/workers, blocks*(w+1)/workers)
+	}
+	wg.Wait()
+	return t, nil
+}
+
+// tileRowBlock writes the tiles of 8 RowMajor rows into dst.
+func tileRowBlock(f Format, dst []byte, rows *[TileRows][]byte) {
+	bb, hb := f.BlockBytes(), f.headerBytes()
+	cb := f.Type.chunkBytes()
+	th := tileHeaderBytes(f)
+	cpg := f.Group / ChunkSize
+	for g := 0; g < len(rows[0])/bb; g++ {
+		tile := dst[g*TileRows*bb:][:TileRows*bb]
+		for r, row := range rows {
+			blk := row[g*bb:]
+			copy(tile[2*r:2*r+2], blk[0:2])
+			if f.Asym {
+				copy(tile[16+2*r:16+2*r+2], blk[2:4])
+			}
+			for c := 0; c < cpg; c++ {
+				tileChunkRow(f.Type, tile[th+c*TileRows*cb:][:TileRows*cb], r, blk[hb+c*cb:][:cb])
+			}
+		}
+	}
+}
+
+// tileChunkRow stores row r's RowMajor chunk src into a chunk tile, with word
+// operations on 4 weights at a time (byte i of each word is weight i of the
+// dword). It is the fast form of packChunkTile in tiles_test.go, which the
+// tests hold it to.
+func tileChunkRow(t Type, tile []byte, r int, src []byte) {
+	le := binary.LittleEndian
+	const lo4, lo2 = 0x0f0f0f0f, 0x03030303
+	switch t {
+	case Q4:
+		// src word 0..3 = bytes 0..15: low nibbles weights 0..15, high 16..31
+		a, b, c, d := le.Uint32(src[0:]), le.Uint32(src[4:]), le.Uint32(src[8:]), le.Uint32(src[12:])
+		le.PutUint32(tile[4*r:], a&lo4|(b&lo4)<<4)    // weights 0..3 | 4..7
+		le.PutUint32(tile[32+4*r:], c&lo4|(d&lo4)<<4) // 8..11 | 12..15
+		le.PutUint32(tile[64+4*r:], a>>4&lo4|b&^lo4)  // 16..19 | 20..23
+		le.PutUint32(tile[96+4*r:], c>>4&lo4|d&^lo4)  // 24..27 | 28..31
+	case Q3:
+		// low plane: src byte i (0..7) bits 2k = weight 8k+i; vector 4L+s
+		// takes weight 16L+4s+i, i.e. src byte 4(s%2)+i, bits 2(2L+s/2)
+		x, y := le.Uint32(src[0:]), le.Uint32(src[4:])
+		for L := 0; L < 2; L++ {
+			sh := 4 * L
+			le.PutUint32(tile[32*L+4*r:], x>>sh&lo2|(y>>sh&lo2)<<2|(x>>(sh+2)&lo2)<<4|(y>>(sh+2)&lo2)<<6)
+		}
+		// high plane: src byte 8+j bit l = weight 4l+j, the tile's order
+		copy(tile[64+4*r:][:4], src[8:12])
+	case Q8:
+		for k := 0; k < 8; k++ {
+			le.PutUint32(tile[32*k+4*r:], le.Uint32(src[4*k:]))
+		}
+	}
+}
+
+// maxBlockBytes bounds BlockBytes of the quantized formats (Q4 g128 asym: 68).
+const maxBlockBytes = 128
+
+// untileGroup rebuilds the RowMajor bytes of group g of row r of a Tiled8
+// matrix in dst (BlockBytes long).
+func untileGroup(m *Matrix, r, g int, dst []byte) {
+	f := m.Format
+	bb, hb := f.BlockBytes(), f.headerBytes()
+	cb := f.Type.chunkBytes()
+	rb := f.RowBytes(m.Cols)
+	tile := m.Data[(r/TileRows)*TileRows*rb+g*TileRows*bb:][:TileRows*bb]
+	lane := r % TileRows
+	copy(dst[0:2], tile[2*lane:])
+	if f.Asym {
+		copy(dst[2:4], tile[16+2*lane:])
+	}
+	var lv [ChunkSize]uint8
+	for c := 0; c < f.Group/ChunkSize; c++ {
+		chunkTileLevels(f.Type, lv[:], tile[tileHeaderBytes(f)+c*TileRows*cb:][:TileRows*cb], lane)
+		packChunk(f.Type, dst[hb+c*cb:][:cb], lv[:])
+	}
+}
+
+// dequantizeTiledRow is Row for Tiled8 matrices, group by group.
+func dequantizeTiledRow(m *Matrix, r int, dst []float32) {
+	var blk [maxBlockBytes]byte
+	bb := m.Format.BlockBytes()
+	for g := 0; g < m.Cols/m.Format.Group; g++ {
+		untileGroup(m, r, g, blk[:bb])
+		dequantizeRow(m.Format, dst[g*m.Format.Group:][:m.Format.Group], blk[:bb])
+	}
+}
+
+// chunkLevels reads one RowMajor chunk's 32 levels (Q8: the stored byte).
+func chunkLevels(t Type, dst []uint8, src []byte) {
+	switch t {
+	case Q4:
+		unpackQ4Chunk(dst, src)
+	case Q3:
+		unpackQ3Chunk(dst, src)
+	case Q8:
+		copy(dst, src)
+	}
+}
+
+// packChunk is chunkLevels' inverse.
+func packChunk(t Type, dst []byte, q []uint8) {
+	switch t {
+	case Q4:
+		packQ4Chunk(dst, q)
+	case Q3:
+		packQ3Chunk(dst, q)
+	case Q8:
+		copy(dst, q)
+	}
+}
+
+// chunkTileLevels reads row r's 32 levels out of a chunk tile.
+func chunkTileLevels(t Type, dst []uint8, src []byte, r int) {
+	for e := 0; e < ChunkSize; e++ {
+		k, i := e/4, e%4
+		switch t {
+		case Q4:
+			dst[e] = src[32*(k/2)+4*r+i] >> (4 * (k % 2)) & 0x0f
+		case Q3:
+			dst[e] = src[32*(k/4)+4*r+i]>>(2*(k%4))&3 | (src[64+4*r+i]>>k&1)<<2
+		case Q8:
+			dst[e] = src[32*k+4*r+i]
+		}
+	}
+}
+
+// mulVecTiledGeneric is the reference product of a Tiled8 matrix: each
+// group is rebuilt RowMajor and dotted by dotRowGeneric, so every tier's tiled
+// kernels are checked against the same integer sums as the row-major ones.
+func mulVecTiledGeneric(m *Matrix, dst []float32, x *Activation, r0, r1 int) {
+	var blk [maxBlockBytes]byte
+	f := m.Format
+	bb, cpg := f.BlockBytes(), f.Group/ChunkSize
+	for r := r0; r < r1; r++ {
+		var acc float32
+		for g := 0; g < m.Cols/f.Group; g++ {
+			untileGroup(m, r, g, blk[:bb])
+			acc += dotRowGeneric(f, blk[:bb], x.Q[g*f.Group:], x.D[g*cpg:], x.S[g*cpg:])
+		}
+		dst[r] = acc
+	}
+}
+
+func mulMatTiledGeneric(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+	for t := 0; t < xs.N; t++ {
+		a := xs.Token(t)
+		mulVecTiledGeneric(m, dst[t*m.Rows:(t+1)*m.Rows], &a, r0, r1)
+	}
+}
