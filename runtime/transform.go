@@ -26,6 +26,15 @@ func newBlockTransform(name string, m kernels.Matrix) (*blockTransform, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("runtime: transform %q: %w", name, err)
 	}
+	if kernels.WantsTiles(&m) {
+		// Blocks are whole multiples of 8 rows, so block k of the tiled
+		// matrix is still bytes [k, k+1) x block x rowBytes.
+		tm, err := kernels.Tile(&m, nil)
+		if err != nil {
+			return nil, fmt.Errorf("runtime: transform %q: %w", name, err)
+		}
+		m = *tm
+	}
 	return &blockTransform{name: name, block: b, inv: m}, nil
 }
 
@@ -38,7 +47,7 @@ func (t *blockTransform) apply(dst []float32, x *kernels.Activation, lo, hi int,
 	rowBytes := t.inv.Format.RowBytes(b)
 	chunks := b / kernels.ChunkSize
 	for k := lo / b; k < hi/b; k++ {
-		*blk = kernels.Matrix{Format: t.inv.Format, Rows: b, Cols: b, Data: t.inv.Data[k*b*rowBytes : (k+1)*b*rowBytes]}
+		*blk = kernels.Matrix{Format: t.inv.Format, Rows: b, Cols: b, Data: t.inv.Data[k*b*rowBytes : (k+1)*b*rowBytes], Layout: t.inv.Layout}
 		*part = kernels.Activation{F32: x.F32[k*b : (k+1)*b]}
 		if len(x.D) > 0 {
 			part.Q = x.Q[k*b : (k+1)*b]
