@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"errors"
+	"math"
 	"testing"
 )
 
@@ -120,6 +121,11 @@ func FuzzMatrix(f *testing.F) {
 	f.Add(uint8(10), uint16(1), uint16(96), make([]byte, 3*16))
 	f.Add(uint8(0), uint16(3), uint16(7), make([]byte, 84))
 	f.Add(uint8(3), uint16(1), uint16(32), []byte{0xff, 0x7f})
+	for i, fm := range Formats() { // 8 rows: tileable when quantized
+		if fm.Type.Quantized() {
+			f.Add(uint8(i), uint16(8), uint16(128), make([]byte, 8*fm.RowBytes(128)))
+		}
+	}
 	f.Fuzz(func(t *testing.T, fi uint8, rows, cols uint16, data []byte) {
 		fs := Formats()
 		m := &Matrix{Format: fs[int(fi)%len(fs)], Rows: int(rows % 64), Cols: int(cols % 1024), Data: data}
@@ -141,6 +147,25 @@ func FuzzMatrix(f *testing.F) {
 		row := make([]float32, m.Cols)
 		if err := m.Row(m.Rows-1, row); err != nil {
 			t.Fatal(err)
+		}
+		if canTile(m) {
+			// the tiled copy dequantizes to the same bits and multiplies
+			tm, err := Tile(m, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tm.MulVec(dst, x, 0, m.Rows); err != nil {
+				t.Fatal(err)
+			}
+			trow := make([]float32, m.Cols)
+			if err := tm.Row(m.Rows-1, trow); err != nil {
+				t.Fatal(err)
+			}
+			for i := range row {
+				if math.Float32bits(row[i]) != math.Float32bits(trow[i]) {
+					t.Fatalf("tiled row differs at %d: %v, row-major %v", i, trow[i], row[i])
+				}
+			}
 		}
 		if m.Format.Type.Quantized() {
 			groups := m.Cols / m.Format.Group
