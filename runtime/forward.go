@@ -255,12 +255,13 @@ func (e *Engine) forwardRows(sc *scratch, n int) {
 		}
 		e.quantized(xn)
 		in := e.prepare(sc, L.q.transform, xn, sc.xt)
-		e.matmul(sc, L.q, sc.q[:n*qd], in)
-		e.matmul(sc, L.k, sc.k[:n*kvd], in)
-		if !sameTransform(L.q, L.v) { // CafeQ folds V's transform into V/O instead
-			in = e.prepare(sc, L.v.transform, xn, sc.xt)
+		q, k, v := matmulPart{L.q, sc.q[:n*qd]}, matmulPart{L.k, sc.k[:n*kvd]}, matmulPart{L.v, sc.v[:n*kvd]}
+		if sameTransform(L.q, L.v) {
+			e.matmuls(sc, in, q, k, v)
+		} else { // CafeQ folds V's transform into V/O instead
+			e.matmuls(sc, in, q, k)
+			e.matmuls(sc, e.prepare(sc, L.v.transform, xn, sc.xt), v)
 		}
-		e.matmul(sc, L.v, sc.v[:n*kvd], in)
 		e.attention(sc, l, n)
 		attn := e.prepare(sc, L.o.transform, e.quantized(sc.view(sc.attn, n)), sc.xt)
 		e.matmul(sc, L.o, sc.proj[:n*d], attn)
@@ -275,8 +276,7 @@ func (e *Engine) forwardRows(sc *scratch, n int) {
 		}
 		e.quantized(xn)
 		in = e.prepare(sc, L.gate.transform, xn, sc.xt)
-		e.matmul(sc, L.gate, sc.gate[:n*f], in)
-		e.matmul(sc, L.up, sc.up[:n*f], in)
+		e.matmuls(sc, in, matmulPart{L.gate, sc.gate[:n*f]}, matmulPart{L.up, sc.up[:n*f]})
 		act := sc.view(sc.act, n)
 		copy(act.F32, sc.gate[:n*f])
 		kernels.GELUMul(act.F32, sc.up[:n*f])
@@ -334,29 +334,58 @@ func (e *Engine) quantized(b *kernels.ActivationBatch) *kernels.ActivationBatch 
 
 // matmul computes dst = W·x for every token of in, rows split across threads.
 func (e *Engine) matmul(sc *scratch, l *linear, dst []float32, in *kernels.ActivationBatch) {
-	sc.mm = matmulJob{m: &l.Matrix, dst: dst, in: in}
+	e.matmuls(sc, in, matmulPart{l, dst})
+}
+
+// matmulPart is one matrix of a matmuls call and where its products go.
+type matmulPart struct {
+	l   *linear
+	dst []float32
+}
+
+// matmuls runs up to three matrices that read the same input as one job over
+// their stacked rows: one dispatch and one wait instead of one per matrix,
+// and the threads' shares balance over all of them.
+func (e *Engine) matmuls(sc *scratch, in *kernels.ActivationBatch, parts ...matmulPart) {
+	sc.mm = matmulJob{in: in}
+	rows := 0
+	for i, p := range parts {
+		sc.mm.parts[i] = p
+		rows += p.l.Rows
+	}
+	sc.mm.n = len(parts)
 	if in.N == 1 {
 		sc.mm.one = in.Token(0)
 	}
-	e.pool.parallel(&sc.mm, l.Rows, 16)
+	e.pool.parallel(&sc.mm, rows, 16)
 }
 
 type matmulJob struct {
-	m   *kernels.Matrix
-	dst []float32
-	in  *kernels.ActivationBatch
-	one kernels.Activation // in's single token, when decoding
+	parts [3]matmulPart
+	n     int
+	in    *kernels.ActivationBatch
+	one   kernels.Activation // in's single token, when decoding
 }
 
+// run computes stacked rows [lo, hi): each part's share of them.
 func (j *matmulJob) run(_, lo, hi int) {
-	var err error
-	if j.in.N == 1 {
-		err = j.m.MulVec(j.dst, &j.one, lo, hi)
-	} else {
-		err = j.m.MulMat(j.dst, j.in, lo, hi)
-	}
-	if err != nil {
-		panic(err) // shapes are fixed at load; an error here is a bug
+	base := 0
+	for _, p := range j.parts[:j.n] {
+		m := &p.l.Matrix
+		r0, r1 := max(lo-base, 0), min(hi-base, m.Rows)
+		base += m.Rows
+		if r0 >= r1 {
+			continue
+		}
+		var err error
+		if j.in.N == 1 {
+			err = m.MulVec(p.dst, &j.one, r0, r1)
+		} else {
+			err = m.MulMat(p.dst, j.in, r0, r1)
+		}
+		if err != nil {
+			panic(err) // shapes are fixed at load; an error here is a bug
+		}
 	}
 }
 
