@@ -20,20 +20,24 @@ import (
 func (k kind) tileHdr() int   { return 8 * k.hdrBytes() }
 func (k kind) chunkTile() int { return 8 * k.chunkBytes() }
 
-var mask04 Mem
+var mask04, mask07 Mem
 
 func tiledConsts() {
-	m := GLOBL("mask04", RODATA|NOPTR)
-	for i := 0; i < 32; i++ {
-		DATA(i, U8(4))
+	for _, c := range []struct {
+		m *Mem
+		v byte
+	}{{&mask04, 4}, {&mask07, 7}} {
+		*c.m = GLOBL(fmt.Sprintf("mask%02X", c.v), RODATA|NOPTR)
+		for i := 0; i < 32; i++ {
+			DATA(i, U8(c.v))
+		}
 	}
-	mask04 = m
 }
 
 // tileVector leaves vector v (0..7) of the chunk tile at w in dst as 32 bytes of
-// levels (Q4, Q3: unsigned; Q8: the signed stored bytes). raw is scratch that
-// holds a loaded quad between the two vectors of a Q4 quad (vector 2j loads
-// it, 2j+1 reuses it); tmp is scratch for Q3. mask is 0x0F (Q4) or 0x03 (Q3).
+// levels (Q4, Q3: unsigned; Q8: the signed stored bytes). raw holds a loaded
+// 32 bytes between the two vectors that share them (vector 2j loads, 2j+1
+// reuses); tmp is scratch for Q3. mask is 0x0F (Q4) or 0x07 (Q3).
 func tileVector(k kind, w Mem, v int, dst, raw, tmp VecPhysical, mask Op) {
 	switch k.bits {
 	case 4:
@@ -45,29 +49,25 @@ func tileVector(k kind, w Mem, v int, dst, raw, tmp VecPhysical, mask Op) {
 			VPAND(mask, dst, dst)
 		}
 	case 3:
-		lo := w.Offset(32 * (v / 4))
-		if s := v % 4; s == 0 {
-			VPAND(lo, mask, dst)
-		} else {
-			VMOVDQU(lo, dst)
-			VPSRLW(U8(2*s), dst, dst)
-			VPAND(mask, dst, dst)
-		}
-		hi := w.Offset(64)
+		// planes A, B, C at 0, 32, 64: vectors 0/1 in A, 2/3 in B, 4/5 in C
+		// (bits 0..2 and 3..5); vector 6 = A bits 6..7 | C bit 6 << 2,
+		// vector 7 = B bits 6..7 | C bit 7 << 2
 		switch {
-		case v < 2:
-			VMOVDQU(hi, tmp)
-			VPSLLW(U8(2-v), tmp, tmp)
-			VPAND(mask04, tmp, tmp)
-		case v == 2:
-			VMOVDQU(mask04, tmp)
-			VPAND(hi, tmp, tmp)
+		case v < 6 && v%2 == 0:
+			VMOVDQU(w.Offset(32*(v/2)), raw)
+			VPAND(mask, raw, dst)
+		case v < 6:
+			VPSRLW(U8(3), raw, dst)
+			VPAND(mask, dst, dst)
 		default:
-			VMOVDQU(hi, tmp)
+			VMOVDQU(w.Offset(32*(v-6)), dst)
+			VPSRLW(U8(6), dst, dst)
+			VPAND(mask03, dst, dst)
+			VMOVDQU(w.Offset(64), tmp)
 			VPSRLW(U8(v-2), tmp, tmp)
 			VPAND(mask04, tmp, tmp)
+			VPOR(tmp, dst, dst)
 		}
-		VPOR(tmp, dst, dst)
 	case 8:
 		VMOVDQU(w.Offset(32*v), dst)
 	}
@@ -98,7 +98,7 @@ func tiledDecode(t tier, k kind) {
 	case 4:
 		VMOVDQU(mask0F, Y15)
 	case 3:
-		VMOVDQU(mask03, Y15)
+		VMOVDQU(mask07, Y15)
 	}
 	Label(name + "_block")
 	Load(Param("q"), R8)
@@ -218,7 +218,7 @@ func tiledPrefill(t tier, k kind) {
 	case 4:
 		VMOVDQU(mask0F, Y15)
 	case 3:
-		VMOVDQU(mask03, Y15)
+		VMOVDQU(mask07, Y15)
 	}
 	facc := []VecPhysical{Y0, Y1, Y2, Y3}
 	iacc := []VecPhysical{Y4, Y5, Y6, Y7}

@@ -8406,6 +8406,40 @@ DATA mask04<>+30(SB)/1, $0x04
 DATA mask04<>+31(SB)/1, $0x04
 GLOBL mask04<>(SB), RODATA|NOPTR, $32
 
+DATA mask07<>+0(SB)/1, $0x07
+DATA mask07<>+1(SB)/1, $0x07
+DATA mask07<>+2(SB)/1, $0x07
+DATA mask07<>+3(SB)/1, $0x07
+DATA mask07<>+4(SB)/1, $0x07
+DATA mask07<>+5(SB)/1, $0x07
+DATA mask07<>+6(SB)/1, $0x07
+DATA mask07<>+7(SB)/1, $0x07
+DATA mask07<>+8(SB)/1, $0x07
+DATA mask07<>+9(SB)/1, $0x07
+DATA mask07<>+10(SB)/1, $0x07
+DATA mask07<>+11(SB)/1, $0x07
+DATA mask07<>+12(SB)/1, $0x07
+DATA mask07<>+13(SB)/1, $0x07
+DATA mask07<>+14(SB)/1, $0x07
+DATA mask07<>+15(SB)/1, $0x07
+DATA mask07<>+16(SB)/1, $0x07
+DATA mask07<>+17(SB)/1, $0x07
+DATA mask07<>+18(SB)/1, $0x07
+DATA mask07<>+19(SB)/1, $0x07
+DATA mask07<>+20(SB)/1, $0x07
+DATA mask07<>+21(SB)/1, $0x07
+DATA mask07<>+22(SB)/1, $0x07
+DATA mask07<>+23(SB)/1, $0x07
+DATA mask07<>+24(SB)/1, $0x07
+DATA mask07<>+25(SB)/1, $0x07
+DATA mask07<>+26(SB)/1, $0x07
+DATA mask07<>+27(SB)/1, $0x07
+DATA mask07<>+28(SB)/1, $0x07
+DATA mask07<>+29(SB)/1, $0x07
+DATA mask07<>+30(SB)/1, $0x07
+DATA mask07<>+31(SB)/1, $0x07
+GLOBL mask07<>(SB), RODATA|NOPTR, $32
+
 // func q4SymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q4SymX8T1AVX2(SB), NOSPLIT, $0-64
@@ -9054,7 +9088,7 @@ TEXT ·q3SymX8T1AVX2(SB), NOSPLIT, $0-64
 	MOVQ    w+8(FP), SI
 	MOVQ    nblk+56(FP), BX
 	VMOVDQU ones16<>+0(SB), Y14
-	VMOVDQU mask03<>+0(SB), Y15
+	VMOVDQU mask07<>+0(SB), Y15
 
 q3SymX8T1AVX2_block:
 	MOVQ   q+16(FP), R8
@@ -9074,75 +9108,50 @@ q3SymX8T1AVX2_chunk:
 	PREFETCHT0 16448(SI)
 
 	// vector 0 x activation dword 0
-	VPAND        (SI), Y15, Y2
-	VMOVDQU      64(SI), Y8
-	VPSLLW       $0x02, Y8, Y8
-	VPAND        mask04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y2, Y2
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
 	VPBROADCASTD (R8), Y4
 	VPMADDUBSW   Y4, Y2, Y1
 
 	// vector 1 x activation dword 1
-	VMOVDQU      (SI), Y2
-	VPSRLW       $0x02, Y2, Y2
+	VPSRLW       $0x03, Y5, Y2
 	VPAND        Y15, Y2, Y2
-	VMOVDQU      64(SI), Y8
-	VPSLLW       $0x01, Y8, Y8
-	VPAND        mask04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y2, Y2
 	VPBROADCASTD 4(R8), Y4
 	VPMADDUBSW   Y4, Y2, Y3
 	VPADDW       Y3, Y1, Y1
 
 	// vector 2 x activation dword 2
-	VMOVDQU      (SI), Y2
-	VPSRLW       $0x04, Y2, Y2
-	VPAND        Y15, Y2, Y2
-	VMOVDQU      mask04<>+0(SB), Y8
-	VPAND        64(SI), Y8, Y8
-	VPOR         Y8, Y2, Y2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
 	VPBROADCASTD 8(R8), Y4
 	VPMADDUBSW   Y4, Y2, Y3
 	VPADDW       Y3, Y1, Y1
 
 	// vector 3 x activation dword 3
-	VMOVDQU      (SI), Y2
-	VPSRLW       $0x06, Y2, Y2
+	VPSRLW       $0x03, Y5, Y2
 	VPAND        Y15, Y2, Y2
-	VMOVDQU      64(SI), Y8
-	VPSRLW       $0x01, Y8, Y8
-	VPAND        mask04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y2, Y2
 	VPBROADCASTD 12(R8), Y4
 	VPMADDUBSW   Y4, Y2, Y3
 	VPADDW       Y3, Y1, Y1
 
 	// vector 4 x activation dword 4
-	VPAND        32(SI), Y15, Y2
-	VMOVDQU      64(SI), Y8
-	VPSRLW       $0x02, Y8, Y8
-	VPAND        mask04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y2, Y2
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
 	VPBROADCASTD 16(R8), Y4
 	VPMADDUBSW   Y4, Y2, Y3
 	VPADDW       Y3, Y1, Y1
 
 	// vector 5 x activation dword 5
-	VMOVDQU      32(SI), Y2
-	VPSRLW       $0x02, Y2, Y2
+	VPSRLW       $0x03, Y5, Y2
 	VPAND        Y15, Y2, Y2
-	VMOVDQU      64(SI), Y8
-	VPSRLW       $0x03, Y8, Y8
-	VPAND        mask04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y2, Y2
 	VPBROADCASTD 20(R8), Y4
 	VPMADDUBSW   Y4, Y2, Y3
 	VPADDW       Y3, Y1, Y1
 
 	// vector 6 x activation dword 6
-	VMOVDQU      32(SI), Y2
-	VPSRLW       $0x04, Y2, Y2
-	VPAND        Y15, Y2, Y2
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
 	VMOVDQU      64(SI), Y8
 	VPSRLW       $0x04, Y8, Y8
 	VPAND        mask04<>+0(SB), Y8, Y8
@@ -9154,7 +9163,7 @@ q3SymX8T1AVX2_chunk:
 	// vector 7 x activation dword 7
 	VMOVDQU      32(SI), Y2
 	VPSRLW       $0x06, Y2, Y2
-	VPAND        Y15, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
 	VMOVDQU      64(SI), Y8
 	VPSRLW       $0x05, Y8, Y8
 	VPAND        mask04<>+0(SB), Y8, Y8
@@ -9203,7 +9212,7 @@ TEXT ·q3SymX8T4AVX2(SB), NOSPLIT, $0-72
 	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VMOVDQU ones16<>+0(SB), Y14
-	VMOVDQU mask03<>+0(SB), Y15
+	VMOVDQU mask07<>+0(SB), Y15
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -9216,11 +9225,8 @@ q3SymX8T4AVX2_group:
 
 q3SymX8T4AVX2_chunk:
 	// vector 0 x activation dword 0 of each token
-	VPAND        (SI), Y15, Y8
-	VMOVDQU      64(SI), Y11
-	VPSLLW       $0x02, Y11, Y11
-	VPAND        mask04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y8, Y8
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
 	VPBROADCASTD (R8), Y10
 	VPMADDUBSW   Y10, Y8, Y4
 	VPBROADCASTD (R8)(R11*1), Y10
@@ -9231,13 +9237,8 @@ q3SymX8T4AVX2_chunk:
 	VPMADDUBSW   Y10, Y8, Y7
 
 	// vector 1 x activation dword 1 of each token
-	VMOVDQU      (SI), Y8
-	VPSRLW       $0x02, Y8, Y8
+	VPSRLW       $0x03, Y9, Y8
 	VPAND        Y15, Y8, Y8
-	VMOVDQU      64(SI), Y11
-	VPSLLW       $0x01, Y11, Y11
-	VPAND        mask04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y8, Y8
 	VPBROADCASTD 4(R8), Y10
 	VPMADDUBSW   Y10, Y8, Y11
 	VPADDW       Y11, Y4, Y4
@@ -9252,12 +9253,8 @@ q3SymX8T4AVX2_chunk:
 	VPADDW       Y11, Y7, Y7
 
 	// vector 2 x activation dword 2 of each token
-	VMOVDQU      (SI), Y8
-	VPSRLW       $0x04, Y8, Y8
-	VPAND        Y15, Y8, Y8
-	VMOVDQU      mask04<>+0(SB), Y11
-	VPAND        64(SI), Y11, Y11
-	VPOR         Y11, Y8, Y8
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
 	VPBROADCASTD 8(R8), Y10
 	VPMADDUBSW   Y10, Y8, Y11
 	VPADDW       Y11, Y4, Y4
@@ -9272,13 +9269,8 @@ q3SymX8T4AVX2_chunk:
 	VPADDW       Y11, Y7, Y7
 
 	// vector 3 x activation dword 3 of each token
-	VMOVDQU      (SI), Y8
-	VPSRLW       $0x06, Y8, Y8
+	VPSRLW       $0x03, Y9, Y8
 	VPAND        Y15, Y8, Y8
-	VMOVDQU      64(SI), Y11
-	VPSRLW       $0x01, Y11, Y11
-	VPAND        mask04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y8, Y8
 	VPBROADCASTD 12(R8), Y10
 	VPMADDUBSW   Y10, Y8, Y11
 	VPADDW       Y11, Y4, Y4
@@ -9293,11 +9285,8 @@ q3SymX8T4AVX2_chunk:
 	VPADDW       Y11, Y7, Y7
 
 	// vector 4 x activation dword 4 of each token
-	VPAND        32(SI), Y15, Y8
-	VMOVDQU      64(SI), Y11
-	VPSRLW       $0x02, Y11, Y11
-	VPAND        mask04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y8, Y8
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
 	VPBROADCASTD 16(R8), Y10
 	VPMADDUBSW   Y10, Y8, Y11
 	VPADDW       Y11, Y4, Y4
@@ -9312,13 +9301,8 @@ q3SymX8T4AVX2_chunk:
 	VPADDW       Y11, Y7, Y7
 
 	// vector 5 x activation dword 5 of each token
-	VMOVDQU      32(SI), Y8
-	VPSRLW       $0x02, Y8, Y8
+	VPSRLW       $0x03, Y9, Y8
 	VPAND        Y15, Y8, Y8
-	VMOVDQU      64(SI), Y11
-	VPSRLW       $0x03, Y11, Y11
-	VPAND        mask04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y8, Y8
 	VPBROADCASTD 20(R8), Y10
 	VPMADDUBSW   Y10, Y8, Y11
 	VPADDW       Y11, Y4, Y4
@@ -9333,9 +9317,9 @@ q3SymX8T4AVX2_chunk:
 	VPADDW       Y11, Y7, Y7
 
 	// vector 6 x activation dword 6 of each token
-	VMOVDQU      32(SI), Y8
-	VPSRLW       $0x04, Y8, Y8
-	VPAND        Y15, Y8, Y8
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
 	VMOVDQU      64(SI), Y11
 	VPSRLW       $0x04, Y11, Y11
 	VPAND        mask04<>+0(SB), Y11, Y11
@@ -9356,7 +9340,7 @@ q3SymX8T4AVX2_chunk:
 	// vector 7 x activation dword 7 of each token
 	VMOVDQU      32(SI), Y8
 	VPSRLW       $0x06, Y8, Y8
-	VPAND        Y15, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
 	VMOVDQU      64(SI), Y11
 	VPSRLW       $0x05, Y11, Y11
 	VPAND        mask04<>+0(SB), Y11, Y11
@@ -9440,7 +9424,7 @@ TEXT ·q3AsymX8T1AVX2(SB), NOSPLIT, $0-64
 	MOVQ    w+8(FP), SI
 	MOVQ    nblk+56(FP), BX
 	VMOVDQU ones16<>+0(SB), Y14
-	VMOVDQU mask03<>+0(SB), Y15
+	VMOVDQU mask07<>+0(SB), Y15
 
 q3AsymX8T1AVX2_block:
 	MOVQ   q+16(FP), R8
@@ -9462,75 +9446,50 @@ q3AsymX8T1AVX2_chunk:
 	PREFETCHT0 16448(SI)
 
 	// vector 0 x activation dword 0
-	VPAND        (SI), Y15, Y2
-	VMOVDQU      64(SI), Y8
-	VPSLLW       $0x02, Y8, Y8
-	VPAND        mask04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y2, Y2
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
 	VPBROADCASTD (R8), Y4
 	VPMADDUBSW   Y4, Y2, Y1
 
 	// vector 1 x activation dword 1
-	VMOVDQU      (SI), Y2
-	VPSRLW       $0x02, Y2, Y2
+	VPSRLW       $0x03, Y5, Y2
 	VPAND        Y15, Y2, Y2
-	VMOVDQU      64(SI), Y8
-	VPSLLW       $0x01, Y8, Y8
-	VPAND        mask04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y2, Y2
 	VPBROADCASTD 4(R8), Y4
 	VPMADDUBSW   Y4, Y2, Y3
 	VPADDW       Y3, Y1, Y1
 
 	// vector 2 x activation dword 2
-	VMOVDQU      (SI), Y2
-	VPSRLW       $0x04, Y2, Y2
-	VPAND        Y15, Y2, Y2
-	VMOVDQU      mask04<>+0(SB), Y8
-	VPAND        64(SI), Y8, Y8
-	VPOR         Y8, Y2, Y2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
 	VPBROADCASTD 8(R8), Y4
 	VPMADDUBSW   Y4, Y2, Y3
 	VPADDW       Y3, Y1, Y1
 
 	// vector 3 x activation dword 3
-	VMOVDQU      (SI), Y2
-	VPSRLW       $0x06, Y2, Y2
+	VPSRLW       $0x03, Y5, Y2
 	VPAND        Y15, Y2, Y2
-	VMOVDQU      64(SI), Y8
-	VPSRLW       $0x01, Y8, Y8
-	VPAND        mask04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y2, Y2
 	VPBROADCASTD 12(R8), Y4
 	VPMADDUBSW   Y4, Y2, Y3
 	VPADDW       Y3, Y1, Y1
 
 	// vector 4 x activation dword 4
-	VPAND        32(SI), Y15, Y2
-	VMOVDQU      64(SI), Y8
-	VPSRLW       $0x02, Y8, Y8
-	VPAND        mask04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y2, Y2
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
 	VPBROADCASTD 16(R8), Y4
 	VPMADDUBSW   Y4, Y2, Y3
 	VPADDW       Y3, Y1, Y1
 
 	// vector 5 x activation dword 5
-	VMOVDQU      32(SI), Y2
-	VPSRLW       $0x02, Y2, Y2
+	VPSRLW       $0x03, Y5, Y2
 	VPAND        Y15, Y2, Y2
-	VMOVDQU      64(SI), Y8
-	VPSRLW       $0x03, Y8, Y8
-	VPAND        mask04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y2, Y2
 	VPBROADCASTD 20(R8), Y4
 	VPMADDUBSW   Y4, Y2, Y3
 	VPADDW       Y3, Y1, Y1
 
 	// vector 6 x activation dword 6
-	VMOVDQU      32(SI), Y2
-	VPSRLW       $0x04, Y2, Y2
-	VPAND        Y15, Y2, Y2
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
 	VMOVDQU      64(SI), Y8
 	VPSRLW       $0x04, Y8, Y8
 	VPAND        mask04<>+0(SB), Y8, Y8
@@ -9542,7 +9501,7 @@ q3AsymX8T1AVX2_chunk:
 	// vector 7 x activation dword 7
 	VMOVDQU      32(SI), Y2
 	VPSRLW       $0x06, Y2, Y2
-	VPAND        Y15, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
 	VMOVDQU      64(SI), Y8
 	VPSRLW       $0x05, Y8, Y8
 	VPAND        mask04<>+0(SB), Y8, Y8
@@ -9593,7 +9552,7 @@ TEXT ·q3AsymX8T4AVX2(SB), NOSPLIT, $0-72
 	LEAQ    (R13)(R13*2), R14
 	MOVQ    groups+56(FP), CX
 	VMOVDQU ones16<>+0(SB), Y14
-	VMOVDQU mask03<>+0(SB), Y15
+	VMOVDQU mask07<>+0(SB), Y15
 	VXORPS  Y0, Y0, Y0
 	VXORPS  Y1, Y1, Y1
 	VXORPS  Y2, Y2, Y2
@@ -9607,11 +9566,8 @@ q3AsymX8T4AVX2_group:
 
 q3AsymX8T4AVX2_chunk:
 	// vector 0 x activation dword 0 of each token
-	VPAND        (SI), Y15, Y8
-	VMOVDQU      64(SI), Y11
-	VPSLLW       $0x02, Y11, Y11
-	VPAND        mask04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y8, Y8
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
 	VPBROADCASTD (R8), Y10
 	VPMADDUBSW   Y10, Y8, Y4
 	VPBROADCASTD (R8)(R11*1), Y10
@@ -9622,13 +9578,8 @@ q3AsymX8T4AVX2_chunk:
 	VPMADDUBSW   Y10, Y8, Y7
 
 	// vector 1 x activation dword 1 of each token
-	VMOVDQU      (SI), Y8
-	VPSRLW       $0x02, Y8, Y8
+	VPSRLW       $0x03, Y9, Y8
 	VPAND        Y15, Y8, Y8
-	VMOVDQU      64(SI), Y11
-	VPSLLW       $0x01, Y11, Y11
-	VPAND        mask04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y8, Y8
 	VPBROADCASTD 4(R8), Y10
 	VPMADDUBSW   Y10, Y8, Y11
 	VPADDW       Y11, Y4, Y4
@@ -9643,12 +9594,8 @@ q3AsymX8T4AVX2_chunk:
 	VPADDW       Y11, Y7, Y7
 
 	// vector 2 x activation dword 2 of each token
-	VMOVDQU      (SI), Y8
-	VPSRLW       $0x04, Y8, Y8
-	VPAND        Y15, Y8, Y8
-	VMOVDQU      mask04<>+0(SB), Y11
-	VPAND        64(SI), Y11, Y11
-	VPOR         Y11, Y8, Y8
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
 	VPBROADCASTD 8(R8), Y10
 	VPMADDUBSW   Y10, Y8, Y11
 	VPADDW       Y11, Y4, Y4
@@ -9663,13 +9610,8 @@ q3AsymX8T4AVX2_chunk:
 	VPADDW       Y11, Y7, Y7
 
 	// vector 3 x activation dword 3 of each token
-	VMOVDQU      (SI), Y8
-	VPSRLW       $0x06, Y8, Y8
+	VPSRLW       $0x03, Y9, Y8
 	VPAND        Y15, Y8, Y8
-	VMOVDQU      64(SI), Y11
-	VPSRLW       $0x01, Y11, Y11
-	VPAND        mask04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y8, Y8
 	VPBROADCASTD 12(R8), Y10
 	VPMADDUBSW   Y10, Y8, Y11
 	VPADDW       Y11, Y4, Y4
@@ -9684,11 +9626,8 @@ q3AsymX8T4AVX2_chunk:
 	VPADDW       Y11, Y7, Y7
 
 	// vector 4 x activation dword 4 of each token
-	VPAND        32(SI), Y15, Y8
-	VMOVDQU      64(SI), Y11
-	VPSRLW       $0x02, Y11, Y11
-	VPAND        mask04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y8, Y8
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
 	VPBROADCASTD 16(R8), Y10
 	VPMADDUBSW   Y10, Y8, Y11
 	VPADDW       Y11, Y4, Y4
@@ -9703,13 +9642,8 @@ q3AsymX8T4AVX2_chunk:
 	VPADDW       Y11, Y7, Y7
 
 	// vector 5 x activation dword 5 of each token
-	VMOVDQU      32(SI), Y8
-	VPSRLW       $0x02, Y8, Y8
+	VPSRLW       $0x03, Y9, Y8
 	VPAND        Y15, Y8, Y8
-	VMOVDQU      64(SI), Y11
-	VPSRLW       $0x03, Y11, Y11
-	VPAND        mask04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y8, Y8
 	VPBROADCASTD 20(R8), Y10
 	VPMADDUBSW   Y10, Y8, Y11
 	VPADDW       Y11, Y4, Y4
@@ -9724,9 +9658,9 @@ q3AsymX8T4AVX2_chunk:
 	VPADDW       Y11, Y7, Y7
 
 	// vector 6 x activation dword 6 of each token
-	VMOVDQU      32(SI), Y8
-	VPSRLW       $0x04, Y8, Y8
-	VPAND        Y15, Y8, Y8
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
 	VMOVDQU      64(SI), Y11
 	VPSRLW       $0x04, Y11, Y11
 	VPAND        mask04<>+0(SB), Y11, Y11
@@ -9747,7 +9681,7 @@ q3AsymX8T4AVX2_chunk:
 	// vector 7 x activation dword 7 of each token
 	VMOVDQU      32(SI), Y8
 	VPSRLW       $0x06, Y8, Y8
-	VPAND        Y15, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
 	VMOVDQU      64(SI), Y11
 	VPSRLW       $0x05, Y11, Y11
 	VPAND        mask04<>+0(SB), Y11, Y11

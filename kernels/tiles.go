@@ -49,11 +49,13 @@ func (l Layout) String() string {
 //	Q4 (128 bytes): 4 quads of 32 bytes; quad j byte 4r+i: bits 0..3 = level
 //	                of weight 8j+i of row r (vector 2j), bits 4..7 = level of
 //	                weight 8j+4+i (vector 2j+1).
-//	Q3 (96 bytes):  [0:64] low plane, two halves L = 0, 1 of 32 bytes; half L
-//	                byte 4r+i bits 2s..2s+1 = bits 0..1 of the level of weight
-//	                4(4L+s)+i of row r (vector 4L+s, s = 0..3).
-//	                [64:96] high plane: byte 4r+i bit k = bit 2 of the level of
-//	                weight 4k+i of row r (vector k).
+//	Q3 (96 bytes):  three planes A, B, C of 32 bytes at 0, 32, 64; with l_k the
+//	                level of weight 4k+i of row r, byte 4r+i holds
+//	                  A: l_0 | l_1 << 3 | (l_6 & 3) << 6
+//	                  B: l_2 | l_3 << 3 | (l_7 & 3) << 6
+//	                  C: l_4 | l_5 << 3 | (l_6 >> 2) << 6 | (l_7 >> 2) << 7
+//	                so six vectors are one shift and mask each, and the last
+//	                two combine two fields.
 //	Q8 (256 bytes): vector k as 32 bytes: byte 4r+i = weight 4k+i of row r as
 //	                the signed byte q-128, as in RowMajor.
 //
@@ -150,15 +152,20 @@ func tileChunkRow(t Type, tile []byte, r int, src []byte) {
 		le.PutUint32(tile[64+4*r:], a>>4&lo4|b&^lo4)  // 16..19 | 20..23
 		le.PutUint32(tile[96+4*r:], c>>4&lo4|d&^lo4)  // 24..27 | 28..31
 	case Q3:
-		// low plane: src byte i (0..7) bits 2k = weight 8k+i; vector 4L+s
-		// takes weight 16L+4s+i, i.e. src byte 4(s%2)+i, bits 2(2L+s/2)
-		x, y := le.Uint32(src[0:]), le.Uint32(src[4:])
-		for L := 0; L < 2; L++ {
-			sh := 4 * L
-			le.PutUint32(tile[32*L+4*r:], x>>sh&lo2|(y>>sh&lo2)<<2|(x>>(sh+2)&lo2)<<4|(y>>(sh+2)&lo2)<<6)
+		// levels of vector k: low plane byte 4(k%2)+i bits 2(k/2) (words x,
+		// y), high plane byte 8+i bit k (word h)
+		x, y, h := le.Uint32(src[0:]), le.Uint32(src[4:]), le.Uint32(src[8:])
+		var l [8]uint32
+		for k := range l {
+			lo := x
+			if k%2 == 1 {
+				lo = y
+			}
+			l[k] = lo>>(2*(k/2))&lo2 | (h>>k&0x01010101)<<2
 		}
-		// high plane: src byte 8+j bit l = weight 4l+j, the tile's order
-		copy(tile[64+4*r:][:4], src[8:12])
+		le.PutUint32(tile[4*r:], l[0]|l[1]<<3|(l[6]&lo2)<<6)
+		le.PutUint32(tile[32+4*r:], l[2]|l[3]<<3|(l[7]&lo2)<<6)
+		le.PutUint32(tile[64+4*r:], l[4]|l[5]<<3|(l[6]>>2&0x01010101)<<6|(l[7]>>2&0x01010101)<<7)
 	case Q8:
 		for k := 0; k < 8; k++ {
 			le.PutUint32(tile[32*k+4*r:], le.Uint32(src[4*k:]))
@@ -231,7 +238,8 @@ func chunkTileLevels(t Type, dst []uint8, src []byte, r int) {
 		case Q4:
 			dst[e] = src[32*(k/2)+4*r+i] >> (4 * (k % 2)) & 0x0f
 		case Q3:
-			dst[e] = src[32*(k/4)+4*r+i]>>(2*(k%4))&3 | (src[64+4*r+i]>>k&1)<<2
+			a, b, c := src[4*r+i], src[32+4*r+i], src[64+4*r+i]
+			dst[e] = [8]uint8{a & 7, a >> 3 & 7, b & 7, b >> 3 & 7, c & 7, c >> 3 & 7, a>>6 | c>>6&1<<2, b>>6 | c>>7<<2}[k]
 		case Q8:
 			dst[e] = src[32*k+4*r+i]
 		}

@@ -30,8 +30,12 @@ func packChunkTile(t Type, dst []byte, lv *[TileRows][ChunkSize]uint8) {
 			case Q4:
 				dst[32*(k/2)+4*r+i] |= q << (4 * (k % 2))
 			case Q3:
-				dst[32*(k/4)+4*r+i] |= (q & 3) << (2 * (k % 4))
-				dst[64+4*r+i] |= (q >> 2 & 1) << k
+				if k < 6 { // vectors 2j, 2j+1 in plane j, bits 0..2 and 3..5
+					dst[32*(k/2)+4*r+i] |= q << (3 * (k % 2))
+				} else { // bits 0..1 in plane k-6 bits 6..7, bit 2 in plane C bit k
+					dst[32*(k-6)+4*r+i] |= (q & 3) << 6
+					dst[64+4*r+i] |= (q >> 2) << k
+				}
 			case Q8:
 				dst[32*k+4*r+i] = q
 			}
