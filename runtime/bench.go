@@ -20,9 +20,10 @@ type BenchResult struct {
 	PrefillTokS float64
 	DecodeTokS  float64
 	// TransformOverheadPct is the decode time spent applying input
-	// transforms M⁻¹, as a percentage of the decode time without them,
-	// measured by interleaving rounds with and without the transform step.
-	// Nil when the model has no transforms.
+	// transforms M⁻¹, as a percentage of the decode time without them:
+	// decode steps alternate with and without the transform step, so that
+	// machine noise slower than a step hits both alike; the median over
+	// rounds is reported. Nil when the model has no transforms.
 	TransformOverheadPct *float64
 	PrefillRuns          []time.Duration
 	DecodeRuns           []time.Duration
@@ -65,8 +66,31 @@ func (e *Engine) Bench(o BenchOptions) (BenchResult, error) {
 		}
 		return time.Since(start), nil
 	}
+	// alternating runs o.Gen decode steps, every other one without the
+	// transform step, and returns the time ratio of the two halves.
+	alternating := func() (float64, error) {
+		defer func() { e.skipTransforms = false }()
+		s.Truncate(o.Prompt)
+		var with, without time.Duration
+		id := 0
+		for i := 0; i < 2*((o.Gen+1)/2); i++ {
+			e.skipTransforms = i%2 == 1
+			start := time.Now()
+			logits, err := s.Step(id)
+			if err != nil {
+				return 0, err
+			}
+			if d := time.Since(start); e.skipTransforms {
+				without += d
+			} else {
+				with += d
+			}
+			id = Argmax(logits)
+		}
+		return with.Seconds() / without.Seconds(), nil
+	}
 	var res BenchResult
-	var withT, withoutT []time.Duration
+	var ratios []float64
 	for r := 0; r < o.Rounds; r++ {
 		s.Reset()
 		start := time.Now()
@@ -84,21 +108,18 @@ func (e *Engine) Bench(o BenchOptions) (BenchResult, error) {
 		}
 		res.DecodeRuns = append(res.DecodeRuns, d)
 		if e.HasTransforms() {
-			// The same decode without the transform step, interleaved so
-			// that machine noise hits both alike.
-			e.skipTransforms = true
-			d0, err := decode()
-			e.skipTransforms = false
+			ratio, err := alternating()
 			if err != nil {
 				return res, err
 			}
-			withT, withoutT = append(withT, d), append(withoutT, d0)
+			ratios = append(ratios, ratio)
 		}
 	}
 	res.PrefillTokS = float64(o.Prompt) / median(res.PrefillRuns).Seconds()
 	res.DecodeTokS = float64(o.Gen) / median(res.DecodeRuns).Seconds()
-	if len(withT) > 0 {
-		pct := (median(withT).Seconds()/median(withoutT).Seconds() - 1) * 100
+	if len(ratios) > 0 {
+		slices.Sort(ratios)
+		pct := (ratios[len(ratios)/2] - 1) * 100
 		res.TransformOverheadPct = &pct
 	}
 	return res, nil
