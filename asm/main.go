@@ -26,7 +26,7 @@ func main() {
 	ConstraintExpr("amd64,!purego")
 	consts()
 	for _, tier := range []tier{avx2, avx512} {
-		for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}, {8, false}} {
+		for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}, {6, false}, {8, false}} {
 			// decode kernel: 4 rows share each activation load (asymmetric
 			// rows keep their broadcast mins in the stack frame)
 			for _, rt := range [][2]int{{4, 1}, {1, 1}, {1, 4}} {
@@ -43,7 +43,7 @@ func main() {
 	}
 	// Tiled8 kernels use AVX2 instructions only; the AVX-512 tier shares them.
 	tiledConsts()
-	for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}, {8, false}} {
+	for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}, {6, false}, {8, false}} {
 		tiledDecode(avx2, k)
 		tiledPrefill(avx2, k)
 	}
@@ -90,8 +90,8 @@ func (k kind) name() string {
 
 // chunkBytes and offShift mirror kernels/blocks.go: packed bytes per 32
 // weights and log2 of the symmetric level offset (8, 4, 128).
-func (k kind) chunkBytes() int { return map[int]int{3: 12, 4: 16, 8: 32}[k.bits] }
-func (k kind) offShift() int   { return map[int]int{3: 2, 4: 3, 8: 7}[k.bits] }
+func (k kind) chunkBytes() int { return map[int]int{3: 12, 4: 16, 6: 24, 8: 32}[k.bits] }
+func (k kind) offShift() int   { return map[int]int{3: 2, 4: 3, 6: 5, 8: 7}[k.bits] }
 func (k kind) hdrBytes() int {
 	if k.asym {
 		return 4
@@ -215,7 +215,7 @@ func dotKernel(t tier, k kind, R, T int) {
 		VXORPS(acc[i], acc[i], acc[i])
 	}
 	switch k.bits {
-	case 4:
+	case 4, 6:
 		VMOVDQU(mask0F, Y15)
 	case 3:
 		VMOVDQU(mask03, Y15)
@@ -394,6 +394,16 @@ func unpack(t tier, k kind, m Mem, dst VecPhysical) {
 		VPSRLVD(shiftQ3hi, Y12, Y12)
 		VPAND(Y13, Y12, Y12)
 		VPSLLW(U8(2), Y12, Y12)
+		VPOR(Y12, dst, dst)
+	case 6:
+		// low 4 bits as Q4; bits 4..5 from the 2-bit plane as Q3's low plane
+		VBROADCASTI128(m, dst)
+		VPSRLVQ(shiftQ4, dst, dst)
+		VPAND(Y15, dst, dst)
+		VPBROADCASTQ(m.Offset(16), Y12)
+		VPSRLVQ(shiftQ3lo, Y12, Y12)
+		VPAND(mask03, Y12, Y12)
+		VPSLLW(U8(4), Y12, Y12)
 		VPOR(Y12, dst, dst)
 	case 8:
 		VMOVDQU(m, dst)

@@ -20,13 +20,13 @@ import (
 func (k kind) tileHdr() int   { return 8 * k.hdrBytes() }
 func (k kind) chunkTile() int { return 8 * k.chunkBytes() }
 
-var mask04, mask07 Mem
+var mask04, mask07, mask30 Mem
 
 func tiledConsts() {
 	for _, c := range []struct {
 		m *Mem
 		v byte
-	}{{&mask04, 4}, {&mask07, 7}} {
+	}{{&mask04, 4}, {&mask07, 7}, {&mask30, 0x30}} {
 		*c.m = GLOBL(fmt.Sprintf("mask%02X", c.v), RODATA|NOPTR)
 		for i := 0; i < 32; i++ {
 			DATA(i, U8(c.v))
@@ -68,10 +68,32 @@ func tileVector(k kind, w Mem, v int, dst, raw, tmp VecPhysical, mask Op) {
 			VPAND(mask04, tmp, tmp)
 			VPOR(tmp, dst, dst)
 		}
+	case 6:
+		// low 4 bits as Q4; bits 4..5 from plane v/4 at bits 2(v%4)
+		if v%2 == 0 {
+			VMOVDQU(w.Offset(32*(v/2)), raw)
+			VPAND(mask, raw, dst)
+		} else {
+			VPSRLW(U8(4), raw, dst)
+			VPAND(mask, dst, dst)
+		}
+		VMOVDQU(w.Offset(128+32*(v/4)), tmp)
+		switch s := v % 4; {
+		case s < 2:
+			VPSLLW(U8(4-2*s), tmp, tmp)
+		case s == 3:
+			VPSRLW(U8(2), tmp, tmp)
+		}
+		VPAND(mask30, tmp, tmp)
+		VPOR(tmp, dst, dst)
 	case 8:
 		VMOVDQU(w.Offset(32*v), dst)
 	}
 }
+
+// wide reports whether a kind's products are widened to int32 per vector:
+// int16 sums of 8 vectors would overflow for Q6 (2 x 63 x 127 per pair) and Q8.
+func (k kind) wide() bool { return k.bits >= 6 }
 
 // Register plan of tiledDecode (8 rows x 1 token, nblk row blocks):
 //
@@ -95,7 +117,7 @@ func tiledDecode(t tier, k kind) {
 	Load(Param("nblk"), RBX)
 	VMOVDQU(ones16, Y14)
 	switch k.bits {
-	case 4:
+	case 4, 6:
 		VMOVDQU(mask0F, Y15)
 	case 3:
 		VMOVDQU(mask07, Y15)
@@ -126,9 +148,11 @@ func tiledDecode(t tier, k kind) {
 		Commentf("vector %d x activation dword %d", v, v)
 		tileVector(k, w, v, Y2, Y5, Y8, Y15)
 		VPBROADCASTD(Mem{Base: R8, Disp: 4 * v}, Y4)
-		if k.bits == 8 {
-			VPSIGNB(Y2, Y4, Y4)
-			VPABSB(Y2, Y2)
+		if k.wide() {
+			if k.bits == 8 { // signed weights: |w| times a with w's sign
+				VPSIGNB(Y2, Y4, Y4)
+				VPABSB(Y2, Y2)
+			}
 			VPMADDUBSW(Y4, Y2, Y3)
 			VPMADDWD(Y14, Y3, Y3)
 			if v == 0 {
@@ -145,7 +169,7 @@ func tiledDecode(t tier, k kind) {
 			VPADDW(Y3, Y1, Y1)
 		}
 	}
-	if k.bits != 8 {
+	if !k.wide() {
 		VPMADDWD(Y14, Y1, Y1)
 	}
 	if !k.asym && k.bits != 8 {
@@ -215,7 +239,7 @@ func tiledPrefill(t tier, k kind) {
 	Load(Param("groups"), RCX)
 	VMOVDQU(ones16, Y14)
 	switch k.bits {
-	case 4:
+	case 4, 6:
 		VMOVDQU(mask0F, Y15)
 	case 3:
 		VMOVDQU(mask07, Y15)
@@ -242,14 +266,18 @@ func tiledPrefill(t tier, k kind) {
 	for v := 0; v < 8; v++ {
 		Commentf("vector %d x activation dword %d of each token", v, v)
 		tileVector(k, w, v, Y8, Y9, Y11, Y15)
+		lv := Y8
 		if k.bits == 8 {
 			VPABSB(Y8, Y9)
+			lv = Y9
 		}
 		for tt := 0; tt < 4; tt++ {
 			VPBROADCASTD(tok(R8, R11, R12, tt, 4*v), Y10)
-			if k.bits == 8 {
-				VPSIGNB(Y8, Y10, Y10)
-				VPMADDUBSW(Y10, Y9, Y11)
+			if k.wide() {
+				if k.bits == 8 {
+					VPSIGNB(Y8, Y10, Y10)
+				}
+				VPMADDUBSW(Y10, lv, Y11)
 				VPMADDWD(Y14, Y11, Y11)
 				if v == 0 {
 					VMOVDQA(Y11, iacc[tt])
@@ -269,7 +297,7 @@ func tiledPrefill(t tier, k kind) {
 	for tt := 0; tt < 4; tt++ {
 		Commentf("token %d: scale the 8 rows' chunk sums", tt)
 		ia := iacc[tt]
-		if k.bits != 8 {
+		if !k.wide() {
 			VPMADDWD(Y14, ia, ia)
 		}
 		if !k.asym && k.bits != 8 {

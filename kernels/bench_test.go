@@ -9,7 +9,7 @@ import (
 // Gemma 2 2B matrix shapes (rows x cols): attention q/o, MLP gate/up, down.
 var benchShapes = [][2]int{{64, 2304}, {2048, 2304}, {9216, 2304}, {2304, 9216}}
 
-var benchFormats = []string{"q4_g32", "q4_g32_asym", "q4_g128", "q3_g32", "q3_g32_asym", "q8_g32"}
+var benchFormats = []string{"q4_g32", "q4_g32_asym", "q4_g128", "q3_g32", "q3_g32_asym", "q6_g32", "q8_g32"}
 
 func benchTiers(b *testing.B, fn func(b *testing.B)) { benchTiersFrom(b, TierGeneric, fn) }
 

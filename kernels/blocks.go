@@ -11,9 +11,9 @@ import (
 // Packed block layouts. A row of a quantized matrix is its groups one after
 // another; a group is a header (f16 scale d, then f16 min m when asymmetric,
 // both little-endian) followed by Group/32 chunks of packed levels. Levels are
-// unsigned: 0..15 (Q4), 0..7 (Q3), 0..255 (Q8). A weight is
+// unsigned: 0..15 (Q4), 0..7 (Q3), 0..63 (Q6), 0..255 (Q8). A weight is
 //
-//	symmetric:  w = d * (q - 2^(bits-1))   (q - 8 for Q4, q - 4 for Q3, q - 128 for Q8)
+//	symmetric:  w = d * (q - 2^(bits-1))   (q - 8 for Q4, q - 4 for Q3, q - 32 for Q6, q - 128 for Q8)
 //	asymmetric: w = d * q + m
 //
 // The chunk layouts below are chosen so that AVX2/AVX-512 unpack a chunk into
@@ -47,6 +47,17 @@ const q4ChunkBytes = 16
 //	sym:  [0:2] d f16 | [2:2+12n] chunks                 -> 14/26/50 bytes: 3.5/3.25/3.125 bpw
 //	asym: [0:2] d f16 | [2:4] m f16 | [4:4+12n] chunks   -> 16/28/52 bytes: 4.0/3.5/3.25 bpw
 const q3ChunkBytes = 12
+
+// Q6 chunk: 24 bytes for 32 weights, the Q4 chunk of the low 4 bits, then a
+// 2-bit plane of the high 2 bits in the order of Q3's low plane.
+//
+//	bytes 0..15:  byte i, bits 0..3 = bits 0..3 of weight i, bits 4..7 = of weight 16+i
+//	bytes 16..23: byte 16+i, bits 2k..2k+1 = bits 4..5 of weight 8k+i (k = 0..3)
+//
+// Q6 group (always 32 weights, symmetric; the embedding/output default):
+//
+//	[0:2] d f16 | [2:26] chunk   -> 26 bytes: 6.5 bpw
+const q6ChunkBytes = 24
 
 // Q8 group (always 32 weights, symmetric):
 //
@@ -137,6 +148,8 @@ func PackRow(f Format, dst []byte, levels []uint8, scales, mins []float32) error
 				packQ4Chunk(body[c*q4ChunkBytes:][:q4ChunkBytes], q)
 			case Q3:
 				packQ3Chunk(body[c*q3ChunkBytes:][:q3ChunkBytes], q)
+			case Q6:
+				packQ6Chunk(body[c*q6ChunkBytes:][:q6ChunkBytes], q)
 			case Q8:
 				for i, v := range q {
 					body[c*q8ChunkBytes+i] = v ^ 0x80
@@ -160,6 +173,24 @@ func packQ3Chunk(dst []byte, q []uint8) {
 		dst[i] |= (q[e] & 3) << (2 * k)
 		l, j := e/4, e%4
 		dst[8+j] |= (q[e] >> 2 & 1) << l
+	}
+}
+
+func packQ6Chunk(dst []byte, q []uint8) {
+	clear(dst[16:24])
+	for i := 0; i < 16; i++ {
+		dst[i] = q[i]&0x0f | q[16+i]<<4
+	}
+	for e := 0; e < ChunkSize; e++ {
+		k, i := e/8, e%8
+		dst[16+i] |= (q[e] >> 4 & 3) << (2 * k)
+	}
+}
+
+func unpackQ6Chunk(dst []uint8, src []byte) {
+	for e := 0; e < ChunkSize; e++ {
+		k, i := e/8, e%8
+		dst[e] = src[e%16]>>(4*(e/16))&0x0f | (src[16+i]>>(2*k)&3)<<4
 	}
 }
 
@@ -208,6 +239,8 @@ func UnpackRow(f Format, levels []uint8, scales, mins []float32, src []byte) err
 				unpackQ4Chunk(q, body[c*q4ChunkBytes:])
 			case Q3:
 				unpackQ3Chunk(q, body[c*q3ChunkBytes:])
+			case Q6:
+				unpackQ6Chunk(q, body[c*q6ChunkBytes:])
 			case Q8:
 				for i := range q {
 					q[i] = body[c*q8ChunkBytes+i] ^ 0x80
@@ -266,6 +299,8 @@ func dequantizeRow(f Format, dst []float32, src []byte) {
 				unpackQ4Chunk(q[:], body[c*q4ChunkBytes:])
 			case Q3:
 				unpackQ3Chunk(q[:], body[c*q3ChunkBytes:])
+			case Q6:
+				unpackQ6Chunk(q[:], body[c*q6ChunkBytes:])
 			case Q8:
 				for i := range q {
 					q[i] = body[c*q8ChunkBytes+i] ^ 0x80

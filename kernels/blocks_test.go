@@ -162,6 +162,7 @@ func rmse(a, b []float32) float64 {
 // D/sqrt(12); the bounds are those estimates with about 15% margin:
 //
 //	q8:      D = absmax/127 ~ 2.5s/127       -> 0.0057s, bound 0.007
+//	q6:      D = absmax/32  ~ 2.5s/32        -> 0.023s, bound 0.026
 //	q4 sym:  D = absmax/8   ~ (2.5..3.1)s/8  -> 0.09..0.11s (group 32..128)
 //	q4 asym: D = range/15   ~ (4.1..5.3)s/15 -> 0.08..0.10s
 //	q3 sym:  D = absmax/4                    -> 0.18..0.22s
@@ -174,7 +175,7 @@ func TestQuantizationErrorBudget(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	const sigma = 0.02
 	bound := map[string]float64{
-		"f32": 0, "f16": 3e-4, "bf16": 2.4e-3, "q8_g32": 0.007,
+		"f32": 0, "f16": 3e-4, "bf16": 2.4e-3, "q8_g32": 0.007, "q6_g32": 0.026,
 		"q4_g32": 0.105, "q4_g64": 0.115, "q4_g128": 0.125,
 		"q4_g32_asym": 0.095, "q4_g64_asym": 0.105, "q4_g128_asym": 0.115,
 		"q3_g32": 0.21, "q3_g64": 0.23, "q3_g128": 0.25,

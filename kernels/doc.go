@@ -5,7 +5,7 @@
 //
 // # Formats
 //
-// Format names a stored weight type (F32, F16, BF16, Q8, and Q4/Q3 with groups
+// Format names a stored weight type (F32, F16, BF16, Q8, Q6, and Q4/Q3 with groups
 // of 32, 64 or 128 along the input axis, symmetric or asymmetric). The byte
 // layout of every block is documented above its type in blocks.go and in
 // docs/FORMAT.md. PackRow/UnpackRow move between packed rows and integer
@@ -52,6 +52,17 @@
 //	q3_g32        8.6                  6.4                 ~0.1
 //	q3_g32_asym   7.9                  5.7-6.4
 //	q8_g32        29.4                 14.6                0.49
+//
+// The same in the Tiled8 layout the AVX2 tier uses at run time (tiles.go;
+// `-bench MulVecTiled`, a quiet hour, mean GB/s of 1 s runs):
+//
+//	format        64x2304    2304x9216
+//	q4_g32        28.9       29.6
+//	q4_g32_asym   32.9       33.0
+//	q3_g32        19.5       19.0
+//	q3_g32_asym   22.3       21.5
+//	q6_g32        26.0       14.5
+//	q8_g32        30.3       17.6
 //
 // Prefill (`-bench MulMat`, 2304x2304, 64 tokens): q4_g32 36 GMAC/s with
 // superblocks (29 per chunk), q3_g32 32 (24), q4_g64_asym 34 (27). Activation

@@ -1674,6 +1674,388 @@ q3AsymR1T4AVX2_chunk:
 	VZEROUPPER
 	RET
 
+// func q6SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q6SymR4T1AVX2(SB), NOSPLIT, $0-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q6SymR4T1AVX2_group:
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
+	VCVTPH2PS    (BX), X4
+	VBROADCASTSS X4, Y4
+	ADDQ         $0x00000002, BX
+	PREFETCHT0   16384(R8)
+	VCVTPH2PS    (R8), X5
+	VBROADCASTSS X5, Y5
+	ADDQ         $0x00000002, R8
+	PREFETCHT0   16384(R12)
+	VCVTPH2PS    (R12), X6
+	VBROADCASTSS X6, Y6
+	ADDQ         $0x00000002, R12
+	PREFETCHT0   16384(R14)
+	VCVTPH2PS    (R14), X7
+	VBROADCASTSS X7, Y7
+	ADDQ         $0x00000002, R14
+	MOVQ         cpg+72(FP), DX
+
+q6SymR4T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(BX), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// unpack row 1's chunk into 32 bytes of levels
+	VBROADCASTI128 (R8), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(R8), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, R8
+
+	// row 1 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VBROADCASTI128 (R12), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(R12), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, R12
+
+	// row 2 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VBROADCASTI128 (R14), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(R14), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, R14
+
+	// row 3 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q6SymR4T1AVX2_chunk
+	DECQ        CX
+	JNZ         q6SymR4T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q6SymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q6SymR1T1AVX2(SB), NOSPLIT, $0-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q6SymR1T1AVX2_group:
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VBROADCASTSS X4, Y4
+	ADDQ         $0x00000002, BX
+	MOVQ         cpg+72(FP), DX
+
+q6SymR1T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(BX), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q6SymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q6SymR1T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VZEROUPPER
+	RET
+
+// func q6SymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q6SymR1T4AVX2(SB), NOSPLIT, $0-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q6SymR1T4AVX2_group:
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VBROADCASTSS X4, Y4
+	ADDQ         $0x00000002, BX
+	MOVQ         cpg+72(FP), DX
+
+q6SymR1T4AVX2_chunk:
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(BX), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, BX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 1
+	VPMADDUBSW  (SI)(R11*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 2
+	VPMADDUBSW  (SI)(R11*2), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 3
+	VPMADDUBSW  (SI)(R12*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q6SymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q6SymR1T4AVX2_group
+
+	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, (DI)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, (DI)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
 // func q8SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q8SymR4T1AVX2(SB), NOSPLIT, $0-80
@@ -3430,6 +3812,376 @@ q3AsymR1T4AVX512_chunk:
 	JNZ         q3AsymR1T4AVX512_chunk
 	DECQ        CX
 	JNZ         q3AsymR1T4AVX512_group
+
+	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, (DI)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, (DI)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q6SymR4T1AVX512(SB), NOSPLIT, $0-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q6SymR4T1AVX512_group:
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
+	VCVTPH2PS    (BX), X4
+	VBROADCASTSS X4, Y4
+	ADDQ         $0x00000002, BX
+	PREFETCHT0   16384(R8)
+	VCVTPH2PS    (R8), X5
+	VBROADCASTSS X5, Y5
+	ADDQ         $0x00000002, R8
+	PREFETCHT0   16384(R12)
+	VCVTPH2PS    (R12), X6
+	VBROADCASTSS X6, Y6
+	ADDQ         $0x00000002, R12
+	PREFETCHT0   16384(R14)
+	VCVTPH2PS    (R14), X7
+	VBROADCASTSS X7, Y7
+	ADDQ         $0x00000002, R14
+	MOVQ         cpg+72(FP), DX
+
+q6SymR4T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(BX), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, BX
+
+	// row 0 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// unpack row 1's chunk into 32 bytes of levels
+	VBROADCASTI128 (R8), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(R8), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, R8
+
+	// row 1 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VBROADCASTI128 (R12), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(R12), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, R12
+
+	// row 2 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VBROADCASTI128 (R14), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(R14), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, R14
+
+	// row 3 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q6SymR4T1AVX512_chunk
+	DECQ        CX
+	JNZ         q6SymR4T1AVX512_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q6SymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q6SymR1T1AVX512(SB), NOSPLIT, $0-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q6SymR1T1AVX512_group:
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VBROADCASTSS X4, Y4
+	ADDQ         $0x00000002, BX
+	MOVQ         cpg+72(FP), DX
+
+q6SymR1T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(BX), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, BX
+
+	// row 0 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q6SymR1T1AVX512_chunk
+	DECQ        CX
+	JNZ         q6SymR1T1AVX512_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VZEROUPPER
+	RET
+
+// func q6SymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q6SymR1T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q6SymR1T4AVX512_group:
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VBROADCASTSS X4, Y4
+	ADDQ         $0x00000002, BX
+	MOVQ         cpg+72(FP), DX
+
+q6SymR1T4AVX512_chunk:
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(BX), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, BX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 1
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R11*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 2
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R11*2), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 3
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R12*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q6SymR1T4AVX512_chunk
+	DECQ        CX
+	JNZ         q6SymR1T4AVX512_group
 
 	// horizontal sums into out
 	MOVQ         ostride+8(FP), DX
@@ -8440,6 +9192,40 @@ DATA mask07<>+30(SB)/1, $0x07
 DATA mask07<>+31(SB)/1, $0x07
 GLOBL mask07<>(SB), RODATA|NOPTR, $32
 
+DATA mask30<>+0(SB)/1, $0x30
+DATA mask30<>+1(SB)/1, $0x30
+DATA mask30<>+2(SB)/1, $0x30
+DATA mask30<>+3(SB)/1, $0x30
+DATA mask30<>+4(SB)/1, $0x30
+DATA mask30<>+5(SB)/1, $0x30
+DATA mask30<>+6(SB)/1, $0x30
+DATA mask30<>+7(SB)/1, $0x30
+DATA mask30<>+8(SB)/1, $0x30
+DATA mask30<>+9(SB)/1, $0x30
+DATA mask30<>+10(SB)/1, $0x30
+DATA mask30<>+11(SB)/1, $0x30
+DATA mask30<>+12(SB)/1, $0x30
+DATA mask30<>+13(SB)/1, $0x30
+DATA mask30<>+14(SB)/1, $0x30
+DATA mask30<>+15(SB)/1, $0x30
+DATA mask30<>+16(SB)/1, $0x30
+DATA mask30<>+17(SB)/1, $0x30
+DATA mask30<>+18(SB)/1, $0x30
+DATA mask30<>+19(SB)/1, $0x30
+DATA mask30<>+20(SB)/1, $0x30
+DATA mask30<>+21(SB)/1, $0x30
+DATA mask30<>+22(SB)/1, $0x30
+DATA mask30<>+23(SB)/1, $0x30
+DATA mask30<>+24(SB)/1, $0x30
+DATA mask30<>+25(SB)/1, $0x30
+DATA mask30<>+26(SB)/1, $0x30
+DATA mask30<>+27(SB)/1, $0x30
+DATA mask30<>+28(SB)/1, $0x30
+DATA mask30<>+29(SB)/1, $0x30
+DATA mask30<>+30(SB)/1, $0x30
+DATA mask30<>+31(SB)/1, $0x30
+GLOBL mask30<>(SB), RODATA|NOPTR, $32
+
 // func q4SymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q4SymX8T1AVX2(SB), NOSPLIT, $0-64
@@ -9750,6 +10536,423 @@ q3AsymX8T4AVX2_chunk:
 	JNZ          q3AsymX8T4AVX2_chunk
 	DECQ         CX
 	JNZ          q3AsymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6SymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q6SymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q6SymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q6SymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q6SymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VMOVDQA      Y3, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      160(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      160(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      160(SI), Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      160(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPMADDWD     Y14, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// symmetric levels: subtract 2^(bits-1) * sum(q)
+	VPBROADCASTD (R10), Y3
+	VPSLLD       $0x05, Y3, Y3
+	VPSUBD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6SymX8T1AVX2_chunk
+	DECQ         CX
+	JNZ          q6SymX8T1AVX2_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q6SymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q6SymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q6SymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q6SymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q6SymX8T4AVX2_chunk:
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD (R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VMOVDQA      Y11, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VMOVDQA      Y11, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VMOVDQA      Y11, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VMOVDQA      Y11, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      160(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      160(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      160(SI), Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      160(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPMADDWD     Y14, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6SymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q6SymX8T4AVX2_group
 
 	// store token t's 8 rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX

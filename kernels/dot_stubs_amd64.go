@@ -100,6 +100,30 @@ func q3AsymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *
 //go:noescape
 func q3AsymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
+// q6SymR4T1AVX2 computes the dot products of 4 packed q6Sym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q6SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6SymR1T1AVX2 computes the dot products of 1 packed q6Sym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q6SymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6SymR1T4AVX2 computes the dot products of 1 packed q6Sym rows (row r at w+r*wstride)
+// with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q6SymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
 // q8SymR4T1AVX2 computes the dot products of 4 packed q8Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
 // d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
@@ -219,6 +243,30 @@ func q3AsymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q
 //
 //go:noescape
 func q3AsymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6SymR4T1AVX512 computes the dot products of 4 packed q6Sym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q6SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6SymR1T1AVX512 computes the dot products of 1 packed q6Sym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q6SymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6SymR1T4AVX512 computes the dot products of 1 packed q6Sym rows (row r at w+r*wstride)
+// with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q6SymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q8SymR4T1AVX512 computes the dot products of 4 packed q8Sym rows (row r at w+r*wstride)
 // with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
@@ -467,6 +515,20 @@ func q3AsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups
 //
 //go:noescape
 func q3AsymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6SymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q6Sym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6SymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q6SymX8T4AVX2 computes the dot products of one row block of a Tiled8 q6Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums at d/s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6SymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q8SymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q8Sym
 // matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),

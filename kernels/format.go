@@ -20,9 +20,10 @@ const (
 	Q8               // 8-bit symmetric, group 32, f16 scale
 	Q4               // 4-bit, symmetric or asymmetric, groups 32/64/128
 	Q3               // 3-bit, symmetric or asymmetric, groups 32/64/128
+	Q6               // 6-bit symmetric, group 32, f16 scale (embedding/output)
 )
 
-var typeNames = [...]string{TypeInvalid: "invalid", F32: "f32", F16: "f16", BF16: "bf16", Q8: "q8", Q4: "q4", Q3: "q3"}
+var typeNames = [...]string{TypeInvalid: "invalid", F32: "f32", F16: "f16", BF16: "bf16", Q8: "q8", Q4: "q4", Q3: "q3", Q6: "q6"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) {
@@ -31,14 +32,16 @@ func (t Type) String() string {
 	return "type(" + strconv.Itoa(int(t)) + ")"
 }
 
-// Quantized reports whether t is a packed integer type (Q8, Q4, Q3).
-func (t Type) Quantized() bool { return t == Q8 || t == Q4 || t == Q3 }
+// Quantized reports whether t is a packed integer type (Q8, Q6, Q4, Q3).
+func (t Type) Quantized() bool { return t == Q8 || t == Q6 || t == Q4 || t == Q3 }
 
-// Bits is the number of bits of one integer level (8, 4, 3), or 0 for float types.
+// Bits is the number of bits of one integer level (8, 6, 4, 3), or 0 for float types.
 func (t Type) Bits() int {
 	switch t {
 	case Q8:
 		return 8
+	case Q6:
+		return 6
 	case Q4:
 		return 4
 	case Q3:
@@ -74,6 +77,7 @@ var (
 	FormatF16  = Format{Type: F16}
 	FormatBF16 = Format{Type: BF16}
 	FormatQ8   = Format{Type: Q8, Group: 32}
+	FormatQ6   = Format{Type: Q6, Group: 32}
 )
 
 // check reports whether the format itself (ignoring shapes) is well formed.
@@ -83,9 +87,9 @@ func (f Format) check() error {
 		if f.Group != 0 || f.Asym {
 			return fmt.Errorf("%w: %s takes no group or asym flag", ErrFormat, f.Type)
 		}
-	case Q8:
+	case Q8, Q6:
 		if f.Group != 32 || f.Asym {
-			return fmt.Errorf("%w: q8 is symmetric with group 32 (got group %d asym %v)", ErrFormat, f.Group, f.Asym)
+			return fmt.Errorf("%w: %s is symmetric with group 32 (got group %d asym %v)", ErrFormat, f.Type, f.Group, f.Asym)
 		}
 	case Q4, Q3:
 		if f.Group != 32 && f.Group != 64 && f.Group != 128 {
@@ -126,6 +130,8 @@ func (t Type) chunkBytes() int {
 	switch t {
 	case Q8:
 		return 32
+	case Q6:
+		return 24
 	case Q4:
 		return 16
 	case Q3:
@@ -142,7 +148,7 @@ func (f Format) BlockBytes() int {
 		return 4
 	case F16, BF16:
 		return 2
-	case Q8, Q4, Q3:
+	case Q8, Q6, Q4, Q3:
 		return f.headerBytes() + f.Group/ChunkSize*f.Type.chunkBytes()
 	}
 	return 0
@@ -179,11 +185,11 @@ func (f Format) String() string {
 }
 
 // ParseFormat parses a format name as written by Format.String, e.g.
-// "q4_g32_asym". "q8" alone is accepted for q8_g32.
+// "q4_g32_asym". "q8" and "q6" alone are accepted for q8_g32 and q6_g32.
 func ParseFormat(s string) (Format, error) {
 	parts := strings.Split(s, "_")
 	var f Format
-	for t := F32; t <= Q3; t++ {
+	for t := F32; t <= Q6; t++ {
 		if parts[0] == t.String() {
 			f.Type = t
 		}
@@ -192,8 +198,8 @@ func ParseFormat(s string) (Format, error) {
 		return Format{}, fmt.Errorf("%w: unknown type in %q", ErrFormat, s)
 	}
 	rest := parts[1:]
-	if f.Type == Q8 && len(rest) == 0 {
-		return FormatQ8, nil
+	if (f.Type == Q8 || f.Type == Q6) && len(rest) == 0 {
+		return Format{Type: f.Type, Group: 32}, nil
 	}
 	if f.Type.Quantized() {
 		if len(rest) == 0 || !strings.HasPrefix(rest[0], "g") {
@@ -221,7 +227,7 @@ func ParseFormat(s string) (Format, error) {
 
 // Formats lists every valid stored format, for tests and tooling.
 func Formats() []Format {
-	fs := []Format{FormatF32, FormatF16, FormatBF16, FormatQ8}
+	fs := []Format{FormatF32, FormatF16, FormatBF16, FormatQ8, FormatQ6}
 	for _, t := range []Type{Q4, Q3} {
 		for _, g := range []int{32, 64, 128} {
 			fs = append(fs, Format{Type: t, Group: g}, Format{Type: t, Group: g, Asym: true})

@@ -50,7 +50,7 @@ type dotKernels struct {
 type sbKernel func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
 // quantKernels indexes a tier's kernels by format: [bits index][asym].
-type quantKernels struct{ q4, q4a, q3, q3a, q8 dotKernels }
+type quantKernels struct{ q4, q4a, q3, q3a, q6, q8 dotKernels }
 
 func (qk *quantKernels) lookup(f Format) *dotKernels {
 	switch {
@@ -62,6 +62,8 @@ func (qk *quantKernels) lookup(f Format) *dotKernels {
 		return &qk.q3
 	case f.Type == Q3:
 		return &qk.q3a
+	case f.Type == Q6:
+		return &qk.q6
 	case f.Type == Q8:
 		return &qk.q8
 	}
@@ -77,6 +79,7 @@ var avx2Kernels = quantKernels{
 		[3]sbKernel{q3SymG32SBT4AVX2, q3SymG64SBT4AVX2, q3SymG128SBT4AVX2}},
 	q3a: dotKernels{4, q3AsymR4T1AVX2, q3AsymR1T1AVX2, q3AsymR1T4AVX2,
 		[3]sbKernel{q3AsymG32SBT4AVX2, q3AsymG64SBT4AVX2, q3AsymG128SBT4AVX2}},
+	q6: dotKernels{4, q6SymR4T1AVX2, q6SymR1T1AVX2, q6SymR1T4AVX2, [3]sbKernel{}},
 	q8: dotKernels{4, q8SymR4T1AVX2, q8SymR1T1AVX2, q8SymR1T4AVX2, [3]sbKernel{}},
 }
 
@@ -89,6 +92,7 @@ var avx512Kernels = quantKernels{
 		[3]sbKernel{q3SymG32SBT4AVX512, q3SymG64SBT4AVX512, q3SymG128SBT4AVX512}},
 	q3a: dotKernels{4, q3AsymR4T1AVX512, q3AsymR1T1AVX512, q3AsymR1T4AVX512,
 		[3]sbKernel{q3AsymG32SBT4AVX512, q3AsymG64SBT4AVX512, q3AsymG128SBT4AVX512}},
+	q6: dotKernels{4, q6SymR4T1AVX512, q6SymR1T1AVX512, q6SymR1T4AVX512, [3]sbKernel{}},
 	q8: dotKernels{4, q8SymR4T1AVX512, q8SymR1T1AVX512, q8SymR1T4AVX512, [3]sbKernel{}},
 }
 
@@ -106,6 +110,8 @@ func tiledT1(f Format, out *float32, w *byte, q *int8, d *float32, s *int32, gro
 		q3SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 	case f.Type == Q3:
 		q3AsymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+	case f.Type == Q6:
+		q6SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 	default:
 		q8SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 	}
@@ -121,6 +127,8 @@ func tiledT4(f Format, out *float32, ostride uintptr, w *byte, q *int8, d *float
 		q3SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 	case f.Type == Q3:
 		q3AsymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+	case f.Type == Q6:
+		q6SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 	default:
 		q8SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 	}

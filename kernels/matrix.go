@@ -211,8 +211,12 @@ func dotRowGeneric(f Format, row []byte, q []int8, d []float32, s []int32) float
 				for i, v := range ch {
 					isum += int32(v&0x0f)*int32(lo[i]) + int32(v>>4)*int32(hi[i])
 				}
-			case Q3:
-				unpackQ3Chunk(lv[:], body[c*q3ChunkBytes:])
+			case Q3, Q6:
+				if f.Type == Q3 {
+					unpackQ3Chunk(lv[:], body[c*q3ChunkBytes:])
+				} else {
+					unpackQ6Chunk(lv[:], body[c*q6ChunkBytes:])
+				}
 				for i, l := range lv {
 					isum += int32(l) * int32(qa[i])
 				}

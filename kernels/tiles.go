@@ -56,6 +56,10 @@ func (l Layout) String() string {
 //	                  C: l_4 | l_5 << 3 | (l_6 >> 2) << 6 | (l_7 >> 2) << 7
 //	                so six vectors are one shift and mask each, and the last
 //	                two combine two fields.
+//	Q6 (192 bytes): [0:128] the low 4 bits as the Q4 chunk tile; [128:192]
+//	                two planes P = 0, 1 of 32 bytes, byte 4r+i bits 2s..2s+1 =
+//	                bits 4..5 of the level of weight 4(4P+s)+i of row r
+//	                (vector 4P+s).
 //	Q8 (256 bytes): vector k as 32 bytes: byte 4r+i = weight 4k+i of row r as
 //	                the signed byte q-128, as in RowMajor.
 //
@@ -151,6 +155,15 @@ func tileChunkRow(t Type, tile []byte, r int, src []byte) {
 		le.PutUint32(tile[32+4*r:], c&lo4|(d&lo4)<<4) // 8..11 | 12..15
 		le.PutUint32(tile[64+4*r:], a>>4&lo4|b&^lo4)  // 16..19 | 20..23
 		le.PutUint32(tile[96+4*r:], c>>4&lo4|d&^lo4)  // 24..27 | 28..31
+	case Q6:
+		// low 4 bits: the Q4 chunk's nibbles, same order; high 2 bits:
+		// src byte 16+4(k%2)+i bits 2(k/2) for vector k, as Q3's low plane
+		tileChunkRow(Q4, tile, r, src[:16])
+		x, y := le.Uint32(src[16:]), le.Uint32(src[20:])
+		for P := 0; P < 2; P++ {
+			sh := 4 * P
+			le.PutUint32(tile[128+32*P+4*r:], x>>sh&lo2|(y>>sh&lo2)<<2|(x>>(sh+2)&lo2)<<4|(y>>(sh+2)&lo2)<<6)
+		}
 	case Q3:
 		// levels of vector k: low plane byte 4(k%2)+i bits 2(k/2) (words x,
 		// y), high plane byte 8+i bit k (word h)
@@ -213,6 +226,8 @@ func chunkLevels(t Type, dst []uint8, src []byte) {
 		unpackQ4Chunk(dst, src)
 	case Q3:
 		unpackQ3Chunk(dst, src)
+	case Q6:
+		unpackQ6Chunk(dst, src)
 	case Q8:
 		copy(dst, src)
 	}
@@ -225,6 +240,8 @@ func packChunk(t Type, dst []byte, q []uint8) {
 		packQ4Chunk(dst, q)
 	case Q3:
 		packQ3Chunk(dst, q)
+	case Q6:
+		packQ6Chunk(dst, q)
 	case Q8:
 		copy(dst, q)
 	}
@@ -240,6 +257,8 @@ func chunkTileLevels(t Type, dst []uint8, src []byte, r int) {
 		case Q3:
 			a, b, c := src[4*r+i], src[32+4*r+i], src[64+4*r+i]
 			dst[e] = [8]uint8{a & 7, a >> 3 & 7, b & 7, b >> 3 & 7, c & 7, c >> 3 & 7, a>>6 | c>>6&1<<2, b>>6 | c>>7<<2}[k]
+		case Q6:
+			dst[e] = src[32*(k/2)+4*r+i]>>(4*(k%2))&0x0f | (src[128+32*(k/4)+4*r+i]>>(2*(k%4))&3)<<4
 		case Q8:
 			dst[e] = src[32*k+4*r+i]
 		}

@@ -36,6 +36,9 @@ func packChunkTile(t Type, dst []byte, lv *[TileRows][ChunkSize]uint8) {
 					dst[32*(k-6)+4*r+i] |= (q & 3) << 6
 					dst[64+4*r+i] |= (q >> 2) << k
 				}
+			case Q6:
+				dst[32*(k/2)+4*r+i] |= (q & 0x0f) << (4 * (k % 2))
+				dst[128+32*(k/4)+4*r+i] |= (q >> 4) << (2 * (k % 4))
 			case Q8:
 				dst[32*k+4*r+i] = q
 			}
@@ -89,7 +92,7 @@ func TestTileRoundTrip(t *testing.T) {
 
 func TestTileChunkRowMatchesDefinition(t *testing.T) {
 	rng := rand.New(rand.NewPCG(29, 30))
-	for _, typ := range []Type{Q4, Q3, Q8} {
+	for _, typ := range []Type{Q4, Q3, Q6, Q8} {
 		f := Format{Type: typ, Group: 32}
 		cb := typ.chunkBytes()
 		var lv [TileRows][ChunkSize]uint8
@@ -298,7 +301,7 @@ func BenchmarkMulVecTiled(b *testing.B) {
 
 func BenchmarkMulMatTiled(b *testing.B) {
 	const n = 64
-	for _, fs := range []string{"q4_g32", "q4_g128", "q3_g32", "q4_g64_asym", "q8_g32"} {
+	for _, fs := range []string{"q4_g32", "q4_g128", "q3_g32", "q4_g64_asym", "q6_g32", "q8_g32"} {
 		f, _ := ParseFormat(fs)
 		sh := [2]int{2304, 2304}
 		rng := rand.New(rand.NewPCG(1, 1))

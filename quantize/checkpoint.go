@@ -17,10 +17,12 @@ import (
 type CheckpointOptions struct {
 	Options // method, grid, transform block, budgets for every linear weight
 
-	// EmbedFormat stores the tied embedding / output matrix. Default q8: it
+	// EmbedFormat stores the tied embedding / output matrix. Default q6: it
 	// is both the embedding table and the output projection, and the final
-	// logits are the most sensitive product in the model (llama.cpp likewise
-	// keeps its output matrix at 6 bits or more).
+	// logits are the most sensitive product in the model, so it keeps more
+	// bits than the rest (as llama.cpp's Q6_K output); q8 would be 30% more
+	// bytes for the largest matrix every decode step reads (see
+	// docs/QUANTIZATION.md for what each costs in accuracy).
 	EmbedFormat kernels.Format
 	// TransformFormat stores each M⁻¹. Default q8 (8.5 bits per entry): the
 	// runtime reads every M⁻¹ once per token, so its bytes count against
@@ -87,7 +89,7 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 	cfg := ck.Config
 	opt.Options = opt.Options.withDefaults()
 	if opt.EmbedFormat.Type == kernels.TypeInvalid {
-		opt.EmbedFormat = kernels.FormatQ8
+		opt.EmbedFormat = kernels.FormatQ6
 	}
 	if opt.TransformFormat.Type == kernels.TypeInvalid {
 		opt.TransformFormat = kernels.FormatQ8

@@ -43,7 +43,7 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	noLSQ := fs.Bool("no-lsq", false, "cafeq: skip the HQQ-style least-squares scale/min updates")
 	noRounding := fs.Bool("no-rounding", false, "cafeq: skip alternating rounding of the V/O pairs")
 	transformDown := fs.Bool("transform-down", false, "cafeq: also transform down_proj's input (costly at run time)")
-	embed := fs.String("embed", "q8", "format of the embedding/output matrix: q8, f16, bf16, f32, or a 4/3-bit format such as q4_g32_asym")
+	embed := fs.String("embed", "q6", "format of the embedding/output matrix: q6, q8, f16, bf16, f32, or a 4/3-bit format such as q4_g32_asym")
 	transformFormat := fs.String("transform-format", "q8", "format of the stored M⁻¹: q8 or f32")
 	seed := fs.Uint64("seed", 1, "seed of random starts and rotations")
 	reportDir := fs.String("report", "", "also quantize with rtn and hadamard (and cafeq at -compare-blocks) and write a comparison (report.json, loss.svg) into this directory")
