@@ -102,7 +102,7 @@ func (k kind) wide() bool { return k.bits >= 6 }
 //	left. Y0 f32 accumulator (8 rows), Y9 m-term accumulator (asym), Y1 int16
 //	(Q8: int32) chunk sums, Y2 levels, Y3 products, Y4 activation broadcast,
 //	Y5 raw quad / |w|, Y6 scale product, Y7 m-term factor, Y8 Q3 scratch,
-//	Y11 mins (asym), Y12 scales, Y14 ones16, Y15 level mask.
+//	Y10 Q6 pair sums, Y11 mins (asym), Y12 scales, Y14 ones16, Y15 level mask.
 func tiledDecode(t tier, k kind) {
 	name := fmt.Sprintf("%sX8T1%s", k.name(), t)
 	TEXT(name, NOSPLIT, "func(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)")
@@ -148,6 +148,23 @@ func tiledDecode(t tier, k kind) {
 		Commentf("vector %d x activation dword %d", v, v)
 		tileVector(k, w, v, Y2, Y5, Y8, Y15)
 		VPBROADCASTD(Mem{Base: R8, Disp: 4 * v}, Y4)
+		if k.bits == 6 {
+			// int16 sums of two vectors fit (2 x 2 x 63 x 127 = 32004):
+			// widen once per pair
+			if v%2 == 0 {
+				VPMADDUBSW(Y4, Y2, Y10)
+				continue
+			}
+			VPMADDUBSW(Y4, Y2, Y3)
+			VPADDW(Y3, Y10, Y10)
+			VPMADDWD(Y14, Y10, Y10)
+			if v == 1 {
+				VMOVDQA(Y10, Y1)
+			} else {
+				VPADDD(Y10, Y1, Y1)
+			}
+			continue
+		}
 		if k.wide() {
 			if k.bits == 8 { // signed weights: |w| times a with w's sign
 				VPSIGNB(Y2, Y4, Y4)
@@ -215,7 +232,8 @@ func tiledDecode(t tier, k kind) {
 //	stride, R14 = 3*D/S stride), CX groups left, DX chunks left.
 //	Y0..Y3 f32 accumulators (token t), Y4..Y7 int16 (Q8: int32) chunk sums,
 //	Y8 levels, Y9 raw quad / |w|, Y10 activation broadcast, Y11 products and
-//	Q3 scratch, Y12 scales, Y13 mins (asym), Y14 ones16, Y15 level mask.
+//	Q3 scratch, Y12 scales, Y13 mins (asym) or Q6's second vector of a pair,
+//	Y14 ones16, Y15 level mask.
 func tiledPrefill(t tier, k kind) {
 	name := fmt.Sprintf("%sX8T4%s", k.name(), t)
 	TEXT(name, NOSPLIT, "func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)")
@@ -263,7 +281,25 @@ func tiledPrefill(t tier, k kind) {
 	Load(Param("cpg"), RDX)
 	Label(name + "_chunk")
 	w := Mem{Base: RSI}
-	for v := 0; v < 8; v++ {
+	for v := 0; v < 8 && k.bits == 6; v += 2 {
+		Commentf("vectors %d, %d x activation dwords %d, %d of each token (int16 pair sums)", v, v+1, v, v+1)
+		tileVector(k, w, v, Y8, Y9, Y11, Y15)
+		tileVector(k, w, v+1, Y13, Y9, Y11, Y15)
+		for tt := 0; tt < 4; tt++ {
+			VPBROADCASTD(tok(R8, R11, R12, tt, 4*v), Y10)
+			VPMADDUBSW(Y10, Y8, Y10)
+			VPBROADCASTD(tok(R8, R11, R12, tt, 4*v+4), Y11)
+			VPMADDUBSW(Y11, Y13, Y11)
+			VPADDW(Y11, Y10, Y10)
+			VPMADDWD(Y14, Y10, Y10)
+			if v == 0 {
+				VMOVDQA(Y10, iacc[tt])
+			} else {
+				VPADDD(Y10, iacc[tt], iacc[tt])
+			}
+		}
+	}
+	for v := 0; v < 8 && k.bits != 6; v++ {
 		Commentf("vector %d x activation dword %d of each token", v, v)
 		tileVector(k, w, v, Y8, Y9, Y11, Y15)
 		lv := Y8
