@@ -82,6 +82,7 @@ var sdotDots = rowDots{
 var neonSet = func() kernelSet {
 	s := genericSet
 	s.tier = TierNEON
+	s.noQ6 = true
 	s.mulVec = func(m *Matrix, dst []float32, x *Activation, r0, r1 int) { mulVecNEON(&neonDots, m, dst, x, r0, r1) }
 	s.mulMat = func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
 		mulMatNEON(&neonDots, m, dst, xs, r0, r1)

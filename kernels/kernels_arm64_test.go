@@ -59,6 +59,9 @@ func TestRowDotExtremes(t *testing.T) {
 			}
 			top := maxLevel(f.Type)
 			fk := k.lookup(f)
+			if fk == nil {
+				continue // no NEON kernel: Q6 is widened to Q8 at load (see Prepare)
+			}
 			for _, groups := range []int{1, 2, 3, 5} {
 				cols := groups * f.Group
 				rb := f.RowBytes(cols)

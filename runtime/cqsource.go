@@ -27,14 +27,15 @@ func (s *cqSource) matrix(name string, rows, cols int) (*linear, error) {
 	if err := l.Validate(); err != nil {
 		return nil, fmt.Errorf("runtime: tensor %q: %w", name, err)
 	}
-	if kernels.WantsTiles(&l.Matrix) {
-		// The tier's fastest kernels read 8-row tiles: copy the matrix into
-		// that layout once, and let the mapped original leave memory.
-		tm, err := kernels.Tile(&l.Matrix, nil)
-		if err != nil {
-			return nil, fmt.Errorf("runtime: tensor %q: %w", name, err)
-		}
-		l.Matrix = *tm
+	// The tier's fastest kernels may want another in-memory form (8-row
+	// tiles on AVX2, Q6 widened to Q8 on NEON): convert once, and let the
+	// mapped original leave memory.
+	p, err := kernels.Prepare(&l.Matrix)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: tensor %q: %w", name, err)
+	}
+	if p != &l.Matrix {
+		l.Matrix = *p
 		s.f.Release(t)
 	}
 	if t.Transform != nil {
