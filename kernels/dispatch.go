@@ -45,7 +45,7 @@ type kernelSet struct {
 	mulMat func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int)
 	// tiled says the tier has Tiled8 kernels (see tiles.go); the Tiled
 	// entries run Tiled8 matrices, on every tier.
-	tiled       bool
+	tiled bool
 	// noQ6 says the tier has no Q6 kernels; Prepare widens Q6 to Q8 for it.
 	noQ6        bool
 	mulVecTiled func(m *Matrix, dst []float32, x *Activation, r0, r1 int)
