@@ -188,6 +188,9 @@ func TestKernelShapesAgree(t *testing.T) {
 				continue
 			}
 			fk := k.lookup(f)
+			if fk == nil {
+				continue // no NEON kernel: Q6 is widened to Q8 at load (see Prepare)
+			}
 			for _, groups := range []int{1, 7, 33} {
 				cols := groups * f.Group
 				rb := f.RowBytes(cols)
