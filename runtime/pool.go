@@ -3,6 +3,7 @@ package runtime
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // rangeJob is work split over [0, n): run is called on disjoint sub-ranges
@@ -21,11 +22,14 @@ type workerPool struct {
 	tasks   []chan poolTask
 	wg      sync.WaitGroup
 	mu      sync.Mutex // one job at a time: sessions of a server share the pool
+	next    atomic.Int64
 }
 
+// poolTask tells a worker to take pieces of [0, n), piece rows at a time,
+// until none are left.
 type poolTask struct {
-	job            rangeJob
-	worker, lo, hi int
+	job              rangeJob
+	worker, n, piece int
 }
 
 func newWorkerPool(threads int) *workerPool {
@@ -38,7 +42,7 @@ func newWorkerPool(threads int) *workerPool {
 		p.tasks = append(p.tasks, ch)
 		go func() {
 			for t := range ch {
-				t.job.run(t.worker, t.lo, t.hi)
+				p.drain(t)
 				p.wg.Done()
 			}
 		}()
@@ -46,8 +50,11 @@ func newWorkerPool(threads int) *workerPool {
 	return p
 }
 
-// parallel runs job over [0, n) in contiguous shares rounded to multiples of
-// grain (so that, e.g., rows of a quantized matrix stay cache-line friendly).
+// parallel runs job over [0, n) in pieces that are multiples of grain (so
+// that, e.g., rows of a quantized matrix stay cache-line and tile friendly).
+// Threads take pieces in order from a shared counter, about four each,
+// instead of one fixed share: on a shared machine one thread is often slowed
+// down for a while, and fixed halves would make the other wait for it.
 func (p *workerPool) parallel(job rangeJob, n, grain int) {
 	if grain < 1 {
 		grain = 1
@@ -60,15 +67,26 @@ func (p *workerPool) parallel(job rangeJob, n, grain int) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	per := (chunks + workers - 1) / workers
+	pieces := min(chunks, 4*workers)
+	piece := (chunks + pieces - 1) / pieces * grain
+	p.next.Store(0)
 	p.wg.Add(workers - 1)
 	for w := 1; w < workers; w++ {
-		lo := min(n, w*per*grain)
-		hi := min(n, (w+1)*per*grain)
-		p.tasks[w-1] <- poolTask{job, w, lo, hi}
+		p.tasks[w-1] <- poolTask{job, w, n, piece}
 	}
-	job.run(0, 0, min(n, per*grain))
+	p.drain(poolTask{job, 0, n, piece})
 	p.wg.Wait()
+}
+
+// drain runs pieces of t's range until the shared counter passes its end.
+func (p *workerPool) drain(t poolTask) {
+	for {
+		lo := int(p.next.Add(int64(t.piece))) - t.piece
+		if lo >= t.n {
+			return
+		}
+		t.job.run(t.worker, lo, min(t.n, lo+t.piece))
+	}
 }
 
 // close stops the workers.
