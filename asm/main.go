@@ -186,14 +186,7 @@ func dotKernel(t tier, k kind, R, T int) {
 	Load(Param("q"), qp)
 	Load(Param("d"), dp)
 	Load(Param("s"), sp)
-	Load(Param("astride"), ds)
-	MOVQ(ds, qs)
-	SHLQ(U8(5), qs)
-	SHLQ(U8(2), ds)
-	if T > 3 {
-		LEAQ(Mem{Base: qs, Index: qs, Scale: 2}, qs3)
-		LEAQ(Mem{Base: ds, Index: ds, Scale: 2}, ds3)
-	}
+	tokenStrides(qs, qs3, ds, ds3, T > 3)
 	Load(Param("groups"), RCX)
 
 	acc := []VecPhysical{Y0, Y1, Y2, Y3}
@@ -226,23 +219,11 @@ func dotKernel(t tier, k kind, R, T int) {
 	} else if k.bits == 8 {
 		VMOVDQU(xor80, Y14)
 	}
-	// tok returns token tt's operand at base p with the given stride registers.
-	tok := func(p, st, st3 GPPhysical, tt int) Mem {
-		switch tt {
-		case 0:
-			return Mem{Base: p}
-		case 1:
-			return Mem{Base: p, Index: st, Scale: 1}
-		case 2:
-			return Mem{Base: p, Index: st, Scale: 2}
-		}
-		return Mem{Base: p, Index: st3, Scale: 1}
-	}
 	needOff := !k.asym && !(k.bits == 8 && t == avx2)
 
 	// dot accumulates row r x token tt into acc (levels in Y8).
 	dot := func(r, tt int) {
-		qm := tok(qp, qs, qs3, tt)
+		qm := tokenMem(qp, qs, qs3, tt, 0)
 		a := acc[r*T+tt]
 		Commentf("row %d x token %d", r, tt)
 		switch {
@@ -298,7 +279,7 @@ func dotKernel(t tier, k kind, R, T int) {
 
 	Label(name + "_chunk")
 	prep := func(tt int) {
-		dm, sm := tok(dp, ds, ds3, tt), tok(sp, ds, ds3, tt)
+		dm, sm := tokenMem(dp, ds, ds3, tt, 0), tokenMem(sp, ds, ds3, tt, 0)
 		Commentf("token %d: activation scale (Y9) and offset or m-term (Y10)", tt)
 		VBROADCASTSS(dm, Y9)
 		if needOff {
@@ -347,6 +328,29 @@ func dotKernel(t tier, k kind, R, T int) {
 	storeOut(acc[:R*T], R, T)
 	VZEROUPPER()
 	RET()
+}
+
+// tokenStrides turns the astride parameter (activation blocks per token)
+// into the stride registers of the 4-token kernels: qs = 32*astride bytes of
+// 8-bit values, ds = 4*astride bytes of scales and sums, and, when with3,
+// qs3/ds3 = three times those, for token 3.
+func tokenStrides(qs, qs3, ds, ds3 GPPhysical, with3 bool) {
+	Load(Param("astride"), ds)
+	MOVQ(ds, qs)
+	SHLQ(U8(5), qs)
+	SHLQ(U8(2), ds)
+	if with3 {
+		LEAQ(Mem{Base: qs, Index: qs, Scale: 2}, qs3)
+		LEAQ(Mem{Base: ds, Index: ds, Scale: 2}, ds3)
+	}
+}
+
+// tokenMem is token t's (0..3) operand at base p plus disp, with st the
+// per-token stride register and st3 its triple.
+func tokenMem(p, st, st3 GPPhysical, t, disp int) Mem {
+	m := []Mem{{Base: p}, {Base: p, Index: st, Scale: 1}, {Base: p, Index: st, Scale: 2}, {Base: p, Index: st3, Scale: 1}}[t]
+	m.Disp = disp
+	return m
 }
 
 // storeOut reduces each accumulator and stores acc[r*T+t] to

@@ -48,22 +48,12 @@ func sbKernel(t tier, k kind, g int) {
 	Load(Param("q"), qp)
 	Load(Param("d"), dp)
 	Load(Param("s"), sp)
-	Load(Param("astride"), ds)
-	MOVQ(ds, qs)
-	SHLQ(U8(5), qs)
-	SHLQ(U8(2), ds)
-	LEAQ(Mem{Base: qs, Index: qs, Scale: 2}, qs3)
-	LEAQ(Mem{Base: ds, Index: ds, Scale: 2}, ds3)
+	tokenStrides(qs, qs3, ds, ds3, true)
 	Load(Param("nsb"), RCX)
 	acc := []VecPhysical{Y0, Y1, Y2, Y3}
 	lv := []VecPhysical{Y4, Y5, Y6, Y7}
 	for _, a := range acc {
 		VXORPS(a, a, a)
-	}
-	tok := func(p, st, st3 GPPhysical, tt, disp int) Mem {
-		m := []Mem{{Base: p}, {Base: p, Index: st, Scale: 1}, {Base: p, Index: st, Scale: 2}, {Base: p, Index: st3, Scale: 1}}[tt]
-		m.Disp = disp
-		return m
 	}
 	// pattern builds [h(A) h(B) h(C) h(D)] x 2 in dst from the f16 header field at off.
 	pattern := func(off int, dst VecPhysical) {
@@ -99,7 +89,7 @@ func sbKernel(t tier, k kind, g int) {
 	for tt := 0; tt < 4; tt++ {
 		Commentf("token %d: integer sums of chunks A..D folded into Y10", tt)
 		isum := func(c int, dst VecPhysical) {
-			qm := tok(qp, qs, qs3, tt, 32*c)
+			qm := tokenMem(qp, qs, qs3, tt, 32*c)
 			if t == avx2 {
 				VPMADDUBSW(qm, lv[c], dst)
 				VPMADDWD(ones16, dst, dst)
@@ -115,7 +105,7 @@ func sbKernel(t tier, k kind, g int) {
 		isum(3, Y12)
 		VPHADDD(Y12, Y11, Y11)
 		VPHADDD(Y11, Y10, Y10)
-		sm, dm := tok(sp, ds, ds3, tt, 0), tok(dp, ds, ds3, tt, 0)
+		sm, dm := tokenMem(sp, ds, ds3, tt, 0), tokenMem(dp, ds, ds3, tt, 0)
 		if !k.asym {
 			Comment("subtract 2^(bits-1)*S from lanes 0..3")
 			VMOVDQU(sm, X11)

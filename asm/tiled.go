@@ -34,6 +34,18 @@ func tiledConsts() {
 	}
 }
 
+// tiledConstRegs loads the tiled kernels' constant registers: Y14 = ones16
+// and Y15 = the level mask tileVector takes (0x0F for Q4/Q6, 0x07 for Q3).
+func tiledConstRegs(k kind) {
+	VMOVDQU(ones16, Y14)
+	switch k.bits {
+	case 4, 6:
+		VMOVDQU(mask0F, Y15)
+	case 3:
+		VMOVDQU(mask07, Y15)
+	}
+}
+
 // tileVector leaves vector v (0..7) of the chunk tile at w in dst as 32 bytes of
 // levels (Q4, Q3: unsigned; Q8: the signed stored bytes). raw holds a loaded
 // 32 bytes between the two vectors that share them (vector 2j loads, 2j+1
@@ -115,13 +127,7 @@ func tiledDecode(t tier, k kind) {
 	Load(Param("out"), RDI)
 	Load(Param("w"), RSI)
 	Load(Param("nblk"), RBX)
-	VMOVDQU(ones16, Y14)
-	switch k.bits {
-	case 4, 6:
-		VMOVDQU(mask0F, Y15)
-	case 3:
-		VMOVDQU(mask07, Y15)
-	}
+	tiledConstRegs(k)
 	Label(name + "_block")
 	Load(Param("q"), R8)
 	Load(Param("d"), R9)
@@ -248,29 +254,13 @@ func tiledPrefill(t tier, k kind) {
 	Load(Param("q"), R8)
 	Load(Param("d"), R9)
 	Load(Param("s"), R10)
-	Load(Param("astride"), R13)
-	MOVQ(R13, R11)
-	SHLQ(U8(5), R11)
-	SHLQ(U8(2), R13)
-	LEAQ(Mem{Base: R11, Index: R11, Scale: 2}, R12)
-	LEAQ(Mem{Base: R13, Index: R13, Scale: 2}, R14)
+	tokenStrides(R11, R12, R13, R14, true)
 	Load(Param("groups"), RCX)
-	VMOVDQU(ones16, Y14)
-	switch k.bits {
-	case 4, 6:
-		VMOVDQU(mask0F, Y15)
-	case 3:
-		VMOVDQU(mask07, Y15)
-	}
+	tiledConstRegs(k)
 	facc := []VecPhysical{Y0, Y1, Y2, Y3}
 	iacc := []VecPhysical{Y4, Y5, Y6, Y7}
 	for _, a := range facc {
 		VXORPS(a, a, a)
-	}
-	tok := func(p, st, st3 GPPhysical, tt, disp int) Mem {
-		m := []Mem{{Base: p}, {Base: p, Index: st, Scale: 1}, {Base: p, Index: st, Scale: 2}, {Base: p, Index: st3, Scale: 1}}[tt]
-		m.Disp = disp
-		return m
 	}
 	Label(name + "_group")
 	VCVTPH2PS(Mem{Base: RSI}, Y12)
@@ -286,9 +276,9 @@ func tiledPrefill(t tier, k kind) {
 		tileVector(k, w, v, Y8, Y9, Y11, Y15)
 		tileVector(k, w, v+1, Y13, Y9, Y11, Y15)
 		for tt := 0; tt < 4; tt++ {
-			VPBROADCASTD(tok(R8, R11, R12, tt, 4*v), Y10)
+			VPBROADCASTD(tokenMem(R8, R11, R12, tt, 4*v), Y10)
 			VPMADDUBSW(Y10, Y8, Y10)
-			VPBROADCASTD(tok(R8, R11, R12, tt, 4*v+4), Y11)
+			VPBROADCASTD(tokenMem(R8, R11, R12, tt, 4*v+4), Y11)
 			VPMADDUBSW(Y11, Y13, Y11)
 			VPADDW(Y11, Y10, Y10)
 			VPMADDWD(Y14, Y10, Y10)
@@ -308,7 +298,7 @@ func tiledPrefill(t tier, k kind) {
 			lv = Y9
 		}
 		for tt := 0; tt < 4; tt++ {
-			VPBROADCASTD(tok(R8, R11, R12, tt, 4*v), Y10)
+			VPBROADCASTD(tokenMem(R8, R11, R12, tt, 4*v), Y10)
 			if k.wide() {
 				if k.bits == 8 {
 					VPSIGNB(Y8, Y10, Y10)
@@ -337,17 +327,17 @@ func tiledPrefill(t tier, k kind) {
 			VPMADDWD(Y14, ia, ia)
 		}
 		if !k.asym && k.bits != 8 {
-			VPBROADCASTD(tok(R10, R13, R14, tt, 0), Y10)
+			VPBROADCASTD(tokenMem(R10, R13, R14, tt, 0), Y10)
 			VPSLLD(U8(k.offShift()), Y10, Y10)
 			VPSUBD(Y10, ia, ia)
 		}
 		VCVTDQ2PS(ia, ia)
-		VBROADCASTSS(tok(R9, R13, R14, tt, 0), Y10)
+		VBROADCASTSS(tokenMem(R9, R13, R14, tt, 0), Y10)
 		VMULPS(Y12, Y10, Y10)
 		VFMADD231PS(Y10, ia, facc[tt])
 		if k.asym {
-			VCVTSI2SSL(tok(R10, R13, R14, tt, 0), X11, X11)
-			VMULSS(tok(R9, R13, R14, tt, 0), X11, X11)
+			VCVTSI2SSL(tokenMem(R10, R13, R14, tt, 0), X11, X11)
+			VMULSS(tokenMem(R9, R13, R14, tt, 0), X11, X11)
 			VBROADCASTSS(X11, Y11)
 			VFMADD231PS(Y11, Y13, facc[tt])
 		}
