@@ -18,7 +18,7 @@ func Prepare(m *Matrix) (*Matrix, error) {
 	if m.Format.Type == Q6 && impl.noQ6 && m.Layout == RowMajor {
 		out = widenQ6(m)
 	}
-	if WantsTiles(out) {
+	if wantsTiles(out) {
 		t, err := Tile(out, nil)
 		if err != nil {
 			return nil, err

@@ -19,7 +19,7 @@ const (
 	// by a single broadcast of 4 activations and gets 8 rows' partial sums in
 	// the 8 dword lanes, with no horizontal reductions and one sequential
 	// stream of weights. It is built in memory at load (Tile) for tiers that
-	// want it (WantsTiles); the model file keeps RowMajor.
+	// want it (Prepare); the model file keeps RowMajor.
 	Tiled8
 )
 
@@ -73,9 +73,9 @@ func canTile(m *Matrix) bool {
 	return m.Format.Type.Quantized() && m.Rows%TileRows == 0 && m.Cols%ChunkSize == 0
 }
 
-// WantsTiles reports whether the current tier has Tiled8 kernels for m's
+// wantsTiles reports whether the current tier has Tiled8 kernels for m's
 // format and shape, so that Tile would make its products faster.
-func WantsTiles(m *Matrix) bool {
+func wantsTiles(m *Matrix) bool {
 	return impl.tiled && m.Layout == RowMajor && canTile(m)
 }
 

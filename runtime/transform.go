@@ -26,16 +26,14 @@ func newBlockTransform(name string, m kernels.Matrix) (*blockTransform, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("runtime: transform %q: %w", name, err)
 	}
-	if kernels.WantsTiles(&m) {
-		// Blocks are whole multiples of 8 rows, so block k of the tiled
-		// matrix is still bytes [k, k+1) x block x rowBytes.
-		tm, err := kernels.Tile(&m, nil)
-		if err != nil {
-			return nil, fmt.Errorf("runtime: transform %q: %w", name, err)
-		}
-		m = *tm
+	// The tier's in-memory form (kernels.Prepare). Blocks are whole
+	// multiples of 8 rows, so in Tiled8 block k is still bytes
+	// [k, k+1) x block x rowBytes of its format.
+	p, err := kernels.Prepare(&m)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: transform %q: %w", name, err)
 	}
-	return &blockTransform{name: name, block: b, inv: m}, nil
+	return &blockTransform{name: name, block: b, inv: *p}, nil
 }
 
 // apply writes rows [lo, hi) of M⁻¹·x into dst, lo and hi multiples of the
