@@ -53,41 +53,29 @@ func (e *Engine) Bench(o BenchOptions) (BenchResult, error) {
 	for i := range prompt {
 		prompt[i] = rng.IntN(e.Config.VocabSize)
 	}
-	decode := func() (time.Duration, error) {
-		s.Truncate(o.Prompt)
-		id := 0
-		start := time.Now()
-		for i := 0; i < o.Gen; i++ {
-			logits, err := s.Step(id)
-			if err != nil {
-				return 0, err
-			}
-			id = Argmax(logits)
-		}
-		return time.Since(start), nil
-	}
-	// alternating runs o.Gen decode steps, every other one without the
-	// transform step, and returns the time ratio of the two halves.
-	alternating := func() (float64, error) {
+	// decode runs n decode steps after the prompt and returns the time of
+	// the steps with and without the transform step; with alternate, every
+	// other step skips the transforms, so machine noise slower than a step
+	// hits both halves alike.
+	decode := func(n int, alternate bool) (with, without time.Duration, err error) {
 		defer func() { e.skipTransforms = false }()
 		s.Truncate(o.Prompt)
-		var with, without time.Duration
 		id := 0
-		for i := 0; i < 2*((o.Gen+1)/2); i++ {
-			e.skipTransforms = i%2 == 1
+		for i := 0; i < n; i++ {
+			e.skipTransforms = alternate && i%2 == 1
 			start := time.Now()
 			logits, err := s.Step(id)
 			if err != nil {
-				return 0, err
+				return 0, 0, err
 			}
+			id = Argmax(logits)
 			if d := time.Since(start); e.skipTransforms {
 				without += d
 			} else {
 				with += d
 			}
-			id = Argmax(logits)
 		}
-		return with.Seconds() / without.Seconds(), nil
+		return with, without, nil
 	}
 	var res BenchResult
 	var ratios []float64
@@ -102,17 +90,17 @@ func (e *Engine) Bench(o BenchOptions) (BenchResult, error) {
 			return res, err
 		}
 		res.PrefillRuns = append(res.PrefillRuns, time.Since(start))
-		d, err := decode()
+		d, _, err := decode(o.Gen, false)
 		if err != nil {
 			return res, err
 		}
 		res.DecodeRuns = append(res.DecodeRuns, d)
 		if e.HasTransforms() {
-			ratio, err := alternating()
+			with, without, err := decode(2*((o.Gen+1)/2), true)
 			if err != nil {
 				return res, err
 			}
-			ratios = append(ratios, ratio)
+			ratios = append(ratios, with.Seconds()/without.Seconds())
 		}
 	}
 	res.PrefillTokS = float64(o.Prompt) / median(res.PrefillRuns).Seconds()
