@@ -144,6 +144,42 @@ func rms(a []float32) float64 {
 // scales (and integer mins) every f32 operation of either path is exact as
 // long as all partial sums stay below 2^24, which the small activation range
 // guarantees (1028 chunks x 32 x 128 x 3 < 2^24).
+// integerMatrix packs random levels with scale 1 and small integer mins, so
+// that its products with integer activations (setIntegerActivation) are exact
+// in f32 on every tier.
+func integerMatrix(t *testing.T, rng *rand.Rand, f Format, rows, cols int) *Matrix {
+	groups := cols / f.Group
+	m := &Matrix{Format: f, Rows: rows, Cols: cols, Data: make([]byte, rows*f.RowBytes(cols))}
+	rb := f.RowBytes(cols)
+	for r := 0; r < rows; r++ {
+		scales, mins := make([]float32, groups), make([]float32, groups)
+		for g := range scales {
+			scales[g], mins[g] = 1, float32(rng.IntN(17)-8)
+		}
+		if !f.Asym {
+			mins = nil
+		}
+		if err := PackRow(f, m.Data[r*rb:(r+1)*rb], randLevels(rng, f, cols), scales, mins); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}
+
+// setIntegerActivation gives a scale 1 and random values in [-span, span].
+func setIntegerActivation(rng *rand.Rand, a *Activation, span int) {
+	for b := range a.D {
+		a.D[b] = 1
+		var s int32
+		for i := 0; i < ChunkSize; i++ {
+			v := int8(rng.IntN(2*span+1) - span)
+			a.Q[b*ChunkSize+i] = v
+			s += int32(v)
+		}
+		a.S[b] = s
+	}
+}
+
 func TestMulVecIntegerExact(t *testing.T) {
 	forEachTier(t, func(t *testing.T, tier Tier) {
 		rng := rand.New(rand.NewPCG(7, 8))
@@ -154,33 +190,9 @@ func TestMulVecIntegerExact(t *testing.T) {
 			for _, groups := range append(oddGroups, 4, 72) { // 4, 72: multiples of 128 columns (superblock kernels)
 				cols := groups * f.Group
 				rows := 3
-				m := &Matrix{Format: f, Rows: rows, Cols: cols, Data: make([]byte, rows*f.RowBytes(cols))}
-				rb := f.RowBytes(cols)
-				for r := 0; r < rows; r++ {
-					scales := make([]float32, groups)
-					mins := make([]float32, groups)
-					for g := range scales {
-						scales[g] = 1
-						mins[g] = float32(rng.IntN(17) - 8)
-					}
-					if !f.Asym {
-						mins = nil
-					}
-					if err := PackRow(f, m.Data[r*rb:(r+1)*rb], randLevels(rng, f, cols), scales, mins); err != nil {
-						t.Fatal(err)
-					}
-				}
+				m := integerMatrix(t, rng, f, rows, cols)
 				x := NewActivation(cols)
-				for b := range x.D {
-					x.D[b] = 1
-					var s int32
-					for i := 0; i < ChunkSize; i++ {
-						v := int8(rng.IntN(7) - 3)
-						x.Q[b*ChunkSize+i] = v
-						s += int32(v)
-					}
-					x.S[b] = s
-				}
+				setIntegerActivation(rng, x, 3)
 				want := make([]float32, rows)
 				mulVecGeneric(m, want, x, 0, rows)
 				got := make([]float32, rows)

@@ -153,35 +153,13 @@ func TestTiledIntegerExact(t *testing.T) {
 		for _, f := range quantFormats() {
 			for _, groups := range []int{1, 3, 33} {
 				cols := groups * f.Group
-				m := &Matrix{Format: f, Rows: 24, Cols: cols, Data: make([]byte, 24*f.RowBytes(cols))}
-				rb := f.RowBytes(cols)
-				for r := 0; r < m.Rows; r++ {
-					scales, mins := make([]float32, groups), make([]float32, groups)
-					for g := range scales {
-						scales[g], mins[g] = 1, float32(rng.IntN(17)-8)
-					}
-					if !f.Asym {
-						mins = nil
-					}
-					if err := PackRow(f, m.Data[r*rb:(r+1)*rb], randLevels(rng, f, cols), scales, mins); err != nil {
-						t.Fatal(err)
-					}
-				}
+				m := integerMatrix(t, rng, f, 24, cols)
 				tm := mustTile(t, m)
 				const n = 9 // two 4-token kernel calls and a tail
 				xs := NewActivationBatch(n, cols)
 				for tok := 0; tok < n; tok++ {
 					a := xs.Token(tok)
-					for b := range a.D {
-						a.D[b] = 1
-						var s int32
-						for i := 0; i < ChunkSize; i++ {
-							v := int8(rng.IntN(255) - 127)
-							a.Q[b*ChunkSize+i] = v
-							s += int32(v)
-						}
-						a.S[b] = s
-					}
+					setIntegerActivation(rng, &a, 127)
 				}
 				want := make([]float32, n*m.Rows)
 				mulMatGeneric(m, want, xs, 0, m.Rows)
