@@ -10,8 +10,12 @@ import (
 
 // BenchOptions sizes a speed measurement.
 type BenchOptions struct {
-	Prompt int // tokens of prefill
+	Prompt int // tokens of prefill, from an empty context
 	Gen    int // tokens of decode
+	// Depth is the context decode starts from: Depth tokens already in the
+	// KV cache, as llama-bench's -d. At 0 (its default) decode starts at
+	// the first position, so the two tools' decode numbers compare.
+	Depth  int
 	Rounds int // repetitions; the median is reported
 }
 
@@ -44,23 +48,26 @@ func (e *Engine) HasTransforms() bool {
 // Bench measures prefill and decode speed on random token ids.
 func (e *Engine) Bench(o BenchOptions) (BenchResult, error) {
 	o.Rounds = max(o.Rounds, 1)
-	s, err := e.NewSession(o.Prompt + o.Gen + 1)
+	s, err := e.NewSession(max(o.Prompt, o.Depth) + o.Gen + 1)
 	if err != nil {
 		return BenchResult{}, err
 	}
+	// context holds the prompt's tokens, then those that fill the cache up
+	// to Depth when it is deeper than the prompt.
 	rng := rand.New(rand.NewPCG(1, 2))
-	prompt := make([]int, o.Prompt)
-	for i := range prompt {
-		prompt[i] = rng.IntN(e.Config.VocabSize)
+	context := make([]int, max(o.Prompt, o.Depth))
+	for i := range context {
+		context[i] = rng.IntN(e.Config.VocabSize)
 	}
-	// decode runs n decode steps after the prompt and returns the time of
-	// the steps with and without the transform step; with alternate, every
+	prompt := context[:o.Prompt]
+	// decode runs n decode steps from Depth and returns the time of the
+	// steps with and without the transform step; with alternate, every
 	// other step skips the transforms, so machine noise slower than a step
 	// hits both halves alike.
 	decode := func(n int, alternate bool) (with, without time.Duration, err error) {
 		defer func() { e.skipTransforms = false }()
-		s.Truncate(o.Prompt)
-		id := 0
+		s.Truncate(o.Depth)
+		id := e.Tokenizer.BOS()
 		for i := 0; i < n; i++ {
 			e.skipTransforms = alternate && i%2 == 1
 			start := time.Now()
@@ -90,6 +97,11 @@ func (e *Engine) Bench(o BenchOptions) (BenchResult, error) {
 			return res, err
 		}
 		res.PrefillRuns = append(res.PrefillRuns, time.Since(start))
+		if o.Depth > o.Prompt {
+			if _, err := s.Forward(context[o.Prompt:], nil); err != nil {
+				return res, err
+			}
+		}
 		d, _, err := decode(o.Gen, false)
 		if err != nil {
 			return res, err

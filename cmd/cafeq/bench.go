@@ -27,16 +27,18 @@ type benchResult struct {
 	TransformOverheadPct *float64 `json:"transform_overhead_pct,omitempty"`
 	Prompt               int      `json:"prompt_tokens"`
 	Gen                  int      `json:"gen_tokens"`
+	Depth                int      `json:"depth"`
 	Rounds               int      `json:"rounds"`
 	Kernels              string   `json:"kernels"`
 	CPU                  string   `json:"cpu"`
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench", "-m MODEL [-p 128] [-n 64] [-threads N] [-rounds 3] [-json]", stderr)
+	fs := newFlags("bench", "-m MODEL [-p 128] [-n 64] [-d 0] [-threads N] [-rounds 3] [-json]", stderr)
 	modelPath := fs.String("m", "", "model (required)")
 	prompt := fs.Int("p", 128, "prefill tokens")
 	gen := fs.Int("n", 64, "decode tokens")
+	depth := fs.Int("d", 0, "context depth decode starts from (tokens already in the KV cache), as llama-bench's -d")
 	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
 	rounds := fs.Int("rounds", 3, "repetitions; medians are reported")
 	asJSON := fs.Bool("json", false, "print one JSON object")
@@ -49,14 +51,16 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		return usagef("-m MODEL is required")
 	case *prompt < 1 || *gen < 1 || *rounds < 1:
 		return usagef("-p, -n and -rounds must be at least 1")
+	case *depth < 0:
+		return usagef("-d must be >= 0")
 	}
 	e, err := loadEngine(*modelPath, *threads, stderr)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	if *prompt+*gen+1 > e.Config.MaxPositionEmbeddings {
-		return usagef("-p + -n exceed the model's %d positions", e.Config.MaxPositionEmbeddings)
+	if max(*prompt, *depth)+*gen+1 > e.Config.MaxPositionEmbeddings {
+		return usagef("-p (or -d) + -n exceed the model's %d positions", e.Config.MaxPositionEmbeddings)
 	}
 	size, err := modelBytes(*modelPath)
 	if err != nil {
@@ -73,7 +77,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	res, err := e.Bench(runtime.BenchOptions{Prompt: *prompt, Gen: *gen, Rounds: *rounds})
+	res, err := e.Bench(runtime.BenchOptions{Prompt: *prompt, Gen: *gen, Depth: *depth, Rounds: *rounds})
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -84,7 +88,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	out := benchResult{
 		Model: *modelPath, PrefillTokS: res.PrefillTokS, DecodeTokS: res.DecodeTokS, Threads: e.Threads(),
 		ModelBytes: size, BandwidthGBs: bw, DecodeGBs: float64(size) * res.DecodeTokS / 1e9,
-		TransformOverheadPct: res.TransformOverheadPct, Prompt: *prompt, Gen: *gen, Rounds: *rounds,
+		TransformOverheadPct: res.TransformOverheadPct, Prompt: *prompt, Gen: *gen, Depth: *depth, Rounds: *rounds,
 		Kernels: kernels.CurrentTier().String(), CPU: kernels.CPUFeatures(),
 	}
 	out.BandwidthShare = out.DecodeGBs / bw
@@ -98,7 +102,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	for i := range res.PrefillRuns {
 		p, d := res.PrefillRuns[i], res.DecodeRuns[i]
 		fmt.Fprintf(stdout, "BenchmarkPrefill/model=%s/tokens=%d-%d\t1\t%d ns/op\t%.2f tok/s\n", name, *prompt, e.Threads(), p.Nanoseconds(), float64(*prompt)/p.Seconds())
-		fmt.Fprintf(stdout, "BenchmarkDecode/model=%s/tokens=%d-%d\t%d\t%d ns/op\t%.2f tok/s\n", name, *gen, e.Threads(), *gen, d.Nanoseconds()/int64(*gen), float64(*gen)/d.Seconds())
+		fmt.Fprintf(stdout, "BenchmarkDecode/model=%s/depth=%d/tokens=%d-%d\t%d\t%d ns/op\t%.2f tok/s\n", name, *depth, *gen, e.Threads(), *gen, d.Nanoseconds()/int64(*gen), float64(*gen)/d.Seconds())
 	}
 	fmt.Fprintf(stdout, "# prefill %.2f tok/s, decode %.2f tok/s (medians); model %.1f MiB; decode reads %.1f GB/s of %.1f GB/s measured bandwidth (%.0f%%)\n",
 		res.PrefillTokS, res.DecodeTokS, float64(size)/(1<<20), out.DecodeGBs, bw, 100*out.BandwidthShare)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,13 +105,19 @@ func TestQuantizeRunPipeline(t *testing.T) {
 	if code, _, stderr := run(t, "logits", "-m", filepath.Join(dir, "cafeq.cq"), "-p", "Once upon", "-o", npy); code != 0 {
 		t.Fatalf("logits: %s", stderr)
 	}
-	if code, out, stderr := run(t, "bench", "-m", filepath.Join(dir, "cafeq.cq"), "-p", "8", "-n", "4", "-rounds", "1", "-json"); code != 0 {
-		t.Fatalf("bench: %s", stderr)
-	} else {
-		var b benchResult
-		if err := json.Unmarshal([]byte(out), &b); err != nil || b.DecodeTokS <= 0 || b.TransformOverheadPct == nil {
-			t.Fatalf("bench -json: %q %v", out, err)
+	// depth 0 (llama-bench's default), inside the prompt, and beyond it
+	for _, depth := range []string{"0", "5", "12"} {
+		if code, out, stderr := run(t, "bench", "-m", filepath.Join(dir, "cafeq.cq"), "-p", "8", "-n", "4", "-d", depth, "-rounds", "1", "-json"); code != 0 {
+			t.Fatalf("bench -d %s: %s", depth, stderr)
+		} else {
+			var b benchResult
+			if err := json.Unmarshal([]byte(out), &b); err != nil || b.DecodeTokS <= 0 || b.TransformOverheadPct == nil || fmt.Sprint(b.Depth) != depth {
+				t.Fatalf("bench -d %s -json: %q %v", depth, out, err)
+			}
 		}
+	}
+	if code, _, _ := run(t, "bench", "-m", filepath.Join(dir, "cafeq.cq"), "-d", "-1"); code != 2 {
+		t.Errorf("bench -d -1: exit %d, want 2", code)
 	}
 }
 
