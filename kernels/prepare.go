@@ -32,7 +32,7 @@ func Prepare(m *Matrix) (*Matrix, error) {
 func widenQ6(m *Matrix) *Matrix {
 	src, dst := FormatQ6, FormatQ8
 	groups := m.Rows * m.Cols / ChunkSize
-	out := &Matrix{Format: dst, Rows: m.Rows, Cols: m.Cols, Data: make([]byte, groups*dst.BlockBytes())}
+	out := &Matrix{Format: dst, Rows: m.Rows, Cols: m.Cols, Data: allocWeights(groups * dst.BlockBytes())}
 	var lv [ChunkSize]uint8
 	for g := 0; g < groups; g++ {
 		in := m.Data[g*src.BlockBytes():][:src.BlockBytes()]

@@ -58,3 +58,21 @@ func TestPrepare(t *testing.T) {
 		}
 	})
 }
+
+// TestAllocWeights: the buffer matrix data is tiled into is zeroed and of
+// the asked size, with or without the huge-page advice (which covers only
+// whole 2 MiB pages inside it).
+func TestAllocWeights(t *testing.T) {
+	for _, n := range []int{1, 4096, 5<<20 + 3} {
+		b := allocWeights(n)
+		if len(b) != n {
+			t.Fatalf("allocWeights(%d): %d bytes", n, len(b))
+		}
+		for i, v := range b {
+			if v != 0 {
+				t.Fatalf("allocWeights(%d)[%d] = %d, want 0", n, i, v)
+			}
+		}
+		b[0], b[n-1] = 1, 1
+	}
+}

@@ -90,7 +90,7 @@ func Tile(m *Matrix, dst []byte) (*Matrix, error) {
 		return nil, fmt.Errorf("kernels: tile: %w: %s matrix %dx%d (%s) cannot be tiled by %d rows", ErrShape, m.Format, m.Rows, m.Cols, m.Layout, TileRows)
 	}
 	if dst == nil {
-		dst = make([]byte, len(m.Data))
+		dst = allocWeights(len(m.Data))
 	}
 	if len(dst) != len(m.Data) {
 		return nil, fmt.Errorf("kernels: tile: %w: destination is %d bytes, want %d", ErrShape, len(dst), len(m.Data))
