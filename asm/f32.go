@@ -14,6 +14,7 @@ import (
 func f32Kernels() {
 	dotF32()
 	axpyF32()
+	axpyF32X4()
 	geluMulF32()
 	softCapF32()
 	expSubF32()
@@ -123,6 +124,69 @@ func axpyF32() {
 	DECQ(n)
 	JMP(LabelRef("axpy1"))
 	Label("axpydone")
+	VZEROUPPER()
+	RET()
+}
+
+// axpyF32X4: y += a[0]*x0 + a[1]*x1 + a[2]*x2 + a[3]*x3 for 4 rows at x,
+// x+stride, ...: attention's weighted sum of values, 4 values per pass so
+// that y is loaded and stored once per 4 (y += a*x row by row is bound by
+// its stores). 32 then 8 floats at a time; n a multiple of 8.
+func axpyF32X4() {
+	TEXT("axpyF32X4AVX2", NOSPLIT, "func(a *float32, x *float32, xstride uintptr, y *float32, n uintptr)")
+	Doc(
+		"axpyF32X4AVX2 computes y[i] += sum_r a[r]*x[r*xstride+i] for r < 4 and i < n",
+		"(n a multiple of 8). Reference: axpyRowsGeneric.",
+	)
+	Pragma("noescape")
+	x, xs, xs3, y, n := RSI, R11, R12, RDI, RCX
+	Load(Param("a"), RAX)
+	Load(Param("x"), x)
+	Load(Param("xstride"), xs)
+	Load(Param("y"), y)
+	Load(Param("n"), n)
+	SHLQ(U8(2), xs)
+	LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
+	alpha := []VecPhysical{Y12, Y13, Y14, Y15}
+	for r, a := range alpha {
+		VBROADCASTSS(Mem{Base: RAX, Disp: 4 * r}, a)
+	}
+	row := func(r, disp int) Mem {
+		return []Mem{{Base: x, Disp: disp}, {Base: x, Index: xs, Scale: 1, Disp: disp},
+			{Base: x, Index: xs, Scale: 2, Disp: disp}, {Base: x, Index: xs3, Scale: 1, Disp: disp}}[r]
+	}
+	acc := []VecPhysical{Y0, Y1, Y2, Y3}
+	Label("axpyx4_32")
+	CMPQ(n, U8(32))
+	JB(LabelRef("axpyx4_8"))
+	for i, v := range acc {
+		VMOVUPS(Mem{Base: y, Disp: 32 * i}, v)
+	}
+	for r, a := range alpha {
+		for i, v := range acc {
+			VFMADD231PS(row(r, 32*i), a, v)
+		}
+	}
+	for i, v := range acc {
+		VMOVUPS(v, Mem{Base: y, Disp: 32 * i})
+	}
+	ADDQ(U8(128), x)
+	ADDQ(U8(128), y)
+	SUBQ(U8(32), n)
+	JMP(LabelRef("axpyx4_32"))
+	Label("axpyx4_8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("axpyx4_done"))
+	VMOVUPS(Mem{Base: y}, Y0)
+	for r, a := range alpha {
+		VFMADD231PS(row(r, 0), a, Y0)
+	}
+	VMOVUPS(Y0, Mem{Base: y})
+	ADDQ(U8(32), x)
+	ADDQ(U8(32), y)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("axpyx4_8"))
+	Label("axpyx4_done")
 	VZEROUPPER()
 	RET()
 }

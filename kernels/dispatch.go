@@ -55,6 +55,8 @@ type kernelSet struct {
 
 	dot             func(a, b []float32) float32
 	axpy            func(alpha float32, x, y []float32)
+	dotRows         func(dst, rows, x []float32)
+	axpyRows        func(y, alpha, rows []float32)
 	scale           func(alpha float32, x []float32)
 	mulScaleOnePlus func(dst, x, w []float32, s float32)
 	max             func(x []float32) float32
@@ -73,6 +75,8 @@ var genericSet = kernelSet{
 	quantAct:        quantizeActGeneric,
 	dot:             dotGeneric,
 	axpy:            axpyGeneric,
+	dotRows:         dotRowsGeneric,
+	axpyRows:        axpyRowsGeneric,
 	scale:           scaleGeneric,
 	mulScaleOnePlus: mulScaleOnePlusGeneric,
 	max:             maxGeneric,

@@ -11434,6 +11434,71 @@ axpydone:
 	VZEROUPPER
 	RET
 
+// func axpyF32X4AVX2(a *float32, x *float32, xstride uintptr, y *float32, n uintptr)
+// Requires: AVX, FMA3
+TEXT ·axpyF32X4AVX2(SB), NOSPLIT, $0-40
+	MOVQ         a+0(FP), AX
+	MOVQ         x+8(FP), SI
+	MOVQ         xstride+16(FP), R11
+	MOVQ         y+24(FP), DI
+	MOVQ         n+32(FP), CX
+	SHLQ         $0x02, R11
+	LEAQ         (R11)(R11*2), R12
+	VBROADCASTSS (AX), Y12
+	VBROADCASTSS 4(AX), Y13
+	VBROADCASTSS 8(AX), Y14
+	VBROADCASTSS 12(AX), Y15
+
+axpyx4_32:
+	CMPQ        CX, $0x20
+	JB          axpyx4_8
+	VMOVUPS     (DI), Y0
+	VMOVUPS     32(DI), Y1
+	VMOVUPS     64(DI), Y2
+	VMOVUPS     96(DI), Y3
+	VFMADD231PS (SI), Y12, Y0
+	VFMADD231PS 32(SI), Y12, Y1
+	VFMADD231PS 64(SI), Y12, Y2
+	VFMADD231PS 96(SI), Y12, Y3
+	VFMADD231PS (SI)(R11*1), Y13, Y0
+	VFMADD231PS 32(SI)(R11*1), Y13, Y1
+	VFMADD231PS 64(SI)(R11*1), Y13, Y2
+	VFMADD231PS 96(SI)(R11*1), Y13, Y3
+	VFMADD231PS (SI)(R11*2), Y14, Y0
+	VFMADD231PS 32(SI)(R11*2), Y14, Y1
+	VFMADD231PS 64(SI)(R11*2), Y14, Y2
+	VFMADD231PS 96(SI)(R11*2), Y14, Y3
+	VFMADD231PS (SI)(R12*1), Y15, Y0
+	VFMADD231PS 32(SI)(R12*1), Y15, Y1
+	VFMADD231PS 64(SI)(R12*1), Y15, Y2
+	VFMADD231PS 96(SI)(R12*1), Y15, Y3
+	VMOVUPS     Y0, (DI)
+	VMOVUPS     Y1, 32(DI)
+	VMOVUPS     Y2, 64(DI)
+	VMOVUPS     Y3, 96(DI)
+	ADDQ        $0x80, SI
+	ADDQ        $0x80, DI
+	SUBQ        $0x20, CX
+	JMP         axpyx4_32
+
+axpyx4_8:
+	CMPQ        CX, $0x08
+	JB          axpyx4_done
+	VMOVUPS     (DI), Y0
+	VFMADD231PS (SI), Y12, Y0
+	VFMADD231PS (SI)(R11*1), Y13, Y0
+	VFMADD231PS (SI)(R11*2), Y14, Y0
+	VFMADD231PS (SI)(R12*1), Y15, Y0
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, SI
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, CX
+	JMP         axpyx4_8
+
+axpyx4_done:
+	VZEROUPPER
+	RET
+
 // func geluMulF32AVX2(dst *float32, x *float32, up *float32, n uintptr)
 // Requires: AVX, AVX2, FMA3
 TEXT ·geluMulF32AVX2(SB), NOSPLIT, $0-32

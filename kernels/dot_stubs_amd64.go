@@ -554,6 +554,12 @@ func dotF32AVX2(a *float32, b *float32, n uintptr) float32
 //go:noescape
 func axpyF32AVX2(alpha float32, x *float32, y *float32, n uintptr)
 
+// axpyF32X4AVX2 computes y[i] += sum_r a[r]*x[r*xstride+i] for r < 4 and i < n
+// (n a multiple of 8). Reference: axpyRowsGeneric.
+//
+//go:noescape
+func axpyF32X4AVX2(a *float32, x *float32, xstride uintptr, y *float32, n uintptr)
+
 // geluMulF32AVX2 computes dst[i] = gelu(x[i]) * up[i] (up may be nil: gelu only) for
 // i < n, n a multiple of 8. Reference: geluMulGeneric (tanh via expm1Neg).
 //

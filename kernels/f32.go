@@ -29,6 +29,22 @@ func Axpy(alpha float32, x, y []float32) {
 	impl.axpy(alpha, x, y)
 }
 
+// DotRows computes dst[i] = rows[i] · x for the len(dst) rows stored one
+// after another in rows (len(rows) = len(dst)*len(x)): attention's scores of
+// one query against a run of cached keys.
+func DotRows(dst, rows, x []float32) {
+	mustLen("dotrows", len(dst)*len(x), len(rows))
+	impl.dotRows(dst, rows, x)
+}
+
+// AxpyRows computes y += sum_i alpha[i]*rows[i] for the len(alpha) rows
+// stored one after another in rows (len(rows) = len(alpha)*len(y)):
+// attention's weighted sum of a run of cached values.
+func AxpyRows(y, alpha, rows []float32) {
+	mustLen("axpyrows", len(alpha)*len(y), len(rows))
+	impl.axpyRows(y, alpha, rows)
+}
+
 // Scale computes x[i] *= alpha.
 func Scale(alpha float32, x []float32) { impl.scale(alpha, x) }
 
@@ -105,6 +121,29 @@ func axpyGeneric(alpha float32, x, y []float32) {
 	x = x[:len(y)]
 	for i := range y {
 		y[i] += alpha * x[i]
+	}
+}
+
+// dotRowsGeneric and axpyRowsGeneric are DotRows and AxpyRows one row at a
+// time; rowsWith builds the same from a tier's own Dot and Axpy.
+func dotRowsGeneric(dst, rows, x []float32)    { dotRowsWith(dotGeneric)(dst, rows, x) }
+func axpyRowsGeneric(y, alpha, rows []float32) { axpyRowsWith(axpyGeneric)(y, alpha, rows) }
+
+func dotRowsWith(dot func(a, b []float32) float32) func(dst, rows, x []float32) {
+	return func(dst, rows, x []float32) {
+		n := len(x)
+		for i := range dst {
+			dst[i] = dot(rows[i*n:(i+1)*n], x)
+		}
+	}
+}
+
+func axpyRowsWith(axpy func(alpha float32, x, y []float32)) func(y, alpha, rows []float32) {
+	return func(y, alpha, rows []float32) {
+		n := len(y)
+		for i, a := range alpha {
+			axpy(a, rows[i*n:(i+1)*n], y)
+		}
 	}
 }
 

@@ -185,6 +185,49 @@ func TestF32LoopsTiers(t *testing.T) {
 	})
 }
 
+// DotRows and AxpyRows (attention over runs of cached keys and values) on
+// every tier against float64 sums, for row counts around the 4-row kernels'
+// step and lengths with and without a multiple of 8, in guarded buffers.
+func TestAttentionRowsTiers(t *testing.T) {
+	forEachTier(t, func(t *testing.T, tier Tier) {
+		rng := rand.New(rand.NewPCG(31, 32))
+		for _, n := range []int{1, 7, 8, 48, 256, 257} {
+			for _, rows := range []int{0, 1, 3, 4, 5, 9, 64} {
+				x, m := gaussian(rng, n, 1), gaussian(rng, rows*n, 1)
+				alpha := gaussian(rng, rows, 1)
+				buf, dst := guarded(rows)
+				DotRows(dst, m, x)
+				checkGuard(t, buf, 0, rows)
+				for i := range dst {
+					var ref, mag float64
+					for k := range x {
+						ref += float64(x[k]) * float64(m[i*n+k])
+						mag += math.Abs(float64(x[k]) * float64(m[i*n+k]))
+					}
+					if math.Abs(float64(dst[i])-ref) > 1e-6*mag {
+						t.Fatalf("n=%d rows=%d dotrows[%d] %v, want %v", n, rows, i, dst[i], ref)
+					}
+				}
+				y0 := gaussian(rng, n, 1)
+				buf, y := guarded(n)
+				copy(y, y0)
+				AxpyRows(y, alpha, m)
+				checkGuard(t, buf, 0, n)
+				for k := range y {
+					ref, mag := float64(y0[k]), math.Abs(float64(y0[k]))
+					for i, a := range alpha {
+						ref += float64(a) * float64(m[i*n+k])
+						mag += math.Abs(float64(a) * float64(m[i*n+k]))
+					}
+					if math.Abs(float64(y[k])-ref) > 1e-6*mag {
+						t.Fatalf("n=%d rows=%d axpyrows[%d] %v, want %v", n, rows, k, y[k], ref)
+					}
+				}
+			}
+		}
+	})
+}
+
 func TestF32LengthMismatchPanics(t *testing.T) {
 	defer func() {
 		if recover() == nil {

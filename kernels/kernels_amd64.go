@@ -217,6 +217,8 @@ var avx2Set = func() kernelSet {
 	}
 	s.dot = dotAVX2
 	s.axpy = axpyAVX2
+	s.dotRows = dotRowsAVX2
+	s.axpyRows = axpyRowsAVX2
 	s.geluMul = geluMulAVX2
 	s.quantAct = quantActAVX2Go
 	s.softCap = softCapAVX2
@@ -315,6 +317,34 @@ func axpyAVX2(alpha float32, x, y []float32) {
 		return
 	}
 	axpyF32AVX2(alpha, &x[0], &y[0], uintptr(len(y)))
+}
+
+// dotRowsAVX2 takes rows 4 at a time with the 4-token f32 prefill kernel
+// (x plays the weight row, the 4 rows the tokens), so x is read once per 4
+// rows; rows left over, or lengths that are not a multiple of 8, go one by one.
+func dotRowsAVX2(dst, rows, x []float32) {
+	n, i := len(x), 0
+	if n%8 == 0 && n > 0 {
+		for ; i+4 <= len(dst); i += 4 {
+			dotF32T4AVX2(&dst[i], 1, (*byte)(unsafe.Pointer(&x[0])), &rows[i*n], uintptr(n), uintptr(n))
+		}
+	}
+	for ; i < len(dst); i++ {
+		dst[i] = dotAVX2(rows[i*n:(i+1)*n], x)
+	}
+}
+
+// axpyRowsAVX2 adds rows 4 at a time (y loaded and stored once per 4).
+func axpyRowsAVX2(y, alpha, rows []float32) {
+	n, i := len(y), 0
+	if n%8 == 0 && n > 0 {
+		for ; i+4 <= len(alpha); i += 4 {
+			axpyF32X4AVX2(&alpha[i], &rows[i*n], uintptr(n), &y[0], uintptr(n))
+		}
+	}
+	for ; i < len(alpha); i++ {
+		axpyAVX2(alpha[i], rows[i*n:(i+1)*n], y)
+	}
 }
 
 // geluMulAVX2 runs the 8-wide kernel on the bulk and the reference on the tail.

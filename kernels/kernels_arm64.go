@@ -89,6 +89,8 @@ var neonSet = func() kernelSet {
 	}
 	s.dot = dotNEON
 	s.axpy = axpyNEON
+	s.dotRows = dotRowsWith(dotNEON)
+	s.axpyRows = axpyRowsWith(axpyNEON)
 	s.quantAct = quantActNEONGo
 	s.geluMul = geluMulNEON
 	s.softCap = softCapNEON

@@ -96,7 +96,7 @@ func (e *Engine) runStepper() {
 // runStepBatch runs one decode step for every request as rows of one pass.
 func (e *Engine) runStepBatch(batch []*stepRequest) {
 	st := &e.stepper
-	if need := int(st.maxCtx.Load()); st.sc == nil || len(st.sc.scores[0]) < need {
+	if need := int(st.maxCtx.Load()); st.sc == nil || st.sc.maxCtx < need {
 		st.sc = e.newScratch(maxStepBatch, need, maxStepBatch) // grows only when a longer session appears
 	}
 	sc := st.sc

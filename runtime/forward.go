@@ -10,9 +10,14 @@ import (
 // kvCache is one sequence's keys and values for every layer, with the ids
 // they came from.
 type kvCache struct {
-	k, v   [][]float32 // per layer (maxCtx, kvDim)
-	tokens []int       // (maxCtx) the ids in the cache
-	pos    int         // tokens in the cache
+	// k, v are per layer (kvHeads, maxCtx, headDim): one head's keys are
+	// contiguous over positions, so attention streams them in order. (With
+	// (maxCtx, kvDim), every key of a head sat in its own 4 KiB page on the
+	// 2B shape, and decode at depth 2048 waited on a page walk per key.)
+	k, v   [][]float32
+	maxCtx int
+	tokens []int // (maxCtx) the ids in the cache
+	pos    int   // tokens in the cache
 }
 
 // rowRef says where one row of a forward batch belongs: its sequence's cache
@@ -43,7 +48,9 @@ type scratch struct {
 	final *kernels.ActivationBatch // (rows, d_model) final-normed hidden state
 	logit []float32                // (logitRows, vocab)
 
-	scores [][]float32 // per worker (maxCtx) attention scores
+	maxCtx int
+	blocks []rowBlock  // (rows) the row blocks of the attention step
+	scores [][]float32 // per worker (attnBlockRows*queryGroup*maxCtx) attention scores
 
 	// Preallocated jobs and batch views: dispatching them allocates nothing.
 	views map[*kernels.ActivationBatch]*kernels.ActivationBatch
@@ -71,9 +78,12 @@ func (e *Engine) newScratch(rows, maxCtx, logitRows int) *scratch {
 	sc.final = kernels.NewActivationBatch(rows, d)
 	sc.logit = make([]float32, logitRows*c.VocabSize)
 	threads := e.pool.threads
+	sc.maxCtx = maxCtx
+	sc.blocks = make([]rowBlock, 0, rows)
 	sc.scores = make([][]float32, threads)
+	group := c.NumAttentionHeads / c.NumKeyValueHeads
 	for i := range sc.scores {
-		sc.scores[i] = make([]float32, maxCtx)
+		sc.scores[i] = make([]float32, min(rows, attnBlockRows)*group*maxCtx)
 	}
 	sc.views = map[*kernels.ActivationBatch]*kernels.ActivationBatch{}
 	for _, b := range []*kernels.ActivationBatch{sc.xn, sc.xt, sc.attn, sc.act, sc.actT, sc.final} {
@@ -100,7 +110,7 @@ type Session struct {
 func (e *Engine) newSession(maxCtx, batch int) *Session {
 	c := e.Config
 	s := &Session{e: e, maxCtx: maxCtx}
-	s.cache = kvCache{k: make([][]float32, c.NumHiddenLayers), v: make([][]float32, c.NumHiddenLayers), tokens: make([]int, maxCtx)}
+	s.cache = kvCache{k: make([][]float32, c.NumHiddenLayers), v: make([][]float32, c.NumHiddenLayers), tokens: make([]int, maxCtx), maxCtx: maxCtx}
 	for l := range s.cache.k {
 		s.cache.k[l] = make([]float32, maxCtx*c.KVDim())
 		s.cache.v[l] = make([]float32, maxCtx*c.KVDim())
@@ -410,12 +420,25 @@ func (j *transformJob) run(w, lo, hi int) {
 	}
 }
 
+// attnBlockRows is how many consecutive rows of one sequence go through
+// their keys and values together. Each cached key and value is then read
+// once per block and KV head, instead of once per row and query head: at
+// depth the cache no longer fits in cache memory, and prefill re-reading it
+// for every row was memory-bound (2048 tokens of prefill on the 2B shape
+// spent half their time there).
+const attnBlockRows = 16
+
+// rowBlock is rows lo..hi-1 of a forward batch: consecutive positions of one
+// sequence.
+type rowBlock struct{ lo, hi int }
+
 // attention applies RoPE to the rows' queries and keys, stores keys and
 // values in their caches, and computes every (row, head) output into sc.attn.
 func (e *Engine) attention(sc *scratch, l, n int) {
 	c := e.Config
 	hd, half, qd, kvd := c.HeadDim, c.HeadDim/2, c.QDim(), c.KVDim()
 	ropeCos, ropeSin := e.ropeCos, e.ropeSin
+	sc.blocks = sc.blocks[:0]
 	for i := 0; i < n; i++ {
 		r := sc.refs[i]
 		cos, sin := ropeCos[r.pos*half:(r.pos+1)*half], ropeSin[r.pos*half:(r.pos+1)*half]
@@ -425,11 +448,20 @@ func (e *Engine) attention(sc *scratch, l, n int) {
 		for h := 0; h < c.NumKeyValueHeads; h++ {
 			kernels.RoPE(sc.k[i*kvd+h*hd:i*kvd+(h+1)*hd], cos, sin)
 		}
-		copy(r.cache.k[l][r.pos*kvd:(r.pos+1)*kvd], sc.k[i*kvd:(i+1)*kvd])
-		copy(r.cache.v[l][r.pos*kvd:(r.pos+1)*kvd], sc.v[i*kvd:(i+1)*kvd])
+		for h := 0; h < c.NumKeyValueHeads; h++ {
+			at := (h*r.cache.maxCtx + r.pos) * hd
+			copy(r.cache.k[l][at:at+hd], sc.k[i*kvd+h*hd:i*kvd+(h+1)*hd])
+			copy(r.cache.v[l][at:at+hd], sc.v[i*kvd+h*hd:i*kvd+(h+1)*hd])
+		}
+		if b := len(sc.blocks) - 1; b >= 0 && i-sc.blocks[b].lo < attnBlockRows &&
+			sc.refs[i-1].cache == r.cache && sc.refs[i-1].pos+1 == r.pos {
+			sc.blocks[b].hi = i + 1
+		} else {
+			sc.blocks = append(sc.blocks, rowBlock{i, i + 1})
+		}
 	}
 	sc.at = attentionJob{e: e, sc: sc, layer: l, out: sc.attn.F32}
-	e.pool.parallel(&sc.at, n*c.NumAttentionHeads, 1)
+	e.pool.parallel(&sc.at, len(sc.blocks)*c.NumKeyValueHeads, 1)
 }
 
 type attentionJob struct {
@@ -439,37 +471,70 @@ type attentionJob struct {
 	out   []float32
 }
 
-// run computes attention for (row, head) pairs lo..hi-1.
+// attnKeyTile is how many cached keys (or values) one pass takes for all the
+// queries of a unit: 64 keys of head_dim 256 are 64 KiB, which stay in L2
+// while every query of the block meets them.
+const attnKeyTile = 64
+
+// run computes attention for units lo..hi-1; unit u is row block
+// u / kvHeads with the query heads that share KV head u % kvHeads.
 func (j *attentionJob) run(worker, lo, hi int) {
 	sc, c := j.sc, j.e.Config
-	hd, qd, kvd := c.HeadDim, c.QDim(), c.KVDim()
+	hd, qd := c.HeadDim, c.QDim()
 	group := c.NumAttentionHeads / c.NumKeyValueHeads
 	scale := float32(1 / math.Sqrt(c.QueryPreAttnScalar))
 	cap := float32(c.AttnLogitSoftcapping)
-	for t := lo; t < hi; t++ {
-		i, h := t/c.NumAttentionHeads, t%c.NumAttentionHeads
-		r := sc.refs[i]
-		kc, vc := r.cache.k[j.layer], r.cache.v[j.layer]
-		start := 0
+	// from is the first key a row at position p sees (it sees from(p)..p).
+	from := func(p int) int {
 		if c.IsSlidingLayer(j.layer) {
-			start = max(0, r.pos-c.SlidingWindow+1) // key j is visible when pos - j < window
+			return max(0, p-c.SlidingWindow+1) // key k is visible when p - k < window
 		}
-		q := sc.q[i*qd+h*hd : i*qd+(h+1)*hd]
-		kvOff := (h / group) * hd
-		scores := sc.scores[worker][:r.pos+1-start]
-		for k := range scores {
-			pos := start + k
-			scores[k] = kernels.Dot(q, kc[pos*kvd+kvOff:pos*kvd+kvOff+hd]) * scale
+		return 0
+	}
+	for u := lo; u < hi; u++ {
+		b, g := sc.blocks[u/c.NumKeyValueHeads], u%c.NumKeyValueHeads
+		first, last := sc.refs[b.lo], sc.refs[b.hi-1]
+		headSize := first.cache.maxCtx * hd
+		kc, vc := first.cache.k[j.layer][g*headSize:(g+1)*headSize], first.cache.v[j.layer][g*headSize:(g+1)*headSize]
+		// The block's rows are consecutive, so together they see keys
+		// k0..last.pos. Query n = (i-b.lo)*group + hh (row i, query head
+		// g*group+hh) keeps its scores at scores[n*width+k-k0].
+		k0 := from(first.pos)
+		width := last.pos + 1 - k0
+		nq := (b.hi - b.lo) * group
+		scores := sc.scores[worker][:nq*width]
+		query := func(n int) (q, out []float32, kFrom, kTo int) {
+			i, h := b.lo+n/group, g*group+n%group
+			p := sc.refs[i].pos
+			return sc.q[i*qd+h*hd : i*qd+(h+1)*hd], j.out[i*qd+h*hd : i*qd+(h+1)*hd], from(p), p + 1
 		}
-		if cap > 0 {
-			kernels.SoftCap(scores, cap) // attention logit soft-cap
+		for t0 := k0; t0 <= last.pos; t0 += attnKeyTile {
+			t1 := min(t0+attnKeyTile, last.pos+1)
+			for n := 0; n < nq; n++ {
+				q, _, kFrom, kTo := query(n)
+				if lo, hi := max(t0, kFrom), min(t1, kTo); lo < hi {
+					kernels.DotRows(scores[n*width+lo-k0:n*width+hi-k0], kc[lo*hd:hi*hd], q)
+				}
+			}
 		}
-		kernels.Softmax(scores)
-		out := j.out[i*qd+h*hd : i*qd+(h+1)*hd]
-		clear(out)
-		for k, w := range scores {
-			pos := start + k
-			kernels.Axpy(w, vc[pos*kvd+kvOff:pos*kvd+kvOff+hd], out)
+		for n := 0; n < nq; n++ {
+			_, out, kFrom, kTo := query(n)
+			row := scores[n*width+kFrom-k0 : n*width+kTo-k0]
+			kernels.Scale(scale, row)
+			if cap > 0 {
+				kernels.SoftCap(row, cap) // attention logit soft-cap
+			}
+			kernels.Softmax(row)
+			clear(out)
+		}
+		for t0 := k0; t0 <= last.pos; t0 += attnKeyTile {
+			t1 := min(t0+attnKeyTile, last.pos+1)
+			for n := 0; n < nq; n++ {
+				_, out, kFrom, kTo := query(n)
+				if lo, hi := max(t0, kFrom), min(t1, kTo); lo < hi {
+					kernels.AxpyRows(out, scores[n*width+lo-k0:n*width+hi-k0], vc[lo*hd:hi*hd])
+				}
+			}
 		}
 	}
 }

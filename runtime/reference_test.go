@@ -144,8 +144,9 @@ func refForward(t *testing.T, ck *model.Checkpoint, ids []int) [][]float64 {
 
 // TestOddShapesMatchReference runs checkpoints with shapes the released
 // models lack (head_dim 48, not a power of two; GQA ratio 3; query scale
-// different from head_dim; a window shorter than the prompt) through the
-// engine and the naive reference.
+// different from head_dim; a window shorter than the prompt; a prompt
+// longer than two attention row blocks) through the engine and the naive
+// reference.
 func TestOddShapesMatchReference(t *testing.T) {
 	cfg := model.Gemma2_2B()
 	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumHiddenLayers = 96, 160, 3
@@ -162,6 +163,9 @@ func TestOddShapesMatchReference(t *testing.T) {
 	}
 	defer ck.Close()
 	ids := []int{2, 17, 250, 3, 99, 42, 42, 7, 480, 11, 5, 199}
+	for len(ids) < 2*attnBlockRows+7 {
+		ids = append(ids, (ids[len(ids)-1]*31+7)%cfg.VocabSize)
+	}
 	want := refForward(t, ck, ids)
 	e, err := Load(dir, Options{})
 	if err != nil {
