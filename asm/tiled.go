@@ -103,6 +103,30 @@ func tileVector(k kind, w Mem, v int, dst, raw, tmp VecPhysical, mask Op) {
 	}
 }
 
+// The tiled kernels' last activation operand: symmetric kinds take the
+// blocks' sums s (int32, for the level offset), asymmetric ones ds = d*s
+// (float32, for the minimum's term; kernels.Activation.DS).
+func (k kind) sumName() string {
+	if k.asym {
+		return "ds"
+	}
+	return "s"
+}
+
+func (k kind) sumParam() string {
+	if k.asym {
+		return "ds *float32"
+	}
+	return "s *int32"
+}
+
+func (k kind) sumDoc() string {
+	if k.asym {
+		return "scale-times-sum products ds"
+	}
+	return "sums s"
+}
+
 // wide reports whether a kind's products are widened to int32 per vector:
 // int16 sums of 8 vectors would overflow for Q6 (2 x 63 x 127 per pair) and Q8.
 func (k kind) wide() bool { return k.bits >= 6 }
@@ -110,17 +134,17 @@ func (k kind) wide() bool { return k.bits >= 6 }
 // Register plan of tiledDecode (8 rows x 1 token, nblk row blocks):
 //
 //	DI out, SI weights (one stream), R8/R9/R10 activation values, scales and
-//	sums (reset per row block), CX groups left, DX chunks left, BX row blocks
+//	sums s or ds (reset per row block), CX groups left, DX chunks left, BX row blocks
 //	left. Y0 f32 accumulator (8 rows), Y9 m-term accumulator (asym), Y1 int16
 //	(Q8: int32) chunk sums, Y2 levels, Y3 products, Y4 activation broadcast,
 //	Y5 raw quad / |w|, Y6 scale product, Y7 m-term factor, Y8 Q3 scratch,
 //	Y10 Q6 pair sums, Y11 mins (asym), Y12 scales, Y14 ones16, Y15 level mask.
 func tiledDecode(t tier, k kind) {
 	name := fmt.Sprintf("%sX8T1%s", k.name(), t)
-	TEXT(name, NOSPLIT, "func(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)")
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, w *byte, q *int8, d *float32, %s, groups uintptr, cpg uintptr, nblk uintptr)", k.sumParam()))
 	Doc(
 		fmt.Sprintf("%s computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 %s", name, k.name()),
-		"matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),",
+		fmt.Sprintf("matrix (tiles from w on) with one 8-bit activation (values q, scales d, %s),", k.sumDoc()),
 		"groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.",
 	)
 	Pragma("noescape")
@@ -131,7 +155,7 @@ func tiledDecode(t tier, k kind) {
 	Label(name + "_block")
 	Load(Param("q"), R8)
 	Load(Param("d"), R9)
-	Load(Param("s"), R10)
+	Load(Param(k.sumName()), R10)
 	Load(Param("groups"), RCX)
 	VXORPS(Y0, Y0, Y0)
 	if k.asym {
@@ -206,10 +230,8 @@ func tiledDecode(t tier, k kind) {
 	VMULPS(Y12, Y6, Y6)
 	VFMADD231PS(Y6, Y1, Y0)
 	if k.asym {
-		Comment("m-term: m * d * sum(q)")
-		VCVTSI2SSL(Mem{Base: R10}, X7, X7)
-		VMULSS(Mem{Base: R9}, X7, X7)
-		VBROADCASTSS(X7, Y7)
+		Comment("m-term: m * (d * sum(q))")
+		VBROADCASTSS(Mem{Base: R10}, Y7)
 		VFMADD231PS(Y7, Y11, Y9)
 	}
 	ADDQ(U32(k.chunkTile()), RSI)
@@ -233,8 +255,8 @@ func tiledDecode(t tier, k kind) {
 
 // Register plan of tiledPrefill (8 rows x 4 tokens, one row block):
 //
-//	DI out, SI weights, R8/R9/R10 activation values, scales and sums of token
-//	0 (token t at +t*stride: R11 = Q stride, R12 = 3*Q stride, R13 = D/S
+//	DI out, SI weights, R8/R9/R10 activation values, scales and sums s or
+//	ds of token 0 (token t at +t*stride: R11 = Q stride, R12 = 3*Q stride, R13 = D/S
 //	stride, R14 = 3*D/S stride), CX groups left, DX chunks left.
 //	Y0..Y3 f32 accumulators (token t), Y4..Y7 int16 (Q8: int32) chunk sums,
 //	Y8 levels, Y9 raw quad / |w|, Y10 activation broadcast, Y11 products and
@@ -242,18 +264,18 @@ func tiledDecode(t tier, k kind) {
 //	Y14 ones16, Y15 level mask.
 func tiledPrefill(t tier, k kind) {
 	name := fmt.Sprintf("%sX8T4%s", k.name(), t)
-	TEXT(name, NOSPLIT, "func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)")
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, %s, astride uintptr, groups uintptr, cpg uintptr)", k.sumParam()))
 	Doc(
 		fmt.Sprintf("%s computes the dot products of one row block of a Tiled8 %s matrix", name, k.name()),
 		"(tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales",
-		"and sums at d/s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.",
+		fmt.Sprintf("and %s at %s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.", k.sumDoc(), k.sumName()),
 	)
 	Pragma("noescape")
 	Load(Param("out"), RDI)
 	Load(Param("w"), RSI)
 	Load(Param("q"), R8)
 	Load(Param("d"), R9)
-	Load(Param("s"), R10)
+	Load(Param(k.sumName()), R10)
 	tokenStrides(R11, R12, R13, R14, true)
 	Load(Param("groups"), RCX)
 	tiledConstRegs(k)
@@ -336,9 +358,7 @@ func tiledPrefill(t tier, k kind) {
 		VMULPS(Y12, Y10, Y10)
 		VFMADD231PS(Y10, ia, facc[tt])
 		if k.asym {
-			VCVTSI2SSL(tokenMem(R10, R13, R14, tt, 0), X11, X11)
-			VMULSS(tokenMem(R9, R13, R14, tt, 0), X11, X11)
-			VBROADCASTSS(X11, Y11)
+			VBROADCASTSS(tokenMem(R10, R13, R14, tt, 0), Y11)
 			VFMADD231PS(Y11, Y13, facc[tt])
 		}
 	}

@@ -24,6 +24,10 @@ type Activation struct {
 	Q   []int8    // 8-bit values, len Blocks*32 (zero padded past Cols)
 	D   []float32 // per-block scale, len Blocks
 	S   []int32   // per-block sum of Q, len Blocks
+	// DS is D*S per block (float32(S)*D, rounded once): the term an
+	// asymmetric group's minimum multiplies, ready for the tiled kernels so
+	// they need no int-to-float conversion per block and token.
+	DS []float32
 }
 
 // Cols is the vector's length.
@@ -32,7 +36,7 @@ func (a *Activation) Cols() int { return len(a.F32) }
 // NewActivation allocates an Activation for vectors of n values.
 func NewActivation(n int) *Activation {
 	nb := (n + ChunkSize - 1) / ChunkSize
-	return &Activation{F32: make([]float32, n), Q: make([]int8, nb*ChunkSize), D: make([]float32, nb), S: make([]int32, nb)}
+	return &Activation{F32: make([]float32, n), Q: make([]int8, nb*ChunkSize), D: make([]float32, nb), S: make([]int32, nb), DS: make([]float32, nb)}
 }
 
 // Set copies x into a (len(x) must equal a.Cols()) and quantizes it.
@@ -46,7 +50,18 @@ func (a *Activation) Set(x []float32) error {
 }
 
 // Quantize recomputes the 8-bit form from a.F32 (after writing F32 in place).
-func (a *Activation) Quantize() { quantizeAct(a.Q, a.D, a.S, a.F32) }
+func (a *Activation) Quantize() {
+	quantizeAct(a.Q, a.D, a.S, a.F32)
+	a.SetDS()
+}
+
+// SetDS recomputes DS from D and S (Quantize does; callers that fill D and S
+// themselves call it).
+func (a *Activation) SetDS() {
+	for b, d := range a.D {
+		a.DS[b] = float32(a.S[b]) * d
+	}
+}
 
 // quantizeActGeneric is the reference activation quantizer: per 32-block
 // absmax scaling to [-127, 127], rounding half to even (what CVTPS2DQ does),
@@ -91,20 +106,21 @@ func quantizeActGeneric(q []int8, d []float32, s []int32, x []float32) {
 // ActivationBatch holds n input vectors (tokens) of the same length for
 // prefill, laid out token after token: token t's values are
 // F32[t*Cols:(t+1)*Cols], its 8-bit values Q[t*Blocks*32:...], its scales
-// and sums D/S[t*Blocks:...].
+// and sums D/S/DS[t*Blocks:...].
 type ActivationBatch struct {
 	N, Cols, Blocks int
 	F32             []float32
 	Q               []int8
 	D               []float32
 	S               []int32
+	DS              []float32
 }
 
 // NewActivationBatch allocates a batch of n vectors of cols values.
 func NewActivationBatch(n, cols int) *ActivationBatch {
 	nb := (cols + ChunkSize - 1) / ChunkSize
 	return &ActivationBatch{N: n, Cols: cols, Blocks: nb,
-		F32: make([]float32, n*cols), Q: make([]int8, n*nb*ChunkSize), D: make([]float32, n*nb), S: make([]int32, n*nb)}
+		F32: make([]float32, n*cols), Q: make([]int8, n*nb*ChunkSize), D: make([]float32, n*nb), S: make([]int32, n*nb), DS: make([]float32, n*nb)}
 }
 
 // Token returns token t as an Activation that shares the batch's memory.
@@ -115,6 +131,7 @@ func (b *ActivationBatch) Token(t int) Activation {
 		Q:   b.Q[t*nb*ChunkSize : (t+1)*nb*ChunkSize],
 		D:   b.D[t*nb : (t+1)*nb],
 		S:   b.S[t*nb : (t+1)*nb],
+		DS:  b.DS[t*nb : (t+1)*nb],
 	}
 }
 

@@ -9542,7 +9542,7 @@ q4SymX8T4AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q4AsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// func q4AsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q4AsymX8T1AVX2(SB), NOSPLIT, $0-64
 	MOVQ    out+0(FP), DI
@@ -9554,7 +9554,7 @@ TEXT ·q4AsymX8T1AVX2(SB), NOSPLIT, $0-64
 q4AsymX8T1AVX2_block:
 	MOVQ   q+16(FP), R8
 	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
+	MOVQ   ds+32(FP), R10
 	MOVQ   groups+40(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y9, Y9, Y9
@@ -9630,10 +9630,8 @@ q4AsymX8T1AVX2_chunk:
 	VMULPS       Y12, Y6, Y6
 	VFMADD231PS  Y6, Y1, Y0
 
-	// m-term: m * d * sum(q)
-	VCVTSI2SSL   (R10), X7, X7
-	VMULSS       (R9), X7, X7
-	VBROADCASTSS X7, Y7
+	// m-term: m * (d * sum(q))
+	VBROADCASTSS (R10), Y7
 	VFMADD231PS  Y7, Y11, Y9
 	ADDQ         $0x00000080, SI
 	ADDQ         $0x20, R8
@@ -9651,14 +9649,14 @@ q4AsymX8T1AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q4AsymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q4AsymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q4AsymX8T4AVX2(SB), NOSPLIT, $0-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+16(FP), SI
 	MOVQ    q+24(FP), R8
 	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
+	MOVQ    ds+40(FP), R10
 	MOVQ    astride+48(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
@@ -9810,9 +9808,7 @@ q4AsymX8T4AVX2_chunk:
 	VBROADCASTSS (R9), Y10
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y4, Y0
-	VCVTSI2SSL   (R10), X11, X11
-	VMULSS       (R9), X11, X11
-	VBROADCASTSS X11, Y11
+	VBROADCASTSS (R10), Y11
 	VFMADD231PS  Y11, Y13, Y0
 
 	// token 1: scale the 8 rows' chunk sums
@@ -9821,9 +9817,7 @@ q4AsymX8T4AVX2_chunk:
 	VBROADCASTSS (R9)(R13*1), Y10
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y5, Y1
-	VCVTSI2SSL   (R10)(R13*1), X11, X11
-	VMULSS       (R9)(R13*1), X11, X11
-	VBROADCASTSS X11, Y11
+	VBROADCASTSS (R10)(R13*1), Y11
 	VFMADD231PS  Y11, Y13, Y1
 
 	// token 2: scale the 8 rows' chunk sums
@@ -9832,9 +9826,7 @@ q4AsymX8T4AVX2_chunk:
 	VBROADCASTSS (R9)(R13*2), Y10
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y6, Y2
-	VCVTSI2SSL   (R10)(R13*2), X11, X11
-	VMULSS       (R9)(R13*2), X11, X11
-	VBROADCASTSS X11, Y11
+	VBROADCASTSS (R10)(R13*2), Y11
 	VFMADD231PS  Y11, Y13, Y2
 
 	// token 3: scale the 8 rows' chunk sums
@@ -9843,9 +9835,7 @@ q4AsymX8T4AVX2_chunk:
 	VBROADCASTSS (R9)(R14*1), Y10
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y7, Y3
-	VCVTSI2SSL   (R10)(R14*1), X11, X11
-	VMULSS       (R9)(R14*1), X11, X11
-	VBROADCASTSS X11, Y11
+	VBROADCASTSS (R10)(R14*1), Y11
 	VFMADD231PS  Y11, Y13, Y3
 	ADDQ         $0x00000080, SI
 	ADDQ         $0x20, R8
@@ -10203,7 +10193,7 @@ q3SymX8T4AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q3AsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// func q3AsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q3AsymX8T1AVX2(SB), NOSPLIT, $0-64
 	MOVQ    out+0(FP), DI
@@ -10215,7 +10205,7 @@ TEXT ·q3AsymX8T1AVX2(SB), NOSPLIT, $0-64
 q3AsymX8T1AVX2_block:
 	MOVQ   q+16(FP), R8
 	MOVQ   d+24(FP), R9
-	MOVQ   s+32(FP), R10
+	MOVQ   ds+32(FP), R10
 	MOVQ   groups+40(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y9, Y9, Y9
@@ -10301,10 +10291,8 @@ q3AsymX8T1AVX2_chunk:
 	VMULPS       Y12, Y6, Y6
 	VFMADD231PS  Y6, Y1, Y0
 
-	// m-term: m * d * sum(q)
-	VCVTSI2SSL   (R10), X7, X7
-	VMULSS       (R9), X7, X7
-	VBROADCASTSS X7, Y7
+	// m-term: m * (d * sum(q))
+	VBROADCASTSS (R10), Y7
 	VFMADD231PS  Y7, Y11, Y9
 	ADDQ         $0x00000060, SI
 	ADDQ         $0x20, R8
@@ -10322,14 +10310,14 @@ q3AsymX8T1AVX2_chunk:
 	VZEROUPPER
 	RET
 
-// func q3AsymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// func q3AsymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·q3AsymX8T4AVX2(SB), NOSPLIT, $0-72
 	MOVQ    out+0(FP), DI
 	MOVQ    w+16(FP), SI
 	MOVQ    q+24(FP), R8
 	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
+	MOVQ    ds+40(FP), R10
 	MOVQ    astride+48(FP), R13
 	MOVQ    R13, R11
 	SHLQ    $0x05, R11
@@ -10491,9 +10479,7 @@ q3AsymX8T4AVX2_chunk:
 	VBROADCASTSS (R9), Y10
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y4, Y0
-	VCVTSI2SSL   (R10), X11, X11
-	VMULSS       (R9), X11, X11
-	VBROADCASTSS X11, Y11
+	VBROADCASTSS (R10), Y11
 	VFMADD231PS  Y11, Y13, Y0
 
 	// token 1: scale the 8 rows' chunk sums
@@ -10502,9 +10488,7 @@ q3AsymX8T4AVX2_chunk:
 	VBROADCASTSS (R9)(R13*1), Y10
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y5, Y1
-	VCVTSI2SSL   (R10)(R13*1), X11, X11
-	VMULSS       (R9)(R13*1), X11, X11
-	VBROADCASTSS X11, Y11
+	VBROADCASTSS (R10)(R13*1), Y11
 	VFMADD231PS  Y11, Y13, Y1
 
 	// token 2: scale the 8 rows' chunk sums
@@ -10513,9 +10497,7 @@ q3AsymX8T4AVX2_chunk:
 	VBROADCASTSS (R9)(R13*2), Y10
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y6, Y2
-	VCVTSI2SSL   (R10)(R13*2), X11, X11
-	VMULSS       (R9)(R13*2), X11, X11
-	VBROADCASTSS X11, Y11
+	VBROADCASTSS (R10)(R13*2), Y11
 	VFMADD231PS  Y11, Y13, Y2
 
 	// token 3: scale the 8 rows' chunk sums
@@ -10524,9 +10506,7 @@ q3AsymX8T4AVX2_chunk:
 	VBROADCASTSS (R9)(R14*1), Y10
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y7, Y3
-	VCVTSI2SSL   (R10)(R14*1), X11, X11
-	VMULSS       (R9)(R14*1), X11, X11
-	VBROADCASTSS X11, Y11
+	VBROADCASTSS (R10)(R14*1), Y11
 	VFMADD231PS  Y11, Y13, Y3
 	ADDQ         $0x00000060, SI
 	ADDQ         $0x20, R8

@@ -100,16 +100,18 @@ var avx512Kernels = quantKernels{
 // blocks) and prefill (8 rows x 4 tokens) kernels of f (asm/tiled.go). They
 // call the kernels directly, not through func values, so that escape analysis
 // sees the kernels' noescape pragma and stack buffers stay on the stack.
-func tiledT1(f Format, out *float32, w *byte, q *int8, d *float32, s *int32, groups, cpg, nblk uintptr) {
+// tiledT1 and tiledT4 call f's Tiled8 kernel; symmetric kernels read the
+// activation's sums s, asymmetric ones its products ds (Activation.DS).
+func tiledT1(f Format, out *float32, w *byte, q *int8, d *float32, s *int32, ds *float32, groups, cpg, nblk uintptr) {
 	switch {
 	case f.Type == Q4 && !f.Asym:
 		q4SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 	case f.Type == Q4:
-		q4AsymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+		q4AsymX8T1AVX2(out, w, q, d, ds, groups, cpg, nblk)
 	case f.Type == Q3 && !f.Asym:
 		q3SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 	case f.Type == Q3:
-		q3AsymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+		q3AsymX8T1AVX2(out, w, q, d, ds, groups, cpg, nblk)
 	case f.Type == Q6:
 		q6SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 	default:
@@ -117,16 +119,16 @@ func tiledT1(f Format, out *float32, w *byte, q *int8, d *float32, s *int32, gro
 	}
 }
 
-func tiledT4(f Format, out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr) {
+func tiledT4(f Format, out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, ds *float32, astride, groups, cpg uintptr) {
 	switch {
 	case f.Type == Q4 && !f.Asym:
 		q4SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 	case f.Type == Q4:
-		q4AsymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+		q4AsymX8T4AVX2(out, ostride, w, q, d, ds, astride, groups, cpg)
 	case f.Type == Q3 && !f.Asym:
 		q3SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 	case f.Type == Q3:
-		q3AsymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+		q3AsymX8T4AVX2(out, ostride, w, q, d, ds, astride, groups, cpg)
 	case f.Type == Q6:
 		q6SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 	default:
@@ -142,14 +144,14 @@ func mulVecTiledAVX2(m *Matrix, dst []float32, x *Activation, r0, r1 int) {
 	blockBytes := TileRows * f.RowBytes(m.Cols)
 	groups := uintptr(m.Cols / f.Group)
 	cpg := uintptr(f.Group / ChunkSize)
-	q, d, s := &x.Q[0], &x.D[0], &x.S[0]
+	q, d, s, ds := &x.Q[0], &x.D[0], &x.S[0], &x.DS[0]
 	b0, b1 := (r0+TileRows-1)/TileRows, r1/TileRows // whole blocks
 	if r0%TileRows != 0 {
 		b := r0 / TileRows
 		tiledPartialBlock(m, dst, x, b, r0, min(r1, (b+1)*TileRows))
 	}
 	if b0 < b1 {
-		tiledT1(f, &dst[b0*TileRows], &m.Data[b0*blockBytes], q, d, s, groups, cpg, uintptr(b1-b0))
+		tiledT1(f, &dst[b0*TileRows], &m.Data[b0*blockBytes], q, d, s, ds, groups, cpg, uintptr(b1-b0))
 	}
 	if r1%TileRows != 0 && r1/TileRows >= b0 {
 		b := r1 / TileRows
@@ -160,7 +162,7 @@ func mulVecTiledAVX2(m *Matrix, dst []float32, x *Activation, r0, r1 int) {
 // tiledPartialBlock computes row block b into a buffer and keeps rows [lo, hi).
 func tiledPartialBlock(m *Matrix, dst []float32, x *Activation, b, lo, hi int) {
 	var part [TileRows]float32
-	tiledT1(m.Format, &part[0], &m.Data[b*TileRows*m.Format.RowBytes(m.Cols)], &x.Q[0], &x.D[0], &x.S[0],
+	tiledT1(m.Format, &part[0], &m.Data[b*TileRows*m.Format.RowBytes(m.Cols)], &x.Q[0], &x.D[0], &x.S[0], &x.DS[0],
 		uintptr(m.Cols/m.Format.Group), uintptr(m.Format.Group/ChunkSize), 1)
 	copy(dst[lo:hi], part[lo-b*TileRows:hi-b*TileRows])
 }
@@ -187,18 +189,18 @@ func mulMatTiledAVX2(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) 
 			w := &m.Data[b*blockBytes]
 			t := t0
 			for ; t+4 <= t1; t += 4 {
-				q, d, s := &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb]
+				q, d, s, ds := &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], &xs.DS[t*nb]
 				if lo == b*TileRows && hi == lo+TileRows {
-					tiledT4(f, &dst[t*m.Rows+lo], uintptr(m.Rows), w, q, d, s, uintptr(nb), groups, cpg)
+					tiledT4(f, &dst[t*m.Rows+lo], uintptr(m.Rows), w, q, d, s, ds, uintptr(nb), groups, cpg)
 					continue
 				}
-				tiledT4(f, &part[0], TileRows, w, q, d, s, uintptr(nb), groups, cpg)
+				tiledT4(f, &part[0], TileRows, w, q, d, s, ds, uintptr(nb), groups, cpg)
 				for i := 0; i < 4; i++ {
 					copy(dst[(t+i)*m.Rows+lo:(t+i)*m.Rows+hi], part[i*TileRows+lo-b*TileRows:][:hi-lo])
 				}
 			}
 			for ; t < t1; t++ {
-				tiledT1(f, &part[0], w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], groups, cpg, 1)
+				tiledT1(f, &part[0], w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], &xs.DS[t*nb], groups, cpg, 1)
 				copy(dst[t*m.Rows+lo:t*m.Rows+hi], part[lo-b*TileRows:][:hi-lo])
 			}
 		}

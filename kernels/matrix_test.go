@@ -178,6 +178,7 @@ func setIntegerActivation(rng *rand.Rand, a *Activation, span int) {
 		}
 		a.S[b] = s
 	}
+	a.SetDS()
 }
 
 func TestMulVecIntegerExact(t *testing.T) {

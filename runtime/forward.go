@@ -175,6 +175,7 @@ func (sc *scratch) viewRange(b *kernels.ActivationBatch, lo, hi int) *kernels.Ac
 	v.Q = b.Q[lo*nb*kernels.ChunkSize : hi*nb*kernels.ChunkSize]
 	v.D = b.D[lo*nb : hi*nb]
 	v.S = b.S[lo*nb : hi*nb]
+	v.DS = b.DS[lo*nb : hi*nb]
 	return v
 }
 

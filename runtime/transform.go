@@ -51,6 +51,7 @@ func (t *blockTransform) apply(dst []float32, x *kernels.Activation, lo, hi int,
 			part.Q = x.Q[k*b : (k+1)*b]
 			part.D = x.D[k*chunks : (k+1)*chunks]
 			part.S = x.S[k*chunks : (k+1)*chunks]
+			part.DS = x.DS[k*chunks : (k+1)*chunks]
 		}
 		if err := blk.MulVec(dst[k*b:(k+1)*b], part, 0, b); err != nil {
 			panic(err) // shapes were checked at load
