@@ -151,10 +151,7 @@ func axpyF32X4() {
 	for r, a := range alpha {
 		VBROADCASTSS(Mem{Base: RAX, Disp: 4 * r}, a)
 	}
-	row := func(r, disp int) Mem {
-		return []Mem{{Base: x, Disp: disp}, {Base: x, Index: xs, Scale: 1, Disp: disp},
-			{Base: x, Index: xs, Scale: 2, Disp: disp}, {Base: x, Index: xs3, Scale: 1, Disp: disp}}[r]
-	}
+	row := func(r, disp int) Mem { return tokenMem(x, xs, xs3, r, disp) }
 	acc := []VecPhysical{Y0, Y1, Y2, Y3}
 	Label("axpyx4_32")
 	CMPQ(n, U8(32))
@@ -498,10 +495,7 @@ func floatT4(typ string) {
 			VPSLLD(U8(16), dst, dst)
 		}
 	}
-	xt := func(t, disp int) Mem {
-		return []Mem{{Base: x, Disp: disp}, {Base: x, Index: xs, Scale: 1, Disp: disp},
-			{Base: x, Index: xs, Scale: 2, Disp: disp}, {Base: x, Index: xs3, Scale: 1, Disp: disp}}[t]
-	}
+	xt := func(t, disp int) Mem { return tokenMem(x, xs, xs3, t, disp) }
 	Label(name + "16")
 	CMPQ(n, U8(16))
 	JB(LabelRef(name + "8"))
