@@ -15,6 +15,7 @@ func f32Kernels() {
 	dotF32()
 	axpyF32()
 	axpyF32X4()
+	maxF32()
 	geluMulF32()
 	softCapF32()
 	expSubF32()
@@ -185,6 +186,44 @@ func axpyF32X4() {
 	JMP(LabelRef("axpyx4_8"))
 	Label("axpyx4_done")
 	VZEROUPPER()
+	RET()
+}
+
+// maxF32: the largest of n floats (n a positive multiple of 8), 8 lanes at a
+// time. VMAXPS does not propagate NaN, so NaN lanes are collected apart
+// (VCMPPS unordered) and turn the result into NaN, as Go's max does.
+func maxF32() {
+	TEXT("maxF32AVX2", NOSPLIT, "func(x *float32, n uintptr) float32")
+	Doc("maxF32AVX2 returns the largest of x[0:n] (n a positive multiple of 8), NaN if one is NaN. Reference: maxGeneric.")
+	Pragma("noescape")
+	x, n := RSI, RCX
+	Load(Param("x"), x)
+	Load(Param("n"), n)
+	VMOVUPS(Mem{Base: x}, Y0)
+	VCMPPS(U8(3), Y0, Y0, Y1) // unordered with itself: NaN lanes
+	Label("max8")
+	ADDQ(U8(32), x)
+	SUBQ(U8(8), n)
+	JZ(LabelRef("maxdone"))
+	VMOVUPS(Mem{Base: x}, Y2)
+	VMAXPS(Y2, Y0, Y0)
+	VCMPPS(U8(3), Y2, Y2, Y3)
+	VORPS(Y3, Y1, Y1)
+	JMP(LabelRef("max8"))
+	Label("maxdone")
+	VEXTRACTF128(U8(1), Y0, X2)
+	VMAXPS(X2, X0, X0)
+	VMOVHLPS(X0, X0, X2)
+	VMAXPS(X2, X0, X0)
+	VMOVSHDUP(X0, X2)
+	VMAXSS(X2, X0, X0)
+	VMOVMSKPS(Y1, EAX)
+	TESTL(EAX, EAX)
+	JZ(LabelRef("maxret"))
+	VMOVSS(f32c("max_nan", float32(math.NaN())), X0)
+	Label("maxret")
+	VZEROUPPER()
+	Store(X0, ReturnIndex(0))
 	RET()
 }
 

@@ -108,6 +108,12 @@ func BenchmarkF32(b *testing.B) {
 				Axpy(0.5, x, y)
 			}
 		})
+		b.Run("max", func(b *testing.B) {
+			b.SetBytes(4 * 9216)
+			for b.Loop() {
+				impl.max(x)
+			}
+		})
 		b.Run("gelumul", func(b *testing.B) {
 			b.SetBytes(8 * 9216)
 			g := append([]float32(nil), x...)

@@ -11479,6 +11479,51 @@ axpyx4_done:
 	VZEROUPPER
 	RET
 
+// func maxF32AVX2(x *float32, n uintptr) float32
+// Requires: AVX, SSE
+TEXT ·maxF32AVX2(SB), NOSPLIT, $0-20
+	MOVQ    x+0(FP), SI
+	MOVQ    n+8(FP), CX
+	VMOVUPS (SI), Y0
+	VCMPPS  $0x03, Y0, Y0, Y1
+
+max8:
+	ADDQ    $0x20, SI
+	SUBQ    $0x08, CX
+	JZ      maxdone
+	VMOVUPS (SI), Y2
+	VMAXPS  Y2, Y0, Y0
+	VCMPPS  $0x03, Y2, Y2, Y3
+	VORPS   Y3, Y1, Y1
+	JMP     max8
+
+maxdone:
+	VEXTRACTF128 $0x01, Y0, X2
+	VMAXPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VMAXPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VMAXSS       X2, X0, X0
+	VMOVMSKPS    Y1, AX
+	TESTL        AX, AX
+	JZ           maxret
+	VMOVSS       max_nan<>+0(SB), X0
+
+maxret:
+	VZEROUPPER
+	MOVSS X0, ret+16(FP)
+	RET
+
+DATA max_nan<>+0(SB)/4, $0x7fc00000
+DATA max_nan<>+4(SB)/4, $0x7fc00000
+DATA max_nan<>+8(SB)/4, $0x7fc00000
+DATA max_nan<>+12(SB)/4, $0x7fc00000
+DATA max_nan<>+16(SB)/4, $0x7fc00000
+DATA max_nan<>+20(SB)/4, $0x7fc00000
+DATA max_nan<>+24(SB)/4, $0x7fc00000
+DATA max_nan<>+28(SB)/4, $0x7fc00000
+GLOBL max_nan<>(SB), RODATA|NOPTR, $32
+
 // func geluMulF32AVX2(dst *float32, x *float32, up *float32, n uintptr)
 // Requires: AVX, AVX2, FMA3
 TEXT ·geluMulF32AVX2(SB), NOSPLIT, $0-32

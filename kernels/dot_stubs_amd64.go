@@ -560,6 +560,11 @@ func axpyF32AVX2(alpha float32, x *float32, y *float32, n uintptr)
 //go:noescape
 func axpyF32X4AVX2(a *float32, x *float32, xstride uintptr, y *float32, n uintptr)
 
+// maxF32AVX2 returns the largest of x[0:n] (n a positive multiple of 8), NaN if one is NaN. Reference: maxGeneric.
+//
+//go:noescape
+func maxF32AVX2(x *float32, n uintptr) float32
+
 // geluMulF32AVX2 computes dst[i] = gelu(x[i]) * up[i] (up may be nil: gelu only) for
 // i < n, n a multiple of 8. Reference: geluMulGeneric (tanh via expm1Neg).
 //

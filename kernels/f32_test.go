@@ -185,6 +185,27 @@ func TestF32LoopsTiers(t *testing.T) {
 	})
 }
 
+// Every tier's max (Softmax's first pass) equals the reference exactly,
+// and is NaN when any value is, wherever the NaN sits (SIMD body or tail).
+func TestMaxTiers(t *testing.T) {
+	forEachTier(t, func(t *testing.T, tier Tier) {
+		rng := rand.New(rand.NewPCG(41, 42))
+		for _, n := range append([]int{2, 8, 9, 16, 24}, oddLens...) {
+			a := gaussian(rng, n, 10)
+			if got, want := impl.max(a), maxGeneric(a); got != want {
+				t.Fatalf("n=%d max %v, want %v", n, got, want)
+			}
+			for _, at := range []int{0, n / 2, n - 1} {
+				b := append([]float32(nil), a...)
+				b[at] = float32(math.NaN())
+				if got := impl.max(b); !math.IsNaN(float64(got)) {
+					t.Fatalf("n=%d: max with a NaN at %d: %v", n, at, got)
+				}
+			}
+		}
+	})
+}
+
 // DotRows and AxpyRows (attention over runs of cached keys and values) on
 // every tier against float64 sums, for row counts around the 4-row kernels'
 // step and lengths with and without a multiple of 8, in guarded buffers.

@@ -220,6 +220,7 @@ var avx2Set = func() kernelSet {
 	s.dot = dotAVX2
 	s.axpy = axpyAVX2
 	s.dotRows = dotRowsAVX2
+	s.max = maxAVX2
 	s.axpyRows = axpyRowsAVX2
 	s.geluMul = geluMulAVX2
 	s.quantAct = quantActAVX2Go
@@ -319,6 +320,19 @@ func axpyAVX2(alpha float32, x, y []float32) {
 		return
 	}
 	axpyF32AVX2(alpha, &x[0], &y[0], uintptr(len(y)))
+}
+
+// maxAVX2 runs the 8-wide kernel on the bulk and folds in the tail.
+func maxAVX2(x []float32) float32 {
+	n := len(x) &^ 7
+	if n == 0 {
+		return maxGeneric(x)
+	}
+	m := maxF32AVX2(&x[0], uintptr(n))
+	for _, v := range x[n:] {
+		m = max(m, v)
+	}
+	return m
 }
 
 // dotRowsAVX2 takes rows 4 at a time with the 4-token f32 prefill kernel
