@@ -173,17 +173,26 @@ func TestOddShapesMatchReference(t *testing.T) {
 	}
 	defer e.Close()
 	s, _ := e.NewSession(len(ids))
-	var maxDiff, scale float64
-	if _, err := s.Forward(ids, func(i int, l []float32) {
-		for k, v := range l {
-			maxDiff = math.Max(maxDiff, math.Abs(float64(v)-want[i][k]))
-			scale = math.Max(scale, math.Abs(want[i][k]))
+	// One pass, then uneven chunks (attention blocks that start mid-sequence
+	// and past the window), then token by token.
+	for _, sizes := range [][]int{{len(ids)}, {5, 17, 1, 9, len(ids)}, {1}} {
+		s.Reset()
+		var maxDiff, scale float64
+		for start, c := 0, 0; start < len(ids); c++ {
+			end := min(len(ids), start+sizes[min(c, len(sizes)-1)])
+			if _, err := s.Forward(ids[start:end], func(i int, l []float32) {
+				for k, v := range l {
+					maxDiff = math.Max(maxDiff, math.Abs(float64(v)-want[start+i][k]))
+					scale = math.Max(scale, math.Abs(want[start+i][k]))
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			start = end
 		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if maxDiff > 1e-4*scale {
-		t.Fatalf("engine vs naive reference: max |diff| %.3g, logit scale %.3g", maxDiff, scale)
+		if maxDiff > 1e-4*scale {
+			t.Fatalf("chunks %v: engine vs naive reference: max |diff| %.3g, logit scale %.3g", sizes, maxDiff, scale)
+		}
 	}
 }
 
