@@ -41,32 +41,31 @@
 //
 // # Measured speed
 //
-// Development machine: AMD EPYC, 2 vCPUs at ~2.45 GHz, AVX2 only (no
-// AVX-512), shared with other jobs (load average 6-16), so the fastest of
-// 100-3000 calls is quoted (best-GB/s, `go test -bench MulVec -benchtime
-// 100x`); single thread, GB/s of packed weights:
+// Development machine: AMD EPYC (Zen 3), 2 vCPUs at ~2.45 GHz, AVX2 only (no
+// AVX-512), shared with other jobs. Single thread, GB/s of packed weights,
+// 2026-11-24. Row-major layout, the fastest of 100 calls (best-GB/s,
+// `go test -bench 'BenchmarkMulVec/' -benchtime 100x`):
 //
 //	format        64x2304 (in cache)   2304x9216 (12 MB)   generic tier
-//	q4_g32        15.8                 11.1-13.6           0.43
-//	q4_g32_asym   13.2                 8.5-10.6            0.36
-//	q3_g32        8.6                  6.4                 ~0.1
-//	q3_g32_asym   7.9                  5.7-6.4
-//	q8_g32        29.4                 14.6                0.49
+//	q4_g32        15.2                 15.0                0.51
+//	q4_g32_asym   12.9                 12.5                0.52
+//	q3_g32        8.5                  8.2                 0.13
+//	q3_g32_asym   7.9                  7.7                 0.14
+//	q8_g32        22.8                 24.1                0.86
 //
-// The same in the Tiled8 layout the AVX2 tier uses at run time (tiles.go;
-// `-bench MulVecTiled`, a quiet hour, mean GB/s of 1 s runs):
+// The Tiled8 layout the AVX2 tier uses at run time (tiles.go;
+// `-bench MulVecTiled`, mean of 1 s runs):
 //
 //	format        64x2304    2304x9216
-//	q4_g32        28.9       29.6
-//	q4_g32_asym   32.9       33.0
-//	q3_g32        19.5       19.0
-//	q3_g32_asym   22.3       21.5
-//	q6_g32        26.6       26.5
-//	q8_g32        30.3       17.6
+//	q4_g32        30.6       29.3
+//	q4_g32_asym   34.4       33.0
+//	q3_g32        20.1       20.7
+//	q3_g32_asym   24.0       23.8
+//	q6_g32        27.1       26.9
+//	q8_g32        42.0       34.7
 //
-// Prefill (`-bench MulMat`, 2304x2304, 64 tokens): q4_g32 36 GMAC/s with
-// superblocks (29 per chunk), q3_g32 32 (24), q4_g64_asym 34 (27). Activation
-// quantization of 9216 values: 3.9 us (generic 73 us). The AVX-512 VNNI tier
-// could not be run there; the tests compare every tier the CPU has with the
-// reference, so run them on the target.
+// Tiled prefill (`-bench MulMatTiled`, 2304x2304, 64 tokens, best of the
+// runs): q4_g32 91 GMAC/s, q4_g64_asym 92, q4_g128 94, q3_g32 84, q6_g32 69,
+// q8_g32 60. The AVX-512 VNNI tier could not be run there; the tests compare
+// every tier the CPU has with the reference, so run them on the target.
 package kernels
