@@ -383,27 +383,11 @@ func storeOut(acc []VecPhysical, R, T int) {
 // (see kernels/blocks.go for the layouts). Uses Y12 as scratch.
 func unpack(t tier, k kind, m Mem, dst VecPhysical) {
 	switch k.bits {
-	case 4:
-		// low nibbles are weights 0..15, high nibbles 16..31: broadcast the
-		// 16 bytes to both halves, shift the upper half's qwords by 4, mask
-		VBROADCASTI128(m, dst)
-		VPSRLVQ(shiftQ4, dst, dst)
-		VPAND(Y15, dst, dst)
-	case 3:
-		// 2-bit plane: qword k shifted by 2k; 1-bit plane: dword l shifted by l
-		VPBROADCASTQ(m, dst)
-		VPSRLVQ(shiftQ3lo, dst, dst)
-		VPAND(Y15, dst, dst)
-		VPBROADCASTD(m.Offset(8), Y12)
-		VPSRLVD(shiftQ3hi, Y12, Y12)
-		VPAND(Y13, Y12, Y12)
-		VPSLLW(U8(2), Y12, Y12)
-		VPOR(Y12, dst, dst)
+	case 4, 3:
+		unpackLevels(k, m, dst, Y12, Y15, Y13)
 	case 6:
 		// low 4 bits as Q4; bits 4..5 from the 2-bit plane as Q3's low plane
-		VBROADCASTI128(m, dst)
-		VPSRLVQ(shiftQ4, dst, dst)
-		VPAND(Y15, dst, dst)
+		unpackLevels(kind{bits: 4}, m, dst, Y12, Y15, Y13)
 		VPBROADCASTQ(m.Offset(16), Y12)
 		VPSRLVQ(shiftQ3lo, Y12, Y12)
 		VPAND(mask03, Y12, Y12)
@@ -415,6 +399,30 @@ func unpack(t tier, k kind, m Mem, dst VecPhysical) {
 			// stored q-128 -> unsigned level q for VPDPBUSD
 			VPXOR(Y14, dst, dst)
 		}
+	}
+}
+
+// unpackLevels is unpack for Q4 and Q3 with its operands named: low is the
+// level mask (0x0F for Q4, 0x03 for Q3's 2-bit plane), one is 0x01 per byte
+// (Q3's 1-bit plane), scratch is clobbered (Q3).
+func unpackLevels(k kind, m Mem, dst, scratch VecPhysical, low, one Op) {
+	switch k.bits {
+	case 4:
+		// low nibbles are weights 0..15, high nibbles 16..31: broadcast the
+		// 16 bytes to both halves, shift the upper half's qwords by 4, mask
+		VBROADCASTI128(m, dst)
+		VPSRLVQ(shiftQ4, dst, dst)
+		VPAND(low, dst, dst)
+	case 3:
+		// 2-bit plane: qword k shifted by 2k; 1-bit plane: dword l shifted by l
+		VPBROADCASTQ(m, dst)
+		VPSRLVQ(shiftQ3lo, dst, dst)
+		VPAND(low, dst, dst)
+		VPBROADCASTD(m.Offset(8), scratch)
+		VPSRLVD(shiftQ3hi, scratch, scratch)
+		VPAND(one, scratch, scratch)
+		VPSLLW(U8(2), scratch, scratch)
+		VPOR(scratch, dst, dst)
 	}
 }
 

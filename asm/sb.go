@@ -138,19 +138,9 @@ func sbKernel(t tier, k kind, g int) {
 
 // unpackMem is unpack with the masks as memory operands (Y15 scratch).
 func unpackMem(k kind, m Mem, dst VecPhysical) {
-	switch k.bits {
-	case 4:
-		VBROADCASTI128(m, dst)
-		VPSRLVQ(shiftQ4, dst, dst)
-		VPAND(mask0F, dst, dst)
-	case 3:
-		VPBROADCASTQ(m, dst)
-		VPSRLVQ(shiftQ3lo, dst, dst)
-		VPAND(mask03, dst, dst)
-		VPBROADCASTD(m.Offset(8), Y15)
-		VPSRLVD(shiftQ3hi, Y15, Y15)
-		VPAND(mask01, Y15, Y15)
-		VPSLLW(U8(2), Y15, Y15)
-		VPOR(Y15, dst, dst)
+	low := mask0F
+	if k.bits == 3 {
+		low = mask03
 	}
+	unpackLevels(k, m, dst, Y15, low, mask01)
 }

@@ -82,13 +82,7 @@ func tileVector(k kind, w Mem, v int, dst, raw, tmp VecPhysical, mask Op) {
 		}
 	case 6:
 		// low 4 bits as Q4; bits 4..5 from plane v/4 at bits 2(v%4)
-		if v%2 == 0 {
-			VMOVDQU(w.Offset(32*(v/2)), raw)
-			VPAND(mask, raw, dst)
-		} else {
-			VPSRLW(U8(4), raw, dst)
-			VPAND(mask, dst, dst)
-		}
+		tileVector(kind{bits: 4}, w, v, dst, raw, tmp, mask)
 		VMOVDQU(w.Offset(128+32*(v/4)), tmp)
 		switch s := v % 4; {
 		case s < 2:
