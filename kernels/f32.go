@@ -125,25 +125,22 @@ func axpyGeneric(alpha float32, x, y []float32) {
 }
 
 // dotRowsGeneric and axpyRowsGeneric are DotRows and AxpyRows one row at a
-// time; rowsWith builds the same from a tier's own Dot and Axpy.
-func dotRowsGeneric(dst, rows, x []float32)    { dotRowsWith(dotGeneric)(dst, rows, x) }
-func axpyRowsGeneric(y, alpha, rows []float32) { axpyRowsWith(axpyGeneric)(y, alpha, rows) }
+// time; dotRowsEach and axpyRowsEach do the same with a tier's own Dot and
+// Axpy.
+func dotRowsGeneric(dst, rows, x []float32)    { dotRowsEach(dotGeneric, dst, rows, x) }
+func axpyRowsGeneric(y, alpha, rows []float32) { axpyRowsEach(axpyGeneric, y, alpha, rows) }
 
-func dotRowsWith(dot func(a, b []float32) float32) func(dst, rows, x []float32) {
-	return func(dst, rows, x []float32) {
-		n := len(x)
-		for i := range dst {
-			dst[i] = dot(rows[i*n:(i+1)*n], x)
-		}
+func dotRowsEach(dot func(a, b []float32) float32, dst, rows, x []float32) {
+	n := len(x)
+	for i := range dst {
+		dst[i] = dot(rows[i*n:(i+1)*n], x)
 	}
 }
 
-func axpyRowsWith(axpy func(alpha float32, x, y []float32)) func(y, alpha, rows []float32) {
-	return func(y, alpha, rows []float32) {
-		n := len(y)
-		for i, a := range alpha {
-			axpy(a, rows[i*n:(i+1)*n], y)
-		}
+func axpyRowsEach(axpy func(alpha float32, x, y []float32), y, alpha, rows []float32) {
+	n := len(y)
+	for i, a := range alpha {
+		axpy(a, rows[i*n:(i+1)*n], y)
 	}
 }
 

@@ -100,8 +100,8 @@ var avx512Kernels = quantKernels{
 // blocks) and prefill (8 rows x 4 tokens) kernels of f (asm/tiled.go). They
 // call the kernels directly, not through func values, so that escape analysis
 // sees the kernels' noescape pragma and stack buffers stay on the stack.
-// tiledT1 and tiledT4 call f's Tiled8 kernel; symmetric kernels read the
-// activation's sums s, asymmetric ones its products ds (Activation.DS).
+// Symmetric kernels read the activation's sums s, asymmetric ones its
+// products ds (Activation.DS).
 func tiledT1(f Format, out *float32, w *byte, q *int8, d *float32, s *int32, ds *float32, groups, cpg, nblk uintptr) {
 	switch {
 	case f.Type == Q4 && !f.Asym:
@@ -220,8 +220,8 @@ var avx2Set = func() kernelSet {
 	s.dot = dotAVX2
 	s.axpy = axpyAVX2
 	s.dotRows = dotRowsAVX2
-	s.max = maxAVX2
 	s.axpyRows = axpyRowsAVX2
+	s.max = maxAVX2
 	s.geluMul = geluMulAVX2
 	s.quantAct = quantActAVX2Go
 	s.softCap = softCapAVX2

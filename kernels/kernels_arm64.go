@@ -89,8 +89,8 @@ var neonSet = func() kernelSet {
 	}
 	s.dot = dotNEON
 	s.axpy = axpyNEON
-	s.dotRows = dotRowsWith(dotNEON)
-	s.axpyRows = axpyRowsWith(axpyNEON)
+	s.dotRows = func(dst, rows, x []float32) { dotRowsEach(dotNEON, dst, rows, x) }
+	s.axpyRows = func(y, alpha, rows []float32) { axpyRowsEach(axpyNEON, y, alpha, rows) }
 	s.quantAct = quantActNEONGo
 	s.geluMul = geluMulNEON
 	s.softCap = softCapNEON

@@ -175,6 +175,16 @@ func dotRowFloatGeneric(t Type, row []byte, x []float32) float32 {
 	return acc
 }
 
+// dotLevels is the integer dot product of a chunk's unsigned levels with its
+// 8-bit activations.
+func dotLevels(lv *[ChunkSize]uint8, qa []int8) int32 {
+	var isum int32
+	for i, l := range lv {
+		isum += int32(l) * int32(qa[i])
+	}
+	return isum
+}
+
 // dotRowGeneric is the integer reference for one quantized row against an
 // 8-bit activation (q, d, s as in Activation). Per 32-chunk b of group g with
 // scale dw (and min mw when asymmetric), level offset o = 2^(bits-1):
@@ -211,15 +221,12 @@ func dotRowGeneric(f Format, row []byte, q []int8, d []float32, s []int32) float
 				for i, v := range ch {
 					isum += int32(v&0x0f)*int32(lo[i]) + int32(v>>4)*int32(hi[i])
 				}
-			case Q3, Q6:
-				if f.Type == Q3 {
-					unpackQ3Chunk(lv[:], body[c*q3ChunkBytes:])
-				} else {
-					unpackQ6Chunk(lv[:], body[c*q6ChunkBytes:])
-				}
-				for i, l := range lv {
-					isum += int32(l) * int32(qa[i])
-				}
+			case Q3:
+				unpackQ3Chunk(lv[:], body[c*q3ChunkBytes:])
+				isum = dotLevels(&lv, qa)
+			case Q6:
+				unpackQ6Chunk(lv[:], body[c*q6ChunkBytes:])
+				isum = dotLevels(&lv, qa)
 			case Q8:
 				ch := body[c*q8ChunkBytes:][:q8ChunkBytes]
 				for i, v := range ch {

@@ -15,10 +15,12 @@ type kvCache struct {
 	// (maxCtx, kvDim), every key of a head sat in its own 4 KiB page on the
 	// 2B shape, and decode at depth 2048 waited on a page walk per key.)
 	k, v   [][]float32
-	maxCtx int
 	tokens []int // (maxCtx) the ids in the cache
 	pos    int   // tokens in the cache
 }
+
+// capacity is the most tokens the cache holds (its maxCtx).
+func (c *kvCache) capacity() int { return len(c.tokens) }
 
 // rowRef says where one row of a forward batch belongs: its sequence's cache
 // and its position there. A prefill chunk has consecutive positions of one
@@ -110,7 +112,7 @@ type Session struct {
 func (e *Engine) newSession(maxCtx, batch int) *Session {
 	c := e.Config
 	s := &Session{e: e, maxCtx: maxCtx}
-	s.cache = kvCache{k: make([][]float32, c.NumHiddenLayers), v: make([][]float32, c.NumHiddenLayers), tokens: make([]int, maxCtx), maxCtx: maxCtx}
+	s.cache = kvCache{k: make([][]float32, c.NumHiddenLayers), v: make([][]float32, c.NumHiddenLayers), tokens: make([]int, maxCtx)}
 	for l := range s.cache.k {
 		s.cache.k[l] = make([]float32, maxCtx*c.KVDim())
 		s.cache.v[l] = make([]float32, maxCtx*c.KVDim())
@@ -447,12 +449,11 @@ func (e *Engine) attention(sc *scratch, l, n int) {
 			kernels.RoPE(sc.q[i*qd+h*hd:i*qd+(h+1)*hd], cos, sin)
 		}
 		for h := 0; h < c.NumKeyValueHeads; h++ {
-			kernels.RoPE(sc.k[i*kvd+h*hd:i*kvd+(h+1)*hd], cos, sin)
-		}
-		for h := 0; h < c.NumKeyValueHeads; h++ {
-			at := (h*r.cache.maxCtx + r.pos) * hd
-			copy(r.cache.k[l][at:at+hd], sc.k[i*kvd+h*hd:i*kvd+(h+1)*hd])
-			copy(r.cache.v[l][at:at+hd], sc.v[i*kvd+h*hd:i*kvd+(h+1)*hd])
+			k, v := sc.k[i*kvd+h*hd:i*kvd+(h+1)*hd], sc.v[i*kvd+h*hd:i*kvd+(h+1)*hd]
+			kernels.RoPE(k, cos, sin)
+			at := (h*r.cache.capacity() + r.pos) * hd
+			copy(r.cache.k[l][at:at+hd], k)
+			copy(r.cache.v[l][at:at+hd], v)
 		}
 		if b := len(sc.blocks) - 1; b >= 0 && i-sc.blocks[b].lo < attnBlockRows &&
 			sc.refs[i-1].cache == r.cache && sc.refs[i-1].pos+1 == r.pos {
@@ -495,7 +496,7 @@ func (j *attentionJob) run(worker, lo, hi int) {
 	for u := lo; u < hi; u++ {
 		b, g := sc.blocks[u/c.NumKeyValueHeads], u%c.NumKeyValueHeads
 		first, last := sc.refs[b.lo], sc.refs[b.hi-1]
-		headSize := first.cache.maxCtx * hd
+		headSize := first.cache.capacity() * hd
 		kc, vc := first.cache.k[j.layer][g*headSize:(g+1)*headSize], first.cache.v[j.layer][g*headSize:(g+1)*headSize]
 		// The block's rows are consecutive, so together they see keys
 		// k0..last.pos. Query n = (i-b.lo)*group + hh (row i, query head
