@@ -19,6 +19,9 @@ func f32Kernels() {
 	geluMulF32()
 	softCapF32()
 	expSubF32()
+	scaleF32()
+	mulScaleOnePlusF32()
+	ropeF32()
 	quantAct()
 	dotHalf(false)
 	dotHalf(true)
@@ -560,6 +563,106 @@ func floatT4(typ string) {
 		VADDPS(acc[4+t], acc[t], acc[t])
 	}
 	storeOut(acc[:4], 1, 4)
+	VZEROUPPER()
+	RET()
+}
+
+// scaleF32 generates x *= alpha for 8 lanes at a time; the caller handles
+// the n%8 tail.
+func scaleF32() {
+	TEXT("scaleF32AVX2", NOSPLIT, "func(alpha float32, x *float32, n uintptr)")
+	Doc("scaleF32AVX2 computes x[i] *= alpha for i < n, n a multiple of 8. Reference: scaleGeneric.")
+	Pragma("noescape")
+	x, n := RSI, RCX
+	Load(Param("x"), x)
+	Load(Param("n"), n)
+	Load(Param("alpha"), X1)
+	VBROADCASTSS(X1, Y1)
+	Label("scale8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("scaledone"))
+	VMULPS(Mem{Base: x}, Y1, Y0)
+	VMOVUPS(Y0, Mem{Base: x})
+	ADDQ(U8(32), x)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("scale8"))
+	Label("scaledone")
+	VZEROUPPER()
+	RET()
+}
+
+// mulScaleOnePlusF32 generates RMSNorm's last step, dst = x*s*(1+w), for 8
+// lanes at a time in the reference's order of operations (so results match
+// it exactly); the caller handles the n%8 tail.
+func mulScaleOnePlusF32() {
+	TEXT("mulScaleOnePlusF32AVX2", NOSPLIT, "func(dst, x, w *float32, n uintptr, s float32)")
+	Doc(
+		"mulScaleOnePlusF32AVX2 computes dst[i] = x[i]*s*(1+w[i]) for i < n, n a multiple of 8.",
+		"Reference: mulScaleOnePlusGeneric.",
+	)
+	Pragma("noescape")
+	dst, x, w, n := RDI, RSI, RDX, RCX
+	Load(Param("dst"), dst)
+	Load(Param("x"), x)
+	Load(Param("w"), w)
+	Load(Param("n"), n)
+	Load(Param("s"), X3)
+	VBROADCASTSS(X3, Y3)
+	VMOVUPS(tanhConstants().one, Y2)
+	Label("msop8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("msopdone"))
+	VMULPS(Mem{Base: x}, Y3, Y0)
+	VADDPS(Mem{Base: w}, Y2, Y1)
+	VMULPS(Y1, Y0, Y0)
+	VMOVUPS(Y0, Mem{Base: dst})
+	ADDQ(U8(32), x)
+	ADDQ(U8(32), w)
+	ADDQ(U8(32), dst)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("msop8"))
+	Label("msopdone")
+	VZEROUPPER()
+	RET()
+}
+
+// ropeF32 generates the rotation of one head's halves, 8 pairs at a time:
+// x[i], x[i+h] = x[i]*cos[i] - x[i+h]*sin[i], x[i+h]*cos[i] + x[i]*sin[i].
+// It rotates the first n pairs (n a multiple of 8); the caller does the rest.
+func ropeF32() {
+	TEXT("ropeF32AVX2", NOSPLIT, "func(x, cos, sin *float32, h, n uintptr)")
+	Doc(
+		"ropeF32AVX2 rotates the pairs (x[i], x[i+h]) by (cos[i], sin[i]) for i < n, n a multiple",
+		"of 8. Reference: ropeGeneric.",
+	)
+	Pragma("noescape")
+	x, cs, sn, n, x1 := RDI, RSI, RDX, RCX, RAX
+	Load(Param("x"), x)
+	Load(Param("cos"), cs)
+	Load(Param("sin"), sn)
+	Load(Param("h"), x1)
+	Load(Param("n"), n)
+	LEAQ(Mem{Base: x, Index: x1, Scale: 4}, x1)
+	Label("rope8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("ropedone"))
+	VMOVUPS(Mem{Base: x}, Y0)
+	VMOVUPS(Mem{Base: x1}, Y1)
+	VMOVUPS(Mem{Base: cs}, Y2)
+	VMOVUPS(Mem{Base: sn}, Y3)
+	VMULPS(Y3, Y1, Y4)      // x1*sin
+	VFMSUB231PS(Y2, Y0, Y4) // x0*cos - x1*sin
+	VMULPS(Y3, Y0, Y5)      // x0*sin
+	VFMADD231PS(Y2, Y1, Y5) // x1*cos + x0*sin
+	VMOVUPS(Y4, Mem{Base: x})
+	VMOVUPS(Y5, Mem{Base: x1})
+	ADDQ(U8(32), x)
+	ADDQ(U8(32), x1)
+	ADDQ(U8(32), cs)
+	ADDQ(U8(32), sn)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("rope8"))
+	Label("ropedone")
 	VZEROUPPER()
 	RET()
 }

@@ -11915,6 +11915,89 @@ DATA exp_lo<>+24(SB)/4, $0xc2ae0000
 DATA exp_lo<>+28(SB)/4, $0xc2ae0000
 GLOBL exp_lo<>(SB), RODATA|NOPTR, $32
 
+// func scaleF32AVX2(alpha float32, x *float32, n uintptr)
+// Requires: AVX, AVX2, SSE
+TEXT ·scaleF32AVX2(SB), NOSPLIT, $0-24
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	MOVSS        alpha+0(FP), X1
+	VBROADCASTSS X1, Y1
+
+scale8:
+	CMPQ    CX, $0x08
+	JB      scaledone
+	VMULPS  (SI), Y1, Y0
+	VMOVUPS Y0, (SI)
+	ADDQ    $0x20, SI
+	SUBQ    $0x08, CX
+	JMP     scale8
+
+scaledone:
+	VZEROUPPER
+	RET
+
+// func mulScaleOnePlusF32AVX2(dst *float32, x *float32, w *float32, n uintptr, s float32)
+// Requires: AVX, AVX2, SSE
+TEXT ·mulScaleOnePlusF32AVX2(SB), NOSPLIT, $0-36
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         w+16(FP), DX
+	MOVQ         n+24(FP), CX
+	MOVSS        s+32(FP), X3
+	VBROADCASTSS X3, Y3
+	VMOVUPS      one<>+0(SB), Y2
+
+msop8:
+	CMPQ    CX, $0x08
+	JB      msopdone
+	VMULPS  (SI), Y3, Y0
+	VADDPS  (DX), Y2, Y1
+	VMULPS  Y1, Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $0x20, SI
+	ADDQ    $0x20, DX
+	ADDQ    $0x20, DI
+	SUBQ    $0x08, CX
+	JMP     msop8
+
+msopdone:
+	VZEROUPPER
+	RET
+
+// func ropeF32AVX2(x *float32, cos *float32, sin *float32, h uintptr, n uintptr)
+// Requires: AVX, FMA3
+TEXT ·ropeF32AVX2(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), DI
+	MOVQ cos+8(FP), SI
+	MOVQ sin+16(FP), DX
+	MOVQ h+24(FP), AX
+	MOVQ n+32(FP), CX
+	LEAQ (DI)(AX*4), AX
+
+rope8:
+	CMPQ        CX, $0x08
+	JB          ropedone
+	VMOVUPS     (DI), Y0
+	VMOVUPS     (AX), Y1
+	VMOVUPS     (SI), Y2
+	VMOVUPS     (DX), Y3
+	VMULPS      Y3, Y1, Y4
+	VFMSUB231PS Y2, Y0, Y4
+	VMULPS      Y3, Y0, Y5
+	VFMADD231PS Y2, Y1, Y5
+	VMOVUPS     Y4, (DI)
+	VMOVUPS     Y5, (AX)
+	ADDQ        $0x20, DI
+	ADDQ        $0x20, AX
+	ADDQ        $0x20, SI
+	ADDQ        $0x20, DX
+	SUBQ        $0x08, CX
+	JMP         rope8
+
+ropedone:
+	VZEROUPPER
+	RET
+
 // func quantActAVX2(q *int8, d *float32, s *int32, x *float32, nb uintptr)
 // Requires: AVX, AVX2
 TEXT ·quantActAVX2(SB), NOSPLIT, $0-40

@@ -583,6 +583,23 @@ func softCapF32AVX2(x *float32, n uintptr, cap float32)
 //go:noescape
 func expSubF32AVX2(x *float32, n uintptr, m float32) float32
 
+// scaleF32AVX2 computes x[i] *= alpha for i < n, n a multiple of 8. Reference: scaleGeneric.
+//
+//go:noescape
+func scaleF32AVX2(alpha float32, x *float32, n uintptr)
+
+// mulScaleOnePlusF32AVX2 computes dst[i] = x[i]*s*(1+w[i]) for i < n, n a multiple of 8.
+// Reference: mulScaleOnePlusGeneric.
+//
+//go:noescape
+func mulScaleOnePlusF32AVX2(dst *float32, x *float32, w *float32, n uintptr, s float32)
+
+// ropeF32AVX2 rotates the pairs (x[i], x[i+h]) by (cos[i], sin[i]) for i < n, n a multiple
+// of 8. Reference: ropeGeneric.
+//
+//go:noescape
+func ropeF32AVX2(x *float32, cos *float32, sin *float32, h uintptr, n uintptr)
+
 // quantActAVX2 quantizes nb full blocks of 32 values of x into q (int8), d (scale)
 // and s (sum of q). Reference: quantizeActGeneric (bit-identical).
 //

@@ -250,9 +250,13 @@ func softCapGeneric(x []float32, cap float32) {
 	}
 }
 
-func ropeGeneric(x, cos, sin []float32) {
+func ropeGeneric(x, cos, sin []float32) { ropePairs(x, cos, sin, 0) }
+
+// ropePairs rotates pairs from..h-1 (h = len(x)/2): the reference, and the
+// tail of the SIMD tiers.
+func ropePairs(x, cos, sin []float32, from int) {
 	h := len(x) / 2
-	for i := 0; i < h; i++ {
+	for i := from; i < h; i++ {
 		x0, x1 := x[i], x[i+h]
 		x[i] = x0*cos[i] - x1*sin[i]
 		x[i+h] = x1*cos[i] + x0*sin[i]

@@ -226,6 +226,9 @@ var avx2Set = func() kernelSet {
 	s.quantAct = quantActAVX2Go
 	s.softCap = softCapAVX2
 	s.expSub = expSubAVX2
+	s.scale = scaleAVX2
+	s.mulScaleOnePlus = mulScaleOnePlusAVX2
+	s.rope = ropeAVX2
 	return s
 }()
 
@@ -400,6 +403,34 @@ func softCapAVX2(x []float32, cap float32) {
 		softCapF32AVX2(&x[0], uintptr(n), cap)
 	}
 	softCapGeneric(x[n:], cap)
+}
+
+func scaleAVX2(alpha float32, x []float32) {
+	n := len(x) &^ 7
+	if n > 0 {
+		scaleF32AVX2(alpha, &x[0], uintptr(n))
+	}
+	scaleGeneric(alpha, x[n:])
+}
+
+func mulScaleOnePlusAVX2(dst, x, w []float32, s float32) {
+	n := len(dst) &^ 7
+	if n > 0 {
+		x, w = x[:len(dst)], w[:len(dst)]
+		mulScaleOnePlusF32AVX2(&dst[0], &x[0], &w[0], uintptr(n), s)
+	}
+	mulScaleOnePlusGeneric(dst[n:], x[n:], w[n:], s)
+}
+
+// ropeAVX2 rotates the first h&^7 pairs with the kernel and the rest with
+// the reference. RoPE has checked len(x) == 2*len(cos) == 2*len(sin).
+func ropeAVX2(x, cos, sin []float32) {
+	h := len(x) / 2
+	n := h &^ 7
+	if n > 0 {
+		ropeF32AVX2(&x[0], &cos[0], &sin[0], uintptr(h), uintptr(n))
+	}
+	ropePairs(x, cos, sin, n)
 }
 
 func expSubAVX2(x []float32, m float32) float32 {
