@@ -27,10 +27,14 @@
 // only tier under `-tags purego`). On amd64 the AVX2+FMA tier and the
 // AVX-512+VNNI tier are generated with avo from ../asm (`make generate`);
 // arm64 has NEON tiers. The best tier the CPU supports is chosen once at init
-// (golang.org/x/sys/cpu), except AVX-512, which has never run on a real CPU
-// and is only chosen with CAFEQ_KERNELS=avx512-vnni (that variable can also
-// name a slower tier); CPUFeatures reports the choice, and tests and
-// benchmarks switch tiers with ForceTier, DisableAVX512 and DisableAVX2.
+// (golang.org/x/sys/cpu), except AVX-512, which is only chosen with
+// CAFEQ_KERNELS=avx512-vnni (that variable can also name a slower tier);
+// CPUFeatures reports the choice, and tests and benchmarks switch tiers with
+// ForceTier, DisableAVX512 and DisableAVX2. No machine the project has run on
+// has AVX-512, so that tier's results are checked by interpreting its
+// assembly (emu_amd64_test.go, an x86 interpreter that matches the CPU bit
+// for bit on the AVX2 twins), but its speed has never been measured, and it
+// has row-major kernels only while AVX2 decodes from the faster Tiled8 layout.
 //
 // Decode kernels process 4 rows per call so that one activation load and its
 // scale/offset work serve 4 rows; prefill kernels process one row with 4
@@ -66,6 +70,6 @@
 //
 // Tiled prefill (`-bench MulMatTiled`, 2304x2304, 64 tokens, best of the
 // runs): q4_g32 91 GMAC/s, q4_g64_asym 92, q4_g128 94, q3_g32 84, q6_g32 69,
-// q8_g32 60. The AVX-512 VNNI tier could not be run there; the tests compare
-// every tier the CPU has with the reference, so run them on the target.
+// q8_g32 60. The AVX-512 VNNI tier could not be run there (see Tiers above);
+// the tests compare every tier the CPU has with the reference.
 package kernels
