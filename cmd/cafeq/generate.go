@@ -82,7 +82,7 @@ func interruptContext() (context.Context, context.CancelFunc) {
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("run", "-m MODEL -p PROMPT [flags]", stderr)
+	fs := newFlags("run", "-m MODEL [flags] [-p] PROMPT", stderr)
 	var sf sampleFlags
 	sf.register(fs, 128)
 	prompt := fs.String("p", "", "prompt text (BOS is added)")
@@ -92,8 +92,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if err := sf.validate(); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
+	// The prompt may also come last without -p, as `ollama run` takes it.
+	switch {
+	case fs.NArg() == 1 && *prompt == "":
+		*prompt = fs.Arg(0)
+	case fs.NArg() > 0:
+		return usagef("unexpected argument %q (the prompt is one argument, or -p)", fs.Arg(0))
 	}
 	e, err := loadEngine(sf.model, sf.thr, stderr)
 	if err != nil {

@@ -33,6 +33,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"run"}, 2},
 		{[]string{"run", "-m", tiny, "-p", "x", "-temp", "-1"}, 2},
 		{[]string{"run", "-m", tiny, "-bogus"}, 2},
+		{[]string{"run", "-m", tiny, "-p", "x", "y"}, 2},
+		{[]string{"run", "-m", tiny, "x", "y"}, 2},
 		{[]string{"run", "-m", filepath.Join(dir, "missing"), "-p", "x"}, 1},
 		{[]string{"run", "-m", garbage, "-p", "x"}, 1},
 		{[]string{"tokenize", "-m", tiny}, 2},
@@ -85,8 +87,12 @@ func TestQuantizeRunPipeline(t *testing.T) {
 		if code, _, stderr := run(t, "inspect", "-verify", cq); code != 0 {
 			t.Fatalf("inspect -verify: %s", stderr)
 		}
-		if code, out, stderr := run(t, "run", "-m", cq, "-p", "Once upon", "-n", "8", "-temp", "0"); code != 0 || out == "" {
+		code, withFlag, stderr := run(t, "run", "-m", cq, "-p", "Once upon", "-n", "8", "-temp", "0")
+		if code != 0 || withFlag == "" {
 			t.Fatalf("run: exit %d %s", code, stderr)
+		}
+		if code, out, stderr := run(t, "run", "-m", cq, "-n", "8", "-temp", "0", "Once upon"); code != 0 || out != withFlag {
+			t.Fatalf("run with the prompt as an argument: exit %d, %q, want %q; %s", code, out, withFlag, stderr)
 		}
 		code, out, stderr := run(t, "perplexity", "-m", cq, "-ref", tiny, "-f", text, "-ctx", "16", "-json")
 		if code != 0 {
