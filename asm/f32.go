@@ -22,6 +22,10 @@ func f32Kernels() {
 	scaleF32()
 	mulScaleOnePlusF32()
 	ropeF32()
+	axpyF16()
+	dotF16X4()
+	axpyF16X4()
+	toF16()
 	quantAct()
 	dotHalf(false)
 	dotHalf(true)
@@ -663,6 +667,175 @@ func ropeF32() {
 	SUBQ(U8(8), n)
 	JMP(LabelRef("rope8"))
 	Label("ropedone")
+	VZEROUPPER()
+	RET()
+}
+
+// axpyF16 generates y += alpha*x for f16 x (a cached value row), 8 lanes at
+// a time; the caller handles the n%8 tail.
+func axpyF16() {
+	TEXT("axpyF16AVX2", NOSPLIT, "func(alpha float32, x *uint16, y *float32, n uintptr)")
+	Doc("axpyF16AVX2 computes y[i] += alpha*f32(x[i]) for i < n, x f16, n a multiple of 8. Reference: axpyF16Generic.")
+	Pragma("noescape")
+	x, y, n := RSI, RDI, RCX
+	Load(Param("x"), x)
+	Load(Param("y"), y)
+	Load(Param("n"), n)
+	Load(Param("alpha"), X15)
+	VBROADCASTSS(X15, Y15)
+	Label("axpyh8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("axpyhdone"))
+	VCVTPH2PS(Mem{Base: x}, Y1)
+	VFMADD213PS(Mem{Base: y}, Y15, Y1) // Y1 = alpha*x + y
+	VMOVUPS(Y1, Mem{Base: y})
+	ADDQ(U8(16), x)
+	ADDQ(U8(32), y)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("axpyh8"))
+	Label("axpyhdone")
+	VZEROUPPER()
+	RET()
+}
+
+// toF16 generates the f32 -> f16 rounding (to nearest even, as the
+// reference) of cached keys and values, 8 at a time; the caller handles the
+// n%8 tail.
+func toF16() {
+	TEXT("toF16AVX2", NOSPLIT, "func(dst *uint16, src *float32, n uintptr)")
+	Doc("toF16AVX2 rounds src[i] to f16 into dst[i] for i < n, n a multiple of 8. Reference: toF16Generic.")
+	Pragma("noescape")
+	dst, src, n := RDI, RSI, RCX
+	Load(Param("dst"), dst)
+	Load(Param("src"), src)
+	Load(Param("n"), n)
+	Label("tof16_8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("tof16done"))
+	VMOVUPS(Mem{Base: src}, Y0)
+	VCVTPS2PH(U8(0), Y0, Mem{Base: dst})
+	ADDQ(U8(32), src)
+	ADDQ(U8(16), dst)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("tof16_8"))
+	Label("tof16done")
+	VZEROUPPER()
+	RET()
+}
+
+// dotF16X4 generates attention's scores against an f16 KV cache: four f16
+// rows (cached keys, stride xstride) times one f32 vector (the query), two
+// accumulators per row so that eight FMA chains run at once.
+func dotF16X4() {
+	TEXT("dotF16X4AVX2", NOSPLIT, "func(out *float32, w *uint16, wstride uintptr, x *float32, n uintptr)")
+	Doc(
+		"dotF16X4AVX2 computes out[r] = sum_i f32(w[r*wstride+i])*x[i] for r < 4 and i < n",
+		"(w f16, n a multiple of 8). Reference: dotRowsF16Generic.",
+	)
+	Pragma("noescape")
+	w, ws, ws3, x, n := RSI, R11, R12, RDX, RCX
+	Load(Param("out"), RDI)
+	Load(Param("w"), w)
+	Load(Param("wstride"), ws)
+	Load(Param("x"), x)
+	Load(Param("n"), n)
+	SHLQ(U8(1), ws)
+	LEAQ(Mem{Base: ws, Index: ws, Scale: 2}, ws3)
+	even, odd := []VecPhysical{Y0, Y1, Y2, Y3}, []VecPhysical{Y4, Y5, Y6, Y7}
+	for r := range even {
+		VXORPS(even[r], even[r], even[r])
+		VXORPS(odd[r], odd[r], odd[r])
+	}
+	row := func(r, disp int) Mem { return tokenMem(w, ws, ws3, r, disp) }
+	Label("dotf16x4_16")
+	CMPQ(n, U8(16))
+	JB(LabelRef("dotf16x4_8"))
+	VMOVUPS(Mem{Base: x}, Y8)
+	VMOVUPS(Mem{Base: x, Disp: 32}, Y9)
+	for r := range even {
+		VCVTPH2PS(row(r, 0), Y10)
+		VFMADD231PS(Y10, Y8, even[r])
+		VCVTPH2PS(row(r, 16), Y11)
+		VFMADD231PS(Y11, Y9, odd[r])
+	}
+	ADDQ(U8(32), w)
+	ADDQ(U8(64), x)
+	SUBQ(U8(16), n)
+	JMP(LabelRef("dotf16x4_16"))
+	Label("dotf16x4_8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("dotf16x4_done"))
+	VMOVUPS(Mem{Base: x}, Y8)
+	for r := range even {
+		VCVTPH2PS(row(r, 0), Y10)
+		VFMADD231PS(Y10, Y8, even[r])
+	}
+	Label("dotf16x4_done")
+	for r := range even {
+		VADDPS(odd[r], even[r], even[r])
+	}
+	storeOut(even, 4, 1)
+	VZEROUPPER()
+	RET()
+}
+
+// axpyF16X4 generates attention's weighted sum over an f16 KV cache: y +=
+// four f16 rows (cached values) times their weights, y loaded and stored
+// once per four rows.
+func axpyF16X4() {
+	TEXT("axpyF16X4AVX2", NOSPLIT, "func(a *float32, x *uint16, xstride uintptr, y *float32, n uintptr)")
+	Doc(
+		"axpyF16X4AVX2 computes y[i] += sum_r a[r]*f32(x[r*xstride+i]) for r < 4 and i < n",
+		"(x f16, n a multiple of 8). Reference: axpyRowsF16Generic.",
+	)
+	Pragma("noescape")
+	x, xs, xs3, y, n := RSI, R11, R12, RDI, RCX
+	Load(Param("a"), RAX)
+	Load(Param("x"), x)
+	Load(Param("xstride"), xs)
+	Load(Param("y"), y)
+	Load(Param("n"), n)
+	SHLQ(U8(1), xs)
+	LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
+	alpha := []VecPhysical{Y12, Y13, Y14, Y15}
+	for r, a := range alpha {
+		VBROADCASTSS(Mem{Base: RAX, Disp: 4 * r}, a)
+	}
+	row := func(r, disp int) Mem { return tokenMem(x, xs, xs3, r, disp) }
+	acc, wide := []VecPhysical{Y0, Y1, Y2, Y3}, []VecPhysical{Y4, Y5, Y6, Y7}
+	Label("axpyf16x4_32")
+	CMPQ(n, U8(32))
+	JB(LabelRef("axpyf16x4_8"))
+	for i, v := range acc {
+		VMOVUPS(Mem{Base: y, Disp: 32 * i}, v)
+	}
+	for r, a := range alpha {
+		for i, v := range acc {
+			VCVTPH2PS(row(r, 16*i), wide[i])
+			VFMADD231PS(wide[i], a, v)
+		}
+	}
+	for i, v := range acc {
+		VMOVUPS(v, Mem{Base: y, Disp: 32 * i})
+	}
+	ADDQ(U8(64), x)
+	ADDQ(U8(128), y)
+	SUBQ(U8(32), n)
+	JMP(LabelRef("axpyf16x4_32"))
+	Label("axpyf16x4_8")
+	CMPQ(n, U8(8))
+	JB(LabelRef("axpyf16x4_done"))
+	VMOVUPS(Mem{Base: y}, Y0)
+	for r, a := range alpha {
+		VCVTPH2PS(row(r, 0), Y4)
+		VFMADD231PS(Y4, a, Y0)
+	}
+	VMOVUPS(Y0, Mem{Base: y})
+	ADDQ(U8(16), x)
+	ADDQ(U8(32), y)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("axpyf16x4_8"))
+	Label("axpyf16x4_done")
 	VZEROUPPER()
 	RET()
 }

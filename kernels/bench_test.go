@@ -124,3 +124,36 @@ func BenchmarkF32(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkAttentionRows is attention's inner loops over one key tile: 64
+// cached rows of head_dim 256 against one query, in f32 and f16 caches.
+func BenchmarkAttentionRows(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	const rows, hd = 64, 256
+	q, cache := gaussian(rng, hd, 1), gaussian(rng, rows*hd, 1)
+	cache16 := make([]uint16, len(cache))
+	ToF16(cache16, cache)
+	scores, out := gaussian(rng, rows, 0.1), make([]float32, hd)
+	benchTiers(b, func(b *testing.B) {
+		b.Run("dot/f32", func(b *testing.B) {
+			for b.Loop() {
+				DotRows(scores, cache, q)
+			}
+		})
+		b.Run("dot/f16", func(b *testing.B) {
+			for b.Loop() {
+				DotRowsF16(scores, cache16, q)
+			}
+		})
+		b.Run("axpy/f32", func(b *testing.B) {
+			for b.Loop() {
+				AxpyRows(out, scores, cache)
+			}
+		})
+		b.Run("axpy/f16", func(b *testing.B) {
+			for b.Loop() {
+				AxpyRowsF16(out, scores, cache16)
+			}
+		})
+	})
+}

@@ -57,6 +57,9 @@ type kernelSet struct {
 	axpy            func(alpha float32, x, y []float32)
 	dotRows         func(dst, rows, x []float32)
 	axpyRows        func(y, alpha, rows []float32)
+	dotRowsF16      func(dst []float32, rows []uint16, x []float32)
+	axpyRowsF16     func(y, alpha []float32, rows []uint16)
+	toF16           func(dst []uint16, src []float32)
 	scale           func(alpha float32, x []float32)
 	mulScaleOnePlus func(dst, x, w []float32, s float32)
 	max             func(x []float32) float32
@@ -77,6 +80,9 @@ var genericSet = kernelSet{
 	axpy:            axpyGeneric,
 	dotRows:         dotRowsGeneric,
 	axpyRows:        axpyRowsGeneric,
+	dotRowsF16:      dotRowsF16Generic,
+	axpyRowsF16:     axpyRowsF16Generic,
+	toF16:           toF16Generic,
 	scale:           scaleGeneric,
 	mulScaleOnePlus: mulScaleOnePlusGeneric,
 	max:             maxGeneric,

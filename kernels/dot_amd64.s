@@ -11998,6 +11998,230 @@ ropedone:
 	VZEROUPPER
 	RET
 
+// func axpyF16AVX2(alpha float32, x *uint16, y *float32, n uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·axpyF16AVX2(SB), NOSPLIT, $0-32
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), DI
+	MOVQ         n+24(FP), CX
+	MOVSS        alpha+0(FP), X15
+	VBROADCASTSS X15, Y15
+
+axpyh8:
+	CMPQ        CX, $0x08
+	JB          axpyhdone
+	VCVTPH2PS   (SI), Y1
+	VFMADD213PS (DI), Y15, Y1
+	VMOVUPS     Y1, (DI)
+	ADDQ        $0x10, SI
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, CX
+	JMP         axpyh8
+
+axpyhdone:
+	VZEROUPPER
+	RET
+
+// func dotF16X4AVX2(out *float32, w *uint16, wstride uintptr, x *float32, n uintptr)
+// Requires: AVX, F16C, FMA3
+TEXT ·dotF16X4AVX2(SB), NOSPLIT, $0-40
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), SI
+	MOVQ   wstride+16(FP), R11
+	MOVQ   x+24(FP), DX
+	MOVQ   n+32(FP), CX
+	SHLQ   $0x01, R11
+	LEAQ   (R11)(R11*2), R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y4, Y4, Y4
+	VXORPS Y1, Y1, Y1
+	VXORPS Y5, Y5, Y5
+	VXORPS Y2, Y2, Y2
+	VXORPS Y6, Y6, Y6
+	VXORPS Y3, Y3, Y3
+	VXORPS Y7, Y7, Y7
+
+dotf16x4_16:
+	CMPQ        CX, $0x10
+	JB          dotf16x4_8
+	VMOVUPS     (DX), Y8
+	VMOVUPS     32(DX), Y9
+	VCVTPH2PS   (SI), Y10
+	VFMADD231PS Y10, Y8, Y0
+	VCVTPH2PS   16(SI), Y11
+	VFMADD231PS Y11, Y9, Y4
+	VCVTPH2PS   (SI)(R11*1), Y10
+	VFMADD231PS Y10, Y8, Y1
+	VCVTPH2PS   16(SI)(R11*1), Y11
+	VFMADD231PS Y11, Y9, Y5
+	VCVTPH2PS   (SI)(R11*2), Y10
+	VFMADD231PS Y10, Y8, Y2
+	VCVTPH2PS   16(SI)(R11*2), Y11
+	VFMADD231PS Y11, Y9, Y6
+	VCVTPH2PS   (SI)(R12*1), Y10
+	VFMADD231PS Y10, Y8, Y3
+	VCVTPH2PS   16(SI)(R12*1), Y11
+	VFMADD231PS Y11, Y9, Y7
+	ADDQ        $0x20, SI
+	ADDQ        $0x40, DX
+	SUBQ        $0x10, CX
+	JMP         dotf16x4_16
+
+dotf16x4_8:
+	CMPQ        CX, $0x08
+	JB          dotf16x4_done
+	VMOVUPS     (DX), Y8
+	VCVTPH2PS   (SI), Y10
+	VFMADD231PS Y10, Y8, Y0
+	VCVTPH2PS   (SI)(R11*1), Y10
+	VFMADD231PS Y10, Y8, Y1
+	VCVTPH2PS   (SI)(R11*2), Y10
+	VFMADD231PS Y10, Y8, Y2
+	VCVTPH2PS   (SI)(R12*1), Y10
+	VFMADD231PS Y10, Y8, Y3
+
+dotf16x4_done:
+	VADDPS       Y4, Y0, Y0
+	VADDPS       Y5, Y1, Y1
+	VADDPS       Y6, Y2, Y2
+	VADDPS       Y7, Y3, Y3
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func axpyF16X4AVX2(a *float32, x *uint16, xstride uintptr, y *float32, n uintptr)
+// Requires: AVX, F16C, FMA3
+TEXT ·axpyF16X4AVX2(SB), NOSPLIT, $0-40
+	MOVQ         a+0(FP), AX
+	MOVQ         x+8(FP), SI
+	MOVQ         xstride+16(FP), R11
+	MOVQ         y+24(FP), DI
+	MOVQ         n+32(FP), CX
+	SHLQ         $0x01, R11
+	LEAQ         (R11)(R11*2), R12
+	VBROADCASTSS (AX), Y12
+	VBROADCASTSS 4(AX), Y13
+	VBROADCASTSS 8(AX), Y14
+	VBROADCASTSS 12(AX), Y15
+
+axpyf16x4_32:
+	CMPQ        CX, $0x20
+	JB          axpyf16x4_8
+	VMOVUPS     (DI), Y0
+	VMOVUPS     32(DI), Y1
+	VMOVUPS     64(DI), Y2
+	VMOVUPS     96(DI), Y3
+	VCVTPH2PS   (SI), Y4
+	VFMADD231PS Y4, Y12, Y0
+	VCVTPH2PS   16(SI), Y5
+	VFMADD231PS Y5, Y12, Y1
+	VCVTPH2PS   32(SI), Y6
+	VFMADD231PS Y6, Y12, Y2
+	VCVTPH2PS   48(SI), Y7
+	VFMADD231PS Y7, Y12, Y3
+	VCVTPH2PS   (SI)(R11*1), Y4
+	VFMADD231PS Y4, Y13, Y0
+	VCVTPH2PS   16(SI)(R11*1), Y5
+	VFMADD231PS Y5, Y13, Y1
+	VCVTPH2PS   32(SI)(R11*1), Y6
+	VFMADD231PS Y6, Y13, Y2
+	VCVTPH2PS   48(SI)(R11*1), Y7
+	VFMADD231PS Y7, Y13, Y3
+	VCVTPH2PS   (SI)(R11*2), Y4
+	VFMADD231PS Y4, Y14, Y0
+	VCVTPH2PS   16(SI)(R11*2), Y5
+	VFMADD231PS Y5, Y14, Y1
+	VCVTPH2PS   32(SI)(R11*2), Y6
+	VFMADD231PS Y6, Y14, Y2
+	VCVTPH2PS   48(SI)(R11*2), Y7
+	VFMADD231PS Y7, Y14, Y3
+	VCVTPH2PS   (SI)(R12*1), Y4
+	VFMADD231PS Y4, Y15, Y0
+	VCVTPH2PS   16(SI)(R12*1), Y5
+	VFMADD231PS Y5, Y15, Y1
+	VCVTPH2PS   32(SI)(R12*1), Y6
+	VFMADD231PS Y6, Y15, Y2
+	VCVTPH2PS   48(SI)(R12*1), Y7
+	VFMADD231PS Y7, Y15, Y3
+	VMOVUPS     Y0, (DI)
+	VMOVUPS     Y1, 32(DI)
+	VMOVUPS     Y2, 64(DI)
+	VMOVUPS     Y3, 96(DI)
+	ADDQ        $0x40, SI
+	ADDQ        $0x80, DI
+	SUBQ        $0x20, CX
+	JMP         axpyf16x4_32
+
+axpyf16x4_8:
+	CMPQ        CX, $0x08
+	JB          axpyf16x4_done
+	VMOVUPS     (DI), Y0
+	VCVTPH2PS   (SI), Y4
+	VFMADD231PS Y4, Y12, Y0
+	VCVTPH2PS   (SI)(R11*1), Y4
+	VFMADD231PS Y4, Y13, Y0
+	VCVTPH2PS   (SI)(R11*2), Y4
+	VFMADD231PS Y4, Y14, Y0
+	VCVTPH2PS   (SI)(R12*1), Y4
+	VFMADD231PS Y4, Y15, Y0
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x10, SI
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, CX
+	JMP         axpyf16x4_8
+
+axpyf16x4_done:
+	VZEROUPPER
+	RET
+
+// func toF16AVX2(dst *uint16, src *float32, n uintptr)
+// Requires: AVX, F16C
+TEXT ·toF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+tof16_8:
+	CMPQ      CX, $0x08
+	JB        tof16done
+	VMOVUPS   (SI), Y0
+	VCVTPS2PH $0x00, Y0, (DI)
+	ADDQ      $0x20, SI
+	ADDQ      $0x10, DI
+	SUBQ      $0x08, CX
+	JMP       tof16_8
+
+tof16done:
+	VZEROUPPER
+	RET
+
 // func quantActAVX2(q *int8, d *float32, s *int32, x *float32, nb uintptr)
 // Requires: AVX, AVX2
 TEXT ·quantActAVX2(SB), NOSPLIT, $0-40

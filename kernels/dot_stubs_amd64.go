@@ -600,6 +600,28 @@ func mulScaleOnePlusF32AVX2(dst *float32, x *float32, w *float32, n uintptr, s f
 //go:noescape
 func ropeF32AVX2(x *float32, cos *float32, sin *float32, h uintptr, n uintptr)
 
+// axpyF16AVX2 computes y[i] += alpha*f32(x[i]) for i < n, x f16, n a multiple of 8. Reference: axpyF16Generic.
+//
+//go:noescape
+func axpyF16AVX2(alpha float32, x *uint16, y *float32, n uintptr)
+
+// dotF16X4AVX2 computes out[r] = sum_i f32(w[r*wstride+i])*x[i] for r < 4 and i < n
+// (w f16, n a multiple of 8). Reference: dotRowsF16Generic.
+//
+//go:noescape
+func dotF16X4AVX2(out *float32, w *uint16, wstride uintptr, x *float32, n uintptr)
+
+// axpyF16X4AVX2 computes y[i] += sum_r a[r]*f32(x[r*xstride+i]) for r < 4 and i < n
+// (x f16, n a multiple of 8). Reference: axpyRowsF16Generic.
+//
+//go:noescape
+func axpyF16X4AVX2(a *float32, x *uint16, xstride uintptr, y *float32, n uintptr)
+
+// toF16AVX2 rounds src[i] to f16 into dst[i] for i < n, n a multiple of 8. Reference: toF16Generic.
+//
+//go:noescape
+func toF16AVX2(dst *uint16, src *float32, n uintptr)
+
 // quantActAVX2 quantizes nb full blocks of 32 values of x into q (int8), d (scale)
 // and s (sum of q). Reference: quantizeActGeneric (bit-identical).
 //

@@ -3,6 +3,9 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"unsafe"
+
+	"github.com/x448/float16"
 )
 
 // The f32 loops of the forward pass. Lengths must agree as documented; a
@@ -43,6 +46,25 @@ func DotRows(dst, rows, x []float32) {
 func AxpyRows(y, alpha, rows []float32) {
 	mustLen("axpyrows", len(alpha)*len(y), len(rows))
 	impl.axpyRows(y, alpha, rows)
+}
+
+// DotRowsF16 is DotRows over rows of f16 bit patterns (an f16 KV cache).
+func DotRowsF16(dst []float32, rows []uint16, x []float32) {
+	mustLen("dotrowsf16", len(dst)*len(x), len(rows))
+	impl.dotRowsF16(dst, rows, x)
+}
+
+// AxpyRowsF16 is AxpyRows over rows of f16 bit patterns (an f16 KV cache).
+func AxpyRowsF16(y, alpha []float32, rows []uint16) {
+	mustLen("axpyrowsf16", len(alpha)*len(y), len(rows))
+	impl.axpyRowsF16(y, alpha, rows)
+}
+
+// ToF16 rounds src to the nearest f16 values (ties to even; beyond the
+// range to ±Inf) and stores their bit patterns in dst.
+func ToF16(dst []uint16, src []float32) {
+	mustLen("tof16", len(src), len(dst))
+	impl.toF16(dst, src)
 }
 
 // Scale computes x[i] *= alpha.
@@ -129,6 +151,42 @@ func axpyGeneric(alpha float32, x, y []float32) {
 // Axpy.
 func dotRowsGeneric(dst, rows, x []float32)    { dotRowsEach(dotGeneric, dst, rows, x) }
 func axpyRowsGeneric(y, alpha, rows []float32) { axpyRowsEach(axpyGeneric, y, alpha, rows) }
+
+// f16 rows: the reference widens each value exactly and multiplies in f32.
+func dotRowsF16Generic(dst []float32, rows []uint16, x []float32) {
+	n := len(x)
+	for i := range dst {
+		dst[i] = dotRowFloatGeneric(F16, f16Bytes(rows[i*n:(i+1)*n]), x)
+	}
+}
+
+func axpyRowsF16Generic(y, alpha []float32, rows []uint16) {
+	n := len(y)
+	for i, a := range alpha {
+		axpyF16Generic(a, rows[i*n:(i+1)*n], y)
+	}
+}
+
+func axpyF16Generic(alpha float32, x []uint16, y []float32) {
+	for i, h := range x {
+		y[i] += alpha * float16.Frombits(h).Float32()
+	}
+}
+
+func toF16Generic(dst []uint16, src []float32) {
+	for i, v := range src {
+		dst[i] = float16.Fromfloat32(v).Bits()
+	}
+}
+
+// f16Bytes views f16 bit patterns as the little-endian bytes the F16 row
+// kernels read (every supported GOARCH is little-endian).
+func f16Bytes(h []uint16) []byte {
+	if len(h) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&h[0])), 2*len(h))
+}
 
 func dotRowsEach(dot func(a, b []float32) float32, dst, rows, x []float32) {
 	n := len(x)

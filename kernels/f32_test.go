@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/x448/float16"
 )
 
 var oddLens = []int{1, 7, 31, 33, 255, 257, 2304}
@@ -243,6 +245,83 @@ func TestAttentionRowsTiers(t *testing.T) {
 					if math.Abs(float64(y[k])-ref) > 1e-6*mag {
 						t.Fatalf("n=%d rows=%d axpyrows[%d] %v, want %v", n, rows, k, y[k], ref)
 					}
+				}
+
+				// The same rows in f16 (an f16 KV cache): exact widening, so
+				// the reference is the f32 one over the rounded values.
+				h := make([]uint16, len(m))
+				toF16Generic(h, m)
+				wide := make([]float32, len(m))
+				for i, v := range h {
+					wide[i] = float16.Frombits(v).Float32()
+				}
+				buf, dst = guarded(rows)
+				DotRowsF16(dst, h, x)
+				checkGuard(t, buf, 0, rows)
+				want := make([]float32, rows)
+				dotRowsGeneric(want, wide, x)
+				for i := range dst {
+					var mag float64
+					for k := range x {
+						mag += math.Abs(float64(x[k]) * float64(wide[i*n+k]))
+					}
+					if math.Abs(float64(dst[i]-want[i])) > 1e-6*mag {
+						t.Fatalf("n=%d rows=%d dotrowsf16[%d] %v, want %v", n, rows, i, dst[i], want[i])
+					}
+				}
+				buf, y = guarded(n)
+				copy(y, y0)
+				AxpyRowsF16(y, alpha, h)
+				checkGuard(t, buf, 0, n)
+				wantY := append([]float32(nil), y0...)
+				axpyRowsGeneric(wantY, alpha, wide)
+				for k := range y {
+					mag := math.Abs(float64(y0[k]))
+					for i, a := range alpha {
+						mag += math.Abs(float64(a) * float64(wide[i*n+k]))
+					}
+					if math.Abs(float64(y[k]-wantY[k])) > 1e-6*mag {
+						t.Fatalf("n=%d rows=%d axpyrowsf16[%d] %v, want %v", n, rows, k, y[k], wantY[k])
+					}
+				}
+			}
+		}
+	})
+}
+
+// Every tier rounds to f16 exactly as the reference: ties to even,
+// subnormals, overflow to Inf, signed zeros.
+func TestToF16Tiers(t *testing.T) {
+	forEachTier(t, func(t *testing.T, tier Tier) {
+		rng := rand.New(rand.NewPCG(51, 52))
+		special := []float32{0, float32(math.Copysign(0, -1)), 1, -1, 65504, 65519.99, 65520, -65520, 1e9,
+			float32(math.Inf(1)), float32(math.Inf(-1)), 6.1e-5, 5.96e-8, 2.98e-8, 2.99e-8, 1e-10,
+			1 + 1.0/2048, 1 + 3.0/2048, 1 + 1.0/4096} // the last three: halfway cases
+		for _, n := range append([]int{0, 8, 19, 64}, oddLens...) {
+			src := make([]float32, n)
+			for i := range src {
+				switch {
+				case i < len(special):
+					src[i] = special[i]
+				default: // magnitudes from f16 subnormals to beyond its range
+					src[i] = float32(rng.NormFloat64() * math.Pow(2, rng.Float64()*44-28))
+				}
+			}
+			got := make([]uint16, n+8)
+			for i := range got {
+				got[i] = 0xBEEF
+			}
+			ToF16(got[:n], src)
+			want := make([]uint16, n)
+			toF16Generic(want, src)
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("n=%d: f16(%g) = %#04x, want %#04x", n, src[i], got[i], want[i])
+				}
+			}
+			for i := n; i < len(got); i++ {
+				if got[i] != 0xBEEF {
+					t.Fatalf("n=%d: ToF16 wrote past its end", n)
 				}
 			}
 		}

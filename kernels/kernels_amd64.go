@@ -229,6 +229,9 @@ var avx2Set = func() kernelSet {
 	s.scale = scaleAVX2
 	s.mulScaleOnePlus = mulScaleOnePlusAVX2
 	s.rope = ropeAVX2
+	s.dotRowsF16 = dotRowsF16AVX2
+	s.axpyRowsF16 = axpyRowsF16AVX2
+	s.toF16 = toF16AVX2Go
 	return s
 }()
 
@@ -431,6 +434,52 @@ func ropeAVX2(x, cos, sin []float32) {
 		ropeF32AVX2(&x[0], &cos[0], &sin[0], uintptr(h), uintptr(n))
 	}
 	ropePairs(x, cos, sin, n)
+}
+
+// dotRowsF16AVX2 and axpyRowsF16AVX2 take the f16 KV cache's rows four at a
+// time (the f32 vector loaded, or y loaded and stored, once per four), the
+// remaining rows one at a time and any n%8 tail by the reference.
+func dotRowsF16AVX2(dst []float32, rows []uint16, x []float32) {
+	n, i := len(x), 0
+	if n%8 == 0 && n > 0 {
+		for ; i+4 <= len(dst); i += 4 {
+			dotF16X4AVX2(&dst[i], &rows[i*n], uintptr(n), &x[0], uintptr(n))
+		}
+	}
+	n8 := n &^ 7
+	for ; i < len(dst); i++ {
+		row := rows[i*n : (i+1)*n]
+		var sum float32
+		if n8 > 0 {
+			sum = dotF16AVX2((*byte)(unsafe.Pointer(&row[0])), &x[0], uintptr(n8))
+		}
+		dst[i] = sum + dotRowFloatGeneric(F16, f16Bytes(row[n8:]), x[n8:])
+	}
+}
+
+func axpyRowsF16AVX2(y, alpha []float32, rows []uint16) {
+	n, i := len(y), 0
+	if n%8 == 0 && n > 0 {
+		for ; i+4 <= len(alpha); i += 4 {
+			axpyF16X4AVX2(&alpha[i], &rows[i*n], uintptr(n), &y[0], uintptr(n))
+		}
+	}
+	n8 := n &^ 7
+	for ; i < len(alpha); i++ {
+		row := rows[i*n : (i+1)*n]
+		if n8 > 0 {
+			axpyF16AVX2(alpha[i], &row[0], &y[0], uintptr(n8))
+		}
+		axpyF16Generic(alpha[i], row[n8:], y[n8:])
+	}
+}
+
+func toF16AVX2Go(dst []uint16, src []float32) {
+	n := len(src) &^ 7
+	if n > 0 {
+		toF16AVX2(&dst[0], &src[0], uintptr(n))
+	}
+	toF16Generic(dst[n:], src[n:])
 }
 
 func expSubAVX2(x []float32, m float32) float32 {

@@ -91,6 +91,7 @@ var neonSet = func() kernelSet {
 	s.axpy = axpyNEON
 	s.dotRows = func(dst, rows, x []float32) { dotRowsEach(dotNEON, dst, rows, x) }
 	s.axpyRows = func(y, alpha, rows []float32) { axpyRowsEach(axpyNEON, y, alpha, rows) }
+	s.dotRowsF16 = dotRowsF16NEON
 	s.quantAct = quantActNEONGo
 	s.geluMul = geluMulNEON
 	s.softCap = softCapNEON
@@ -402,6 +403,18 @@ func softCapF32NEON(x *float32, n uintptr, cap float32)
 //
 //go:noescape
 func expSubF32NEON(x *float32, n uintptr, m float32) float32
+
+// dotRowsF16NEON is DotRowsF16 with the F16 row kernel, one row at a time.
+func dotRowsF16NEON(dst []float32, rows []uint16, x []float32) {
+	n := len(x)
+	if n == 0 {
+		clear(dst)
+		return
+	}
+	for i := range dst {
+		dst[i] = dotF16NEON(&f16Bytes(rows[i*n : (i+1)*n])[0], &x[0], uintptr(n))
+	}
+}
 
 // dotF16NEON and dotBF16NEON return the dot of n little-endian f16 (bf16)
 // values at w with x (dotRowFloatGeneric up to the order of additions).

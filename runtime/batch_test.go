@@ -11,8 +11,15 @@ import (
 
 // TestBatchedDecodeMatchesAlone generates greedily from several sessions at
 // once (their steps batched) and checks each matches its run alone.
+// Both KV cache types.
 func TestBatchedDecodeMatchesAlone(t *testing.T) {
-	e, err := Load("../testdata/shakespeare-gemma2", Options{})
+	for _, f16 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("kvf16=%v", f16), func(t *testing.T) { testBatchedDecode(t, Options{KVF16: f16}) })
+	}
+}
+
+func testBatchedDecode(t *testing.T, opts Options) {
+	e, err := Load("../testdata/shakespeare-gemma2", opts)
 	if err != nil {
 		t.Fatal(err)
 	}

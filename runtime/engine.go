@@ -20,6 +20,7 @@ type Engine struct {
 	w         *weights
 	pool      *workerPool
 	needQ8    bool // some matrix reads 8-bit activations
+	kvF16     bool // sessions keep their KV caches in f16
 	batch     int  // most tokens per prefill chunk
 	closer    io.Closer
 
@@ -34,6 +35,11 @@ type Engine struct {
 type Options struct {
 	Threads int // worker threads; 0: all cores
 	Batch   int // most tokens per prefill chunk; 0: 64
+	// KVF16 keeps the KV caches in f16, as llama.cpp does by default: half
+	// the memory and half the bytes attention reads at depth, for keys and
+	// values rounded to 11 significant bits. The default, f32, is what the
+	// reference checks (golden logits) use.
+	KVF16 bool
 }
 
 // Load opens a Hugging Face checkpoint directory or a .cq file.
@@ -71,7 +77,7 @@ func newEngine(cfg model.Config, tok *tokenizer.Tokenizer, w *weights, closer io
 	if batch <= 0 {
 		batch = 64
 	}
-	e := &Engine{Config: cfg, Tokenizer: tok, w: w, pool: newWorkerPool(opts.Threads), batch: batch, closer: closer}
+	e := &Engine{Config: cfg, Tokenizer: tok, w: w, pool: newWorkerPool(opts.Threads), batch: batch, closer: closer, kvF16: opts.KVF16}
 	e.needQ8 = w.anyQuantized()
 	e.startStepper()
 	return e, nil

@@ -14,13 +14,66 @@ type kvCache struct {
 	// contiguous over positions, so attention streams them in order. (With
 	// (maxCtx, kvDim), every key of a head sat in its own 4 KiB page on the
 	// 2B shape, and decode at depth 2048 waited on a page walk per key.)
-	k, v   [][]float32
-	tokens []int // (maxCtx) the ids in the cache
-	pos    int   // tokens in the cache
+	// An f16 cache (Options.KVF16) keeps k16, v16 instead, in the same
+	// layout, and leaves k, v nil.
+	k, v     [][]float32
+	k16, v16 [][]uint16
+	tokens   []int // (maxCtx) the ids in the cache
+	pos      int   // tokens in the cache
+}
+
+func newKVCache(layers, maxCtx, kvDim int, f16 bool) kvCache {
+	c := kvCache{tokens: make([]int, maxCtx)}
+	for range layers {
+		if f16 {
+			c.k16 = append(c.k16, make([]uint16, maxCtx*kvDim))
+			c.v16 = append(c.v16, make([]uint16, maxCtx*kvDim))
+		} else {
+			c.k = append(c.k, make([]float32, maxCtx*kvDim))
+			c.v = append(c.v, make([]float32, maxCtx*kvDim))
+		}
+	}
+	return c
 }
 
 // capacity is the most tokens the cache holds (its maxCtx).
 func (c *kvCache) capacity() int { return len(c.tokens) }
+
+// store writes the key and value of KV head g at position pos of layer l.
+func (c *kvCache) store(l, g, pos int, k, v []float32) {
+	hd := len(k)
+	at := (g*c.capacity() + pos) * hd
+	if c.k16 != nil {
+		kernels.ToF16(c.k16[l][at:at+hd], k)
+		kernels.ToF16(c.v16[l][at:at+hd], v)
+		return
+	}
+	copy(c.k[l][at:at+hd], k)
+	copy(c.v[l][at:at+hd], v)
+}
+
+// scores computes dst[i] = q · key(lo+i) over KV head g of layer l.
+func (c *kvCache) scores(l, g int, dst, q []float32, lo int) {
+	hd := len(q)
+	at := (g*c.capacity() + lo) * hd
+	if c.k16 != nil {
+		kernels.DotRowsF16(dst, c.k16[l][at:at+len(dst)*hd], q)
+		return
+	}
+	kernels.DotRows(dst, c.k[l][at:at+len(dst)*hd], q)
+}
+
+// addValues computes out += sum_i alpha[i] * value(lo+i) over KV head g of
+// layer l.
+func (c *kvCache) addValues(l, g int, out, alpha []float32, lo int) {
+	hd := len(out)
+	at := (g*c.capacity() + lo) * hd
+	if c.v16 != nil {
+		kernels.AxpyRowsF16(out, alpha, c.v16[l][at:at+len(alpha)*hd])
+		return
+	}
+	kernels.AxpyRows(out, alpha, c.v[l][at:at+len(alpha)*hd])
+}
 
 // rowRef says where one row of a forward batch belongs: its sequence's cache
 // and its position there. A prefill chunk has consecutive positions of one
@@ -112,11 +165,7 @@ type Session struct {
 func (e *Engine) newSession(maxCtx, batch int) *Session {
 	c := e.Config
 	s := &Session{e: e, maxCtx: maxCtx}
-	s.cache = kvCache{k: make([][]float32, c.NumHiddenLayers), v: make([][]float32, c.NumHiddenLayers), tokens: make([]int, maxCtx)}
-	for l := range s.cache.k {
-		s.cache.k[l] = make([]float32, maxCtx*c.KVDim())
-		s.cache.v[l] = make([]float32, maxCtx*c.KVDim())
-	}
+	s.cache = newKVCache(c.NumHiddenLayers, maxCtx, c.KVDim(), e.kvF16)
 	e.ensureRope(maxCtx)
 	s.sc = e.newScratch(batch, maxCtx, 1)
 	s.logit = make([]float32, c.VocabSize)
@@ -451,9 +500,7 @@ func (e *Engine) attention(sc *scratch, l, n int) {
 		for h := 0; h < c.NumKeyValueHeads; h++ {
 			k, v := sc.k[i*kvd+h*hd:i*kvd+(h+1)*hd], sc.v[i*kvd+h*hd:i*kvd+(h+1)*hd]
 			kernels.RoPE(k, cos, sin)
-			at := (h*r.cache.capacity() + r.pos) * hd
-			copy(r.cache.k[l][at:at+hd], k)
-			copy(r.cache.v[l][at:at+hd], v)
+			r.cache.store(l, h, r.pos, k, v)
 		}
 		if b := len(sc.blocks) - 1; b >= 0 && i-sc.blocks[b].lo < attnBlockRows &&
 			sc.refs[i-1].cache == r.cache && sc.refs[i-1].pos+1 == r.pos {
@@ -496,8 +543,7 @@ func (j *attentionJob) run(worker, lo, hi int) {
 	for u := lo; u < hi; u++ {
 		b, g := sc.blocks[u/c.NumKeyValueHeads], u%c.NumKeyValueHeads
 		first, last := sc.refs[b.lo], sc.refs[b.hi-1]
-		headSize := first.cache.capacity() * hd
-		kc, vc := first.cache.k[j.layer][g*headSize:(g+1)*headSize], first.cache.v[j.layer][g*headSize:(g+1)*headSize]
+		cache := first.cache
 		// The block's rows are consecutive, so together they see keys
 		// k0..last.pos. Query n = (i-b.lo)*group + hh (row i, query head
 		// g*group+hh) keeps its scores at scores[n*width+k-k0].
@@ -515,7 +561,7 @@ func (j *attentionJob) run(worker, lo, hi int) {
 			for n := 0; n < nq; n++ {
 				q, _, kFrom, kTo := query(n)
 				if lo, hi := max(t0, kFrom), min(t1, kTo); lo < hi {
-					kernels.DotRows(scores[n*width+lo-k0:n*width+hi-k0], kc[lo*hd:hi*hd], q)
+					cache.scores(j.layer, g, scores[n*width+lo-k0:n*width+hi-k0], q, lo)
 				}
 			}
 		}
@@ -534,7 +580,7 @@ func (j *attentionJob) run(worker, lo, hi int) {
 			for n := 0; n < nq; n++ {
 				_, out, kFrom, kTo := query(n)
 				if lo, hi := max(t0, kFrom), min(t1, kTo); lo < hi {
-					kernels.AxpyRows(out, scores[n*width+lo-k0:n*width+hi-k0], vc[lo*hd:hi*hd])
+					cache.addValues(j.layer, g, out, scores[n*width+lo-k0:n*width+hi-k0], lo)
 				}
 			}
 		}

@@ -90,6 +90,47 @@ func TestGoldenLogits(t *testing.T) {
 	}
 }
 
+// TestKVF16 runs the golden prompts with an f16 KV cache, in one pass and
+// token by token. Keys and values rounded to f16 move the trained model's
+// logits by about 2e-4 of their scale and the tiny random one's (large
+// random weights) by about 1e-3, so the bound is 3e-3, above the 1e-3 an
+// f32 pass must meet. The two ways of running no longer agree to 1e-5: a
+// value that lands near an f16 rounding boundary can round either way when
+// batched and single-token products differ in their last f32 bit.
+func TestKVF16(t *testing.T) {
+	for _, dir := range []string{"../testdata/gemma2-tiny", "../testdata/shakespeare-gemma2"} {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			g := loadGolden(t, dir)
+			e, err := Load(dir, Options{KVF16: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			s, _ := e.NewSession(len(g.ids))
+			full := allLogits(t, s, g.ids, g.vocab)
+			s.Reset()
+			var steps []float32
+			for _, id := range g.ids {
+				l, err := s.Step(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				steps = append(steps, l...)
+			}
+			for _, run := range []struct {
+				name   string
+				logits []float32
+			}{{"one pass", full}, {"token by token", steps}} {
+				d := maxRelDiff(run.logits, g.logits)
+				t.Logf("f16 KV cache, %s: max |diff| = %.3g of the logit scale", run.name, d)
+				if d > 3e-3 {
+					t.Errorf("f16 KV cache, %s: max |diff| = %.3g of the logit scale, want <= 3e-3", run.name, d)
+				}
+			}
+		})
+	}
+}
+
 // TestDecodeMatchesFullPass runs the golden prompt token by token through the
 // KV cache, and in uneven chunks, and compares with one full pass.
 func TestDecodeMatchesFullPass(t *testing.T) {

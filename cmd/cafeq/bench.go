@@ -28,18 +28,20 @@ type benchResult struct {
 	Prompt               int      `json:"prompt_tokens"`
 	Gen                  int      `json:"gen_tokens"`
 	Depth                int      `json:"depth"`
+	KVCache              string   `json:"kv_cache"` // f16 or f32
 	Rounds               int      `json:"rounds"`
 	Kernels              string   `json:"kernels"`
 	CPU                  string   `json:"cpu"`
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench", "-m MODEL [-p 128] [-n 64] [-d 0] [-threads N] [-rounds 3] [-json]", stderr)
+	fs := newFlags("bench", "-m MODEL [-p 128] [-n 64] [-d 0] [-kv f16] [-threads N] [-rounds 3] [-json]", stderr)
 	modelPath := fs.String("m", "", "model (required)")
 	prompt := fs.Int("p", 128, "prefill tokens")
 	gen := fs.Int("n", 64, "decode tokens")
 	depth := fs.Int("d", 0, "context depth decode starts from (tokens already in the KV cache), as llama-bench's -d")
 	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
+	kv := registerKVCache(fs, true)
 	rounds := fs.Int("rounds", 3, "repetitions; medians are reported")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured runs to this file (go tool pprof)")
@@ -54,7 +56,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	case *depth < 0:
 		return usagef("-d must be >= 0")
 	}
-	e, err := loadEngine(*modelPath, *threads, stderr)
+	e, err := loadEngine(*modelPath, runtime.Options{Threads: *threads, KVF16: kv.f16}, stderr)
 	if err != nil {
 		return err
 	}
@@ -66,7 +68,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "bench: %s, %d threads, kernels %s\n", *modelPath, e.Threads(), kernels.CurrentTier())
+	fmt.Fprintf(stderr, "bench: %s, %d threads, kernels %s, %s KV cache\n", *modelPath, e.Threads(), kernels.CurrentTier(), kv)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -89,7 +91,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		Model: *modelPath, PrefillTokS: res.PrefillTokS, DecodeTokS: res.DecodeTokS, Threads: e.Threads(),
 		ModelBytes: size, BandwidthGBs: bw, DecodeGBs: float64(size) * res.DecodeTokS / 1e9,
 		TransformOverheadPct: res.TransformOverheadPct, Prompt: *prompt, Gen: *gen, Depth: *depth, Rounds: *rounds,
-		Kernels: kernels.CurrentTier().String(), CPU: kernels.CPUFeatures(),
+		KVCache: kv.String(), Kernels: kernels.CurrentTier().String(), CPU: kernels.CPUFeatures(),
 	}
 	out.BandwidthShare = out.DecodeGBs / bw
 	if *asJSON {

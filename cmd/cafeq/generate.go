@@ -25,6 +25,7 @@ type sampleFlags struct {
 	ctx   int
 	model string
 	thr   int
+	kv    *kvCacheFlag
 }
 
 func (f *sampleFlags) register(fs *flag.FlagSet, defaultN int) {
@@ -36,6 +37,11 @@ func (f *sampleFlags) register(fs *flag.FlagSet, defaultN int) {
 	fs.Int64Var(&f.seed, "seed", -1, "random seed; -1: from the clock")
 	fs.IntVar(&f.ctx, "ctx", 0, "context length in tokens; 0: the model's, at most 4096")
 	fs.IntVar(&f.thr, "threads", 0, "worker threads; 0: all cores")
+	f.kv = registerKVCache(fs, true)
+}
+
+func (f *sampleFlags) engineOptions() runtime.Options {
+	return runtime.Options{Threads: f.thr, KVF16: f.kv.f16}
 }
 
 func (f *sampleFlags) validate() error {
@@ -99,7 +105,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	case fs.NArg() > 0:
 		return usagef("unexpected argument %q (the prompt is one argument, or -p)", fs.Arg(0))
 	}
-	e, err := loadEngine(sf.model, sf.thr, stderr)
+	e, err := loadEngine(sf.model, sf.engineOptions(), stderr)
 	if err != nil {
 		return err
 	}
@@ -156,7 +162,7 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := sf.validate(); err != nil {
 		return err
 	}
-	e, err := loadEngine(sf.model, sf.thr, stderr)
+	e, err := loadEngine(sf.model, sf.engineOptions(), stderr)
 	if err != nil {
 		return err
 	}

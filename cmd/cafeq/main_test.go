@@ -35,6 +35,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"run", "-m", tiny, "-bogus"}, 2},
 		{[]string{"run", "-m", tiny, "-p", "x", "y"}, 2},
 		{[]string{"run", "-m", tiny, "x", "y"}, 2},
+		{[]string{"run", "-m", tiny, "-kv", "q8", "x"}, 2},
+		{[]string{"bench", "-m", tiny, "-kv", "f64"}, 2},
 		{[]string{"run", "-m", filepath.Join(dir, "missing"), "-p", "x"}, 1},
 		{[]string{"run", "-m", garbage, "-p", "x"}, 1},
 		{[]string{"tokenize", "-m", tiny}, 2},

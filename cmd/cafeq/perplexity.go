@@ -30,6 +30,7 @@ func cmdPerplexity(args []string, stdout, stderr io.Writer) error {
 	refPath := fs.String("ref", "", "reference model: also report KL(ref ‖ model) and top-1 agreement")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
+	kv := registerKVCache(fs, false)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -45,14 +46,15 @@ func cmdPerplexity(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	e, err := loadEngine(*modelPath, *threads, stderr)
+	opts := runtime.Options{Threads: *threads, KVF16: kv.f16}
+	e, err := loadEngine(*modelPath, opts, stderr)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
 	var ref *runtime.Engine
 	if *refPath != "" {
-		if ref, err = loadEngine(*refPath, *threads, stderr); err != nil {
+		if ref, err = loadEngine(*refPath, opts, stderr); err != nil {
 			return err
 		}
 		defer ref.Close()

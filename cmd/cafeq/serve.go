@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cafeq/cafeq/runtime"
 	"github.com/cafeq/cafeq/runtime/server"
 )
 
@@ -23,6 +24,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	queue := fs.Int("queue", 0, "requests that may wait for a slot before 429; 0: server default")
 	ctxLen := fs.Int("ctx", 0, "context per request in tokens; 0: the model's, at most 4096")
 	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
+	kv := registerKVCache(fs, true)
 	name := fs.String("name", "", "model id reported by the API; default: the model's file name")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -35,7 +37,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	case *ctxLen < 0:
 		return usagef("-ctx must be >= 0")
 	}
-	e, err := loadEngine(*modelPath, *threads, stderr)
+	e, err := loadEngine(*modelPath, runtime.Options{Threads: *threads, KVF16: kv.f16}, stderr)
 	if err != nil {
 		return err
 	}

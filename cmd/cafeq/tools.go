@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -13,9 +14,9 @@ import (
 )
 
 // loadEngine opens a model for inference, reporting the time taken.
-func loadEngine(path string, threads int, stderr io.Writer) (*runtime.Engine, error) {
+func loadEngine(path string, opts runtime.Options, stderr io.Writer) (*runtime.Engine, error) {
 	start := time.Now()
-	e, err := runtime.Load(path, runtime.Options{Threads: threads})
+	e, err := runtime.Load(path, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +75,7 @@ func cmdLogits(args []string, stdout, stderr io.Writer) error {
 	prompt := fs.String("p", "", "prompt text (BOS is added)")
 	outPath := fs.String("o", "", "output .npy file (required)")
 	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
+	kv := registerKVCache(fs, false)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -92,7 +94,7 @@ func cmdLogits(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	e, err := loadEngine(*modelPath, *threads, stderr)
+	e, err := loadEngine(*modelPath, runtime.Options{Threads: *threads, KVF16: kv.f16}, stderr)
 	if err != nil {
 		return err
 	}
@@ -168,4 +170,31 @@ func cmdInspect(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "checksums:    all tensors verified")
 	}
 	return nil
+}
+
+// kvCacheFlag is -kv, the KV cache's element type. The commands that
+// generate default to f16, as llama.cpp does; perplexity and logits, which
+// check quality against references, default to f32.
+type kvCacheFlag struct{ f16 bool }
+
+func registerKVCache(fs *flag.FlagSet, f16 bool) *kvCacheFlag {
+	k := &kvCacheFlag{f16: f16}
+	fs.Var(k, "kv", "KV cache type: f16 (half the memory; keys and values rounded to f16) or f32")
+	return k
+}
+
+func (k *kvCacheFlag) String() string {
+	if k != nil && k.f16 {
+		return "f16"
+	}
+	return "f32"
+}
+
+func (k *kvCacheFlag) Set(s string) error {
+	switch s {
+	case "f16", "f32":
+		k.f16 = s == "f16"
+		return nil
+	}
+	return fmt.Errorf("want f16 or f32")
 }
