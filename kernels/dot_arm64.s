@@ -907,6 +907,43 @@ done:                                 \
 HALFDOT(·dotF16NEON, WIDEN16_F16, WIDEN1_F16)
 HALFDOT(·dotBF16NEON, WIDEN16_BF16, WIDEN1_BF16)
 
+// func axpyF16NEON(alpha float32, x *uint16, y *float32, n uintptr)
+// y[i] += alpha*f32(x[i]) for f16 x (a cached value row; axpyF16Generic up
+// to rounding), 16 per iteration, then 1.
+TEXT ·axpyF16NEON(SB), NOSPLIT, $0-32
+	FMOVS alpha+0(FP), F31
+	MOVD  x+8(FP), R0
+	MOVD  y+16(FP), R1
+	MOVD  n+24(FP), R2
+	VDUP  V31.S[0], V31.S4
+
+loop16:
+	CMP    $16, R2
+	BLT    loop1
+	VLD1.P 32(R0), [V0.B16, V1.B16]
+	WIDEN16_F16
+	VLD1   (R1), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VFMLA  V31.S4, V2.S4, V4.S4
+	VFMLA  V31.S4, V3.S4, V5.S4
+	VFMLA  V31.S4, V8.S4, V6.S4
+	VFMLA  V31.S4, V9.S4, V7.S4
+	VST1.P [V4.S4, V5.S4, V6.S4, V7.S4], 64(R1)
+	SUB    $16, R2
+	B      loop16
+
+loop1:
+	CBZ     R2, done
+	MOVHU.P 2(R0), R3
+	WIDEN1_F16
+	FMOVS   (R1), F1
+	FMADDS  F31, F1, F0, F1 // F1 += x[i]*alpha
+	FMOVS.P F1, 4(R1)
+	SUB     $1, R2
+	B       loop1
+
+done:
+	RET
+
 // func scaleF32NEON(alpha float32, x *float32, n uintptr)
 // x[i] *= alpha for i < n (scaleGeneric, bit-identical).
 TEXT ·scaleF32NEON(SB), NOSPLIT, $0-24

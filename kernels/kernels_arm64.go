@@ -92,6 +92,7 @@ var neonSet = func() kernelSet {
 	s.dotRows = func(dst, rows, x []float32) { dotRowsEach(dotNEON, dst, rows, x) }
 	s.axpyRows = func(y, alpha, rows []float32) { axpyRowsEach(axpyNEON, y, alpha, rows) }
 	s.dotRowsF16 = dotRowsF16NEON
+	s.axpyRowsF16 = axpyRowsF16NEON
 	s.quantAct = quantActNEONGo
 	s.geluMul = geluMulNEON
 	s.softCap = softCapNEON
@@ -415,6 +416,23 @@ func dotRowsF16NEON(dst []float32, rows []uint16, x []float32) {
 		dst[i] = dotF16NEON(&f16Bytes(rows[i*n : (i+1)*n])[0], &x[0], uintptr(n))
 	}
 }
+
+// axpyRowsF16NEON is AxpyRowsF16 with the NEON f16 axpy, one row at a time.
+func axpyRowsF16NEON(y, alpha []float32, rows []uint16) {
+	n := len(y)
+	if n == 0 {
+		return
+	}
+	for i, a := range alpha {
+		axpyF16NEON(a, &rows[i*n], &y[0], uintptr(n))
+	}
+}
+
+// axpyF16NEON computes y[i] += alpha*f32(x[i]) for i < n, x f16
+// (axpyF16Generic up to rounding).
+//
+//go:noescape
+func axpyF16NEON(alpha float32, x *uint16, y *float32, n uintptr)
 
 // dotF16NEON and dotBF16NEON return the dot of n little-endian f16 (bf16)
 // values at w with x (dotRowFloatGeneric up to the order of additions).
