@@ -14,7 +14,7 @@ import (
 func f32Kernels() {
 	dotF32()
 	axpyF32()
-	axpyF32X4()
+	axpyX4(false)
 	maxF32()
 	geluMulF32()
 	softCapF32()
@@ -24,7 +24,7 @@ func f32Kernels() {
 	ropeF32()
 	axpyF16()
 	dotF16X4()
-	axpyF16X4()
+	axpyX4(true)
 	toF16()
 	quantAct()
 	dotHalf(false)
@@ -136,16 +136,29 @@ func axpyF32() {
 	RET()
 }
 
-// axpyF32X4: y += a[0]*x0 + a[1]*x1 + a[2]*x2 + a[3]*x3 for 4 rows at x,
+// axpyX4: y += a[0]*x0 + a[1]*x1 + a[2]*x2 + a[3]*x3 for 4 rows at x,
 // x+stride, ...: attention's weighted sum of values, 4 values per pass so
 // that y is loaded and stored once per 4 (y += a*x row by row is bound by
-// its stores). 32 then 8 floats at a time; n a multiple of 8.
-func axpyF32X4() {
-	TEXT("axpyF32X4AVX2", NOSPLIT, "func(a *float32, x *float32, xstride uintptr, y *float32, n uintptr)")
-	Doc(
-		"axpyF32X4AVX2 computes y[i] += sum_r a[r]*x[r*xstride+i] for r < 4 and i < n",
-		"(n a multiple of 8). Reference: axpyRowsGeneric.",
-	)
+// its stores). 32 then 8 floats at a time; n a multiple of 8. The rows are
+// f32 (axpyF32X4AVX2) or f16, widened with VCVTPH2PS (axpyF16X4AVX2, the
+// f16 KV cache).
+func axpyX4(f16 bool) {
+	name, typ, ref, label, esize := "axpyF32X4AVX2", "float32", "axpyRowsGeneric", "axpyx4", 4
+	if f16 {
+		name, typ, ref, label, esize = "axpyF16X4AVX2", "uint16", "axpyRowsF16Generic", "axpyf16x4", 2
+	}
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(a *float32, x *%s, xstride uintptr, y *float32, n uintptr)", typ))
+	if f16 {
+		Doc(
+			name+" computes y[i] += sum_r a[r]*f32(x[r*xstride+i]) for r < 4 and i < n",
+			"(x f16, n a multiple of 8). Reference: "+ref+".",
+		)
+	} else {
+		Doc(
+			name+" computes y[i] += sum_r a[r]*x[r*xstride+i] for r < 4 and i < n",
+			"(n a multiple of 8). Reference: "+ref+".",
+		)
+	}
 	Pragma("noescape")
 	x, xs, xs3, y, n := RSI, R11, R12, RDI, RCX
 	Load(Param("a"), RAX)
@@ -153,45 +166,54 @@ func axpyF32X4() {
 	Load(Param("xstride"), xs)
 	Load(Param("y"), y)
 	Load(Param("n"), n)
-	SHLQ(U8(2), xs)
+	SHLQ(U8(esize/2), xs) // elements to bytes: << 2 for f32, << 1 for f16
 	LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
 	alpha := []VecPhysical{Y12, Y13, Y14, Y15}
 	for r, a := range alpha {
 		VBROADCASTSS(Mem{Base: RAX, Disp: 4 * r}, a)
 	}
 	row := func(r, disp int) Mem { return tokenMem(x, xs, xs3, r, disp) }
-	acc := []VecPhysical{Y0, Y1, Y2, Y3}
-	Label("axpyx4_32")
+	acc, wide := []VecPhysical{Y0, Y1, Y2, Y3}, []VecPhysical{Y4, Y5, Y6, Y7}
+	// fma adds a times the 8 values of row r at element offset e to v.
+	fma := func(r, e int, a, v, tmp VecPhysical) {
+		if f16 {
+			VCVTPH2PS(row(r, 2*e), tmp)
+			VFMADD231PS(tmp, a, v)
+		} else {
+			VFMADD231PS(row(r, 4*e), a, v)
+		}
+	}
+	Label(label + "_32")
 	CMPQ(n, U8(32))
-	JB(LabelRef("axpyx4_8"))
+	JB(LabelRef(label + "_8"))
 	for i, v := range acc {
 		VMOVUPS(Mem{Base: y, Disp: 32 * i}, v)
 	}
 	for r, a := range alpha {
 		for i, v := range acc {
-			VFMADD231PS(row(r, 32*i), a, v)
+			fma(r, 8*i, a, v, wide[i])
 		}
 	}
 	for i, v := range acc {
 		VMOVUPS(v, Mem{Base: y, Disp: 32 * i})
 	}
-	ADDQ(U8(128), x)
+	ADDQ(U8(32*esize), x)
 	ADDQ(U8(128), y)
 	SUBQ(U8(32), n)
-	JMP(LabelRef("axpyx4_32"))
-	Label("axpyx4_8")
+	JMP(LabelRef(label + "_32"))
+	Label(label + "_8")
 	CMPQ(n, U8(8))
-	JB(LabelRef("axpyx4_done"))
+	JB(LabelRef(label + "_done"))
 	VMOVUPS(Mem{Base: y}, Y0)
 	for r, a := range alpha {
-		VFMADD231PS(row(r, 0), a, Y0)
+		fma(r, 0, a, Y0, Y4)
 	}
 	VMOVUPS(Y0, Mem{Base: y})
-	ADDQ(U8(32), x)
+	ADDQ(U8(8*esize), x)
 	ADDQ(U8(32), y)
 	SUBQ(U8(8), n)
-	JMP(LabelRef("axpyx4_8"))
-	Label("axpyx4_done")
+	JMP(LabelRef(label + "_8"))
+	Label(label + "_done")
 	VZEROUPPER()
 	RET()
 }
@@ -775,67 +797,6 @@ func dotF16X4() {
 		VADDPS(odd[r], even[r], even[r])
 	}
 	storeOut(even, 4, 1)
-	VZEROUPPER()
-	RET()
-}
-
-// axpyF16X4 generates attention's weighted sum over an f16 KV cache: y +=
-// four f16 rows (cached values) times their weights, y loaded and stored
-// once per four rows.
-func axpyF16X4() {
-	TEXT("axpyF16X4AVX2", NOSPLIT, "func(a *float32, x *uint16, xstride uintptr, y *float32, n uintptr)")
-	Doc(
-		"axpyF16X4AVX2 computes y[i] += sum_r a[r]*f32(x[r*xstride+i]) for r < 4 and i < n",
-		"(x f16, n a multiple of 8). Reference: axpyRowsF16Generic.",
-	)
-	Pragma("noescape")
-	x, xs, xs3, y, n := RSI, R11, R12, RDI, RCX
-	Load(Param("a"), RAX)
-	Load(Param("x"), x)
-	Load(Param("xstride"), xs)
-	Load(Param("y"), y)
-	Load(Param("n"), n)
-	SHLQ(U8(1), xs)
-	LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
-	alpha := []VecPhysical{Y12, Y13, Y14, Y15}
-	for r, a := range alpha {
-		VBROADCASTSS(Mem{Base: RAX, Disp: 4 * r}, a)
-	}
-	row := func(r, disp int) Mem { return tokenMem(x, xs, xs3, r, disp) }
-	acc, wide := []VecPhysical{Y0, Y1, Y2, Y3}, []VecPhysical{Y4, Y5, Y6, Y7}
-	Label("axpyf16x4_32")
-	CMPQ(n, U8(32))
-	JB(LabelRef("axpyf16x4_8"))
-	for i, v := range acc {
-		VMOVUPS(Mem{Base: y, Disp: 32 * i}, v)
-	}
-	for r, a := range alpha {
-		for i, v := range acc {
-			VCVTPH2PS(row(r, 16*i), wide[i])
-			VFMADD231PS(wide[i], a, v)
-		}
-	}
-	for i, v := range acc {
-		VMOVUPS(v, Mem{Base: y, Disp: 32 * i})
-	}
-	ADDQ(U8(64), x)
-	ADDQ(U8(128), y)
-	SUBQ(U8(32), n)
-	JMP(LabelRef("axpyf16x4_32"))
-	Label("axpyf16x4_8")
-	CMPQ(n, U8(8))
-	JB(LabelRef("axpyf16x4_done"))
-	VMOVUPS(Mem{Base: y}, Y0)
-	for r, a := range alpha {
-		VCVTPH2PS(row(r, 0), Y4)
-		VFMADD231PS(Y4, a, Y0)
-	}
-	VMOVUPS(Y0, Mem{Base: y})
-	ADDQ(U8(16), x)
-	ADDQ(U8(32), y)
-	SUBQ(U8(8), n)
-	JMP(LabelRef("axpyf16x4_8"))
-	Label("axpyf16x4_done")
 	VZEROUPPER()
 	RET()
 }

@@ -64,6 +64,21 @@ func allLogits(t *testing.T, s *Session, ids []int, vocab int) []float32 {
 	return out
 }
 
+// stepLogits runs ids one decode step at a time and returns every step's
+// logits.
+func stepLogits(t *testing.T, s *Session, ids []int) []float32 {
+	t.Helper()
+	var out []float32
+	for _, id := range ids {
+		l, err := s.Step(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, l...)
+	}
+	return out
+}
+
 // TestGoldenLogits checks a full f32 pass against gemma_pytorch. Tolerance
 // 1e-3 of the logit scale: float32 summation order alone moves logits by
 // ~1e-6 relative; a wrong detail (RoPE pairing, window, cap) moves them >1e-2.
@@ -109,14 +124,7 @@ func TestKVF16(t *testing.T) {
 			s, _ := e.NewSession(len(g.ids))
 			full := allLogits(t, s, g.ids, g.vocab)
 			s.Reset()
-			var steps []float32
-			for _, id := range g.ids {
-				l, err := s.Step(id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				steps = append(steps, l...)
-			}
+			steps := stepLogits(t, s, g.ids)
 			for _, run := range []struct {
 				name   string
 				logits []float32
@@ -143,14 +151,7 @@ func TestDecodeMatchesFullPass(t *testing.T) {
 	s, _ := e.NewSession(len(g.ids))
 	full := allLogits(t, s, g.ids, g.vocab)
 	s.Reset()
-	var steps []float32
-	for _, id := range g.ids {
-		l, err := s.Step(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		steps = append(steps, l...)
-	}
+	steps := stepLogits(t, s, g.ids)
 	if d := maxRelDiff(steps, full); d > 1e-5 {
 		t.Fatalf("token by token vs full pass: %.3g", d)
 	}
