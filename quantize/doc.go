@@ -40,11 +40,16 @@
 // time is about linear in it. BenchmarkCafeQ2BLayer (one Gemma-2-2B-shaped
 // layer of random weights with outlier columns: q/k/v shared, V/O coupled
 // with alternating rounding, gate/up shared, down transformed, both
-// refinements, 3-bit, block 256, default 16 steps) measured 108 CPU-seconds
-// per layer on the 2-core AMD EPYC build machine (process CPU time; the
-// machine was shared, so wall time was about twice that). 26 layers are
-// about 47 CPU-minutes, i.e. about 23 minutes of wall time on 2 idle cores;
-// without a transform on down_proj (its 36 blocks are the largest share)
-// it is well under that. One 9216 x 2304 matrix alone
-// (BenchmarkCafeQ2BMatrix) takes about 11 CPU-seconds.
+// refinements, 3-bit, block 256, 16 steps) measured 108 CPU-seconds per
+// layer on the 2-core AMD EPYC build machine (process CPU time; the machine
+// was shared, so wall time was about twice that). One 9216 x 2304 matrix
+// alone (BenchmarkCafeQ2BMatrix) takes about 11 CPU-seconds.
+//
+// With the CLI's default parts (no transform on down_proj), a whole 2B
+// checkpoint took 1,912 CPU-seconds at 16 steps. The default is now 64:
+// on a 2-layer 2B-shaped checkpoint (`cafeq synth -preset 2b -layers 2`,
+// 3-bit, group 64) 16 steps took 134 CPU-seconds and 64 took 238, so 48
+// more steps cost about 52 CPU-seconds per layer, and a whole 2B model
+// about 3,300 CPU-seconds: some 27 minutes on 2 idle cores. The extra
+// steps pay: 3-bit KL on the trained test model fell by 30%.
 package quantize
