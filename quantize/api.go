@@ -67,9 +67,11 @@ type Options struct {
 }
 
 // DefaultSteps is the default Adam budget per start and block. On the
-// trained test model, 3-bit KL to the checkpoint fell from 0.0110 at 16
-// steps to 0.0095 at 32, 0.0077 at 64 and 0.0073 at 128 (docs/QUANTIZATION.md);
-// 64 costs about 1.7x the CPU time of 16 on a 2B model (see doc.go, Cost).
+// trained test model (q3_g64_asym, all of eval.txt, ctx 256), KL to the
+// checkpoint fell from 0.0110 at 16 steps to 0.0087 at 32, 0.0077 at 64 and
+// 0.0074 at 128; docs/QUANTIZATION.md has the same runs scored by
+// llama.cpp. 64 costs about 1.7x the CPU time of 16 on a 2B model (see
+// doc.go, Cost).
 const DefaultSteps = 64
 
 func (o Options) withDefaults() Options {
