@@ -135,25 +135,20 @@ func BenchmarkAttentionRows(b *testing.B) {
 	ToF16(cache16, cache)
 	scores, out := gaussian(rng, rows, 0.1), make([]float32, hd)
 	benchTiers(b, func(b *testing.B) {
-		b.Run("dot/f32", func(b *testing.B) {
-			for b.Loop() {
-				DotRows(scores, cache, q)
-			}
-		})
-		b.Run("dot/f16", func(b *testing.B) {
-			for b.Loop() {
-				DotRowsF16(scores, cache16, q)
-			}
-		})
-		b.Run("axpy/f32", func(b *testing.B) {
-			for b.Loop() {
-				AxpyRows(out, scores, cache)
-			}
-		})
-		b.Run("axpy/f16", func(b *testing.B) {
-			for b.Loop() {
-				AxpyRowsF16(out, scores, cache16)
-			}
-		})
+		for _, c := range []struct {
+			name string
+			run  func()
+		}{
+			{"dot/f32", func() { DotRows(scores, cache, q) }},
+			{"dot/f16", func() { DotRowsF16(scores, cache16, q) }},
+			{"axpy/f32", func() { AxpyRows(out, scores, cache) }},
+			{"axpy/f16", func() { AxpyRowsF16(out, scores, cache16) }},
+		} {
+			b.Run(c.name, func(b *testing.B) {
+				for b.Loop() {
+					c.run()
+				}
+			})
+		}
 	})
 }

@@ -438,7 +438,8 @@ func ropeAVX2(x, cos, sin []float32) {
 
 // dotRowsF16AVX2 and axpyRowsF16AVX2 take the f16 KV cache's rows four at a
 // time (the f32 vector loaded, or y loaded and stored, once per four), the
-// remaining rows one at a time and any n%8 tail by the reference.
+// remaining rows one at a time and any n%8 tail by the reference. The
+// remaining rows of a dot are an F16 matrix's MulVec.
 func dotRowsF16AVX2(dst []float32, rows []uint16, x []float32) {
 	n, i := len(x), 0
 	if n%8 == 0 && n > 0 {
@@ -446,14 +447,9 @@ func dotRowsF16AVX2(dst []float32, rows []uint16, x []float32) {
 			dotF16X4AVX2(&dst[i], &rows[i*n], uintptr(n), &x[0], uintptr(n))
 		}
 	}
-	n8 := n &^ 7
-	for ; i < len(dst); i++ {
-		row := rows[i*n : (i+1)*n]
-		var sum float32
-		if n8 > 0 {
-			sum = dotF16AVX2((*byte)(unsafe.Pointer(&row[0])), &x[0], uintptr(n8))
-		}
-		dst[i] = sum + dotRowFloatGeneric(F16, f16Bytes(row[n8:]), x[n8:])
+	if i < len(dst) && n > 0 {
+		rest := Matrix{Format: FormatF16, Rows: len(dst) - i, Cols: n, Data: f16Bytes(rows[i*n:])}
+		mulVecFloatAVX2(&rest, dst[i:], x, 0, rest.Rows)
 	}
 }
 

@@ -39,10 +39,12 @@ func newKVCache(layers, maxCtx, kvDim int, f16 bool) kvCache {
 // capacity is the most tokens the cache holds (its maxCtx).
 func (c *kvCache) capacity() int { return len(c.tokens) }
 
+// at is where position pos of KV head g starts in a layer's keys or values.
+func (c *kvCache) at(g, pos, headDim int) int { return (g*c.capacity() + pos) * headDim }
+
 // store writes the key and value of KV head g at position pos of layer l.
 func (c *kvCache) store(l, g, pos int, k, v []float32) {
-	hd := len(k)
-	at := (g*c.capacity() + pos) * hd
+	hd, at := len(k), c.at(g, pos, len(k))
 	if c.k16 != nil {
 		kernels.ToF16(c.k16[l][at:at+hd], k)
 		kernels.ToF16(c.v16[l][at:at+hd], v)
@@ -54,8 +56,7 @@ func (c *kvCache) store(l, g, pos int, k, v []float32) {
 
 // scores computes dst[i] = q · key(lo+i) over KV head g of layer l.
 func (c *kvCache) scores(l, g int, dst, q []float32, lo int) {
-	hd := len(q)
-	at := (g*c.capacity() + lo) * hd
+	hd, at := len(q), c.at(g, lo, len(q))
 	if c.k16 != nil {
 		kernels.DotRowsF16(dst, c.k16[l][at:at+len(dst)*hd], q)
 		return
@@ -66,8 +67,7 @@ func (c *kvCache) scores(l, g int, dst, q []float32, lo int) {
 // addValues computes out += sum_i alpha[i] * value(lo+i) over KV head g of
 // layer l.
 func (c *kvCache) addValues(l, g int, out, alpha []float32, lo int) {
-	hd := len(out)
-	at := (g*c.capacity() + lo) * hd
+	hd, at := len(out), c.at(g, lo, len(out))
 	if c.v16 != nil {
 		kernels.AxpyRowsF16(out, alpha, c.v16[l][at:at+len(alpha)*hd])
 		return

@@ -64,6 +64,23 @@ func allLogits(t *testing.T, s *Session, ids []int, vocab int) []float32 {
 	return out
 }
 
+// onePassAndSteps loads the golden model in dir and runs its prompt in one
+// pass and then token by token, returning both runs' logits and the
+// session (closed with the test).
+func onePassAndSteps(t *testing.T, dir string, opts Options) (g golden, full, steps []float32, s *Session) {
+	t.Helper()
+	g = loadGolden(t, dir)
+	e, err := Load(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	s, _ = e.NewSession(len(g.ids))
+	full = allLogits(t, s, g.ids, g.vocab)
+	s.Reset()
+	return g, full, stepLogits(t, s, g.ids), s
+}
+
 // stepLogits runs ids one decode step at a time and returns every step's
 // logits.
 func stepLogits(t *testing.T, s *Session, ids []int) []float32 {
@@ -115,16 +132,7 @@ func TestGoldenLogits(t *testing.T) {
 func TestKVF16(t *testing.T) {
 	for _, dir := range []string{"../testdata/gemma2-tiny", "../testdata/shakespeare-gemma2"} {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			g := loadGolden(t, dir)
-			e, err := Load(dir, Options{KVF16: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer e.Close()
-			s, _ := e.NewSession(len(g.ids))
-			full := allLogits(t, s, g.ids, g.vocab)
-			s.Reset()
-			steps := stepLogits(t, s, g.ids)
+			g, full, steps, _ := onePassAndSteps(t, dir, Options{KVF16: true})
 			for _, run := range []struct {
 				name   string
 				logits []float32
@@ -142,16 +150,7 @@ func TestKVF16(t *testing.T) {
 // TestDecodeMatchesFullPass runs the golden prompt token by token through the
 // KV cache, and in uneven chunks, and compares with one full pass.
 func TestDecodeMatchesFullPass(t *testing.T) {
-	g := loadGolden(t, "../testdata/gemma2-tiny")
-	e, err := Load("../testdata/gemma2-tiny", Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	s, _ := e.NewSession(len(g.ids))
-	full := allLogits(t, s, g.ids, g.vocab)
-	s.Reset()
-	steps := stepLogits(t, s, g.ids)
+	g, full, steps, s := onePassAndSteps(t, "../testdata/gemma2-tiny", Options{})
 	if d := maxRelDiff(steps, full); d > 1e-5 {
 		t.Fatalf("token by token vs full pass: %.3g", d)
 	}

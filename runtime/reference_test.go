@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"fmt"
 	"math"
 	"path/filepath"
 	"testing"
@@ -198,7 +199,13 @@ func TestOddShapesMatchReference(t *testing.T) {
 
 // TestTokenLoopAllocatesNothing checks that a decode step allocates nothing.
 func TestTokenLoopAllocatesNothing(t *testing.T) {
-	e, err := Load("../testdata/gemma2-tiny", Options{})
+	for _, f16 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("kvf16=%v", f16), func(t *testing.T) { testTokenLoopAllocs(t, Options{KVF16: f16}) })
+	}
+}
+
+func testTokenLoopAllocs(t *testing.T, opts Options) {
+	e, err := Load("../testdata/gemma2-tiny", opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	case *depth < 0:
 		return usagef("-d must be >= 0")
 	}
-	e, err := loadEngine(*modelPath, runtime.Options{Threads: *threads, KVF16: kv.f16}, stderr)
+	e, err := loadEngine(*modelPath, engineOptions(*threads, kv), stderr)
 	if err != nil {
 		return err
 	}

@@ -40,10 +40,6 @@ func (f *sampleFlags) register(fs *flag.FlagSet, defaultN int) {
 	f.kv = registerKVCache(fs, true)
 }
 
-func (f *sampleFlags) engineOptions() runtime.Options {
-	return runtime.Options{Threads: f.thr, KVF16: f.kv.f16}
-}
-
 func (f *sampleFlags) validate() error {
 	switch {
 	case f.model == "":
@@ -105,7 +101,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	case fs.NArg() > 0:
 		return usagef("unexpected argument %q (the prompt is one argument, or -p)", fs.Arg(0))
 	}
-	e, err := loadEngine(sf.model, sf.engineOptions(), stderr)
+	e, err := loadEngine(sf.model, engineOptions(sf.thr, sf.kv), stderr)
 	if err != nil {
 		return err
 	}
@@ -162,7 +158,7 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := sf.validate(); err != nil {
 		return err
 	}
-	e, err := loadEngine(sf.model, sf.engineOptions(), stderr)
+	e, err := loadEngine(sf.model, engineOptions(sf.thr, sf.kv), stderr)
 	if err != nil {
 		return err
 	}

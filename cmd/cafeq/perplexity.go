@@ -46,7 +46,7 @@ func cmdPerplexity(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := runtime.Options{Threads: *threads, KVF16: kv.f16}
+	opts := engineOptions(*threads, kv)
 	e, err := loadEngine(*modelPath, opts, stderr)
 	if err != nil {
 		return err

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/cafeq/cafeq/runtime"
 	"github.com/cafeq/cafeq/runtime/server"
 )
 
@@ -37,7 +36,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	case *ctxLen < 0:
 		return usagef("-ctx must be >= 0")
 	}
-	e, err := loadEngine(*modelPath, runtime.Options{Threads: *threads, KVF16: kv.f16}, stderr)
+	e, err := loadEngine(*modelPath, engineOptions(*threads, kv), stderr)
 	if err != nil {
 		return err
 	}

@@ -94,7 +94,7 @@ func cmdLogits(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	e, err := loadEngine(*modelPath, runtime.Options{Threads: *threads, KVF16: kv.f16}, stderr)
+	e, err := loadEngine(*modelPath, engineOptions(*threads, kv), stderr)
 	if err != nil {
 		return err
 	}
@@ -170,6 +170,11 @@ func cmdInspect(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "checksums:    all tensors verified")
 	}
 	return nil
+}
+
+// engineOptions are the load options the -threads and -kv flags give.
+func engineOptions(threads int, kv *kvCacheFlag) runtime.Options {
+	return runtime.Options{Threads: threads, KVF16: kv.f16}
 }
 
 // kvCacheFlag is -kv, the KV cache's element type. The commands that
