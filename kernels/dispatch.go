@@ -154,11 +154,6 @@ func capTier(top Tier) func() {
 
 // bestSet picks the fastest tier the CPU supports, or the one named by the
 // CAFEQ_KERNELS environment variable (generic, avx2, avx512-vnni, neon...).
-// The AVX-512 tier is not chosen by default: no machine the project could
-// run on had AVX-512, so its results are verified only by interpretation
-// (emu_amd64_test.go) and its speed is unmeasured, and it lacks the Tiled8
-// decode kernels the AVX2 tier has. Set CAFEQ_KERNELS=avx512-vnni to use it;
-// the tier tests run it natively wherever the CPU has it.
 func bestSet() kernelSet {
 	want := os.Getenv("CAFEQ_KERNELS")
 	best := genericSet
@@ -166,9 +161,7 @@ func bestSet() kernelSet {
 		if want == s.tier.String() {
 			return s
 		}
-		if s.tier != TierAVX512 {
-			best = s
-		}
+		best = s
 	}
 	if want == TierGeneric.String() {
 		return genericSet

@@ -27,14 +27,14 @@
 // only tier under `-tags purego`). On amd64 the AVX2+FMA tier and the
 // AVX-512+VNNI tier are generated with avo from ../asm (`make generate`);
 // arm64 has NEON tiers. The best tier the CPU supports is chosen once at init
-// (golang.org/x/sys/cpu), except AVX-512, which is only chosen with
-// CAFEQ_KERNELS=avx512-vnni (that variable can also name a slower tier);
-// CPUFeatures reports the choice, and tests and benchmarks switch tiers with
-// ForceTier, DisableAVX512 and DisableAVX2. No machine the project has run on
-// has AVX-512, so that tier's results are checked by interpreting its
+// (golang.org/x/sys/cpu); CAFEQ_KERNELS names another (generic, avx2,
+// avx512-vnni, neon, neon-dotprod). CPUFeatures reports the choice, and tests
+// and benchmarks switch tiers with ForceTier, DisableAVX512 and DisableAVX2.
+// On CPUs without AVX-512 that tier's results are checked by interpreting its
 // assembly (emu_amd64_test.go, an x86 interpreter that matches the CPU bit
-// for bit on the AVX2 twins), but its speed has never been measured, and it
-// has row-major kernels only while AVX2 decodes from the faster Tiled8 layout.
+// for bit on the AVX2 twins); where the CPU has it, the tier tests run it
+// natively. Its row-major kernels are AVX-512 VNNI; Tiled8 matrices run the
+// AVX2 tiled kernels until AVX-512 ones exist, so the tier is never slower.
 //
 // Decode kernels process 4 rows per call so that one activation load and its
 // scale/offset work serve 4 rows; prefill kernels process one row with 4
