@@ -12,18 +12,20 @@ import (
 
 // Info summarises a model on disk, for `cafeq inspect`.
 type Info struct {
-	Kind         string // "huggingface" or "cafeq"
-	Config       Config
-	Bytes        int64 // weight bytes on disk
-	Quantization string
-	Formats      []FormatCount
+	Kind         string        `json:"kind"` // "huggingface" or "cafeq"
+	Config       Config        `json:"config"`
+	Bytes        int64         `json:"tensor_bytes"` // every tensor's bytes on disk
+	Quantization string        `json:"quantization,omitempty"`
+	Formats      []FormatCount `json:"formats"`
+	Size         Size          `json:"size"`              // bits per linear weight, everything counted
+	Tensors      []TensorSize  `json:"tensors,omitempty"` // .cq files: every tensor in file order
 }
 
 // FormatCount is how many tensors (and weights) are stored in one format.
 type FormatCount struct {
-	Format  string
-	Tensors int
-	Weights int64
+	Format  string `json:"format"`
+	Tensors int    `json:"tensors"`
+	Weights int64  `json:"weights"`
 }
 
 // IsCQFile reports whether path is a file (not a checkpoint directory), which
@@ -82,6 +84,11 @@ func Describe(path string, verify bool) (Info, error) {
 		for _, t := range f.Tensors() {
 			add(t.Format.String(), t.Shape, t.Size, &info)
 		}
+		st, err := os.Stat(path)
+		if err != nil {
+			return Info{}, fmt.Errorf("model: %w", err)
+		}
+		info.Size, info.Tensors = SizeOf(f, st.Size(), info.Config.ParamCount())
 	} else {
 		if verify {
 			return Info{}, fmt.Errorf("model: -verify needs a .cq file; %s is a checkpoint directory", path)
@@ -95,7 +102,19 @@ func Describe(path string, verify bool) (Info, error) {
 		for _, name := range ck.Names() {
 			t, _ := ck.Tensor(name)
 			add(string(t.DType), t.Shape, int64(len(t.Data)), &info)
+			switch {
+			case isLinear(name):
+				info.Size.LinearWeights += elements(t.Shape)
+				info.Size.LinearBytes += int64(len(t.Data))
+			case name == NameEmbed || name == NameOutput:
+				info.Size.EmbedBytes += int64(len(t.Data))
+			default:
+				info.Size.OtherBytes += int64(len(t.Data))
+			}
 		}
+		// The tensors' bytes: safetensors headers are not counted.
+		info.Size.FileBytes = info.Bytes
+		info.Size.finish(info.Config.ParamCount())
 	}
 	for _, c := range counts {
 		info.Formats = append(info.Formats, *c)

@@ -78,16 +78,27 @@ func TestQuantizeRunPipeline(t *testing.T) {
 	for _, method := range []string{"rtn", "hadamard", "cafeq"} {
 		cq := filepath.Join(dir, method+".cq")
 		args := []string{"quantize", "-m", tiny, "-o", cq, "-bits", "4", "-group", "32", "-method", method, "-block", "64", "-steps", "5", "-json"}
+		var sum quantizeSummary
 		if code, out, stderr := run(t, args...); code != 0 {
 			t.Fatalf("%v: exit %d: %s", args, code, stderr)
-		} else {
-			var sum quantizeSummary
-			if err := json.Unmarshal([]byte(out), &sum); err != nil || sum.FileBytes == 0 {
-				t.Fatalf("quantize -json: %q %v", out, err)
-			}
+		} else if err := json.Unmarshal([]byte(out), &sum); err != nil || sum.FileBytes == 0 {
+			t.Fatalf("quantize -json: %q %v", out, err)
 		}
 		if code, _, stderr := run(t, "inspect", "-verify", cq); code != 0 {
 			t.Fatalf("inspect -verify: %s", stderr)
+		}
+		// Both commands count the same bits; q4_g32_asym is 5 bits per
+		// weight before M⁻¹, which only rtn has none of.
+		code, out, stderr := run(t, "inspect", "-json", cq)
+		var info inspectJSON
+		if code != 0 || json.Unmarshal([]byte(out), &info) != nil {
+			t.Fatalf("inspect -json: exit %d %q %s", code, out, stderr)
+		}
+		if info.Size != sum.Size || sum.LinearBPW != info.Size.LinearBPW || len(info.Tensors) == 0 {
+			t.Errorf("%s: inspect counts %+v, quantize %+v", method, info.Size, sum.Size)
+		}
+		if bpw := info.Size.LinearBPW; (method == "rtn") != (bpw == 5) || bpw < 5 {
+			t.Errorf("%s: %.3f bits per linear weight", method, bpw)
 		}
 		code, withFlag, stderr := run(t, "run", "-m", cq, "-p", "Once upon", "-n", "8", "-temp", "0")
 		if code != 0 || withFlag == "" {
@@ -96,7 +107,7 @@ func TestQuantizeRunPipeline(t *testing.T) {
 		if code, out, stderr := run(t, "run", "-m", cq, "-n", "8", "-temp", "0", "Once upon"); code != 0 || out != withFlag {
 			t.Fatalf("run with the prompt as an argument: exit %d, %q, want %q; %s", code, out, withFlag, stderr)
 		}
-		code, out, stderr := run(t, "perplexity", "-m", cq, "-ref", tiny, "-f", text, "-ctx", "16", "-json")
+		code, out, stderr = run(t, "perplexity", "-m", cq, "-ref", tiny, "-f", text, "-ctx", "16", "-json")
 		if code != 0 {
 			t.Fatalf("perplexity: %s", stderr)
 		}

@@ -15,18 +15,21 @@ import (
 
 // quantizeSummary is what `cafeq quantize -json` prints.
 type quantizeSummary struct {
-	Output      string   `json:"output"`
-	Method      string   `json:"method"`
-	Format      string   `json:"format"`
-	Block       int      `json:"block,omitempty"`
-	Seconds     float64  `json:"seconds"`
-	PeakRSSMiB  float64  `json:"peak_rss_mib"`
-	FileBytes   int64    `json:"file_bytes"`
-	MeanRelErr  float64  `json:"mean_rel_err"`
-	MeanRTNErr  float64  `json:"mean_rtn_rel_err"`
-	Tensors     int      `json:"tensors"`
-	BitsPerWt   float64  `json:"bits_per_weight"`
-	ReportFiles []string `json:"report_files,omitempty"`
+	Output     string  `json:"output"`
+	Method     string  `json:"method"`
+	Format     string  `json:"format"`
+	Block      int     `json:"block,omitempty"`
+	Seconds    float64 `json:"seconds"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	FileBytes  int64   `json:"file_bytes"`
+	MeanRelErr float64 `json:"mean_rel_err"`
+	MeanRTNErr float64 `json:"mean_rtn_rel_err"`
+	Tensors    int     `json:"tensors"`
+	// LinearBPW is bits per linear weight, everything counted (scales,
+	// mins, M⁻¹); Size breaks the file down.
+	LinearBPW   float64    `json:"linear_bits_per_weight"`
+	Size        model.Size `json:"size"`
+	ReportFiles []string   `json:"report_files,omitempty"`
 }
 
 func cmdQuantize(args []string, stdout, stderr io.Writer) error {
@@ -114,9 +117,13 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	info, err := model.Describe(*out, false)
+	if err != nil {
+		return err
+	}
 	sum := quantizeSummary{Output: *out, Method: *method, Format: opt.Grid.Format().String(), Seconds: rep.Seconds,
 		PeakRSSMiB: peakRSSMiB(), FileBytes: st.Size(), Tensors: len(rep.Entries),
-		BitsPerWt: float64(st.Size()) * 8 / float64(ck.Config.ParamCount())}
+		LinearBPW: info.Size.LinearBPW, Size: info.Size}
 	if *method != "rtn" {
 		sum.Block = *block
 	}
@@ -143,8 +150,9 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, string(data))
 		return nil
 	}
-	fmt.Fprintf(stdout, "wrote %s: %s %s, %.1f MiB (%.2f bits per weight overall) in %.1fs, peak RSS %.0f MiB\n",
-		*out, *method, sum.Format, float64(sum.FileBytes)/(1<<20), sum.BitsPerWt, sum.Seconds, sum.PeakRSSMiB)
+	fmt.Fprintf(stdout, "wrote %s: %s %s, %.1f MiB in %.1fs, peak RSS %.0f MiB\n",
+		*out, *method, sum.Format, float64(sum.FileBytes)/(1<<20), sum.Seconds, sum.PeakRSSMiB)
+	fmt.Fprintf(stdout, "size: %s\n", sum.Size)
 	fmt.Fprintf(stdout, "mean relative weight error: %.4f (plain RTN on the same grid: %.4f)\n", sum.MeanRelErr, sum.MeanRTNErr)
 	return nil
 }

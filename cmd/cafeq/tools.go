@@ -136,8 +136,10 @@ func cmdLogits(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdInspect(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("inspect", "[-verify] MODEL", stderr)
+	fs := newFlags("inspect", "[-verify] [-tensors] [-json] MODEL", stderr)
 	verify := fs.Bool("verify", false, "check every tensor's checksum (.cq files)")
+	tensors := fs.Bool("tensors", false, "list every tensor with its format, size and transform (.cq files)")
+	asJSON := fs.Bool("json", false, "print everything, every tensor included, as one JSON object")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -148,6 +150,14 @@ func cmdInspect(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *asJSON {
+		data, err := json.Marshal(inspectJSON{Path: fs.Arg(0), Info: info, Verified: *verify})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, string(data))
+		return nil
+	}
 	c := info.Config
 	fmt.Fprintf(stdout, "model:        %s (%s)\n", fs.Arg(0), info.Kind)
 	fmt.Fprintf(stdout, "architecture: Gemma 2, %d layers, d_model %d, ffn %d\n", c.NumHiddenLayers, c.HiddenSize, c.IntermediateSize)
@@ -157,8 +167,11 @@ func cmdInspect(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "vocabulary:   %d (tied embeddings: %v), rope theta %g, max positions %d\n",
 		c.VocabSize, c.TieWordEmbeddings, c.RopeTheta, c.MaxPositionEmbeddings)
 	fmt.Fprintf(stdout, "parameters:   %d (%.2fM)\n", c.ParamCount(), float64(c.ParamCount())/1e6)
-	fmt.Fprintf(stdout, "size:         %d bytes (%.1f MiB), %.2f bits per weight\n", info.Bytes, float64(info.Bytes)/(1<<20),
-		float64(info.Bytes)*8/float64(c.ParamCount()))
+	sz := info.Size
+	fmt.Fprintf(stdout, "size:         %d bytes (%.1f MiB), %.2f bits per parameter\n", sz.FileBytes, float64(sz.FileBytes)/(1<<20), sz.FileBPW)
+	fmt.Fprintf(stdout, "linear:       %.3f bits per weight, everything counted (%d weights; %d bytes of weights, scales and mins, %d of transforms)\n",
+		sz.LinearBPW, sz.LinearWeights, sz.LinearBytes, sz.TransformBytes)
+	fmt.Fprintf(stdout, "embedding:    %d bytes; norms and other: %d bytes\n", sz.EmbedBytes, sz.OtherBytes)
 	if info.Quantization != "" {
 		fmt.Fprintf(stdout, "quantization: %s\n", info.Quantization)
 	}
@@ -166,10 +179,27 @@ func cmdInspect(args []string, stdout, stderr io.Writer) error {
 	for _, f := range info.Formats {
 		fmt.Fprintf(stdout, "  %-16s %4d tensors  %12d weights\n", f.Format, f.Tensors, f.Weights)
 	}
+	if *tensors {
+		fmt.Fprintln(stdout, "tensors:")
+		for _, t := range info.Tensors {
+			tr := ""
+			if t.Transform != "" {
+				tr = fmt.Sprintf("  input through %s (block %d)", t.Transform, t.Block)
+			}
+			fmt.Fprintf(stdout, "  %-24s %-14s %-14s %10d bytes%s\n", t.Name, t.Format, fmt.Sprint(t.Shape), t.Bytes, tr)
+		}
+	}
 	if *verify {
 		fmt.Fprintln(stdout, "checksums:    all tensors verified")
 	}
 	return nil
+}
+
+// inspectJSON is what `cafeq inspect -json` prints.
+type inspectJSON struct {
+	Path string `json:"path"`
+	model.Info
+	Verified bool `json:"verified,omitempty"`
 }
 
 // engineOptions are the load options the -threads and -kv flags give.
