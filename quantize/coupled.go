@@ -42,31 +42,11 @@ type voExact struct {
 	norm float64
 }
 
-func dense64(rows, cols int, src []float32) *mat.Dense {
-	d := make([]float64, rows*cols)
-	for i, v := range src {
-		d[i] = float64(v)
-	}
-	return mat.NewDense(rows, cols, d)
-}
-
 func newVOExact(x, y *mat.Dense) *voExact {
 	var xtx, yyt mat.Dense
 	xtx.Mul(x.T(), x)
 	yyt.Mul(y, y.T())
 	return &voExact{norm: traceProd(&xtx, &yyt)}
-}
-
-// traceProd is tr(P·Q) = sum_ij P_ij Q_ji.
-func traceProd(p, q *mat.Dense) float64 {
-	n, _ := p.Dims()
-	var s float64
-	for i := range n {
-		for j := range n {
-			s += p.At(i, j) * q.At(j, i)
-		}
-	}
-	return s
 }
 
 // err returns the exact squared paired error ||X Y - X̂ Ŷ||_F^2, where
@@ -137,6 +117,40 @@ type voSurrogate struct {
 	nb    int
 	tempA [][]float64
 	tempB []float64
+}
+
+// newVOSurrogate samples up to maxRows rows of each A_q and maxCols columns
+// (whole groups) of B, and fixes the smoothing temperatures from the start.
+func newVOSurrogate(h *voHead, g Grid, tau float64, maxRows, maxCols int, rng *rand.Rand) *voSurrogate {
+	hd, d := h.hd, h.d
+	s := &voSurrogate{grid: g, hd: hd}
+	na := min(d, maxRows)
+	for _, a := range h.a {
+		rows := rng.Perm(d)[:na]
+		sa := make([]float32, na*hd)
+		ta := make([]float64, na)
+		for k, r := range rows {
+			copy(sa[k*hd:(k+1)*hd], a[r*hd:(r+1)*hd])
+			ta[k] = rowTemp(sa[k*hd:(k+1)*hd], tau)
+		}
+		s.a = append(s.a, sa)
+		s.tempA = append(s.tempA, ta)
+	}
+	ng := d / g.Group
+	nsel := min(ng, max(1, maxCols/g.Group))
+	groups := rng.Perm(ng)[:nsel]
+	s.nb = nsel * g.Group
+	s.b = make([]float32, hd*s.nb)
+	for i := range hd {
+		for k, c := range groups {
+			copy(s.b[i*s.nb+k*g.Group:i*s.nb+(k+1)*g.Group], h.b[i*d+c*g.Group:i*d+(c+1)*g.Group])
+		}
+	}
+	s.tempB = make([]float64, hd)
+	for i := range hd {
+		s.tempB[i] = rowTemp(h.b[i*d:(i+1)*d], tau)
+	}
+	return s
 }
 
 func (s *voSurrogate) eval(m *mat.Dense, grad *mat.Dense) (float64, error) {
@@ -245,52 +259,6 @@ func (s *voSurrogate) eval(m *mat.Dense, grad *mat.Dense) (float64, error) {
 	return loss, nil
 }
 
-// newVOSurrogate samples up to maxRows rows of each A_q and maxCols columns
-// (whole groups) of B, and fixes the smoothing temperatures from the start.
-func newVOSurrogate(h *voHead, g Grid, tau float64, maxRows, maxCols int, rng *rand.Rand) *voSurrogate {
-	hd, d := h.hd, h.d
-	s := &voSurrogate{grid: g, hd: hd}
-	na := min(d, maxRows)
-	for _, a := range h.a {
-		rows := rng.Perm(d)[:na]
-		sa := make([]float32, na*hd)
-		ta := make([]float64, na)
-		for k, r := range rows {
-			copy(sa[k*hd:(k+1)*hd], a[r*hd:(r+1)*hd])
-			ta[k] = rowTemp(sa[k*hd:(k+1)*hd], tau)
-		}
-		s.a = append(s.a, sa)
-		s.tempA = append(s.tempA, ta)
-	}
-	ng := d / g.Group
-	nsel := min(ng, max(1, maxCols/g.Group))
-	groups := rng.Perm(ng)[:nsel]
-	s.nb = nsel * g.Group
-	s.b = make([]float32, hd*s.nb)
-	for i := range hd {
-		for k, c := range groups {
-			copy(s.b[i*s.nb+k*g.Group:i*s.nb+(k+1)*g.Group], h.b[i*d+c*g.Group:i*d+(c+1)*g.Group])
-		}
-	}
-	s.tempB = make([]float64, hd)
-	for i := range hd {
-		s.tempB[i] = rowTemp(h.b[i*d:(i+1)*d], tau)
-	}
-	return s
-}
-
-// rowTemp is tau / rms(x), the LogSumExp sharpness for a row of that scale.
-func rowTemp(x []float32, tau float64) float64 {
-	var ss float64
-	for _, v := range x {
-		ss += float64(v) * float64(v)
-	}
-	if ss == 0 {
-		return 1
-	}
-	return tau / math.Sqrt(ss/float64(len(x)))
-}
-
 // voCand is a quantized V/O pair for one KV head in the transformed basis.
 type voCand struct {
 	qa  []*Quantized // per query head, d x hd
@@ -378,31 +346,9 @@ func learnVO(h *voHead, ex *voExact, p learnParams, steps int, seed uint64) *mat
 		starts = starts[:1]
 	}
 	sur := newVOSurrogate(h, p.grid, p.tau, p.batch, 16*p.grid.Group, rng)
-	grad := mat.NewDense(hd, hd, nil)
+	opt := adam{lr: p.lr, steps: steps, evalEvery: p.evalEvery}
 	for _, st := range starts {
-		m := mat.DenseCopyOf(st)
-		m1 := make([]float64, hd*hd)
-		m2 := make([]float64, hd*hd)
-		const beta1, beta2 = 0.9, 0.999
-		for step := 1; step <= steps; step++ {
-			loss, err := sur.eval(m, grad)
-			if err != nil || loss == 0 || math.IsNaN(loss) {
-				break
-			}
-			g := grad.RawMatrix().Data
-			md := m.RawMatrix().Data
-			c1 := 1 - math.Pow(beta1, float64(step))
-			c2 := 1 - math.Pow(beta2, float64(step))
-			for i, gi := range g {
-				gi /= loss
-				m1[i] = beta1*m1[i] + (1-beta1)*gi
-				m2[i] = beta2*m2[i] + (1-beta2)*gi*gi
-				md[i] -= p.lr * (m1[i] / c1) / (math.Sqrt(m2[i]/c2) + 1e-12)
-			}
-			if step%p.evalEvery == 0 || step == steps {
-				score(m)
-			}
-		}
+		opt.descend(st, sur.eval, func(m *mat.Dense) { score(m) })
 	}
 	return best
 }

@@ -1,7 +1,30 @@
 // Package quantize is cafeq's offline, calibration-free quantizer: plain
 // round to nearest (RTN), a random-sign block Hadamard rotation, and CafeQ
 // (learned block-diagonal transforms, coupled V/O transforms and data-free
-// alternating rounding; arXiv 2511.19705, reconstructed in CAFEQ.md).
+// alternating rounding; arXiv 2511.19705). Only summaries of the paper could
+// be read: docs/QUANTIZATION.md, "How CafeQ is built", says what the paper
+// states and what is this package's design.
+//
+// # Files, in the order a matrix goes through them
+//
+//   - options.go: Method, Options and their defaults.
+//   - quantize.go: QuantizeShared, the driver for matrices that read one
+//     input (q/k/v, gate/up, or one matrix alone).
+//   - grid.go: the grid, Quantized and RTN; refine.go: the data-free scale
+//     refinements (clipping search, least squares); rounding.go: GPTQ-style
+//     and alternating rounding of a V/O pair.
+//   - transform.go: the block-diagonal Transform, Hadamard blocks, folding
+//     and rounding M^-1 to its storage format; loss.go: the exact proxy
+//     loss and the smoothed range; adam.go: the optimiser of both learners.
+//   - learn.go: learning one transform shared by matrices (per block);
+//     coupled.go: learning a coupled V/O transform (per KV head); vo.go:
+//     QuantizeVO, the V/O driver.
+//   - select.go: per block, the transform or the identity, whichever is
+//     exactly better; the choice every method ends with.
+//   - checkpoint.go: a whole Gemma 2 checkpoint into a .cq file;
+//     report.go: the -report JSON and SVG.
+//   - linalg.go: small dense helpers (gonum conversions, inverse, gemm);
+//     parallel.go: parallelFor.
 //
 // # Storage
 //

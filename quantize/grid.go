@@ -53,6 +53,18 @@ func (g Grid) maxLevel() int { return 1<<g.Bits - 1 }
 // zero is the stored level that means 0 in the symmetric grid.
 func (g Grid) zero() int { return 1 << (g.Bits - 1) }
 
+// kappa converts a squared group range into the mean squared rounding error
+// per weight: a uniform error over one step s has variance s^2/12, and
+// s = range/(2^b-1) (asym) or absmax/2^(b-1) (sym).
+func (g Grid) kappa() float64 {
+	if g.Asym {
+		n := float64(g.maxLevel())
+		return 1 / (12 * n * n)
+	}
+	n := float64(g.zero())
+	return 1 / (12 * n * n)
+}
+
 // Format is the kernels format that stores this grid.
 func (g Grid) Format() kernels.Format {
 	t := kernels.Q4
@@ -132,8 +144,6 @@ func (g Grid) value(level uint8, scale, min float32) float32 {
 	}
 	return scale * float32(int(level)-g.zero())
 }
-
-func abs32(x float32) float32 { return float32(math.Abs(float64(x))) }
 
 // Quantized is a matrix stored on a Grid: one level per weight (unpacked,
 // row-major like the source) and one scale (and min when Grid.Asym) per group,
@@ -236,3 +246,5 @@ func checkMatrix(w []float32, rows, cols int) error {
 	}
 	return nil
 }
+
+func abs32(x float32) float32 { return float32(math.Abs(float64(x))) }

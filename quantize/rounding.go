@@ -1,10 +1,9 @@
 package quantize
 
-import (
-	"gonum.org/v1/gonum/mat"
-)
+import "gonum.org/v1/gonum/mat"
 
-// Data-free alternating rounding of a V/O pair (CAFEQ.md section 4).
+// Data-free alternating rounding of a V/O pair (see docs/QUANTIZATION.md,
+// "How CafeQ is built").
 //
 // Let X = [A'_q stacked] (nq*d x hd) and Y = B' (hd x d) be the exact
 // transformed pair, T = X Y the product to keep. Starting from RTN of both:
@@ -16,6 +15,72 @@ import (
 //  3. swap: Y* = (X̂ᵀX̂)^-1 (X̂ᵀ X) Y, rounded with H = X̂ᵀX̂ over Y's rows;
 //
 // and repeat, keeping the iterate with the lowest exact product error.
+
+// alternate runs iters rounds of alternating rounding on the exact pair
+// (x, y) from the candidate start and returns the best candidate by exact
+// paired error (start itself if nothing beats it).
+func alternate(x, y *mat.Dense, start *voCand, g Grid, iters int, gptq bool, ex *voExact) *voCand {
+	nq := len(start.qa)
+	d, hd := start.qa[0].Rows, start.qa[0].Cols
+	best := start
+	xh := stackDeq(start.qa)
+	yh := dense64(hd, d, start.qb.Dequantize())
+	cur := &voCand{qa: start.qa, qb: start.qb}
+	for range iters {
+		// X step.
+		var h, c, s, xs mat.Dense
+		h.Mul(yh, yh.T())
+		c.Mul(y, yh.T())
+		if err := s.Solve(damped(&h, 1e-6), c.T()); err != nil {
+			break
+		}
+		// X* = x · (c H^-1) = x · sᵀ (H symmetric).
+		xs.Mul(x, s.T())
+		raw := xs.RawMatrix().Data
+		if !storable(raw) {
+			break
+		}
+		var qa []*Quantized
+		if u := invCholUpper(&h); gptq && u != nil {
+			for q := range nq {
+				qa = append(qa, gptqCols(append([]float64(nil), raw[q*d*hd:(q+1)*d*hd]...), d, hd, u, g))
+			}
+		} else {
+			for q := range nq {
+				qa = append(qa, rtn64(raw[q*d*hd:(q+1)*d*hd], d, hd, g))
+			}
+		}
+		cur = &voCand{qa: qa, qb: cur.qb}
+		xh = stackDeq(qa)
+		if cur.err = ex.err(x, y, xh, yh); cur.err < best.err {
+			best = cur
+		}
+		// Y step.
+		var h2, c2, ys mat.Dense
+		h2.Mul(xh.T(), xh)
+		c2.Mul(xh.T(), x)
+		var sol mat.Dense
+		if err := sol.Solve(damped(&h2, 1e-6), &c2); err != nil {
+			break
+		}
+		ys.Mul(&sol, y)
+		if !storable(ys.RawMatrix().Data) {
+			break
+		}
+		var qb *Quantized
+		if u := invCholUpper(&h2); gptq && u != nil {
+			qb = gptqRows(append([]float64(nil), ys.RawMatrix().Data...), hd, d, u, g)
+		} else {
+			qb = rtn64(ys.RawMatrix().Data, hd, d, g)
+		}
+		cur = &voCand{qa: qa, qb: qb}
+		yh = dense64(hd, d, qb.Dequantize())
+		if cur.err = ex.err(x, y, xh, yh); cur.err < best.err {
+			best = cur
+		}
+	}
+	return best
+}
 
 // damped returns H + lambda*I with lambda = frac times H's mean diagonal,
 // so that a rank-deficient partner still gives a solve.
@@ -53,16 +118,6 @@ func invCholUpper(h *mat.Dense) *mat.TriDense {
 	var u mat.TriDense
 	ch2.UTo(&u)
 	return &u
-}
-
-func symOf(m *mat.Dense, n int) *mat.SymDense {
-	s := mat.NewSymDense(n, nil)
-	for i := range n {
-		for j := i; j < n; j++ {
-			s.SetSym(i, j, 0.5*(m.At(i, j)+m.At(j, i)))
-		}
-	}
-	return s
 }
 
 // gptqCols rounds w (rows x cols, float64 row-major, overwritten) column by
@@ -179,70 +234,4 @@ func storable(w []float64) bool {
 		}
 	}
 	return true
-}
-
-// alternate runs iters rounds of alternating rounding on the exact pair
-// (x, y) from the candidate start and returns the best candidate by exact
-// paired error (start itself if nothing beats it).
-func alternate(x, y *mat.Dense, start *voCand, g Grid, iters int, gptq bool, ex *voExact) *voCand {
-	nq := len(start.qa)
-	d, hd := start.qa[0].Rows, start.qa[0].Cols
-	best := start
-	xh := stackDeq(start.qa)
-	yh := dense64(hd, d, start.qb.Dequantize())
-	cur := &voCand{qa: start.qa, qb: start.qb}
-	for range iters {
-		// X step.
-		var h, c, s, xs mat.Dense
-		h.Mul(yh, yh.T())
-		c.Mul(y, yh.T())
-		if err := s.Solve(damped(&h, 1e-6), c.T()); err != nil {
-			break
-		}
-		// X* = x · (c H^-1) = x · sᵀ (H symmetric).
-		xs.Mul(x, s.T())
-		raw := xs.RawMatrix().Data
-		if !storable(raw) {
-			break
-		}
-		var qa []*Quantized
-		if u := invCholUpper(&h); gptq && u != nil {
-			for q := range nq {
-				qa = append(qa, gptqCols(append([]float64(nil), raw[q*d*hd:(q+1)*d*hd]...), d, hd, u, g))
-			}
-		} else {
-			for q := range nq {
-				qa = append(qa, rtn64(raw[q*d*hd:(q+1)*d*hd], d, hd, g))
-			}
-		}
-		cur = &voCand{qa: qa, qb: cur.qb}
-		xh = stackDeq(qa)
-		if cur.err = ex.err(x, y, xh, yh); cur.err < best.err {
-			best = cur
-		}
-		// Y step.
-		var h2, c2, ys mat.Dense
-		h2.Mul(xh.T(), xh)
-		c2.Mul(xh.T(), x)
-		var sol mat.Dense
-		if err := sol.Solve(damped(&h2, 1e-6), &c2); err != nil {
-			break
-		}
-		ys.Mul(&sol, y)
-		if !storable(ys.RawMatrix().Data) {
-			break
-		}
-		var qb *Quantized
-		if u := invCholUpper(&h2); gptq && u != nil {
-			qb = gptqRows(append([]float64(nil), ys.RawMatrix().Data...), hd, d, u, g)
-		} else {
-			qb = rtn64(ys.RawMatrix().Data, hd, d, g)
-		}
-		cur = &voCand{qa: qa, qb: qb}
-		yh = dense64(hd, d, qb.Dequantize())
-		if cur.err = ex.err(x, y, xh, yh); cur.err < best.err {
-			best = cur
-		}
-	}
-	return best
 }

@@ -6,8 +6,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
+	"github.com/cafeq/cafeq/kernels"
 )
 
 // Transform is an invertible block-diagonal matrix M = diag(M_0..M_{K-1})
@@ -110,15 +109,6 @@ func applyRight(dst, w []float32, rows, cols, b int, m []float64) {
 	})
 }
 
-// gemm32 computes C = A·B with A (rows x k, stride lda), B (k x n, dense),
-// C (rows x n, stride ldc).
-func gemm32(c []float32, ldc int, a []float32, lda, rows, k int, bm []float32, n int) {
-	A := blas32.General{Rows: rows, Cols: k, Stride: lda, Data: a[:(rows-1)*lda+k]}
-	B := blas32.General{Rows: k, Cols: n, Stride: n, Data: bm}
-	C := blas32.General{Rows: rows, Cols: n, Stride: ldc, Data: c[:(rows-1)*ldc+n]}
-	blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, A, B, 0, C)
-}
-
 // hadamardBlock returns the b x b block S·H/sqrt(b), with H the Sylvester
 // Hadamard matrix and S a diagonal of random signs. It is orthogonal, so its
 // inverse is its transpose.
@@ -163,20 +153,42 @@ func newHadamard(cols, block int, seed uint64) (*Transform, error) {
 	return t, nil
 }
 
-// reconstruct returns the effective weights Q(W·M)·M^-1 the runtime computes
-// with, row-major (t nil means identity).
-func reconstruct(q *Quantized, t *Transform) []float32 {
-	deq := q.Dequantize()
-	if t == nil {
-		return deq
-	}
-	out := make([]float32, len(deq))
-	b := t.Block
-	parallelFor(t.Blocks(), func(kb int) {
-		gemm32(out[kb*b:], q.Cols, deq[kb*b:], q.Cols, q.Rows, b, t.Inv[kb*b*b:(kb+1)*b*b], b)
-	})
-	return out
-}
-
 // rngFor is a deterministic generator for stream k of a seed.
 func rngFor(seed, k uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, k^0x9e3779b97f4a7c15)) }
+
+// roundInv rounds every block of t.Inv to the storage format f (as the
+// writer will) and replaces M by the inverse of the rounded M^-1, so the
+// folded weights and the stored M^-1 are exact inverses. A block whose
+// rounded M^-1 is singular becomes the identity.
+func roundInv(t *Transform, f kernels.Format) error {
+	b := t.Block
+	rb := f.RowBytes(b)
+	errs := make([]error, t.Blocks())
+	parallelFor(t.Blocks(), func(k int) {
+		inv := t.Inv[k*b*b : (k+1)*b*b]
+		buf := make([]byte, rb)
+		for i := range b {
+			row := inv[i*b : (i+1)*b]
+			if err := kernels.QuantizeRowRTN(f, buf, row); err != nil {
+				errs[k] = fmt.Errorf("quantize: round transform: %w", err)
+				return
+			}
+			if err := kernels.DequantizeRow(f, row, buf); err != nil {
+				errs[k] = fmt.Errorf("quantize: round transform: %w", err)
+				return
+			}
+		}
+		m, err := invert(dense64(b, b, inv))
+		if err != nil {
+			t.setIdentity(k)
+			return
+		}
+		copy(t.m[k*b*b:(k+1)*b*b], m.RawMatrix().Data)
+	})
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -186,14 +186,6 @@ func refinePair(c *voCand, x, y *mat.Dense, g Grid, flags Refine, ex *voExact) *
 	return c
 }
 
-func to32(x []float64) []float32 {
-	out := make([]float32, len(x))
-	for i, v := range x {
-		out[i] = float32(v)
-	}
-	return out
-}
-
 // foldVO applies per-KV-head transforms m (headDim x headDim blocks,
 // row-major) to unquantized weights: V_h -> M_h^-1 V_h and
 // O_q -> O_q M_h. It is the float reference of what QuantizeVO stores.

@@ -1,0 +1,96 @@
+package quantize
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cafeq/cafeq/kernels"
+)
+
+// Matrix is a row-major float32 weight W[Rows][Cols] (PyTorch out x in).
+type Matrix struct {
+	Name       string
+	Rows, Cols int
+	Data       []float32
+}
+
+// Entry is one tensor's line of the quantization report.
+type Entry struct {
+	Name      string
+	Method    Method
+	Grid      string
+	RelErr    float64 // exact ||W - Q(W·M)·M^-1||_F / ||W||_F (V/O: see QuantizeVO)
+	RTNRelErr float64 // the same for plain RTN on this grid
+	Seconds   float64 // wall time attributed to the tensor (shared work split evenly)
+}
+
+// Result is the output for matrices that share one input: one Quantized per
+// input matrix, in order, all stored as Q(W·M), and the transform whose
+// inverse the runtime applies to the shared activation (nil: identity).
+type Result struct {
+	Q         []*Quantized
+	Transform *Transform
+	Report    []Entry
+}
+
+// QuantizeMatrix quantizes one matrix with opt.
+func QuantizeMatrix(m Matrix, opt Options) (*Result, error) {
+	return QuantizeShared([]Matrix{m}, opt)
+}
+
+// QuantizeShared quantizes matrices that read the same input (same Cols),
+// e.g. gate/up or q/k/v, with one shared transform whose objective is the sum
+// of the matrices' relative squared errors.
+func QuantizeShared(ms []Matrix, opt Options) (*Result, error) {
+	start := time.Now()
+	opt = opt.withDefaults()
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("quantize: no matrices")
+	}
+	cols := ms[0].Cols
+	srcs := make([]source, len(ms))
+	for i, m := range ms {
+		if m.Cols != cols {
+			return nil, fmt.Errorf("quantize: %q has %d columns, %q has %d: a shared transform needs one input width", m.Name, m.Cols, ms[0].Name, cols)
+		}
+		if err := checkMatrix(m.Data, m.Rows, m.Cols); err != nil {
+			return nil, fmt.Errorf("quantize: %q: %w", m.Name, err)
+		}
+		var ss float64
+		for _, v := range m.Data {
+			ss += float64(v) * float64(v)
+		}
+		srcs[i] = source{w: m.Data, rows: m.Rows, cols: m.Cols, wt: 1 / math.Max(ss, 1e-30)}
+	}
+	if err := opt.validate(cols); err != nil {
+		return nil, err
+	}
+
+	var t *Transform
+	switch opt.Method {
+	case MethodHadamard:
+		var err error
+		if t, err = newHadamard(cols, opt.Block, opt.Seed); err != nil {
+			return nil, err
+		}
+	case MethodCafeQ:
+		t = learnTransform(srcs, opt.Block, opt.learnParams())
+	}
+	if t != nil && opt.InvFormat.Type != kernels.TypeInvalid {
+		if err := roundInv(t, opt.InvFormat); err != nil {
+			return nil, err
+		}
+	}
+
+	res, err := chooseBlocks(ms, srcs, opt.Grid, t, opt.Refine, opt.Method == MethodCafeQ)
+	if err != nil {
+		return nil, err
+	}
+	sec := time.Since(start).Seconds() / float64(len(ms))
+	for i := range res.Report {
+		res.Report[i].Method = opt.Method
+		res.Report[i].Seconds = sec
+	}
+	return res, nil
+}
