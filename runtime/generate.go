@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // GenerateOptions controls one generation.
@@ -25,6 +26,10 @@ type GenerateResult struct {
 	Generated    int    // tokens passed to onToken
 	CachedTokens int    // prompt tokens reused from the session's cache
 	FinishReason string // FinishStop or FinishLength
+	// PromptDuration is the time spent running the prompt's uncached tokens
+	// (PromptTokens-CachedTokens of them); EvalDuration the time after that,
+	// sampling and running the generated tokens.
+	PromptDuration, EvalDuration time.Duration
 }
 
 // Generate runs prompt, the whole context (BOS included), and samples new
@@ -32,8 +37,8 @@ type GenerateResult struct {
 // context, onToken returning false, or ctx's cancellation. The longest prefix
 // of prompt already in the session's cache is reused, so a chat that sends its
 // growing conversation each turn only runs the new tokens.
-func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptions, onToken func(id int) bool) (GenerateResult, error) {
-	res := GenerateResult{PromptTokens: len(prompt)}
+func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptions, onToken func(id int) bool) (res GenerateResult, err error) {
+	res.PromptTokens = len(prompt)
 	if len(prompt) == 0 {
 		return res, fmt.Errorf("runtime: empty prompt")
 	}
@@ -46,10 +51,14 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptio
 	keep = min(keep, len(prompt)-1)
 	s.Truncate(keep)
 	res.CachedTokens = keep
+	start := time.Now()
 	logits, err := s.Forward(prompt[keep:], nil)
+	res.PromptDuration = time.Since(start)
 	if err != nil {
 		return res, err
 	}
+	evalStart := time.Now()
+	defer func() { res.EvalDuration = time.Since(evalStart) }()
 	s.sampler.seed(opts.Seed)
 	// Counted as decoding, so the stepper waits for this session's steps
 	// and batches them with other sessions'.

@@ -26,11 +26,13 @@ type sampleFlags struct {
 	model string
 	thr   int
 	kv    *kvCacheFlag
+
+	verbose bool
 }
 
 func (f *sampleFlags) register(fs *flag.FlagSet, defaultN int) {
 	fs.StringVar(&f.model, "m", "", "model: a Hugging Face checkpoint directory or a .cq file (required)")
-	fs.IntVar(&f.n, "n", defaultN, "most tokens to generate")
+	fs.IntVar(&f.n, "n", defaultN, "most tokens to generate; 0: until a stop token or the context is full")
 	fs.Float64Var(&f.temp, "temp", 0.8, "temperature; 0 is greedy")
 	fs.IntVar(&f.topK, "top-k", 40, "sample from the k most likely tokens; 0: all")
 	fs.Float64Var(&f.topP, "top-p", 0.95, "nucleus sampling threshold; 1: off")
@@ -38,6 +40,7 @@ func (f *sampleFlags) register(fs *flag.FlagSet, defaultN int) {
 	fs.IntVar(&f.ctx, "ctx", 0, "context length in tokens; 0: the model's, at most 4096")
 	fs.IntVar(&f.thr, "threads", 0, "worker threads; 0: all cores")
 	f.kv = registerKVCache(fs, true)
+	fs.BoolVar(&f.verbose, "verbose", false, "print timings: load, prompt eval and eval counts, durations and rates")
 }
 
 func (f *sampleFlags) validate() error {
@@ -70,12 +73,17 @@ func (f *sampleFlags) options() runtime.GenerateOptions {
 }
 
 // contextLength picks the KV cache size: the flag, else the model's maximum
-// capped at 4096 (what llama.cpp and ollama default to).
-func contextLength(flagCtx int, e *runtime.Engine) int {
-	if flagCtx > 0 {
-		return flagCtx
+// capped at 4096 (what llama.cpp and ollama default to). Beyond the trained
+// length the model's positions are untrained, so that is refused.
+func contextLength(flagCtx int, e *runtime.Engine) (int, error) {
+	trained := e.Config.MaxPositionEmbeddings
+	switch {
+	case flagCtx > trained:
+		return 0, fmt.Errorf("-ctx %d exceeds the model's trained context of %d tokens", flagCtx, trained)
+	case flagCtx > 0:
+		return flagCtx, nil
 	}
-	return min(e.Config.MaxPositionEmbeddings, 4096)
+	return min(trained, 4096), nil
 }
 
 // interruptContext is cancelled on Ctrl-C, so generation stops cleanly.
@@ -83,11 +91,20 @@ func interruptContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt)
 }
 
+// errInterrupted ends a generation the user stopped with Ctrl-C; the
+// command exits 130, as a shell reports a process killed by SIGINT.
+var errInterrupted = errors.New("interrupted")
+
 func cmdRun(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("run", "-m MODEL [flags] [-p] PROMPT", stderr)
+	return runPrompt(args, os.Stdin, stdout, stderr)
+}
+
+func runPrompt(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("run", "-m MODEL [flags] [-p PROMPT | -f FILE | PROMPT | < FILE]", stderr)
 	var sf sampleFlags
 	sf.register(fs, 128)
 	prompt := fs.String("p", "", "prompt text (BOS is added)")
+	promptFile := fs.String("f", "", "read the prompt from this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -101,16 +118,26 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	case fs.NArg() > 0:
 		return usagef("unexpected argument %q (the prompt is one argument, or -p)", fs.Arg(0))
 	}
+	text, err := readPrompt(*prompt, *promptFile, stdin)
+	if err != nil {
+		return err
+	}
+	loadStart := time.Now()
 	e, err := loadEngine(sf.model, engineOptions(sf.thr, sf.kv), stderr)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
+	load := time.Since(loadStart)
 	tok := e.Tokenizer
-	ids := append([]int{tok.BOS()}, tok.Encode(*prompt)...)
-	ctxLen := sf.ctx
-	if ctxLen == 0 {
-		ctxLen = min(len(ids)+max(sf.n, 1), e.Config.MaxPositionEmbeddings)
+	ids := append([]int{tok.BOS()}, tok.Encode(text)...)
+	ctxLen, err := contextLength(sf.ctx, e)
+	if err != nil {
+		return err
+	}
+	if sf.ctx == 0 && sf.n > 0 {
+		// Only as much KV cache as this prompt and reply need.
+		ctxLen = min(len(ids)+sf.n, e.Config.MaxPositionEmbeddings)
 	}
 	if len(ids) > ctxLen {
 		return fmt.Errorf("prompt of %d tokens does not fit the context of %d", len(ids), ctxLen)
@@ -134,13 +161,73 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	out.WriteString(dec.Flush())
 	out.WriteString("\n")
 	out.Flush()
-	if err != nil && !errors.Is(err, context.Canceled) {
+	interrupted := errors.Is(err, context.Canceled)
+	if err != nil && !interrupted {
 		return err
+	}
+	if interrupted {
+		res.FinishReason = "interrupted"
 	}
 	secs := time.Since(start).Seconds()
 	fmt.Fprintf(stderr, "[%d prompt tokens, %d generated in %.2fs (%.1f tok/s overall), finish: %s]\n",
 		res.PromptTokens, res.Generated, secs, float64(res.Generated)/secs, res.FinishReason)
+	if sf.verbose {
+		printTimings(stderr, load+time.Since(start), load, res)
+	}
+	if interrupted {
+		return errInterrupted
+	}
 	return nil
+}
+
+// readPrompt picks the prompt: the -p text or argument, else the -f file,
+// else standard input when it is a pipe or a file (`echo hi | cafeq run`).
+// One final newline of a file or pipe is dropped: echo and editors add it,
+// and it would otherwise start the reply on a fresh line.
+func readPrompt(prompt, file string, stdin io.Reader) (string, error) {
+	switch {
+	case prompt != "" && file != "":
+		return "", usagef("give the prompt once: -p (or an argument) or -f")
+	case prompt != "":
+		return prompt, nil
+	case file != "":
+		data, err := os.ReadFile(file)
+		return trimFinalNewline(string(data)), err
+	}
+	if f, ok := stdin.(*os.File); ok {
+		if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice != 0 {
+			return "", usagef("no prompt: give -p PROMPT, a last argument, -f FILE or pipe it to standard input")
+		}
+	}
+	data, err := io.ReadAll(stdin)
+	if err != nil {
+		return "", fmt.Errorf("reading the prompt from standard input: %w", err)
+	}
+	return trimFinalNewline(string(data)), nil
+}
+
+func trimFinalNewline(s string) string {
+	s = strings.TrimSuffix(s, "\n")
+	return strings.TrimSuffix(s, "\r")
+}
+
+// printTimings writes ollama's -verbose summary of one generation.
+func printTimings(w io.Writer, total, load time.Duration, res runtime.GenerateResult) {
+	evaluated := res.PromptTokens - res.CachedTokens
+	rate := func(n int, d time.Duration) float64 {
+		if d <= 0 {
+			return 0
+		}
+		return float64(n) / d.Seconds()
+	}
+	fmt.Fprintf(w, "total duration:       %v\n", total.Round(time.Microsecond))
+	fmt.Fprintf(w, "load duration:        %v\n", load.Round(time.Microsecond))
+	fmt.Fprintf(w, "prompt eval count:    %d token(s)\n", evaluated)
+	fmt.Fprintf(w, "prompt eval duration: %v\n", res.PromptDuration.Round(time.Microsecond))
+	fmt.Fprintf(w, "prompt eval rate:     %.2f tokens/s\n", rate(evaluated, res.PromptDuration))
+	fmt.Fprintf(w, "eval count:           %d token(s)\n", res.Generated)
+	fmt.Fprintf(w, "eval duration:        %v\n", res.EvalDuration.Round(time.Microsecond))
+	fmt.Fprintf(w, "eval rate:            %.2f tokens/s\n", rate(res.Generated, res.EvalDuration))
 }
 
 func cmdChat(args []string, stdout, stderr io.Writer) error {
@@ -163,7 +250,11 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer e.Close()
-	s, err := e.NewSession(contextLength(sf.ctx, e))
+	ctxLen, err := contextLength(sf.ctx, e)
+	if err != nil {
+		return err
+	}
+	s, err := e.NewSession(ctxLen)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,7 @@ var commands = map[string]command{
 	"bench":      {"measure prefill and decode speed", cmdBench},
 	"synth":      {"write a random-weight checkpoint of a real Gemma 2 shape", cmdSynth},
 	"inspect":    {"show a model's architecture, sizes and dtypes", cmdInspect},
+	"version":    {"print the version, commit, Go release and kernel tier", cmdVersion},
 }
 
 // usageError is a mistake in the command line (exit code 2).
@@ -54,24 +55,34 @@ func cafeq(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if args[0] == "-version" || args[0] == "--version" {
+		args[0] = "version"
+	}
 	cmd, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "cafeq: unknown command %q\n", args[0])
 		printUsage(stderr)
 		return 2
 	}
-	err := cmd.run(args[1:], stdout, stderr)
+	return exitCode(cmd.run(args[1:], stdout, stderr), args[0], stderr)
+}
+
+// exitCode reports err on stderr (once, on one line) and returns the exit
+// code for it.
+func exitCode(err error, name string, stderr io.Writer) int {
 	var ue usageError
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errInterrupted):
+		return 130
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "cafeq %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "cafeq %s: %v\n", name, err)
 		return 2
 	default:
-		fmt.Fprintf(stderr, "cafeq %s: %v\n", args[0], oneLine(err.Error()))
+		fmt.Fprintf(stderr, "cafeq %s: %v\n", name, oneLine(err.Error()))
 		return 1
 	}
 }
@@ -102,13 +113,22 @@ func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args and turns flag errors into usage errors.
+// parseFlags parses args and turns flag errors into usage errors. The flag
+// package's own report is silenced so that a mistake is printed once, by
+// cafeq, with a pointer to -h; -h itself prints the usage.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+	usage, out := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.Usage = usage
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return err
+	case err != nil:
+		return usagef("%v (cafeq %s -h lists the flags)", err, fs.Name())
 	}
 	return nil
 }

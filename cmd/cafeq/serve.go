@@ -41,12 +41,16 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer e.Close()
+	maxCtx, err := contextLength(*ctxLen, e)
+	if err != nil {
+		return err
+	}
 	if *name == "" {
 		*name = strings.TrimSuffix(filepath.Base(*modelPath), ".cq")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	srv, err := server.New(server.NewEngineBackend(e), server.Options{
-		Parallel: *parallel, QueueSize: *queue, MaxCtx: contextLength(*ctxLen, e), ModelName: *name, Logger: logger,
+		Parallel: *parallel, QueueSize: *queue, MaxCtx: maxCtx, ModelName: *name, Logger: logger,
 	})
 	if err != nil {
 		return err
