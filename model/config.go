@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"os"
+
+	"github.com/cafeq/cafeq/model/internal/regfile"
 )
 
 // Config holds every Gemma 2 hyperparameter the forward pass uses. Field names
@@ -81,9 +81,12 @@ func ParseConfig(data []byte) (Config, error) {
 	return c, nil
 }
 
+// maxConfigBytes bounds config.json; real ones are about 1 KB.
+const maxConfigBytes = 1 << 20
+
 // LoadConfig reads and validates a config.json file.
 func LoadConfig(path string) (Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path, maxConfigBytes)
 	if err != nil {
 		return Config{}, fmt.Errorf("model: %w", err)
 	}
@@ -126,27 +129,35 @@ func (c Config) Validate() error {
 		return bad("num_attention_heads %d is not a multiple of num_key_value_heads %d",
 			c.NumAttentionHeads, c.NumKeyValueHeads)
 	}
-	finitePos := func(key string, v float64) error {
-		if !(v > 0) || math.IsInf(v, 0) {
-			return bad("%s must be a positive number, got %v", key, v)
+	if c.MaxPositionEmbeddings <= 0 || c.MaxPositionEmbeddings > 1<<20 {
+		return bad("max_position_embeddings %d must be in [1, %d]", c.MaxPositionEmbeddings, 1<<20)
+	}
+	// Ranges wide enough for any real model, narrow enough that the numbers
+	// stay meaningful in float32: a query_pre_attn_scalar of 1e-45 scales
+	// queries by about 1e22, a softcap of 1e-30 divides logits into infinity.
+	// Released Gemma 2: eps 1e-6, theta 1e4, scalar 144 or 256, caps 50 and 30.
+	ranges := []struct {
+		key    string
+		v      float64
+		lo, hi float64
+		zeroOK bool // 0 (or null) disables the feature
+	}{
+		{"rms_norm_eps", c.RMSNormEps, 1e-12, 1, false},
+		{"rope_theta", c.RopeTheta, 1, 1e12, false},
+		{"query_pre_attn_scalar", c.QueryPreAttnScalar, 1, 1 << 20, false},
+		{"attn_logit_softcapping", c.AttnLogitSoftcapping, 1, 1e6, true},
+		{"final_logit_softcapping", c.FinalLogitSoftcapping, 1, 1e6, true},
+	}
+	for _, r := range ranges {
+		if r.zeroOK && r.v == 0 {
+			continue
 		}
-		return nil
-	}
-	if err := finitePos("rms_norm_eps", c.RMSNormEps); err != nil {
-		return err
-	}
-	if err := finitePos("rope_theta", c.RopeTheta); err != nil {
-		return err
-	}
-	if err := finitePos("query_pre_attn_scalar", c.QueryPreAttnScalar); err != nil {
-		return err
-	}
-	for _, s := range []struct {
-		key string
-		v   float64
-	}{{"attn_logit_softcapping", c.AttnLogitSoftcapping}, {"final_logit_softcapping", c.FinalLogitSoftcapping}} {
-		if s.v < 0 || math.IsNaN(s.v) || math.IsInf(s.v, 0) {
-			return bad("%s must be >= 0 or null, got %v", s.key, s.v)
+		if !(r.v >= r.lo && r.v <= r.hi) { // also catches NaN
+			or0 := ""
+			if r.zeroOK {
+				or0 = " (or 0/null to disable)"
+			}
+			return bad("%s must be in [%g, %g]%s, got %g", r.key, r.lo, r.hi, or0, r.v)
 		}
 	}
 	if c.HiddenActivation != "gelu_pytorch_tanh" && c.HiddenActivation != "gelu" {
@@ -155,7 +166,7 @@ func (c Config) Validate() error {
 	for _, id := range []struct {
 		key string
 		v   int
-	}{{"bos_token_id", c.BOSTokenID}, {"eos_token_id", c.EOSTokenID}} {
+	}{{"bos_token_id", c.BOSTokenID}, {"eos_token_id", c.EOSTokenID}, {"pad_token_id", c.PadTokenID}} {
 		if id.v < 0 || id.v >= c.VocabSize {
 			return bad("%s %d outside vocabulary of %d", id.key, id.v, c.VocabSize)
 		}

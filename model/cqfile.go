@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/cafeq/cafeq/kernels"
 )
@@ -134,9 +135,16 @@ func (c *cqCRC) UnmarshalJSON(b []byte) error {
 	if len(b) != 10 || b[0] != '"' || b[9] != '"' {
 		return fmt.Errorf("crc32c must be a string of 8 hex digits, got %s", b)
 	}
-	v, err := strconv.ParseUint(string(b[1:9]), 16, 32)
-	if err != nil {
-		return fmt.Errorf("crc32c %s: %w", b, err)
+	var v uint32
+	for _, d := range b[1:9] {
+		switch {
+		case '0' <= d && d <= '9':
+			v = v<<4 | uint32(d-'0')
+		case 'a' <= d && d <= 'f':
+			v = v<<4 | uint32(d-'a'+10)
+		default: // uppercase too: the format fixes one spelling
+			return fmt.Errorf("crc32c must be 8 lowercase hex digits, got %s", b)
+		}
 	}
 	*c = cqCRC(v)
 	return nil
@@ -238,8 +246,8 @@ func (h *cqJSON) check(dataStart, fileLen int64) (tensors []CQTensor, tok cqSect
 		return s, nil
 	}
 	if b := h.Tokenizer; b != nil {
-		if b.Kind == "" {
-			return nil, tok, 0, bad("tokenizer has no kind")
+		if b.Kind != TokenizerSentencePiece && b.Kind != TokenizerHFJSON {
+			return nil, tok, 0, bad("tokenizer kind %q is neither %q nor %q", b.Kind, TokenizerSentencePiece, TokenizerHFJSON)
 		}
 		if tok, err = place("tokenizer", b.Offset, b.Size); err != nil {
 			return nil, tok, 0, err
@@ -379,6 +387,10 @@ func ParseCQ(data []byte) (*CQFile, error) {
 	raw := data[cqPrefixSize : cqPrefixSize+headerLen]
 	if got := crc32.Checksum(raw, castagnoli); got != headerCRC {
 		return nil, cqErr(ErrChecksum, "header crc32c %08x, prefix says %08x", got, headerCRC)
+	}
+	// encoding/json would silently replace invalid UTF-8 with U+FFFD.
+	if !utf8.Valid(raw) {
+		return nil, cqErr(ErrMalformed, "header is not valid UTF-8")
 	}
 	var h cqJSON
 	if err := json.Unmarshal(raw, &h); err != nil {

@@ -389,8 +389,12 @@ func TestCQMalformedDirectory(t *testing.T) {
 		{"transform block", wrap(tensor("a", 0, 64, `,"transform":{"tensor":"a","block":3}`)), "does not divide"},
 		{"transform shape", wrap(tensor("a", 0, 64, `,"transform":{"tensor":"b","block":4}`), tensor("b", 64, 64, "")), `"b" has shape [2 8], want rows of 4 and 8×4 values`},
 		{"transform chain", strings.ReplaceAll(wrap(tensor("a", 0, 256, `,"transform":{"tensor":"b","block":8}`), tensor("b", 256, 256, `,"transform":{"tensor":"a","block":8}`)), "[2,8]", "[8,8]"), "untransformed"},
-		{"tokenizer kind", `{"config":{},"tokenizer":{"kind":"","offset":0,"size":5,"crc32c":"00000000"},"tensors":[]}`, "no kind"},
-		{"tokenizer size", `{"config":{},"tokenizer":{"kind":"x","offset":0,"size":0,"crc32c":"00000000"},"tensors":[]}`, "size 0"},
+		{"tokenizer kind", `{"config":{},"tokenizer":{"kind":"","offset":0,"size":5,"crc32c":"00000000"},"tensors":[]}`, `kind "" is neither`},
+		{"unknown tokenizer kind", `{"config":{},"tokenizer":{"kind":"tokenizer.bin","offset":0,"size":5,"crc32c":"00000000"},"tensors":[]}`, `kind "tokenizer.bin" is neither`},
+		{"tokenizer size", `{"config":{},"tokenizer":{"kind":"tokenizer.model","offset":0,"size":0,"crc32c":"00000000"},"tensors":[]}`, "size 0"},
+		{"uppercase crc", strings.Replace(wrap(tensor("a", 0, 64, "")), `"00000000"`, `"0000000A"`, 1), "lowercase"},
+		{"signed crc", strings.Replace(wrap(tensor("a", 0, 64, "")), `"00000000"`, `"+0000000"`, 1), "lowercase"},
+		{"not utf-8", strings.Replace(wrap(tensor("a", 0, 64, "")), `"method":"none"`, "\"method\":\"n\xffne\"", 1), "UTF-8"},
 		{"negative bits", `{"config":{},"quantization":{"bits":-1},"tensors":[]}`, "negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -147,9 +147,14 @@ func TokenizerFromCQ(f *CQFile, name string) (*tokenizer.Tokenizer, error) {
 	if len(t.Data) == 0 {
 		return nil, fmt.Errorf("model: %s holds no tokenizer", name)
 	}
-	kind := tokenizer.KindSentencePiece
-	if t.Kind == TokenizerHFJSON {
+	var kind string
+	switch t.Kind {
+	case TokenizerSentencePiece:
+		kind = tokenizer.KindSentencePiece
+	case TokenizerHFJSON:
 		kind = tokenizer.KindHuggingFace
+	default: // ParseCQ refuses other kinds; this keeps a hand-built CQFile honest
+		return nil, fmt.Errorf("model: %s: unknown tokenizer kind %q", name, t.Kind)
 	}
 	// Cloned: the tokenizer keeps its source bytes, which must outlive the mapping.
 	return tokenizer.FromBytes(kind, bytes.Clone(t.Data))

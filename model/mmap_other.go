@@ -4,7 +4,9 @@ package model
 
 import (
 	"fmt"
-	"os"
+	"math"
+
+	"github.com/cafeq/cafeq/model/internal/regfile"
 )
 
 // MappedFile is a read-only view of a whole file; without mmap it is read into memory.
@@ -14,7 +16,7 @@ type MappedFile struct {
 
 // MapFile reads path into memory.
 func MapFile(path string) (*MappedFile, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path, math.MaxInt)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cafeq/cafeq/model/internal/regfile"
 )
 
 // MappedFile is a read-only view of a whole file. On unix it is memory-mapped,
@@ -19,18 +21,11 @@ type MappedFile struct {
 
 // MapFile maps path read-only. An empty file gives an empty Data.
 func MapFile(path string) (*MappedFile, error) {
-	f, err := os.Open(path)
+	f, st, err := regfile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("model: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("model: %s is not a regular file", path)
-	}
 	size := st.Size()
 	if size == 0 {
 		return &MappedFile{}, nil

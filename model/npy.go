@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/cafeq/cafeq/model/internal/regfile"
 )
 
 // NumPy .npy version 1.0 files, as `cafeq logits` writes them:
@@ -88,7 +89,7 @@ func ParseNPY(data []byte) (shape []int, values []float32, err error) {
 
 // ReadNPY reads a float32 .npy file.
 func ReadNPY(path string) ([]int, []float32, error) {
-	data, err := os.ReadFile(path)
+	data, err := regfile.ReadFile(path, math.MaxInt)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model: %w", err)
 	}

@@ -2,6 +2,7 @@ package model
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -9,9 +10,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/x448/float16"
+
+	"github.com/cafeq/cafeq/model/internal/regfile"
 )
 
 // Safetensors layout (https://github.com/huggingface/safetensors):
@@ -20,9 +24,9 @@ import (
 //	bytes [8, 8+N)    JSON header: {"name": {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}}
 //	bytes [8+N, end)  tensor data; data_offsets are bytes from the start of this section
 //
-// The reader is strict: the header must fit the file, every tensor's byte range
-// must lie inside the data section, ranges must not overlap, and
-// dtype size × element count must equal the range length.
+// The reader is strict: the header must fit the file, dtype size × element
+// count must equal each tensor's range length, and the ranges must cover the
+// data section exactly, with no gap, overlap or trailing bytes.
 
 // ErrSafetensors marks a malformed safetensors file.
 var ErrSafetensors = errors.New("malformed safetensors file")
@@ -130,11 +134,27 @@ func ParseSafetensors(file []byte) (map[string]Tensor, error) {
 		spans = append(spans, span{begin, end, name})
 		tensors[name] = Tensor{Name: name, DType: DType(e.DType), Shape: shape, Data: data[begin:end:end]}
 	}
-	sort.Slice(spans, func(i, j int) bool { return spans[i].begin < spans[j].begin })
-	for i := 1; i < len(spans); i++ {
-		if spans[i].begin < spans[i-1].end {
-			return nil, bad("tensors %q and %q overlap", spans[i-1].name, spans[i].name)
+	// As the reference library requires, the tensors tile the data section
+	// exactly: in offset order each starts where the previous one ended, the
+	// first at 0 and the last at the end of the file. A header length that is
+	// off by a byte would otherwise shift every tensor. The order is total
+	// (zero-size tensors sort before a tensor at the same offset), so the
+	// verdict does not depend on map iteration order.
+	slices.SortFunc(spans, func(a, b span) int {
+		return cmp.Or(cmp.Compare(a.begin, b.begin), cmp.Compare(a.end, b.end), cmp.Compare(a.name, b.name))
+	})
+	var end int64
+	for i, s := range spans {
+		switch {
+		case s.begin < end:
+			return nil, bad("tensors %q and %q overlap", spans[i-1].name, s.name)
+		case s.begin > end:
+			return nil, bad("%d unused bytes before tensor %q at data offset %d", s.begin-end, s.name, end)
 		}
+		end = s.end
+	}
+	if end != int64(len(data)) {
+		return nil, bad("tensors end at data offset %d, but the data section is %d bytes", end, len(data))
 	}
 	return tensors, nil
 }
@@ -226,7 +246,7 @@ func (ck *Checkpoint) validate() error {
 // safetensorsFiles lists the checkpoint's data files: the shards named by
 // model.safetensors.index.json, or the single model.safetensors.
 func safetensorsFiles(dir string) ([]string, error) {
-	index, err := os.ReadFile(filepath.Join(dir, "model.safetensors.index.json"))
+	index, err := regfile.ReadFile(filepath.Join(dir, "model.safetensors.index.json"), maxSafetensorsHeader)
 	if errors.Is(err, os.ErrNotExist) {
 		single := filepath.Join(dir, "model.safetensors")
 		if _, err := os.Stat(single); err != nil {

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -56,10 +57,57 @@ func TestParseSafetensorsRejects(t *testing.T) {
 		"dtype":        buildSafetensors(t, map[string]any{"a": entry("Q4", []int{2}, 0, 1)}, data),
 		"negative dim": buildSafetensors(t, map[string]any{"a": entry("F32", []int{-2}, 0, 0)}, data),
 		"reversed":     buildSafetensors(t, map[string]any{"a": entry("F32", []int{0}, 8, 4)}, data),
+		"trailing":     buildSafetensors(t, map[string]any{"a": entry("F32", []int{2}, 0, 8)}, data),
+		"gap":          buildSafetensors(t, map[string]any{"a": entry("F32", []int{2}, 0, 8), "b": entry("F32", []int{1}, 12, 16)}, data),
+		"not at 0":     buildSafetensors(t, map[string]any{"a": entry("F32", []int{2}, 8, 16)}, data),
+		"empty":        buildSafetensors(t, map[string]any{"__metadata__": map[string]string{}}, data),
 	}
 	for name, file := range cases {
 		if _, err := ParseSafetensors(file); !errors.Is(err, ErrSafetensors) {
 			t.Errorf("%s: got %v, want ErrSafetensors", name, err)
+		}
+	}
+}
+
+// TestSafetensorsShiftedHeader is the review's case: a header length one
+// byte too small, with the header's trailing space then read as data, shifted
+// every tensor by a byte and was accepted.
+func TestSafetensorsShiftedHeader(t *testing.T) {
+	h := []byte(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}} `)
+	good := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
+	good = append(append(good, h...), 0, 0, 128, 63, 0, 0, 0, 64)
+	if _, err := ParseSafetensors(good); err != nil {
+		t.Fatal(err)
+	}
+	shifted := bytes.Clone(good)
+	binary.LittleEndian.PutUint64(shifted, uint64(len(h)-1))
+	if _, err := ParseSafetensors(shifted); !errors.Is(err, ErrSafetensors) {
+		t.Fatalf("header one byte short: got %v, want ErrSafetensors", err)
+	}
+	if _, err := ParseSafetensors(append(bytes.Clone(good), 0)); !errors.Is(err, ErrSafetensors) {
+		t.Fatalf("one trailing byte: got %v, want ErrSafetensors", err)
+	}
+}
+
+// TestSafetensorsZeroSizeTensor: a zero-size tensor at the offset where
+// another begins was accepted or refused depending on map order. Both orders
+// of the same data are parsed many times; each must be accepted every time.
+func TestSafetensorsZeroSizeTensor(t *testing.T) {
+	entry := func(shape []int, begin, end int) map[string]any {
+		return map[string]any{"dtype": "F32", "shape": shape, "data_offsets": []int{begin, end}}
+	}
+	header := map[string]any{
+		"a": entry([]int{2}, 0, 8), "empty": entry([]int{0, 4}, 8, 8),
+		"b": entry([]int{2}, 8, 16), "c": entry([]int{0}, 16, 16),
+	}
+	file := buildSafetensors(t, header, make([]byte, 16))
+	for range 100 {
+		ts, err := ParseSafetensors(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ts["empty"].Data) != 0 || len(ts["b"].Data) != 8 {
+			t.Fatalf("empty: %d bytes, b: %d bytes", len(ts["empty"].Data), len(ts["b"].Data))
 		}
 	}
 }
@@ -156,7 +204,19 @@ func FuzzParseSafetensors(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ts, err := ParseSafetensors(data)
 		if err != nil {
+			if !errors.Is(err, ErrSafetensors) {
+				t.Fatalf("error wraps no sentinel: %v", err)
+			}
 			return
+		}
+		// Accepted tensors tile the data section exactly.
+		n := binary.LittleEndian.Uint64(data)
+		var total int
+		for _, tensor := range ts {
+			total += len(tensor.Data)
+		}
+		if uint64(total) != uint64(len(data))-8-n {
+			t.Fatalf("tensors hold %d bytes of a %d-byte data section", total, uint64(len(data))-8-n)
 		}
 		for _, tensor := range ts {
 			if tensor.DType == F32 || tensor.DType == F16 || tensor.DType == BF16 {

@@ -33,6 +33,8 @@ import (
 	"os"
 	"path/filepath"
 	"unicode/utf8"
+
+	"github.com/cafeq/cafeq/model/internal/regfile"
 )
 
 // Source kinds, as returned by Source and accepted by FromBytes.
@@ -90,17 +92,20 @@ type Tokenizer struct {
 	rules mergeRules
 }
 
+// maxTokenizerBytes bounds a tokenizer file; Gemma's tokenizer.json is 17 MB.
+const maxTokenizerBytes = 1 << 30
+
 // Load reads the tokenizer of a checkpoint directory: tokenizer.model if
 // present, else tokenizer.json.
 func Load(dir string) (*Tokenizer, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "tokenizer.model"))
+	data, err := regfile.ReadFile(filepath.Join(dir, "tokenizer.model"), maxTokenizerBytes)
 	if err == nil {
 		return FromSentencePiece(data)
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
-	data, err = os.ReadFile(filepath.Join(dir, "tokenizer.json"))
+	data, err = regfile.ReadFile(filepath.Join(dir, "tokenizer.json"), maxTokenizerBytes)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("tokenizer: no tokenizer.model or tokenizer.json in %s", dir)
