@@ -183,3 +183,26 @@ func cmdSynth(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "wrote %s: Gemma 2 %s shape, %d layers, %.2fB parameters\n", *out, *preset, cfg.NumHiddenLayers, float64(cfg.ParamCount())/1e9)
 	return nil
 }
+
+func cmdOutliers(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("outliers", "-m HF_DIR -o DIR [-seed N]", stderr)
+	in := fs.String("m", "", "Hugging Face checkpoint directory (required)")
+	out := fs.String("o", "", "output directory (required)")
+	seed := fs.Uint64("seed", 1, "seed of the channel scales")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *in == "" || *out == "" {
+		return usagef("-m HF_DIR and -o DIR are required")
+	}
+	ck, err := model.OpenCheckpoint(*in)
+	if err != nil {
+		return err
+	}
+	defer ck.Close()
+	if err := model.WriteOutlierCheckpoint(ck, *out, *seed); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s: %s with outlier input channels in every linear layer (float32, same function)\n", *out, *in)
+	return nil
+}

@@ -31,6 +31,7 @@ var commands = map[string]command{
 	"quantize":   {"quantize a Hugging Face checkpoint into a .cq file", cmdQuantize},
 	"bench":      {"measure prefill and decode speed", cmdBench},
 	"synth":      {"write a random-weight checkpoint of a real Gemma 2 shape", cmdSynth},
+	"outliers":   {"write a copy of a checkpoint with planted outlier channels (same function)", cmdOutliers},
 	"inspect":    {"show a model's architecture, sizes and dtypes", cmdInspect},
 	"version":    {"print the version, commit, Go release and kernel tier", cmdVersion},
 }

@@ -106,3 +106,26 @@ func TestShakespeare3BitCafeQ(t *testing.T) {
 		t.Errorf("cafeq KL %.5f > 0.8 x rtn KL %.5f", *rc.KLD, *rr.KLD)
 	}
 }
+
+// outlierModel writes the trained model with planted outlier channels
+// (`cafeq outliers`) into a temporary directory.
+func outlierModel(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "outliers")
+	if code, _, stderr := run(t, "outliers", "-m", shakespeare, "-o", dir, "-seed", "1"); code != 0 {
+		t.Fatal(stderr)
+	}
+	return dir
+}
+
+// TestOutlierModelSameFunction: the outlier model's weights differ from the
+// trained model's, but its next-token distributions are the same (KL below
+// 1e-9 nats, every top-1 equal), since the symmetries are exact.
+func TestOutlierModelSameFunction(t *testing.T) {
+	dir := outlierModel(t)
+	r := perplexityAgainstRef(t, dir, heldOut(t, 3000))
+	t.Logf("outlier model against the original: KL %.3g, top-1 %.4f over %d tokens", *r.KLD, *r.Top1Agree, r.Tokens)
+	if *r.KLD > 1e-9 || *r.Top1Agree != 1 {
+		t.Errorf("outlier model differs from the original: KL %.3g, top-1 %.4f", *r.KLD, *r.Top1Agree)
+	}
+}
