@@ -21,6 +21,7 @@ func TestImportDirection(t *testing.T) {
 		"model":           {"kernels", "model/tokenizer"},
 		"quantize":        {"kernels", "model", "model/tokenizer"},
 		"runtime":         {"kernels", "model", "model/tokenizer"},
+		"runtime/eval":    {"runtime", "kernels", "model", "model/tokenizer"},
 		"runtime/server":  {"runtime", "kernels", "model", "model/tokenizer"},
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

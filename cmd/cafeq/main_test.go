@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cafeq/cafeq/runtime/eval"
 )
 
 // run invokes the CLI in-process and returns exit code, stdout and stderr.
@@ -111,7 +113,7 @@ func TestQuantizeRunPipeline(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("perplexity: %s", stderr)
 		}
-		var res perplexityResult
+		var res eval.Result
 		if err := json.Unmarshal([]byte(out), &res); err != nil || res.KLD == nil || res.Top1Agree == nil {
 			t.Fatalf("perplexity -json: %q %v", out, err)
 		}

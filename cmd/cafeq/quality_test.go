@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/cafeq/cafeq/runtime/eval"
 )
 
 const shakespeare = "../../testdata/shakespeare-gemma2"
@@ -25,13 +27,13 @@ func heldOut(t *testing.T, n int) string {
 	return p
 }
 
-func perplexityAgainstRef(t *testing.T, cq, text string) perplexityResult {
+func perplexityAgainstRef(t *testing.T, cq, text string) eval.Result {
 	t.Helper()
 	code, out, stderr := run(t, "perplexity", "-m", cq, "-ref", shakespeare, "-f", text, "-ctx", "256", "-json")
 	if code != 0 {
 		t.Fatalf("perplexity: %s", stderr)
 	}
-	var r perplexityResult
+	var r eval.Result
 	if err := json.Unmarshal([]byte(out), &r); err != nil || r.KLD == nil {
 		t.Fatalf("perplexity -json: %q %v", out, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/cafeq/cafeq/model/tokenizer"
 	"github.com/cafeq/cafeq/quantize"
 	"github.com/cafeq/cafeq/runtime"
+	"github.com/cafeq/cafeq/runtime/eval"
 )
 
 func comparisonLabel(o quantize.Options) string {
@@ -79,14 +80,16 @@ func evaluateComparisons(comps []quantize.Comparison, files []string, ckPath, te
 	if err != nil {
 		return err
 	}
-	ref, err := runtime.Load(ckPath, runtime.Options{})
+	// perplexity's defaults: all cores, f32 KV cache.
+	opts := engineOptions(0, &kvCacheFlag{f16: false})
+	ref, err := runtime.Load(ckPath, opts)
 	if err != nil {
 		return err
 	}
 	defer ref.Close()
 	engines := make([]*runtime.Engine, len(files))
 	for i, f := range files {
-		if engines[i], err = runtime.Load(f, runtime.Options{}); err != nil {
+		if engines[i], err = runtime.Load(f, opts); err != nil {
 			return err
 		}
 		defer engines[i].Close()
@@ -95,7 +98,7 @@ func evaluateComparisons(comps []quantize.Comparison, files []string, ckPath, te
 	if len(tokens) == 0 {
 		return fmt.Errorf("%s holds no tokens", textPath)
 	}
-	res, err := compareModels(ref, engines, tokens, ctx, stderr)
+	res, err := eval.Compare(ref, engines, tokens, ctx, evalProgress(stderr))
 	if err != nil {
 		return err
 	}
