@@ -354,7 +354,10 @@ func tanhCore() {
 	c := tanhConstants()
 	Comment("tanh(Y1) -> Y8: a = min(|u|, 9); k = round(-2a/ln2) (Y3); r = -2a - k*ln2 (Y4)")
 	VANDPS(c.absMask, Y1, Y2)
-	VMINPS(c.tmax, Y2, Y2)
+	// MINPS returns its second source when either is NaN: keep a there, so a
+	// NaN input stays NaN (with tmax second, NaN became tanh(9) = 1).
+	VMOVUPS(c.tmax, Y3)
+	VMINPS(Y2, Y3, Y2)
 	VMULPS(c.m2invln2, Y2, Y3)
 	VROUNDPS(U8(0), Y3, Y3)
 	VADDPS(Y2, Y2, Y4)
@@ -439,7 +442,7 @@ func expSubF32() {
 	VMOVUPS(Mem{Base: x}, Y0)
 	VSUBPS(Y12, Y0, Y0)         // y = x - m
 	VCMPPS(U8(1), Y14, Y0, Y11) // y < -87
-	VMAXPS(Y14, Y0, Y0)
+	VMAXPS(Y0, Y14, Y0)         // y second: MAXPS returns it when either is NaN, so NaN stays NaN
 	VMULPS(invln2, Y0, Y3)
 	VROUNDPS(U8(0), Y3, Y3)
 	VFNMADD231PS(c.ln2hi, Y3, Y0)

@@ -11545,7 +11545,8 @@ gelu8:
 
 	// tanh(Y1) -> Y8: a = min(|u|, 9); k = round(-2a/ln2) (Y3); r = -2a - k*ln2 (Y4)
 	VANDPS       abs_mask<>+0(SB), Y1, Y2
-	VMINPS       tanh_max<>+0(SB), Y2, Y2
+	VMOVUPS      tanh_max<>+0(SB), Y3
+	VMINPS       Y2, Y3, Y2
 	VMULPS       m2_inv_ln2<>+0(SB), Y2, Y3
 	VROUNDPS     $0x00, Y3, Y3
 	VADDPS       Y2, Y2, Y4
@@ -11797,7 +11798,8 @@ cap8:
 
 	// tanh(Y1) -> Y8: a = min(|u|, 9); k = round(-2a/ln2) (Y3); r = -2a - k*ln2 (Y4)
 	VANDPS       abs_mask<>+0(SB), Y1, Y2
-	VMINPS       tanh_max<>+0(SB), Y2, Y2
+	VMOVUPS      tanh_max<>+0(SB), Y3
+	VMINPS       Y2, Y3, Y2
 	VMULPS       m2_inv_ln2<>+0(SB), Y2, Y3
 	VROUNDPS     $0x00, Y3, Y3
 	VADDPS       Y2, Y2, Y4
@@ -11858,7 +11860,7 @@ exp8:
 	VMOVUPS      (SI), Y0
 	VSUBPS       Y12, Y0, Y0
 	VCMPPS       $0x01, Y14, Y0, Y11
-	VMAXPS       Y14, Y0, Y0
+	VMAXPS       Y0, Y14, Y0
 	VMULPS       inv_ln2<>+0(SB), Y0, Y3
 	VROUNDPS     $0x00, Y3, Y3
 	VFNMADD231PS ln2_hi<>+0(SB), Y3, Y0

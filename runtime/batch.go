@@ -22,6 +22,7 @@ const stepWait = 2 * time.Millisecond
 type stepRequest struct {
 	s    *Session
 	id   int
+	err  error // the step's outcome, set before done
 	done chan struct{}
 }
 
@@ -40,6 +41,9 @@ func (e *Engine) batchStep(s *Session, id int) ([]float32, error) {
 	s.step.s, s.step.id = s, id
 	st.requests <- &s.step
 	<-s.step.done
+	if s.step.err != nil {
+		return nil, s.step.err
+	}
 	return s.logit, nil
 }
 
@@ -106,9 +110,13 @@ func (e *Engine) runStepBatch(batch []*stepRequest) {
 	}
 	n := len(batch)
 	e.forwardRows(sc, n)
-	e.logits(sc, 0, n)
+	bad, err := e.logits(sc, 0, n)
 	vocab := e.Config.VocabSize
 	for i, r := range batch {
+		r.err = nil
+		if bad != nil && bad[i] {
+			r.err = err
+		}
 		copy(r.s.logit, sc.logit[i*vocab:(i+1)*vocab])
 		sc.refs[i] = rowRef{} // hold no session's cache past its step
 	}

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -267,7 +268,9 @@ func (s *Session) Forward(ids []int, onLogits func(i int, logits []float32)) ([]
 			if len(sc.logit) < n*vocab {
 				sc.logit = make([]float32, sc.rows*vocab) // once, on the first all-positions run
 			}
-			s.e.logits(sc, 0, n)
+			if _, err := s.e.logits(sc, 0, n); err != nil {
+				return nil, err
+			}
 			for i := 0; i < n; i++ {
 				onLogits(start+i, sc.logit[i*vocab:(i+1)*vocab])
 			}
@@ -275,7 +278,9 @@ func (s *Session) Forward(ids []int, onLogits func(i int, logits []float32)) ([]
 				copy(s.logit, sc.logit[(n-1)*vocab:n*vocab])
 			}
 		} else if start+n == len(ids) {
-			s.e.logits(sc, n-1, n)
+			if _, err := s.e.logits(sc, n-1, n); err != nil {
+				return nil, err
+			}
 			copy(s.logit, sc.logit[:vocab])
 		}
 	}
@@ -362,14 +367,41 @@ func (e *Engine) forwardRows(sc *scratch, n int) {
 
 // logits computes the soft-capped logits of rows [lo, hi) into
 // sc.logit[(i-lo)*vocab:]: one matrix product, so the large output matrix is
-// read once for all of them.
-func (e *Engine) logits(sc *scratch, lo, hi int) {
+// read once for all of them. A row with a non-finite logit is an error
+// (checked before the soft-cap, which would turn ±Inf into ±cap); the other
+// rows are still valid, so bad reports which.
+func (e *Engine) logits(sc *scratch, lo, hi int) (bad []bool, err error) {
 	vocab := e.Config.VocabSize
 	rows := sc.viewRange(sc.final, lo, hi)
-	e.matmul(sc, e.w.output, sc.logit[:(hi-lo)*vocab], rows)
-	if cap := float32(e.Config.FinalLogitSoftcapping); cap > 0 {
-		kernels.SoftCap(sc.logit[:(hi-lo)*vocab], cap) // final logit soft-cap
+	out := sc.logit[:(hi-lo)*vocab]
+	e.matmul(sc, e.w.output, out, rows)
+	for i := 0; i < hi-lo; i++ {
+		if !allFinite(out[i*vocab : (i+1)*vocab]) {
+			if bad == nil {
+				bad = make([]bool, hi-lo)
+				err = ErrNonFinite
+			}
+			bad[i] = true
+		}
 	}
+	if cap := float32(e.Config.FinalLogitSoftcapping); cap > 0 {
+		kernels.SoftCap(out, cap) // final logit soft-cap
+	}
+	return bad, err
+}
+
+// ErrNonFinite is returned instead of logits that hold a NaN or an infinity:
+// corrupt weights (a NaN in a norm or a scale) or activations that overflow.
+// Nothing is ever sampled from such logits.
+var ErrNonFinite = errors.New("runtime: the model computed a non-finite logit (NaN or infinity); the weights may be corrupt")
+
+// allFinite reports whether x holds neither NaN nor ±Inf (v-v is NaN for both).
+func allFinite(x []float32) bool {
+	var acc float32
+	for _, v := range x {
+		acc += v - v
+	}
+	return acc == 0
 }
 
 // prepare applies a matrix's input transform (if any) to the normalized
