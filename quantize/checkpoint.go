@@ -68,7 +68,7 @@ func (o CheckpointOptions) plan(cfg model.Config, l int) layerPlan {
 	p := layerPlan{}
 	transformed := o.Method == MethodHadamard || o.Method == MethodCafeQ
 	p.useVO = o.Method == MethodCafeQ && cfg.HeadDim%o.Grid.Group == 0
-	if transformed {
+	if transformed && !(o.Method == MethodCafeQ && o.NoBlock) {
 		p.attnIn = attnInTransform(l)
 		p.ffnIn = ffnInTransform(l)
 		if o.Method == MethodHadamard || o.TransformDown {
@@ -226,7 +226,7 @@ func (q *checkpointWriter) run() error {
 			return fmt.Errorf("quantize: layer %d: %w", l, err)
 		}
 	}
-	if err := q.writeVector(model.NameFinalNorm); err != nil {
+	if err := q.writeVector(model.NameFinalNorm, nil); err != nil {
 		return err
 	}
 	q.progress("final norm")
@@ -236,37 +236,92 @@ func (q *checkpointWriter) run() error {
 func (q *checkpointWriter) layer(l int) error {
 	cfg := q.ck.Config
 	p := q.opt.plan(cfg, l)
-	for _, kind := range []string{model.AttnNorm, model.PostAttnNorm, model.FFNNorm, model.PostFFNNorm} {
-		if err := q.writeVector(model.LayerName(l, kind)); err != nil {
+	for _, kind := range []string{model.PostAttnNorm, model.PostFFNNorm} {
+		if err := q.writeVector(model.LayerName(l, kind), nil); err != nil {
 			return err
 		}
 	}
 	name := func(kind string) string { return model.LayerName(l, kind) }
-	// Attention input: q, k and v share one transform of their input. With
-	// CafeQ, v (in that transformed basis) and o are then re-quantized as a
-	// coupled pair, whose per-head transforms fold into the weights.
-	attn, err := q.shared([]string{name(model.AttnQ), name(model.AttnK), name(model.AttnV)}, q.opt.Options, p.attnIn, !p.useVO)
+	// Attention input: q, k and v share one transform of their input, whose
+	// diagonal part (if any) folds into the norm before them. With CafeQ, v
+	// (in that transformed basis) and o are then re-quantized as a coupled
+	// pair, whose per-head transforms fold into the weights.
+	qkv, err := q.loadAll(name(model.AttnQ), name(model.AttnK), name(model.AttnV))
 	if err != nil {
+		return err
+	}
+	attn, err := q.shared(qkv, q.opt.Options, p.attnIn, !p.useVO)
+	if err != nil {
+		return err
+	}
+	if err := q.writeVector(name(model.AttnNorm), attn.Diag); err != nil {
 		return err
 	}
 	q.progress(fmt.Sprintf("layer %d attention input", l))
 	if p.useVO {
-		if err := q.vo(l, attn.Transform); err != nil {
+		if err := q.vo(l, attn); err != nil {
 			return err
 		}
-	} else if _, err := q.shared([]string{name(model.AttnO)}, q.methodFor(p.attnOut), p.attnOut, true); err != nil {
-		return err
+	} else {
+		o, err := q.loadAll(name(model.AttnO))
+		if err != nil {
+			return err
+		}
+		if _, err := q.shared(o, q.methodFor(p.attnOut), p.attnOut, true); err != nil {
+			return err
+		}
 	}
 	q.progress(fmt.Sprintf("layer %d attention output", l))
-	if _, err := q.shared([]string{name(model.FFNGate), name(model.FFNUp)}, q.opt.Options, p.ffnIn, true); err != nil {
+	// down_proj first: the diagonal of its input folds into up's rows,
+	// which gate/up then quantize as stored.
+	down, err := q.loadAll(name(model.FFNDown))
+	if err != nil {
+		return err
+	}
+	downOpt := q.methodFor(p.downIn)
+	if q.opt.Method == MethodCafeQ {
+		downOpt.Method, downOpt.NoBlock = MethodCafeQ, p.downIn == ""
+	}
+	downRes, err := QuantizeShared(down, downOpt)
+	if err != nil {
+		return err
+	}
+	gateUp, err := q.loadAll(name(model.FFNGate), name(model.FFNUp))
+	if err != nil {
+		return err
+	}
+	if d := downRes.Diag; d != nil {
+		up := gateUp[1]
+		for i := range up.Data {
+			up.Data[i] /= d[i/up.Cols]
+		}
+	}
+	ffn, err := q.shared(gateUp, q.opt.Options, p.ffnIn, true)
+	if err != nil {
+		return err
+	}
+	if err := q.writeVector(name(model.FFNNorm), ffn.Diag); err != nil {
 		return err
 	}
 	q.progress(fmt.Sprintf("layer %d ffn input", l))
-	if _, err := q.shared([]string{name(model.FFNDown)}, q.methodFor(p.downIn), p.downIn, true); err != nil {
+	if err := q.write(down, downRes, p.downIn, true); err != nil {
 		return err
 	}
 	q.progress(fmt.Sprintf("layer %d ffn output", l))
 	return nil
+}
+
+// loadAll loads the named matrices as float32.
+func (q *checkpointWriter) loadAll(names ...string) ([]Matrix, error) {
+	ms := make([]Matrix, len(names))
+	for i, n := range names {
+		m, err := q.load(n)
+		if err != nil {
+			return nil, err
+		}
+		ms[i] = m
+	}
+	return ms, nil
 }
 
 // methodFor is the options for a matrix that has a transform tensor only if
@@ -283,43 +338,43 @@ func (q *checkpointWriter) methodFor(transformName string) Options {
 // shared quantizes matrices that read one input and writes them (all of
 // them, or all but the last when writeLast is false) with their transform
 // (identity blocks when the method kept none).
-func (q *checkpointWriter) shared(names []string, opt Options, transformName string, writeLast bool) (*Result, error) {
-	ms := make([]Matrix, len(names))
-	for i, n := range names {
-		m, err := q.load(n)
-		if err != nil {
-			return nil, err
-		}
-		ms[i] = m
-	}
+func (q *checkpointWriter) shared(ms []Matrix, opt Options, transformName string, writeLast bool) (*Result, error) {
 	res, err := QuantizeShared(ms, opt)
 	if err != nil {
 		return nil, err
 	}
-	for i, n := range names {
-		if i == len(names)-1 && !writeLast {
+	return res, q.write(ms, res, transformName, writeLast)
+}
+
+// write stores a QuantizeShared result (see shared).
+func (q *checkpointWriter) write(ms []Matrix, res *Result, transformName string, writeLast bool) error {
+	for i, m := range ms {
+		if i == len(ms)-1 && !writeLast {
 			break
 		}
-		if err := q.writeQuantized(n, res.Q[i]); err != nil {
-			return nil, err
+		if err := q.writeQuantized(m.Name, res.Q[i]); err != nil {
+			return err
 		}
 		q.report.Entries = append(q.report.Entries, res.Report[i])
 	}
 	if transformName != "" {
-		return res, q.writeTransform(transformName, res.Transform, ms[0].Cols)
+		return q.writeTransform(transformName, res.Transform, ms[0].Cols)
 	}
-	return res, nil
+	return nil
 }
 
-// vo re-quantizes v, taken into the basis of the attention input transform
-// t, together with o as a coupled V/O pair.
-func (q *checkpointWriter) vo(l int, t *Transform) error {
+// vo re-quantizes v, taken into the basis of the attention input's
+// transform (D·M of attn), together with o as a coupled V/O pair.
+func (q *checkpointWriter) vo(l int, attn *Result) error {
 	cfg := q.ck.Config
 	v, err := q.load(model.LayerName(l, model.AttnV))
 	if err != nil {
 		return err
 	}
-	if v, err = t.Fold(v); err != nil {
+	if attn.Diag != nil {
+		v.Data = scaleCols(v.Data, v.Rows, v.Cols, attn.Diag)
+	}
+	if v, err = attn.Transform.Fold(v); err != nil {
 		return err
 	}
 	o, err := q.load(model.LayerName(l, model.AttnO))
@@ -418,7 +473,10 @@ func (q *checkpointWriter) writeRows(name string, f kernels.Format, data []float
 	return q.w.WriteTensor(name, out)
 }
 
-func (q *checkpointWriter) writeVector(name string) error {
+// writeVector stores a norm weight as float32. With diag, the weight feeds
+// matrices that store W·D, so the norm's (1+w_j) becomes (1+w_j)/d_j
+// (Gemma's RMSNorm multiplies by 1+w): the input they see is D^-1 x.
+func (q *checkpointWriter) writeVector(name string, diag []float32) error {
 	t, err := q.ck.Tensor(name)
 	if err != nil {
 		return err
@@ -426,6 +484,14 @@ func (q *checkpointWriter) writeVector(name string) error {
 	data, err := t.Float32s()
 	if err != nil {
 		return err
+	}
+	if diag != nil {
+		if len(diag) != len(data) {
+			return fmt.Errorf("quantize: %q: %d values for a diagonal of %d", name, len(data), len(diag))
+		}
+		for j, d := range diag {
+			data[j] = float32((1+float64(data[j]))/float64(d) - 1)
+		}
 	}
 	out := make([]byte, 4*len(data))
 	for i, v := range data {

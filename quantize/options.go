@@ -42,6 +42,13 @@ type Options struct {
 	// AllStarts runs Adam from both starts (identity and Hadamard) instead
 	// of only from the one with the lower exact error; twice the time.
 	AllStarts bool
+	// Diag (cafeq) learns a diagonal input transform D first (see
+	// learnDiag) and returns it in Result.Diag for the caller to fold into
+	// the input's producer: free at run time.
+	Diag bool
+	// NoBlock (cafeq) learns no block-diagonal M, so the runtime applies no
+	// transform: only D (with Diag), V/O coupling, refinement and rounding.
+	NoBlock bool
 	// Refine enables per-group scale/min refinement (any method).
 	Refine Refine
 	// Rounding enables data-free alternating rounding of V/O pairs (cafeq),

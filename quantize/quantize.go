@@ -31,7 +31,11 @@ type Entry struct {
 type Result struct {
 	Q         []*Quantized
 	Transform *Transform
-	Report    []Entry
+	// Diag (Options.Diag) is the diagonal D folded into every Q: they store
+	// Q(W·D·M), so the input must reach them as D^-1 x. The caller folds
+	// D^-1 into whatever makes the input (see learnDiag); nil: D = I.
+	Diag   []float32
+	Report []Entry
 }
 
 // QuantizeMatrix quantizes one matrix with opt.
@@ -42,7 +46,7 @@ func QuantizeMatrix(m Matrix, opt Options) (*Result, error) {
 // QuantizeShared quantizes matrices that read the same input (same Cols),
 // e.g. gate/up or q/k/v, with one shared transform whose objective is the sum
 // of the matrices' relative squared errors.
-func QuantizeShared(ms []Matrix, opt Options) (*Result, error) {
+func QuantizeShared(ms []Matrix, opt Options) (res *Result, err error) {
 	start := time.Now()
 	opt = opt.withDefaults()
 	if len(ms) == 0 {
@@ -67,6 +71,35 @@ func QuantizeShared(ms []Matrix, opt Options) (*Result, error) {
 		return nil, err
 	}
 
+	// The diagonal comes first: M, when learned, acts on W·D. Errors stay
+	// relative to the original W (srcs keep their weights).
+	var diag, inv []float32
+	if opt.Diag && opt.Method == MethodCafeQ {
+		diag = learnDiag(srcs, opt.Grid)
+		inv = make([]float32, cols)
+		for j, d := range diag {
+			inv[j] = 1 / d
+		}
+		orig := ms
+		ms = make([]Matrix, len(orig))
+		for i, m := range orig {
+			ms[i] = Matrix{Name: m.Name, Rows: m.Rows, Cols: m.Cols, Data: scaleCols(m.Data, m.Rows, m.Cols, diag)}
+			srcs[i].w = ms[i].Data
+		}
+		defer func() {
+			// Plain RTN is measured on the original weights.
+			for i, m := range orig {
+				if q, err := RTN(opt.Grid, m.Data, m.Rows, m.Cols); err == nil && res != nil {
+					var e float64
+					for _, v := range plainBlockErr(m.Data, q, opt.Grid.Group, nil) {
+						e += v
+					}
+					res.Report[i].RTNRelErr = math.Sqrt(e * srcs[i].wt)
+				}
+			}
+		}()
+	}
+
 	var t *Transform
 	switch opt.Method {
 	case MethodHadamard:
@@ -75,7 +108,9 @@ func QuantizeShared(ms []Matrix, opt Options) (*Result, error) {
 			return nil, err
 		}
 	case MethodCafeQ:
-		t = learnTransform(srcs, opt.Block, opt.learnParams())
+		if !opt.NoBlock {
+			t = learnTransform(srcs, opt.Block, opt.learnParams())
+		}
 	}
 	if t != nil && opt.InvFormat.Type != kernels.TypeInvalid {
 		if err := roundInv(t, opt.InvFormat); err != nil {
@@ -83,10 +118,11 @@ func QuantizeShared(ms []Matrix, opt Options) (*Result, error) {
 		}
 	}
 
-	res, err := chooseBlocks(ms, srcs, opt.Grid, t, opt.Refine, opt.Method == MethodCafeQ)
+	res, err = chooseBlocks(ms, srcs, opt.Grid, t, inv, opt.Refine, opt.Method == MethodCafeQ)
 	if err != nil {
 		return nil, err
 	}
+	res.Diag = diag
 	sec := time.Since(start).Seconds() / float64(len(ms))
 	for i := range res.Report {
 		res.Report[i].Method = opt.Method

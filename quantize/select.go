@@ -17,8 +17,10 @@ import (
 //     (no transform) or per block (exact error through M^-1) only where they
 //     lower the error.
 //
-// The report's errors are exact, over all rows.
-func chooseBlocks(ms []Matrix, srcs []source, g Grid, t *Transform, flags Refine, fallback bool) (*Result, error) {
+// The report's errors are exact, over all rows. inv, when set, holds 1/d_j
+// of a diagonal already folded into ms (see learnDiag): errors are measured
+// through it, in the space of the original weights.
+func chooseBlocks(ms []Matrix, srcs []source, g Grid, t *Transform, inv []float32, flags Refine, fallback bool) (*Result, error) {
 	type cand struct {
 		q    *Quantized
 		errs []float64
@@ -43,7 +45,7 @@ func chooseBlocks(ms []Matrix, srcs []source, g Grid, t *Transform, flags Refine
 		if err != nil {
 			return nil, fmt.Errorf("quantize: %q: %w", m.Name, err)
 		}
-		c := cand{q, plainBlockErr(m.Data, q, blk)}
+		c := cand{q, plainBlockErr(m.Data, q, blk, inv)}
 		for _, e := range c.errs {
 			rtnErr[i] += e
 		}
@@ -63,7 +65,7 @@ func chooseBlocks(ms []Matrix, srcs []source, g Grid, t *Transform, flags Refine
 			if err != nil {
 				return nil, fmt.Errorf("quantize: %q: %w", m.Name, err)
 			}
-			trs[i] = cand{q, blockErrors(x, q, t)}
+			trs[i] = cand{q, blockErrors(x, q, t, inv)}
 			xs[i] = x
 		}
 		// Keep a block when it lowers the group's summed relative error;
@@ -133,13 +135,20 @@ func chooseBlocks(ms []Matrix, srcs []source, g Grid, t *Transform, flags Refine
 		for i, m := range ms {
 			c := final[i]
 			if t == nil {
-				refineRows(c.q, xs[i], nil, flags)
-				final[i].errs = plainBlockErr(m.Data, c.q, blk)
+				var colW []float64
+				if inv != nil {
+					colW = make([]float64, len(inv))
+					for j, v := range inv {
+						colW[j] = float64(v) * float64(v)
+					}
+				}
+				refineRows(c.q, xs[i], colW, flags)
+				final[i].errs = plainBlockErr(m.Data, c.q, blk, inv)
 				continue
 			}
 			r := cand{clone(c.q), nil}
-			refineRows(r.q, xs[i], invRowNorms(t), flags)
-			r.errs = blockErrors(xs[i], r.q, t)
+			refineRows(r.q, xs[i], invRowNorms(t, inv), flags)
+			r.errs = blockErrors(xs[i], r.q, t, inv)
 			pick(c, r, blk)
 		}
 	}
@@ -157,23 +166,26 @@ func chooseBlocks(ms []Matrix, srcs []source, g Grid, t *Transform, flags Refine
 }
 
 // plainBlockErr returns the squared error of q against x per block of b
-// columns (no transform).
-func plainBlockErr(x []float32, q *Quantized, b int) []float64 {
+// columns (no transform; each column's error times inv[j] when inv is set).
+func plainBlockErr(x []float32, q *Quantized, b int, inv []float32) []float64 {
 	out := make([]float64, q.Cols/b)
 	row := make([]float32, q.Cols)
 	for r := range q.Rows {
 		q.DequantizeRow(row, r)
 		for i, v := range row {
 			d := float64(x[r*q.Cols+i] - v)
+			if inv != nil {
+				d *= float64(inv[i])
+			}
 			out[i/b] += d * d
 		}
 	}
 	return out
 }
 
-// blockErrors returns, per transform block, ||(X - Q)_k · M_k^-1||_F^2 where
-// X = W·M is the matrix q stores.
-func blockErrors(x []float32, q *Quantized, t *Transform) []float64 {
+// blockErrors returns, per transform block, ||(X - Q)_k · M_k^-1 · D_k^-1||_F^2
+// where X = W·D·M is the matrix q stores and inv = 1/d (nil: D = I).
+func blockErrors(x []float32, q *Quantized, t *Transform, inv []float32) []float64 {
 	deq := q.Dequantize()
 	for i := range deq {
 		deq[i] = x[i] - deq[i]
@@ -184,8 +196,12 @@ func blockErrors(x []float32, q *Quantized, t *Transform) []float64 {
 		e := make([]float32, q.Rows*b)
 		gemm32(e, b, deq[k*b:], cols, q.Rows, b, t.Inv[k*b*b:(k+1)*b*b], b)
 		var s float64
-		for _, v := range e {
-			s += float64(v) * float64(v)
+		for i, v := range e {
+			f := float64(v)
+			if inv != nil {
+				f *= float64(inv[k*b+i%b])
+			}
+			s += f * f
 		}
 		out[k] = s
 	})
@@ -216,15 +232,20 @@ func clone(q *Quantized) *Quantized {
 	return &c
 }
 
-// invRowNorms returns, per input column i, ||(M^-1)_{i,:}||^2: the rounding
-// error on column i of W·M reaches W as e'_i·(M^-1)_{i,:}.
-func invRowNorms(t *Transform) []float64 {
+// invRowNorms returns, per input column i, ||(M^-1·D^-1)_{i,:}||^2: the
+// rounding error on column i of W·D·M reaches W as e'_i·(M^-1 D^-1)_{i,:}
+// (inv = 1/d, nil: D = I).
+func invRowNorms(t *Transform, inv []float32) []float64 {
 	b := t.Block
 	out := make([]float64, t.Blocks()*b)
 	for i := range out {
 		var s float64
-		for _, v := range t.Inv[i*b : (i+1)*b] {
-			s += float64(v) * float64(v)
+		for j, v := range t.Inv[i*b : (i+1)*b] {
+			f := float64(v)
+			if inv != nil {
+				f *= float64(inv[(i/b)*b+j])
+			}
+			s += f * f
 		}
 		out[i] = s
 	}

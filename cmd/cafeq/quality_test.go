@@ -131,3 +131,27 @@ func TestOutlierModelSameFunction(t *testing.T) {
 		t.Errorf("outlier model differs from the original: KL %.3g, top-1 %.4f", *r.KLD, *r.Top1Agree)
 	}
 }
+
+// TestOutlierModelQuantizes: quantized with the default settings, the
+// outlier model's KL on unseen text stays within 2x the trained model's
+// (plain RTN's grows about 30x): the learned diagonals fold the outlier
+// channels back into the norms and up_proj. (-steps 8 for time.)
+func TestOutlierModelQuantizes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quality test")
+	}
+	text := heldOut(t, 6000)
+	kl := map[string]float64{}
+	for name, src := range map[string]string{"trained": shakespeare, "outliers": outlierModel(t)} {
+		cq := filepath.Join(t.TempDir(), name+".cq")
+		if code, _, stderr := run(t, "quantize", "-m", src, "-o", cq, "-steps", "8", "-bits", "4", "-group", "64", "-block", "0"); code != 0 {
+			t.Fatal(stderr)
+		}
+		r := perplexityAgainstRef(t, cq, text)
+		kl[name] = *r.KLD
+		t.Logf("%s: KL %.5f, top-1 %.4f over %d tokens", name, *r.KLD, *r.Top1Agree, r.Tokens)
+	}
+	if kl["outliers"] > 2*kl["trained"] || kl["outliers"] > 0.01 {
+		t.Errorf("outlier model KL %.5f: above 0.01 or 2x the trained model's %.5f", kl["outliers"], kl["trained"])
+	}
+}

@@ -40,7 +40,8 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	group := fs.Int("group", 32, "quantization group along the input axis: 32, 64 or 128")
 	sym := fs.Bool("sym", false, "symmetric grid (scale only) instead of min-max (scale and min)")
 	method := fs.String("method", "cafeq", "rtn (plain min-max round to nearest), hadamard (random rotation) or cafeq")
-	block := fs.Int("block", 256, "transform block on the input axis (hadamard, cafeq)")
+	block := fs.Int("block", 256, "transform block on the input axis (hadamard, cafeq); 0: cafeq applies no transform at run time")
+	noDiag := fs.Bool("no-diag", false, "cafeq: skip the diagonal input transforms folded into the norms and up_proj (free at run time)")
 	steps := fs.Int("steps", quantize.DefaultSteps, "Adam steps per start and block (cafeq); time grows linearly")
 	noClip := fs.Bool("no-clip", false, "cafeq: skip the per-group range (clipping) search")
 	noLSQ := fs.Bool("no-lsq", false, "cafeq: skip the HQQ-style least-squares scale/min updates")
@@ -94,6 +95,10 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 			opt.Refine |= quantize.RefineLSQ
 		}
 		opt.Rounding = !*noRounding
+		opt.Diag = !*noDiag
+		if *block == 0 {
+			opt.NoBlock, opt.Block = true, 256
+		}
 	}
 	ck, err := model.OpenCheckpoint(*in)
 	if err != nil {
@@ -124,7 +129,7 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	sum := quantizeSummary{Output: *out, Method: *method, Format: opt.Grid.Format().String(), Seconds: rep.Seconds,
 		PeakRSSMiB: peakRSSMiB(), FileBytes: st.Size(), Tensors: len(rep.Entries),
 		LinearBPW: info.Size.LinearBPW, Size: info.Size}
-	if *method != "rtn" {
+	if *method != "rtn" && !opt.NoBlock {
 		sum.Block = *block
 	}
 	for _, e := range rep.Entries {
