@@ -29,6 +29,9 @@ type Engine struct {
 	ropeMu           sync.Mutex
 	ropeCos, ropeSin []float32 // (positions, headDim/2) rotary tables, grown by ensureRope
 	stepper          stepper   // batches concurrent decode steps
+
+	vocabOnce sync.Once
+	vocab     *tokenBytes // each token's bytes, for constrained decoding
 }
 
 // Options tunes loading.

@@ -12,6 +12,17 @@ type GenerateOptions struct {
 	SampleOptions
 	MaxTokens  int   // at most this many new tokens; <= 0: until the context is full
 	StopTokens []int // generation ends after one of these (it is not passed to onToken)
+
+	// Constraint, if set, masks the tokens that may not come next (for
+	// response_format JSON); generation ends with an error if it allows none.
+	Constraint *JSONConstraint
+	// OnLogprobs, if set, is called before onToken with the token's
+	// log-probability and the TopLogprobs most likely alternatives (best
+	// first; top is reused after the call). Both are taken from the
+	// distribution the sampler draws from before temperature, top-k, top-p
+	// and min-p: the model's, after logit bias, penalties and Constraint.
+	OnLogprobs  func(chosen TokenLogprob, top []TokenLogprob)
+	TopLogprobs int
 }
 
 // Finish reasons, as OpenAI's API names them.
@@ -64,14 +75,29 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opts GenerateOptio
 	// and batches them with other sessions'.
 	s.e.stepper.decoding.Add(1)
 	defer s.e.stepper.decoding.Add(-1)
+	var top []TokenLogprob
+	if opts.OnLogprobs != nil {
+		top = make([]TokenLogprob, opts.TopLogprobs)
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, err
+		}
+		s.sampler.adjust(logits, s.cache.tokens[:s.cache.pos], opts.SampleOptions)
+		if opts.Constraint != nil && opts.Constraint.Mask(logits) == 0 {
+			return res, fmt.Errorf("runtime: the output constraint allows no next token")
 		}
 		id := s.sampler.sample(logits, opts.SampleOptions)
 		if slices.Contains(opts.StopTokens, id) {
 			res.FinishReason = FinishStop
 			return res, nil
+		}
+		if opts.Constraint != nil {
+			opts.Constraint.Accept(id)
+		}
+		if opts.OnLogprobs != nil {
+			lp := logprobs(logits, id, top)
+			opts.OnLogprobs(TokenLogprob{ID: id, Logprob: lp}, top)
 		}
 		res.Generated++
 		if !onToken(id) {

@@ -11,14 +11,30 @@ type SampleOptions struct {
 	Temperature float32 // 0: greedy (argmax)
 	TopK        int     // keep the k most likely tokens; 0: no limit
 	TopP        float32 // keep the smallest set whose probability reaches p; 0 or 1: no limit
+	MinP        float32 // drop tokens less likely than MinP times the most likely one; 0: off
 	Seed        uint64  // same seed, same samples
+
+	// Penalties on the tokens among the last PenaltyWindow of the context
+	// (prompt and reply), applied to the logits before anything else, as
+	// llama.cpp does: RepeatPenalty divides a positive logit (multiplies a
+	// negative one), 0 or 1: off; OpenAI's PresencePenalty is subtracted once
+	// per token present and FrequencyPenalty once per occurrence.
+	RepeatPenalty, PresencePenalty, FrequencyPenalty float32
+	// LogitBias is added to the logits of the given ids (OpenAI's
+	// logit_bias: -100 bans a token, 100 all but forces it).
+	LogitBias map[int]float32
 }
+
+// PenaltyWindow is how many of the latest context tokens the repeat,
+// presence and frequency penalties look at (llama.cpp's repeat_last_n).
+const PenaltyWindow = 64
 
 // sampler holds the scratch a draw needs, so sampling allocates nothing.
 type sampler struct {
-	rng   *rand.Rand
-	idx   []int32   // candidate token ids
-	probs []float32 // their probabilities
+	rng    *rand.Rand
+	idx    []int32   // candidate token ids
+	probs  []float32 // their probabilities
+	counts []int32   // (vocab) occurrences in the penalty window; zero between draws
 }
 
 func newSampler(vocab int) sampler {
@@ -40,8 +56,47 @@ func Argmax(logits []float32) int {
 	return best
 }
 
+// adjust applies logit_bias and the penalties over recent, the latest
+// context tokens, to logits in place.
+func (s *sampler) adjust(logits []float32, recent []int, o SampleOptions) {
+	for id, b := range o.LogitBias {
+		if id >= 0 && id < len(logits) {
+			logits[id] += b
+		}
+	}
+	repeat := o.RepeatPenalty > 0 && o.RepeatPenalty != 1
+	if !repeat && o.PresencePenalty == 0 && o.FrequencyPenalty == 0 {
+		return
+	}
+	if s.counts == nil {
+		s.counts = make([]int32, len(logits))
+	}
+	recent = recent[max(0, len(recent)-PenaltyWindow):]
+	for _, id := range recent {
+		if id >= 0 && id < len(logits) {
+			s.counts[id]++
+		}
+	}
+	for _, id := range recent {
+		if id < 0 || id >= len(logits) || s.counts[id] == 0 {
+			continue // out of range, or already penalised
+		}
+		l := logits[id]
+		if repeat {
+			if l > 0 {
+				l /= o.RepeatPenalty
+			} else {
+				l *= o.RepeatPenalty
+			}
+		}
+		l -= o.PresencePenalty + o.FrequencyPenalty*float32(s.counts[id])
+		logits[id] = l
+		s.counts[id] = 0
+	}
+}
+
 // sample draws a token: temperature scaling, then top-k, then top-p
-// (nucleus), then a draw from the renormalised distribution.
+// (nucleus), then min-p, then a draw from the renormalised distribution.
 func (s *sampler) sample(logits []float32, o SampleOptions) int {
 	if o.Temperature <= 0 || o.TopK == 1 {
 		return Argmax(logits)
@@ -84,10 +139,19 @@ func (s *sampler) sample(logits []float32, o SampleOptions) int {
 			}
 		}
 		probs = probs[:k]
-		sum = 0
-		for _, p := range probs {
-			sum += float64(p)
+	}
+	if o.MinP > 0 {
+		// probs is sorted, so the kept tokens are a prefix.
+		floor := probs[0] * o.MinP
+		k = 1
+		for k < len(probs) && probs[k] >= floor {
+			k++
 		}
+		probs = probs[:k]
+	}
+	sum = 0
+	for _, p := range probs {
+		sum += float64(p)
 	}
 	r := s.rng.Float64() * sum
 	for i, p := range probs {
@@ -96,7 +160,14 @@ func (s *sampler) sample(logits []float32, o SampleOptions) int {
 			return int(idx[i])
 		}
 	}
-	return int(idx[len(probs)-1])
+	// Rounding left r >= 0: the last token that had any probability (a
+	// masked token has none).
+	for i := len(probs) - 1; i > 0; i-- {
+		if probs[i] > 0 {
+			return int(idx[i])
+		}
+	}
+	return int(idx[0])
 }
 
 // selectTopK partially orders idx so that its first k entries are the k
@@ -128,4 +199,43 @@ func selectTopK(idx []int32, logits []float32, k int) {
 			return
 		}
 	}
+}
+
+// TokenLogprob is one token's log-probability.
+type TokenLogprob struct {
+	ID      int
+	Logprob float32
+}
+
+// logprobs returns the log-probability of chosen under the softmax of
+// logits, and fills top with the len(top) most likely tokens, best first.
+func logprobs(logits []float32, chosen int, top []TokenLogprob) float32 {
+	maxL := float32(math.Inf(-1))
+	for _, l := range logits {
+		maxL = max(maxL, l)
+	}
+	var sum float64
+	for _, l := range logits {
+		sum += math.Exp(float64(l - maxL))
+	}
+	logZ := float64(maxL) + math.Log(sum)
+	n := 0
+	for id, l := range logits {
+		// insertion into the short sorted list top[:n]
+		if n < len(top) {
+			n++
+		} else if n == 0 || l <= top[n-1].Logprob {
+			continue
+		}
+		i := n - 1
+		for i > 0 && top[i-1].Logprob < l {
+			top[i] = top[i-1]
+			i--
+		}
+		top[i] = TokenLogprob{ID: id, Logprob: l}
+	}
+	for i := range top[:n] {
+		top[i].Logprob = float32(float64(top[i].Logprob) - logZ)
+	}
+	return float32(float64(logits[chosen]) - logZ)
 }

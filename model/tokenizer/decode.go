@@ -17,6 +17,11 @@ func (t *Tokenizer) Decode(ids []int) string {
 	return toValid(buf)
 }
 
+// TokenBytes returns the bytes id decodes to on its own ("▁" as a space, a
+// byte piece as its byte, nothing for control pieces): Decode of a sequence
+// is the concatenation of its tokens' bytes, made valid UTF-8.
+func (t *Tokenizer) TokenBytes(id int) []byte { return t.appendPiece(nil, id) }
+
 // appendPiece appends the bytes id stands for.
 func (t *Tokenizer) appendPiece(dst []byte, id int) []byte {
 	if id < 0 || id >= len(t.pieces) {
