@@ -195,6 +195,60 @@ describe('cafeq serve', { timeout: 300_000 }, () => {
     assert.equal(cut.choices[0].finish_reason, 'stop');
   });
 
+  test('logprobs come back in OpenAI\'s shapes', async () => {
+    const chat = await client.chat.completions.create({ ...chatParams, logprobs: true, top_logprobs: 3 });
+    const entries = chat.choices[0].logprobs.content;
+    assert.equal(entries.length, chat.usage.completion_tokens);
+    const bytes = entries.flatMap((e) => e.bytes);
+    assert.equal(Buffer.from(bytes).toString('utf8'), chat.choices[0].message.content);
+    for (const e of entries) {
+      assert.ok(e.logprob <= 0 && e.top_logprobs.length === 3);
+      // greedy: the chosen token is the most likely one
+      assert.ok(Math.abs(e.top_logprobs[0].logprob - e.logprob) < 1e-6, JSON.stringify(e));
+    }
+    const text = await client.completions.create({ model: 'cafeq', prompt: 'ROMEO:\n', temperature: 0, max_tokens: 8, logprobs: 2 });
+    const lp = text.choices[0].logprobs;
+    assert.equal(lp.tokens.length, 8);
+    assert.equal(lp.token_logprobs.length, 8);
+    assert.equal(Object.keys(lp.top_logprobs[0]).length, 2);
+  });
+
+  test('response_format json_schema gives a reply that parses and matches', async () => {
+    const schema = {
+      type: 'object',
+      properties: { name: { type: 'string' }, age: { type: 'integer' }, mood: { enum: ['merry', 'sad'] } },
+      required: ['name', 'age', 'mood'],
+      additionalProperties: false,
+    };
+    // The test model knows plays, not JSON: a bias towards the bytes that
+    // close values and towards the stop tokens lets its replies end.
+    const ids = (await (await fetch(`http://127.0.0.1:${server.port}/tokenize`, {
+      method: 'POST', body: JSON.stringify({ content: '"}' }),
+    })).json()).tokens;
+    const logit_bias = Object.fromEntries([...ids, 1, 5].map((id) => [String(id), 6]));
+    const r = await client.chat.completions.create({
+      ...chatParams, max_tokens: 200, logit_bias,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', schema, strict: true } },
+    });
+    assert.equal(r.choices[0].finish_reason, 'stop', r.choices[0].message.content);
+    const v = JSON.parse(r.choices[0].message.content);
+    assert.deepEqual(Object.keys(v).sort(), ['age', 'mood', 'name']);
+    assert.ok(Number.isInteger(v.age) && typeof v.name === 'string' && ['merry', 'sad'].includes(v.mood));
+  });
+
+  test('fields the server cannot honour are refused, naming them', async () => {
+    for (const [extra, param] of [
+      [{ tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }, 'tools'],
+      [{ n: 2 }, 'n'],
+      [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { anyOf: [] } } } }, 'response_format.json_schema.schema'],
+    ]) {
+      await assert.rejects(
+        client.chat.completions.create({ ...chatParams, ...extra }),
+        (err) => err instanceof OpenAI.BadRequestError && err.param === param,
+      );
+    }
+  });
+
   test('bad requests get OpenAI-style 4xx errors', async () => {
     await assert.rejects(
       client.chat.completions.create({ ...chatParams, temperature: 5 }),

@@ -178,7 +178,7 @@ type frame struct {
 // Whitespace and nesting limits: a model stuck emitting spaces or brackets
 // is cut off instead of running to MaxTokens.
 const (
-	maxJSONWhitespace = 32
+	maxJSONWhitespace = 8
 	maxJSONDepth      = 32
 )
 

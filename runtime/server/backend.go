@@ -5,7 +5,11 @@
 // queue and are refused with 429 when it is full.
 package server
 
-import "context"
+import (
+	"context"
+
+	"github.com/cafeq/cafeq/runtime"
+)
 
 // Message is one chat turn as the API receives it. Role is "system", "user"
 // or "assistant".
@@ -21,9 +25,24 @@ type GenerateOptions struct {
 	Temperature float32 // 0 means greedy
 	TopP        float32 // nucleus sampling threshold in (0, 1]
 	TopK        int     // 0 disables top-k
+	MinP        float32 // 0 disables min-p
 	Seed        uint64
 	StopTokens  []int // generation ends, with reason "stop", after one of these
+
+	// Logit adjustments, as runtime.SampleOptions documents them.
+	RepeatPenalty, PresencePenalty, FrequencyPenalty float32
+	LogitBias                                        map[int]float32
+
+	// JSONSchema, if set, constrains the reply to a JSON value it accepts.
+	JSONSchema *runtime.JSONSchema
+	// OnLogprobs, if set, is called before onToken with the token's
+	// log-probability and the TopLogprobs most likely alternatives.
+	OnLogprobs  func(chosen TokenLogprob, top []TokenLogprob)
+	TopLogprobs int
 }
+
+// TokenLogprob is one token's log-probability.
+type TokenLogprob = runtime.TokenLogprob
 
 // Finish reasons a Session reports.
 const (
@@ -47,6 +66,14 @@ type Backend interface {
 	NewDecoder() Decoder
 	// ContextLength is the model's maximum context in tokens.
 	ContextLength() int
+	// VocabSize is the number of token ids.
+	VocabSize() int
+	// TokenBytes is what one token decodes to on its own.
+	TokenBytes(id int) []byte
+	// Tokenize encodes text, with BOS first when bos is set.
+	Tokenize(text string, bos bool) []int
+	// Detokenize decodes ids into text.
+	Detokenize(ids []int) string
 	// NewSession allocates a session (a KV cache) for up to maxCtx tokens.
 	// The server keeps at most Options.Parallel of them and reuses them.
 	NewSession(maxCtx int) (Session, error)

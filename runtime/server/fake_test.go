@@ -79,6 +79,23 @@ func (f *fakeBackend) TextPrompt(text string) ([]int, error) {
 func (f *fakeBackend) StopTokens() []int   { return []int{fakeEOS, fakeEOT} }
 func (f *fakeBackend) ContextLength() int  { return f.ctxLen }
 func (f *fakeBackend) NewDecoder() Decoder { return &fakeDecoder{} }
+func (f *fakeBackend) VocabSize() int      { return fakeByteBase + 256 }
+
+func (f *fakeBackend) TokenBytes(id int) []byte {
+	if id < fakeByteBase || id >= fakeByteBase+256 {
+		return nil
+	}
+	return []byte{byte(id - fakeByteBase)}
+}
+
+func (f *fakeBackend) Tokenize(text string, bos bool) []int {
+	if bos {
+		return append([]int{fakeBOS}, encodeBytes(text)...)
+	}
+	return encodeBytes(text)
+}
+
+func (f *fakeBackend) Detokenize(ids []int) string { return decodeBytes(ids) }
 
 func (f *fakeBackend) NewSession(maxCtx int) (Session, error) {
 	f.created.Add(1)
@@ -194,6 +211,11 @@ func (s *fakeSession) Generate(ctx context.Context, prompt []int, opts GenerateO
 				onToken(fakeEOS)
 			}
 			return FinishStop, nil
+		}
+		if opts.OnLogprobs != nil {
+			// The reply token is the likeliest, then the next byte value.
+			top := []TokenLogprob{{ID: reply[i], Logprob: -0.25}, {ID: reply[i] + 1, Logprob: -1.5}}
+			opts.OnLogprobs(top[0], top[:min(opts.TopLogprobs, len(top))])
 		}
 		if !onToken(reply[i]) {
 			return FinishStop, nil

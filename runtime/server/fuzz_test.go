@@ -15,7 +15,7 @@ import (
 func FuzzDecodeChatRequest(f *testing.F) {
 	const maxCtx = 512
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, e := decodeChatRequest(body, maxCtx)
+		req, e := decodeChatRequest(body, requestLimits{maxCtx: maxCtx, vocab: 300})
 		if (req == nil) == (e == nil) {
 			t.Fatalf("request %v and error %v", req, e)
 		}
@@ -37,7 +37,7 @@ func FuzzDecodeChatRequest(f *testing.F) {
 			}
 			checkSampling(t, req.sampling, maxCtx)
 		}
-		creq, ce := decodeCompletionRequest(body, maxCtx)
+		creq, ce := decodeCompletionRequest(body, requestLimits{maxCtx: maxCtx, vocab: 300})
 		if (creq == nil) == (ce == nil) {
 			t.Fatalf("completion request %v and error %v", creq, ce)
 		}

@@ -58,15 +58,24 @@ func (m *stopMatcher) flush() string {
 type genResult struct {
 	Finish           string
 	CompletionTokens int
+	Logprobs         []tokenLP // those not yet passed to emit with text
+}
+
+// tokenLP is one reply token's log-probability and its alternatives.
+type tokenLP struct {
+	id  int
+	lp  float32
+	top []TokenLogprob
 }
 
 // errEmit marks a failure to write to the client.
 var errEmit = errors.New("server: write to client failed")
 
 // generate runs one generation on sl's session and passes the reply text to
-// emit in pieces as it becomes final (stop strings removed). emit returning an
-// error ends the generation with that error.
-func (s *Server) generate(ctx context.Context, sl *slot, prompt []int, p sampling, emit func(string) error) (genResult, error) {
+// emit in pieces as it becomes final (stop strings removed), with the
+// log-probabilities of the tokens seen since the last piece when p.Logprobs.
+// emit returning an error ends the generation with that error.
+func (s *Server) generate(ctx context.Context, sl *slot, prompt []int, p sampling, emit func(string, []tokenLP) error) (genResult, error) {
 	room := s.opts.MaxCtx - len(prompt)
 	maxTok := room
 	if p.MaxTokens > 0 && p.MaxTokens < room {
@@ -78,8 +87,22 @@ func (s *Server) generate(ctx context.Context, sl *slot, prompt []int, p samplin
 		Temperature: p.Temperature,
 		TopP:        p.TopP,
 		TopK:        p.TopK,
+		MinP:        p.MinP,
 		Seed:        p.Seed,
 		StopTokens:  stopTokens,
+
+		RepeatPenalty:    p.RepeatPenalty,
+		PresencePenalty:  p.PresencePenalty,
+		FrequencyPenalty: p.FrequencyPenalty,
+		LogitBias:        p.LogitBias,
+		JSONSchema:       p.JSONSchema,
+	}
+	var pending []tokenLP // log-probabilities not yet emitted
+	if p.Logprobs {
+		opts.TopLogprobs = p.TopLogprobs
+		opts.OnLogprobs = func(chosen TokenLogprob, top []TokenLogprob) {
+			pending = append(pending, tokenLP{id: chosen.ID, lp: chosen.Logprob, top: slices.Clone(top)})
+		}
 	}
 	dec := s.backend.NewDecoder()
 	m := stopMatcher{stops: p.Stop}
@@ -93,10 +116,11 @@ func (s *Server) generate(ctx context.Context, sl *slot, prompt []int, p samplin
 			if t == "" {
 				return true
 			}
-			if err := emit(t); err != nil {
+			if err := emit(t, pending); err != nil {
 				emitErr = err
 				return false
 			}
+			pending = nil
 			return true
 		}
 	)
@@ -107,6 +131,9 @@ func (s *Server) generate(ctx context.Context, sl *slot, prompt []int, p samplin
 		if slices.Contains(stopTokens, id) {
 			// The runtime may or may not report the stop token itself;
 			// either way it is not part of the reply.
+			if n := len(pending); n > 0 && pending[n-1].id == id {
+				pending = pending[:n-1]
+			}
 			stopped = true
 			return false
 		}
@@ -139,6 +166,7 @@ func (s *Server) generate(ctx context.Context, sl *slot, prompt []int, p samplin
 			return res, emitErr
 		}
 	}
+	res.Logprobs = pending
 	switch {
 	case stopped:
 		res.Finish = FinishStop

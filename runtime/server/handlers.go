@@ -26,8 +26,73 @@ type chatMessageOut struct {
 type chatChoice struct {
 	Index        int            `json:"index"`
 	Message      chatMessageOut `json:"message"`
-	Logprobs     *struct{}      `json:"logprobs"`
+	Logprobs     *chatLogprobs  `json:"logprobs"`
 	FinishReason string         `json:"finish_reason"`
+}
+
+// chatLogprobs is OpenAI's choices[].logprobs for chat: one entry per token.
+type chatLogprobs struct {
+	Content []chatLogprob `json:"content"`
+	Refusal *string       `json:"refusal"`
+}
+
+type tokenLogprob struct {
+	Token   string  `json:"token"`
+	Logprob float64 `json:"logprob"`
+	Bytes   []int   `json:"bytes"`
+}
+
+type chatLogprob struct {
+	tokenLogprob
+	TopLogprobs []tokenLogprob `json:"top_logprobs"`
+}
+
+// textLogprobs is the legacy completions shape: parallel arrays.
+type textLogprobs struct {
+	Tokens        []string             `json:"tokens"`
+	TokenLogprobs []float64            `json:"token_logprobs"`
+	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+	TextOffset    []int                `json:"text_offset"`
+}
+
+func (s *Server) wireToken(id int, lp float32) tokenLogprob {
+	b := s.backend.TokenBytes(id)
+	ints := make([]int, len(b))
+	for i, c := range b {
+		ints[i] = int(c)
+	}
+	return tokenLogprob{Token: string(b), Logprob: float64(lp), Bytes: ints}
+}
+
+func (s *Server) chatLogprobs(lps []tokenLP) *chatLogprobs {
+	out := &chatLogprobs{Content: []chatLogprob{}}
+	for _, t := range lps {
+		e := chatLogprob{tokenLogprob: s.wireToken(t.id, t.lp), TopLogprobs: []tokenLogprob{}}
+		for _, alt := range t.top {
+			e.TopLogprobs = append(e.TopLogprobs, s.wireToken(alt.ID, alt.Logprob))
+		}
+		out.Content = append(out.Content, e)
+	}
+	return out
+}
+
+// textLogprobs converts lps; offset is where their text starts in the reply
+// and is advanced past it.
+func (s *Server) textLogprobs(lps []tokenLP, offset *int) *textLogprobs {
+	out := &textLogprobs{Tokens: []string{}, TokenLogprobs: []float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
+	for _, t := range lps {
+		b := s.backend.TokenBytes(t.id)
+		out.Tokens = append(out.Tokens, string(b))
+		out.TokenLogprobs = append(out.TokenLogprobs, float64(t.lp))
+		top := map[string]float64{}
+		for _, alt := range t.top {
+			top[string(s.backend.TokenBytes(alt.ID))] = float64(alt.Logprob)
+		}
+		out.TopLogprobs = append(out.TopLogprobs, top)
+		out.TextOffset = append(out.TextOffset, *offset)
+		*offset += len(b)
+	}
+	return out
 }
 
 type chatCompletion struct {
@@ -45,10 +110,10 @@ type chatDelta struct {
 }
 
 type chunkChoice struct {
-	Index        int       `json:"index"`
-	Delta        chatDelta `json:"delta"`
-	Logprobs     *struct{} `json:"logprobs"`
-	FinishReason *string   `json:"finish_reason"`
+	Index        int           `json:"index"`
+	Delta        chatDelta     `json:"delta"`
+	Logprobs     *chatLogprobs `json:"logprobs"`
+	FinishReason *string       `json:"finish_reason"`
 }
 
 type chatChunk struct {
@@ -61,10 +126,10 @@ type chatChunk struct {
 }
 
 type textChoice struct {
-	Text         string    `json:"text"`
-	Index        int       `json:"index"`
-	Logprobs     *struct{} `json:"logprobs"`
-	FinishReason *string   `json:"finish_reason"`
+	Text         string        `json:"text"`
+	Index        int           `json:"index"`
+	Logprobs     *textLogprobs `json:"logprobs"`
+	FinishReason *string       `json:"finish_reason"`
 }
 
 type textCompletion struct {
@@ -91,7 +156,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	req, e := decodeChatRequest(body, s.opts.MaxCtx)
+	req, e := decodeChatRequest(body, s.limits())
 	if e != nil {
 		return e
 	}
@@ -108,7 +173,7 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) *apiEr
 	if e != nil {
 		return e
 	}
-	req, e := decodeCompletionRequest(body, s.opts.MaxCtx)
+	req, e := decodeCompletionRequest(body, s.limits())
 	if e != nil {
 		return e
 	}
@@ -118,6 +183,10 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) *apiEr
 	}
 	return s.run(w, r, job{prompt: prompt, params: req.sampling, stream: req.Stream,
 		includeUsage: req.IncludeUsage, promptParam: "prompt"})
+}
+
+func (s *Server) limits() requestLimits {
+	return requestLimits{maxCtx: s.opts.MaxCtx, vocab: s.backend.VocabSize()}
 }
 
 // statusClientClosed is logged (nginx's convention) when the client went away
@@ -163,23 +232,33 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, j job) *apiError {
 	}
 
 	var text strings.Builder
-	res, err := s.generate(ctx, sl, j.prompt, j.params, func(t string) error {
+	var lps []tokenLP
+	res, err := s.generate(ctx, sl, j.prompt, j.params, func(t string, l []tokenLP) error {
 		text.WriteString(t)
+		lps = append(lps, l...)
 		return nil
 	})
+	lps = append(lps, res.Logprobs...)
 	ri.completionTokens = res.CompletionTokens
 	if err != nil {
 		return s.genError(r, err)
 	}
 	u := usage{PromptTokens: len(j.prompt), CompletionTokens: res.CompletionTokens, TotalTokens: len(j.prompt) + res.CompletionTokens}
 	if j.chat {
+		c := chatChoice{Message: chatMessageOut{Role: "assistant", Content: text.String()}, FinishReason: res.Finish}
+		if j.params.Logprobs {
+			c.Logprobs = s.chatLogprobs(lps)
+		}
 		writeJSON(w, http.StatusOK, chatCompletion{ID: id, Object: "chat.completion", Created: created, Model: s.opts.ModelName,
-			Choices: []chatChoice{{Message: chatMessageOut{Role: "assistant", Content: text.String()}, FinishReason: res.Finish}},
-			Usage:   u})
+			Choices: []chatChoice{c}, Usage: u})
 	} else {
+		c := textChoice{Text: text.String(), FinishReason: &res.Finish}
+		if j.params.Logprobs {
+			offset := 0
+			c.Logprobs = s.textLogprobs(lps, &offset)
+		}
 		writeJSON(w, http.StatusOK, textCompletion{ID: id, Object: "text_completion", Created: created, Model: s.opts.ModelName,
-			Choices: []textChoice{{Text: text.String(), FinishReason: &res.Finish}},
-			Usage:   &u})
+			Choices: []textChoice{c}, Usage: &u})
 	}
 	return nil
 }
@@ -218,27 +297,36 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 		return nil
 	}
-	chunk := func(content *string, role string, finish *string) any {
+	textOffset := 0
+	chunk := func(content *string, role string, finish *string, lps []tokenLP) any {
 		if j.chat {
+			c := chunkChoice{Delta: chatDelta{Role: role, Content: content}, FinishReason: finish}
+			if j.params.Logprobs && role == "" {
+				c.Logprobs = s.chatLogprobs(lps)
+			}
 			return chatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.opts.ModelName,
-				Choices: []chunkChoice{{Delta: chatDelta{Role: role, Content: content}, FinishReason: finish}}}
+				Choices: []chunkChoice{c}}
 		}
 		text := ""
 		if content != nil {
 			text = *content
 		}
+		c := textChoice{Text: text, FinishReason: finish}
+		if j.params.Logprobs {
+			c.Logprobs = s.textLogprobs(lps, &textOffset)
+		}
 		return textCompletion{ID: id, Object: "text_completion", Created: created, Model: s.opts.ModelName,
-			Choices: []textChoice{{Text: text, FinishReason: finish}}}
+			Choices: []textChoice{c}}
 	}
 
 	if j.chat {
 		empty := ""
-		if err := send(chunk(&empty, "assistant", nil)); err != nil {
+		if err := send(chunk(&empty, "assistant", nil, nil)); err != nil {
 			return nil // the client is gone; nothing more to write
 		}
 	}
-	res, err := s.generate(ctx, sl, j.prompt, j.params, func(t string) error {
-		return send(chunk(&t, "", nil))
+	res, err := s.generate(ctx, sl, j.prompt, j.params, func(t string, lps []tokenLP) error {
+		return send(chunk(&t, "", nil, lps))
 	})
 	ri := info(r)
 	ri.completionTokens = res.CompletionTokens
@@ -253,7 +341,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		send(e.body())
 		return nil
 	}
-	if err := send(chunk(nil, "", &res.Finish)); err != nil {
+	if err := send(chunk(nil, "", &res.Finish, res.Logprobs)); err != nil {
 		return nil
 	}
 	if j.includeUsage {

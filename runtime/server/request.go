@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
+
+	"github.com/cafeq/cafeq/runtime"
 )
 
 // Limits on request fields. maxStops matches OpenAI's; the stop string
@@ -22,10 +25,24 @@ type sampling struct {
 	Temperature float32
 	TopP        float32
 	TopK        int
+	MinP        float32
 	Seed        uint64
 	HasSeed     bool
 	Stop        []string
+
+	RepeatPenalty, PresencePenalty, FrequencyPenalty float32
+	LogitBias                                        map[int]float32
+
+	Logprobs    bool // report each token's log-probability
+	TopLogprobs int  // and this many alternatives
+	JSONSchema  *runtime.JSONSchema
 }
+
+// Limits on the log-probability fields, as OpenAI has them.
+const (
+	maxTopLogprobsChat       = 20
+	maxTopLogprobsCompletion = 5
+)
 
 // chatRequest is a validated POST /v1/chat/completions body.
 type chatRequest struct {
@@ -51,18 +68,37 @@ type wireSampling struct {
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
-	Temperature         *float64  `json:"temperature"`
-	TopP                *float64  `json:"top_p"`
-	TopK                *int      `json:"top_k"`
-	MaxTokens           *int      `json:"max_tokens"`
-	MaxCompletionTokens *int      `json:"max_completion_tokens"`
-	Stop                stopField `json:"stop"`
-	Seed                *int64    `json:"seed"`
-	N                   *int      `json:"n"`
+	Temperature         *float64           `json:"temperature"`
+	TopP                *float64           `json:"top_p"`
+	TopK                *int               `json:"top_k"`
+	MaxTokens           *int               `json:"max_tokens"`
+	MaxCompletionTokens *int               `json:"max_completion_tokens"`
+	Stop                stopField          `json:"stop"`
+	Seed                *int64             `json:"seed"`
+	N                   *int               `json:"n"`
+	MinP                *float64           `json:"min_p"`
+	RepeatPenalty       *float64           `json:"repeat_penalty"`
+	PresencePenalty     *float64           `json:"presence_penalty"`
+	FrequencyPenalty    *float64           `json:"frequency_penalty"`
+	LogitBias           map[string]float64 `json:"logit_bias"`
+	ResponseFormat      *struct {
+		Type       string `json:"type"`
+		JSONSchema *struct {
+			Name   string          `json:"name"`
+			Schema json.RawMessage `json:"schema"`
+		} `json:"json_schema"`
+		Schema json.RawMessage `json:"schema"` // llama-server's json_object with a schema
+	} `json:"response_format"`
+	// Fields that are refused rather than ignored.
+	Tools      json.RawMessage `json:"tools"`
+	Functions  json.RawMessage `json:"functions"`
+	ToolChoice json.RawMessage `json:"tool_choice"`
 }
 
 type wireChat struct {
-	Messages *[]wireMessage `json:"messages"`
+	Messages    *[]wireMessage `json:"messages"`
+	Logprobs    *bool          `json:"logprobs"`
+	TopLogprobs *int           `json:"top_logprobs"`
 	wireSampling
 }
 
@@ -72,7 +108,11 @@ type wireMessage struct {
 }
 
 type wireCompletion struct {
-	Prompt promptField `json:"prompt"`
+	Prompt   promptField `json:"prompt"`
+	Logprobs *int        `json:"logprobs"` // top alternatives to report, 0 to 5
+	Echo     bool        `json:"echo"`
+	Suffix   *string     `json:"suffix"`
+	BestOf   *int        `json:"best_of"`
 	wireSampling
 }
 
@@ -192,9 +232,90 @@ func decodeJSON(body []byte, v any) *apiError {
 	}
 }
 
-// validate checks ranges. maxCtx bounds max_tokens.
-func (w *wireSampling) validate(maxCtx int) (sampling, *apiError) {
+// requestLimits are what validation checks against: the context bounds
+// max_tokens, the vocabulary logit_bias's ids.
+type requestLimits struct {
+	maxCtx, vocab int
+}
+
+// isSet tells a JSON field that was given (not absent and not null).
+func isSet(raw json.RawMessage) bool {
+	t := bytes.TrimSpace(raw)
+	return len(t) > 0 && !bytes.Equal(t, []byte("null"))
+}
+
+// optionalFloat checks an optional number against [lo, hi].
+func optionalFloat(v *float64, name string, lo, hi float64, dst *float32) *apiError {
+	if v == nil {
+		return nil
+	}
+	if math.IsNaN(*v) || *v < lo || *v > hi {
+		return invalid(name, "%s must be between %g and %g (got %g)", name, lo, hi, *v)
+	}
+	*dst = float32(*v)
+	return nil
+}
+
+// validate checks ranges.
+func (w *wireSampling) validate(lim requestLimits) (sampling, *apiError) {
+	maxCtx := lim.maxCtx
 	s := sampling{Temperature: 1, TopP: 1}
+	switch {
+	case isSet(w.Tools) && !bytes.Equal(bytes.TrimSpace(w.Tools), []byte("[]")):
+		return s, invalid("tools", "tools (function calling) are not supported by this server")
+	case isSet(w.Functions) && !bytes.Equal(bytes.TrimSpace(w.Functions), []byte("[]")):
+		return s, invalid("functions", "functions (function calling) are not supported by this server")
+	case isSet(w.ToolChoice) && !bytes.Equal(bytes.TrimSpace(w.ToolChoice), []byte(`"none"`)):
+		return s, invalid("tool_choice", "tool_choice is not supported by this server (only \"none\")")
+	}
+	for _, e := range []*apiError{
+		optionalFloat(w.MinP, "min_p", 0, 1, &s.MinP),
+		optionalFloat(w.PresencePenalty, "presence_penalty", -2, 2, &s.PresencePenalty),
+		optionalFloat(w.FrequencyPenalty, "frequency_penalty", -2, 2, &s.FrequencyPenalty),
+		optionalFloat(w.RepeatPenalty, "repeat_penalty", 0, 10, &s.RepeatPenalty),
+	} {
+		if e != nil {
+			return s, e
+		}
+	}
+	if len(w.LogitBias) > 0 {
+		s.LogitBias = make(map[int]float32, len(w.LogitBias))
+		for k, v := range w.LogitBias {
+			id, err := strconv.Atoi(k)
+			if err != nil || id < 0 || id >= lim.vocab {
+				return s, invalid("logit_bias", "logit_bias key %q is not a token id (0 to %d)", k, lim.vocab-1)
+			}
+			if math.IsNaN(v) || v < -100 || v > 100 {
+				return s, invalid("logit_bias", "logit_bias values must be between -100 and 100 (got %g for %s)", v, k)
+			}
+			s.LogitBias[id] = float32(v)
+		}
+	}
+	if rf := w.ResponseFormat; rf != nil {
+		switch rf.Type {
+		case "", "text":
+		case "json_object":
+			s.JSONSchema = runtime.JSONObjectSchema
+			if isSet(rf.Schema) {
+				schema, err := runtime.CompileJSONSchema(rf.Schema)
+				if err != nil {
+					return s, invalid("response_format.schema", "response_format.%v", err)
+				}
+				s.JSONSchema = schema
+			}
+		case "json_schema":
+			if rf.JSONSchema == nil || !isSet(rf.JSONSchema.Schema) {
+				return s, invalid("response_format.json_schema.schema", "response_format.json_schema.schema is required")
+			}
+			schema, err := runtime.CompileJSONSchema(rf.JSONSchema.Schema)
+			if err != nil {
+				return s, invalid("response_format.json_schema.schema", "response_format.json_%v", err)
+			}
+			s.JSONSchema = schema
+		default:
+			return s, invalid("response_format.type", "response_format.type %q is not supported (text, json_object or json_schema)", rf.Type)
+		}
+	}
 	if w.N != nil && *w.N != 1 {
 		return s, invalid("n", "n must be 1 (got %d)", *w.N)
 	}
@@ -250,7 +371,7 @@ func (w *wireSampling) includeUsage() bool {
 }
 
 // decodeChatRequest parses and validates a chat completion request body.
-func decodeChatRequest(body []byte, maxCtx int) (*chatRequest, *apiError) {
+func decodeChatRequest(body []byte, lim requestLimits) (*chatRequest, *apiError) {
 	var w wireChat
 	if e := decodeJSON(body, &w); e != nil {
 		return nil, e
@@ -275,9 +396,22 @@ func decodeChatRequest(body []byte, maxCtx int) (*chatRequest, *apiError) {
 		}
 		req.Messages = append(req.Messages, Message{Role: m.Role, Content: m.Content.text})
 	}
-	s, e := w.validate(maxCtx)
+	s, e := w.validate(lim)
 	if e != nil {
 		return nil, e
+	}
+	if w.Logprobs != nil && *w.Logprobs {
+		s.Logprobs = true
+	}
+	if w.TopLogprobs != nil {
+		switch n := *w.TopLogprobs; {
+		case n < 0 || n > maxTopLogprobsChat:
+			return nil, invalid("top_logprobs", "top_logprobs must be between 0 and %d (got %d)", maxTopLogprobsChat, n)
+		case !s.Logprobs:
+			return nil, invalid("top_logprobs", "top_logprobs needs logprobs: true")
+		default:
+			s.TopLogprobs = n
+		}
 	}
 	req.sampling = s
 	return req, nil
@@ -285,7 +419,7 @@ func decodeChatRequest(body []byte, maxCtx int) (*chatRequest, *apiError) {
 
 // decodeCompletionRequest parses and validates a text completion request
 // body.
-func decodeCompletionRequest(body []byte, maxCtx int) (*completionRequest, *apiError) {
+func decodeCompletionRequest(body []byte, lim requestLimits) (*completionRequest, *apiError) {
 	var w wireCompletion
 	if e := decodeJSON(body, &w); e != nil {
 		return nil, e
@@ -293,9 +427,23 @@ func decodeCompletionRequest(body []byte, maxCtx int) (*completionRequest, *apiE
 	if !w.Prompt.set {
 		return nil, invalid("prompt", "prompt is required")
 	}
-	s, e := w.validate(maxCtx)
+	switch {
+	case w.Echo:
+		return nil, invalid("echo", "echo is not supported by this server")
+	case w.Suffix != nil && *w.Suffix != "":
+		return nil, invalid("suffix", "suffix is not supported by this server")
+	case w.BestOf != nil && *w.BestOf != 1:
+		return nil, invalid("best_of", "best_of must be 1 (got %d)", *w.BestOf)
+	}
+	s, e := w.validate(lim)
 	if e != nil {
 		return nil, e
+	}
+	if w.Logprobs != nil {
+		if n := *w.Logprobs; n < 0 || n > maxTopLogprobsCompletion {
+			return nil, invalid("logprobs", "logprobs must be between 0 and %d (got %d)", maxTopLogprobsCompletion, n)
+		}
+		s.Logprobs, s.TopLogprobs = true, *w.Logprobs
 	}
 	return &completionRequest{Prompt: w.Prompt.text, Stream: w.Stream, IncludeUsage: w.includeUsage(), sampling: s}, nil
 }

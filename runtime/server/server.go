@@ -94,6 +94,8 @@ func New(b Backend, opts Options) (*Server, error) {
 		"/v1/models":           {http.MethodGet, s.handleModels},
 		"/v1/models/{id}":      {http.MethodGet, s.handleModel},
 		"/health":              {http.MethodGet, s.handleHealth},
+		"/tokenize":            {http.MethodPost, s.handleTokenize},
+		"/detokenize":          {http.MethodPost, s.handleDetokenize},
 	}
 	return s, nil
 }
