@@ -1,7 +1,7 @@
 package model
 
 import (
-	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -15,25 +15,119 @@ const (
 )
 
 // Per-layer tensor kinds; LayerName(l, kind) gives the full canonical name.
+// LayerTensors says everything else about each.
 const (
-	AttnNorm     = "attn_norm"      // (d_model) before attention
-	AttnQ        = "q"              // (heads*head_dim, d_model)
-	AttnK        = "k"              // (kv_heads*head_dim, d_model)
-	AttnV        = "v"              // (kv_heads*head_dim, d_model)
-	AttnO        = "o"              // (d_model, heads*head_dim)
-	PostAttnNorm = "post_attn_norm" // (d_model) on the attention output
-	FFNNorm      = "ffn_norm"       // (d_model) before the FFN
-	FFNGate      = "gate"           // (ffn, d_model)
-	FFNUp        = "up"             // (ffn, d_model)
-	FFNDown      = "down"           // (d_model, ffn)
-	PostFFNNorm  = "post_ffn_norm"  // (d_model) on the FFN output
+	AttnNorm     = "attn_norm"
+	AttnQ        = "q"
+	AttnK        = "k"
+	AttnV        = "v"
+	AttnO        = "o"
+	PostAttnNorm = "post_attn_norm"
+	FFNNorm      = "ffn_norm"
+	FFNGate      = "gate"
+	FFNUp        = "up"
+	FFNDown      = "down"
+	PostFFNNorm  = "post_ffn_norm"
 )
 
-// LayerKinds lists the per-layer tensors in forward order.
-var LayerKinds = []string{AttnNorm, AttnQ, AttnK, AttnV, AttnO, PostAttnNorm, FFNNorm, FFNGate, FFNUp, FFNDown, PostFFNNorm}
+// Input is an activation that a layer's matrices read. Matrices reading one
+// input share its transform: the runtime applies M⁻¹ to that activation once,
+// and the .cq file stores that M⁻¹ once, as TransformName.
+type Input uint8
 
-// LinearKinds are the per-layer matrices a quantizer packs.
-var LinearKinds = []string{AttnQ, AttnK, AttnV, AttnO, FFNGate, FFNUp, FFNDown}
+const (
+	NoInput Input = iota // a vector (the norms)
+	AttnIn               // the normed layer input: q, k, v
+	AttnOut              // the attention heads' output: o
+	FFNIn                // the normed FFN input: gate, up
+	DownIn               // the GeGLU output: down
+)
+
+// Inputs lists the inputs in forward order.
+var Inputs = []Input{AttnIn, AttnOut, FFNIn, DownIn}
+
+var inputNames = [...]struct{ name, label string }{
+	NoInput: {"", ""},
+	AttnIn:  {"attn_in", "attention input"},
+	AttnOut: {"attn_out", "attention output"},
+	FFNIn:   {"ffn_in", "ffn input"},
+	DownIn:  {"down_in", "ffn output"},
+}
+
+// String is the input's canonical name, e.g. "attn_in".
+func (in Input) String() string { return inputNames[in].name }
+
+// Label names the input in prose, e.g. "attention input".
+func (in Input) Label() string { return inputNames[in].label }
+
+// TransformName is the canonical name of the M⁻¹ tensor of input in in
+// layer l, e.g. "layers.3.attn_in.inv".
+func (in Input) TransformName(l int) string { return LayerName(l, in.String()+".inv") }
+
+// Width is the input's length under c: the columns of the matrices reading it.
+func (in Input) Width(c Config) int {
+	for _, t := range LayerTensors {
+		if t.Input == in && in != NoInput {
+			return t.Shape(c)[1]
+		}
+	}
+	return 0
+}
+
+// LayerTensor describes one per-layer tensor kind: the one table the loader,
+// the quantizer, the file writer and the checkpoint reader all read.
+type LayerTensor struct {
+	Kind  string // canonical kind, as in LayerName(l, Kind)
+	HF    string // the Hugging Face name inside a layer: model.layers.N.<HF>.weight
+	Input Input  // the activation a matrix reads; NoInput for a vector
+	shape func(c Config) []int
+}
+
+// Shape is the tensor's shape under c: (out, in) in PyTorch order for a
+// matrix, (n) for a vector.
+func (t LayerTensor) Shape(c Config) []int { return t.shape(c) }
+
+// Linear reports whether the tensor is a matrix a quantizer packs.
+func (t LayerTensor) Linear() bool { return t.Input != NoInput }
+
+// LayerTensors lists every per-layer tensor in forward order.
+var LayerTensors = []LayerTensor{
+	{AttnNorm, "input_layernorm", NoInput, func(c Config) []int { return []int{c.HiddenSize} }},
+	{AttnQ, "self_attn.q_proj", AttnIn, func(c Config) []int { return []int{c.QDim(), c.HiddenSize} }},
+	{AttnK, "self_attn.k_proj", AttnIn, func(c Config) []int { return []int{c.KVDim(), c.HiddenSize} }},
+	{AttnV, "self_attn.v_proj", AttnIn, func(c Config) []int { return []int{c.KVDim(), c.HiddenSize} }},
+	{AttnO, "self_attn.o_proj", AttnOut, func(c Config) []int { return []int{c.HiddenSize, c.QDim()} }},
+	{PostAttnNorm, "post_attention_layernorm", NoInput, func(c Config) []int { return []int{c.HiddenSize} }},
+	{FFNNorm, "pre_feedforward_layernorm", NoInput, func(c Config) []int { return []int{c.HiddenSize} }},
+	{FFNGate, "mlp.gate_proj", FFNIn, func(c Config) []int { return []int{c.IntermediateSize, c.HiddenSize} }},
+	{FFNUp, "mlp.up_proj", FFNIn, func(c Config) []int { return []int{c.IntermediateSize, c.HiddenSize} }},
+	{FFNDown, "mlp.down_proj", DownIn, func(c Config) []int { return []int{c.HiddenSize, c.IntermediateSize} }},
+	{PostFFNNorm, "post_feedforward_layernorm", NoInput, func(c Config) []int { return []int{c.HiddenSize} }},
+}
+
+// LinearKinds are the per-layer matrices a quantizer packs, in forward order.
+var LinearKinds = linearKinds()
+
+func linearKinds() []string {
+	var out []string
+	for _, t := range LayerTensors {
+		if t.Linear() {
+			out = append(out, t.Kind)
+		}
+	}
+	return out
+}
+
+// KindsReading lists the matrices that read input in, in forward order.
+func KindsReading(in Input) []string {
+	var out []string
+	for _, t := range LayerTensors {
+		if t.Input == in && in != NoInput {
+			out = append(out, t.Kind)
+		}
+	}
+	return out
+}
 
 // LayerName is the canonical name of tensor kind in layer l, e.g. "layers.3.gate".
 func LayerName(l int, kind string) string { return "layers." + strconv.Itoa(l) + "." + kind }
@@ -53,20 +147,6 @@ func SplitLayerName(name string) (layer int, kind string, ok bool) {
 		return 0, "", false
 	}
 	return l, kind, true
-}
-
-var hfLayerKinds = map[string]string{
-	"input_layernorm":            AttnNorm,
-	"self_attn.q_proj":           AttnQ,
-	"self_attn.k_proj":           AttnK,
-	"self_attn.v_proj":           AttnV,
-	"self_attn.o_proj":           AttnO,
-	"post_attention_layernorm":   PostAttnNorm,
-	"pre_feedforward_layernorm":  FFNNorm,
-	"mlp.gate_proj":              FFNGate,
-	"mlp.up_proj":                FFNUp,
-	"mlp.down_proj":              FFNDown,
-	"post_feedforward_layernorm": PostFFNNorm,
 }
 
 // CanonicalName maps a Hugging Face Gemma 2 tensor name to cafeq's scheme.
@@ -96,56 +176,49 @@ func CanonicalName(hf string) (string, bool) {
 	if err != nil || l < 0 || strconv.Itoa(l) != num {
 		return "", false
 	}
-	kind, known := hfLayerKinds[sub]
-	if !known {
+	i := slices.IndexFunc(LayerTensors, func(t LayerTensor) bool { return t.HF == sub })
+	if i < 0 {
 		return "", false
 	}
-	return LayerName(l, kind), true
+	return LayerName(l, LayerTensors[i].Kind), true
+}
+
+// HFName is the Hugging Face name of a canonical tensor name (the inverse of
+// CanonicalName); a name it does not know comes back unchanged.
+func HFName(name string) string {
+	switch name {
+	case NameEmbed:
+		return "model.embed_tokens.weight"
+	case NameFinalNorm:
+		return "model.norm.weight"
+	case NameOutput:
+		return "lm_head.weight"
+	}
+	l, kind, ok := SplitLayerName(name)
+	if !ok {
+		return name
+	}
+	i := slices.IndexFunc(LayerTensors, func(t LayerTensor) bool { return t.Kind == kind })
+	if i < 0 {
+		return name
+	}
+	return "model.layers." + strconv.Itoa(l) + "." + LayerTensors[i].HF + ".weight"
 }
 
 // ExpectedShapes lists every tensor a checkpoint of this config must hold,
 // with its shape in PyTorch (out, in) order.
 func (c Config) ExpectedShapes() map[string][]int {
-	d, f, q, kv := c.HiddenSize, c.IntermediateSize, c.QDim(), c.KVDim()
 	m := map[string][]int{
-		NameEmbed:     {c.VocabSize, d},
-		NameFinalNorm: {d},
+		NameEmbed:     {c.VocabSize, c.HiddenSize},
+		NameFinalNorm: {c.HiddenSize},
 	}
 	if !c.TieWordEmbeddings {
-		m[NameOutput] = []int{c.VocabSize, d}
-	}
-	shapes := map[string][]int{
-		AttnNorm: {d}, AttnQ: {q, d}, AttnK: {kv, d}, AttnV: {kv, d}, AttnO: {d, q},
-		PostAttnNorm: {d}, FFNNorm: {d}, FFNGate: {f, d}, FFNUp: {f, d}, FFNDown: {d, f}, PostFFNNorm: {d},
+		m[NameOutput] = []int{c.VocabSize, c.HiddenSize}
 	}
 	for l := 0; l < c.NumHiddenLayers; l++ {
-		for kind, s := range shapes {
-			m[LayerName(l, kind)] = s
+		for _, t := range LayerTensors {
+			m[LayerName(l, t.Kind)] = t.Shape(c)
 		}
 	}
 	return m
-}
-
-// CheckShape reports whether a tensor has the shape the config expects.
-func (c Config) CheckShape(name string, shape []int) error {
-	want, ok := c.ExpectedShapes()[name]
-	if !ok {
-		return fmt.Errorf("model: unexpected tensor %q", name)
-	}
-	if !equalShape(want, shape) {
-		return fmt.Errorf("model: tensor %q has shape %v, config expects %v", name, shape, want)
-	}
-	return nil
-}
-
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

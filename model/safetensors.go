@@ -226,7 +226,7 @@ func (ck *Checkpoint) validate() error {
 		if !ok {
 			return fmt.Errorf("model: checkpoint %s lacks tensor %q", ck.Dir, name)
 		}
-		if !equalShape(t.Shape, expected[name]) {
+		if !slices.Equal(t.Shape, expected[name]) {
 			return fmt.Errorf("model: tensor %q has shape %v, config expects %v", name, t.Shape, expected[name])
 		}
 		switch t.DType {
@@ -441,25 +441,3 @@ func (w *SafetensorsWriter) Close() error {
 
 // Abort removes the partial file.
 func (w *SafetensorsWriter) Abort() { w.f.Abort() }
-
-// HFName is the Hugging Face name of a canonical tensor name (the inverse of CanonicalName).
-func HFName(name string) string {
-	switch name {
-	case NameEmbed:
-		return "model.embed_tokens.weight"
-	case NameFinalNorm:
-		return "model.norm.weight"
-	case NameOutput:
-		return "lm_head.weight"
-	}
-	l, kind, ok := SplitLayerName(name)
-	if !ok {
-		return name
-	}
-	for hf, k := range hfLayerKinds {
-		if k == kind {
-			return fmt.Sprintf("model.layers.%d.%s.weight", l, hf)
-		}
-	}
-	return name
-}

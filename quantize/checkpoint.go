@@ -45,23 +45,27 @@ type CheckpointReport struct {
 	Bytes   int64 // tensor bytes written
 }
 
-// Names of the transform tensors. Their weights' directory entries point at
-// them; matrices reading the same activation share one.
-func attnInTransform(l int) string  { return model.LayerName(l, "attn_in.inv") }
-func attnOutTransform(l int) string { return model.LayerName(l, "attn_out.inv") }
-func ffnInTransform(l int) string   { return model.LayerName(l, "ffn_in.inv") }
-func downInTransform(l int) string  { return model.LayerName(l, "down_in.inv") }
-
-// layerPlan says, for one layer, which matrices are quantized together and
-// which transform tensor each input gets ("" for none).
+// layerPlan says, for one layer, which transform tensor each input gets
+// ("" for none; the name is model.Input.TransformName) and whether v and o
+// are quantized together by QuantizeVO (coupled, folded transform).
 type layerPlan struct {
-	qkv      [][]string // groups sharing the attention input
-	attnIn   string
-	useVO    bool // v and o by QuantizeVO (coupled, folded transform)
-	attnOut  string
-	ffnIn    string
-	downIn   string
-	oOptions Options // how o (or down) is quantized when alone
+	attnIn, attnOut, ffnIn, downIn string
+	useVO                          bool
+}
+
+// transform is the transform tensor of input in ("" for none).
+func (p layerPlan) transform(in model.Input) string {
+	switch in {
+	case model.AttnIn:
+		return p.attnIn
+	case model.AttnOut:
+		return p.attnOut
+	case model.FFNIn:
+		return p.ffnIn
+	case model.DownIn:
+		return p.downIn
+	}
+	return ""
 }
 
 func (o CheckpointOptions) plan(cfg model.Config, l int) layerPlan {
@@ -69,13 +73,13 @@ func (o CheckpointOptions) plan(cfg model.Config, l int) layerPlan {
 	transformed := o.Method == MethodHadamard || o.Method == MethodCafeQ
 	p.useVO = o.Method == MethodCafeQ && cfg.HeadDim%o.Grid.Group == 0
 	if transformed && !(o.Method == MethodCafeQ && o.NoBlock) {
-		p.attnIn = attnInTransform(l)
-		p.ffnIn = ffnInTransform(l)
+		p.attnIn = model.AttnIn.TransformName(l)
+		p.ffnIn = model.FFNIn.TransformName(l)
 		if o.Method == MethodHadamard || o.TransformDown {
-			p.downIn = downInTransform(l)
+			p.downIn = model.DownIn.TransformName(l)
 		}
 		if o.Method == MethodHadamard {
-			p.attnOut = attnOutTransform(l)
+			p.attnOut = model.AttnOut.TransformName(l)
 		}
 	}
 	return p
@@ -150,46 +154,31 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 
 // specs lists every tensor of the output file with its format and transform.
 func (o CheckpointOptions) specs(cfg model.Config) []model.CQTensorSpec {
-	d, f, qd, kvd := cfg.HiddenSize, cfg.IntermediateSize, cfg.QDim(), cfg.KVDim()
-	wf := o.Grid.Format()
-	ref := func(name string) *model.CQTransform {
-		if name == "" {
-			return nil
-		}
-		return &model.CQTransform{Tensor: name, Block: o.Block}
-	}
+	d := cfg.HiddenSize
 	specs := []model.CQTensorSpec{{Name: model.NameEmbed, Format: o.EmbedFormat, Shape: []int{cfg.VocabSize, d}}}
 	if !cfg.TieWordEmbeddings {
 		specs = append(specs, model.CQTensorSpec{Name: model.NameOutput, Format: o.EmbedFormat, Shape: []int{cfg.VocabSize, d}})
 	}
-	vec := func(name string) model.CQTensorSpec {
-		return model.CQTensorSpec{Name: name, Format: kernels.FormatF32, Shape: []int{d}}
-	}
 	for l := 0; l < cfg.NumHiddenLayers; l++ {
 		p := o.plan(cfg, l)
-		specs = append(specs,
-			vec(model.LayerName(l, model.AttnNorm)),
-			model.CQTensorSpec{Name: model.LayerName(l, model.AttnQ), Format: wf, Shape: []int{qd, d}, Transform: ref(p.attnIn)},
-			model.CQTensorSpec{Name: model.LayerName(l, model.AttnK), Format: wf, Shape: []int{kvd, d}, Transform: ref(p.attnIn)},
-			model.CQTensorSpec{Name: model.LayerName(l, model.AttnV), Format: wf, Shape: []int{kvd, d}, Transform: ref(p.attnIn)},
-			model.CQTensorSpec{Name: model.LayerName(l, model.AttnO), Format: wf, Shape: []int{d, qd}, Transform: ref(p.attnOut)},
-			vec(model.LayerName(l, model.PostAttnNorm)),
-			vec(model.LayerName(l, model.FFNNorm)),
-			model.CQTensorSpec{Name: model.LayerName(l, model.FFNGate), Format: wf, Shape: []int{f, d}, Transform: ref(p.ffnIn)},
-			model.CQTensorSpec{Name: model.LayerName(l, model.FFNUp), Format: wf, Shape: []int{f, d}, Transform: ref(p.ffnIn)},
-			model.CQTensorSpec{Name: model.LayerName(l, model.FFNDown), Format: wf, Shape: []int{d, f}, Transform: ref(p.downIn)},
-			vec(model.LayerName(l, model.PostFFNNorm)),
-		)
-		for _, t := range []struct {
-			name  string
-			width int
-		}{{p.attnIn, d}, {p.attnOut, qd}, {p.ffnIn, d}, {p.downIn, f}} {
-			if t.name != "" {
-				specs = append(specs, model.CQTensorSpec{Name: t.name, Format: o.TransformFormat, Shape: []int{t.width, o.Block}})
+		for _, t := range model.LayerTensors {
+			s := model.CQTensorSpec{Name: model.LayerName(l, t.Kind), Format: kernels.FormatF32, Shape: t.Shape(cfg)}
+			if t.Linear() {
+				s.Format = o.Grid.Format()
+				if name := p.transform(t.Input); name != "" {
+					s.Transform = &model.CQTransform{Tensor: name, Block: o.Block}
+				}
+			}
+			specs = append(specs, s)
+		}
+		// Each transform is stored once, as an (input width, block) matrix.
+		for _, in := range model.Inputs {
+			if name := p.transform(in); name != "" {
+				specs = append(specs, model.CQTensorSpec{Name: name, Format: o.TransformFormat, Shape: []int{in.Width(cfg), o.Block}})
 			}
 		}
 	}
-	specs = append(specs, vec(model.NameFinalNorm))
+	specs = append(specs, model.CQTensorSpec{Name: model.NameFinalNorm, Format: kernels.FormatF32, Shape: []int{d}})
 	return specs
 }
 

@@ -35,8 +35,8 @@ type BenchResult struct {
 
 // HasTransforms reports whether any matrix applies an input transform.
 func (e *Engine) HasTransforms() bool {
-	for _, L := range e.w.layers {
-		for _, m := range []*linear{L.q, L.k, L.v, L.o, L.gate, L.up, L.down} {
+	for i := range e.w.layers {
+		for _, m := range e.w.layers[i].matrices() {
 			if m.transform != nil {
 				return true
 			}

@@ -41,8 +41,54 @@ type tensorSource interface {
 	vector(name string, n int) ([]float32, error)
 }
 
+// matrix returns the field that holds the matrix of kind (a model.LayerTensors
+// entry), vector that of a vector: the one place that maps the table to the
+// forward pass's fields.
+func (L *layer) matrix(kind string) **linear {
+	switch kind {
+	case model.AttnQ:
+		return &L.q
+	case model.AttnK:
+		return &L.k
+	case model.AttnV:
+		return &L.v
+	case model.AttnO:
+		return &L.o
+	case model.FFNGate:
+		return &L.gate
+	case model.FFNUp:
+		return &L.up
+	case model.FFNDown:
+		return &L.down
+	}
+	panic("runtime: no field for matrix " + kind)
+}
+
+func (L *layer) vector(kind string) *[]float32 {
+	switch kind {
+	case model.AttnNorm:
+		return &L.attnNorm
+	case model.PostAttnNorm:
+		return &L.postAttnNorm
+	case model.FFNNorm:
+		return &L.ffnNorm
+	case model.PostFFNNorm:
+		return &L.postFFNNorm
+	}
+	panic("runtime: no field for vector " + kind)
+}
+
+// matrices lists the layer's matrices in forward order.
+func (L *layer) matrices() []*linear {
+	out := make([]*linear, 0, len(model.LinearKinds))
+	for _, kind := range model.LinearKinds {
+		out = append(out, *L.matrix(kind))
+	}
+	return out
+}
+
 func loadWeights(cfg model.Config, src tensorSource) (*weights, error) {
-	d, f, q, kv := cfg.HiddenSize, cfg.IntermediateSize, cfg.QDim(), cfg.KVDim()
+	d := cfg.HiddenSize
 	w := &weights{}
 	var err error
 	if w.embed, err = src.matrix(model.NameEmbed, cfg.VocabSize, d); err != nil {
@@ -60,25 +106,14 @@ func loadWeights(cfg model.Config, src tensorSource) (*weights, error) {
 	w.layers = make([]layer, cfg.NumHiddenLayers)
 	for l := range w.layers {
 		L := &w.layers[l]
-		vecs := []struct {
-			dst  *[]float32
-			kind string
-		}{{&L.attnNorm, model.AttnNorm}, {&L.postAttnNorm, model.PostAttnNorm}, {&L.ffnNorm, model.FFNNorm}, {&L.postFFNNorm, model.PostFFNNorm}}
-		for _, v := range vecs {
-			if *v.dst, err = src.vector(model.LayerName(l, v.kind), d); err != nil {
-				return nil, err
+		for _, t := range model.LayerTensors {
+			name, shape := model.LayerName(l, t.Kind), t.Shape(cfg)
+			if t.Linear() {
+				*L.matrix(t.Kind), err = src.matrix(name, shape[0], shape[1])
+			} else {
+				*L.vector(t.Kind), err = src.vector(name, shape[0])
 			}
-		}
-		mats := []struct {
-			dst        **linear
-			kind       string
-			rows, cols int
-		}{
-			{&L.q, model.AttnQ, q, d}, {&L.k, model.AttnK, kv, d}, {&L.v, model.AttnV, kv, d}, {&L.o, model.AttnO, d, q},
-			{&L.gate, model.FFNGate, f, d}, {&L.up, model.FFNUp, f, d}, {&L.down, model.FFNDown, d, f},
-		}
-		for _, m := range mats {
-			if *m.dst, err = src.matrix(model.LayerName(l, m.kind), m.rows, m.cols); err != nil {
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -98,8 +133,8 @@ func (w *weights) anyQuantized() bool {
 	if w.embed.Format.Type.Quantized() || w.output.Format.Type.Quantized() {
 		return true
 	}
-	for _, L := range w.layers {
-		for _, m := range []*linear{L.q, L.k, L.v, L.o, L.gate, L.up, L.down} {
+	for i := range w.layers {
+		for _, m := range w.layers[i].matrices() {
 			if m.Format.Type.Quantized() {
 				return true
 			}
