@@ -41,11 +41,15 @@ func main() {
 			}
 		}
 	}
-	// Tiled8 kernels use AVX2 instructions only; the AVX-512 tier shares them.
+	// Tiled8 kernels: VPMADDUBSW for AVX2, VPDPBUSD for the VNNI tiers.
 	tiledConsts()
 	for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}, {6, false}, {8, false}} {
 		tiledDecode(avx2, k)
 		tiledPrefill(avx2, k)
+		for _, t := range []tier{avxvnni, avx512} {
+			tiledDecodeVNNI(t, k)
+			tiledPrefillVNNI(t, k)
+		}
 	}
 	f32Kernels()
 	Generate()
@@ -63,15 +67,13 @@ const prefetchDist = 16384
 type tier int
 
 const (
-	avx2 tier = iota
-	avx512
+	avx2    tier = iota
+	avxvnni      // AVX2 + AVX-VNNI (VEX-encoded VPDPBUSD on YMM)
+	avx512       // AVX-512 F/BW/VL/DQ + AVX512_VNNI
 )
 
 func (t tier) String() string {
-	if t == avx2 {
-		return "AVX2"
-	}
-	return "AVX512"
+	return [...]string{"AVX2", "AVXVNNI", "AVX512"}[t]
 }
 
 // kind is a quantized weight type: bits 3, 4 or 8 and whether groups carry a min.

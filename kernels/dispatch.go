@@ -16,6 +16,7 @@ type Tier uint8
 const (
 	TierGeneric Tier = iota // pure Go reference, always available
 	TierAVX2                // amd64: AVX2 + FMA + F16C
+	TierAVXVNNI             // amd64: AVX2 tier + AVX-VNNI (VEX VPDPBUSD; Intel Alder Lake and later clients)
 	TierAVX512              // amd64: AVX-512 F/BW/VL/DQ + VNNI
 	TierNEON                // arm64: Advanced SIMD (baseline)
 	TierNEONDot             // arm64: Advanced SIMD + SDOT (FEAT_DotProd)
@@ -27,6 +28,8 @@ func (t Tier) String() string {
 		return "generic"
 	case TierAVX2:
 		return "avx2"
+	case TierAVXVNNI:
+		return "avx-vnni"
 	case TierAVX512:
 		return "avx512-vnni"
 	case TierNEON:
@@ -132,9 +135,10 @@ func ForceTier(t Tier) (restore func(), err error) {
 	return nil, fmt.Errorf("kernels: tier %s is not available on this build/CPU", t)
 }
 
-// DisableAVX512 drops to the best tier below AVX-512 and returns a restore
-// function: `defer kernels.DisableAVX512()()`.
-func DisableAVX512() (restore func()) { return capTier(TierAVX2) }
+// DisableAVX512 drops to the best tier below AVX-512 (AVX-VNNI where the CPU
+// has it, else AVX2) and returns a restore function:
+// `defer kernels.DisableAVX512()()`.
+func DisableAVX512() (restore func()) { return capTier(TierAVXVNNI) }
 
 // DisableAVX2 drops to the generic tier and returns a restore function.
 func DisableAVX2() (restore func()) { return capTier(TierGeneric) }
@@ -153,7 +157,7 @@ func capTier(top Tier) func() {
 }
 
 // bestSet picks the fastest tier the CPU supports, or the one named by the
-// CAFEQ_KERNELS environment variable (generic, avx2, avx512-vnni, neon...).
+// CAFEQ_KERNELS environment variable (generic, avx2, avx-vnni, avx512-vnni, neon...).
 func bestSet() kernelSet {
 	want := os.Getenv("CAFEQ_KERNELS")
 	best := genericSet

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -8,7 +9,8 @@ import (
 func TestTierSwitching(t *testing.T) {
 	best := CurrentTier()
 	ts := Tiers()
-	if ts[0] != TierGeneric || ts[len(ts)-1] != best {
+	// CAFEQ_KERNELS may name a tier below the best
+	if ts[0] != TierGeneric || (os.Getenv("CAFEQ_KERNELS") == "" && ts[len(ts)-1] != best) {
 		t.Fatalf("Tiers() = %v, current %v: want generic first and the current (best) tier last", ts, best)
 	}
 	for _, tier := range ts {
@@ -29,7 +31,7 @@ func TestTierSwitching(t *testing.T) {
 	}
 	func() {
 		defer DisableAVX2()()
-		if c := CurrentTier(); c == TierAVX2 || c == TierAVX512 {
+		if c := CurrentTier(); c == TierAVX2 || c == TierAVXVNNI || c == TierAVX512 {
 			t.Fatalf("DisableAVX2: still on %v", CurrentTier())
 		}
 	}()
@@ -37,6 +39,10 @@ func TestTierSwitching(t *testing.T) {
 		defer DisableAVX512()()
 		if CurrentTier() == TierAVX512 {
 			t.Fatal("DisableAVX512: still on avx512")
+		}
+		// the best tier below AVX-512 that this CPU has
+		if n := len(ts); best == TierAVX512 && CurrentTier() != ts[n-2] {
+			t.Fatalf("DisableAVX512: on %v, want %v", CurrentTier(), ts[n-2])
 		}
 	}()
 	if CurrentTier() != best {

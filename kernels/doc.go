@@ -24,17 +24,21 @@
 // # Tiers
 //
 // Every kernel has a pure-Go reference (the generic tier, always compiled, the
-// only tier under `-tags purego`). On amd64 the AVX2+FMA tier and the
-// AVX-512+VNNI tier are generated with avo from ../asm (`make generate`);
-// arm64 has NEON tiers. The best tier the CPU supports is chosen once at init
-// (golang.org/x/sys/cpu); CAFEQ_KERNELS names another (generic, avx2,
-// avx512-vnni, neon, neon-dotprod). CPUFeatures reports the choice, and tests
-// and benchmarks switch tiers with ForceTier, DisableAVX512 and DisableAVX2.
-// On CPUs without AVX-512 that tier's results are checked by interpreting its
-// assembly (emu_amd64_test.go, an x86 interpreter that matches the CPU bit
-// for bit on the AVX2 twins); where the CPU has it, the tier tests run it
-// natively. Its row-major kernels are AVX-512 VNNI; Tiled8 matrices run the
-// AVX2 tiled kernels until AVX-512 ones exist, so the tier is never slower.
+// only tier under `-tags purego`). On amd64 the tiers are, slowest first,
+// avx2 (AVX2+FMA), avx-vnni (avx2 plus VEX-encoded VPDPBUSD for the Tiled8
+// kernels: Intel clients since Alder Lake, Zen 5) and avx512-vnni (AVX-512
+// F/BW/VL/DQ + VNNI: row-major kernels on EVEX VPDPBUSD and the Tiled8
+// kernels of avx-vnni with the EVEX encoding), all generated with avo from
+// ../asm (`make generate`); arm64 has NEON tiers. The best tier the CPU
+// supports is chosen once at init (golang.org/x/sys/cpu); CAFEQ_KERNELS names
+// another (generic, avx2, avx-vnni, avx512-vnni, neon, neon-dotprod).
+// CPUFeatures reports the choice, and tests and benchmarks switch tiers with
+// ForceTier, DisableAVX512 (best tier below it) and DisableAVX2 (generic).
+// On CPUs without the VNNI tiers their results are checked by interpreting
+// their assembly (emu_amd64_test.go, an x86 interpreter that matches the CPU
+// bit for bit on the AVX2 twins and, where the CPU has them, on the VNNI
+// kernels themselves, the hand-encoded VEX VPDPBUSD included); where the CPU
+// has them, the tier tests also run them natively.
 //
 // Decode kernels process 4 rows per call so that one activation load and its
 // scale/offset work serve 4 rows; prefill kernels process one row with 4

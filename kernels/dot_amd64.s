@@ -9542,6 +9542,810 @@ q4SymX8T4AVX2_chunk:
 	VZEROUPPER
 	RET
 
+// func q4SymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q4SymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q4SymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q4SymX8T1AVXVNNI_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q4SymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE   $0xc4
+	BYTE   $0xe2
+	BYTE   $0x6d
+	BYTE   $0x50
+	BYTE   $0xdc
+	VPADDD Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x03, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4SymX8T1AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q4SymX8T1AVXVNNI_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q4SymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q4SymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q4SymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q4SymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q4SymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// token 0: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4SymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q4SymX8T4AVXVNNI_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q4SymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q4SymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q4SymX8T1AVX512_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q4SymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x03, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4SymX8T1AVX512_chunk
+	DECQ         CX
+	JNZ          q4SymX8T1AVX512_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q4SymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q4SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q4SymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q4SymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q4SymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4SymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q4SymX8T4AVX512_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
 // func q4AsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q4AsymX8T1AVX2(SB), NOSPLIT, $0-64
@@ -9845,6 +10649,808 @@ q4AsymX8T4AVX2_chunk:
 	JNZ          q4AsymX8T4AVX2_chunk
 	DECQ         CX
 	JNZ          q4AsymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4AsymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q4AsymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q4AsymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   ds+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q4AsymX8T1AVXVNNI_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	ADDQ      $0x20, SI
+	MOVQ      cpg+48(FP), DX
+
+q4AsymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE         $0xc4
+	BYTE         $0xe2
+	BYTE         $0x6d
+	BYTE         $0x50
+	BYTE         $0xdc
+	VPADDD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+
+	// m-term: m * (d * sum(q))
+	VBROADCASTSS (R10), Y7
+	VFMADD231PS  Y7, Y11, Y9
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4AsymX8T1AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q4AsymX8T1AVXVNNI_group
+	VADDPS       Y9, Y0, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q4AsymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q4AsymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q4AsymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    ds+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q4AsymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	ADDQ      $0x20, SI
+	MOVQ      cpg+64(FP), DX
+
+q4AsymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// token 0: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VBROADCASTSS (R10), Y11
+	VFMADD231PS  Y11, Y13, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VBROADCASTSS (R10)(R13*1), Y11
+	VFMADD231PS  Y11, Y13, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VBROADCASTSS (R10)(R13*2), Y11
+	VFMADD231PS  Y11, Y13, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VBROADCASTSS (R10)(R14*1), Y11
+	VFMADD231PS  Y11, Y13, Y3
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4AsymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q4AsymX8T4AVXVNNI_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4AsymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q4AsymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q4AsymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   ds+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q4AsymX8T1AVX512_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	ADDQ      $0x20, SI
+	MOVQ      cpg+48(FP), DX
+
+q4AsymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+
+	// m-term: m * (d * sum(q))
+	VBROADCASTSS (R10), Y7
+	VFMADD231PS  Y7, Y11, Y9
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4AsymX8T1AVX512_chunk
+	DECQ         CX
+	JNZ          q4AsymX8T1AVX512_group
+	VADDPS       Y9, Y0, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q4AsymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q4AsymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q4AsymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    ds+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q4AsymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	ADDQ      $0x20, SI
+	MOVQ      cpg+64(FP), DX
+
+q4AsymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VBROADCASTSS (R10), Y11
+	VFMADD231PS  Y11, Y13, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VBROADCASTSS (R10)(R13*1), Y11
+	VFMADD231PS  Y11, Y13, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VBROADCASTSS (R10)(R13*2), Y11
+	VFMADD231PS  Y11, Y13, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VBROADCASTSS (R10)(R14*1), Y11
+	VFMADD231PS  Y11, Y13, Y3
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4AsymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q4AsymX8T4AVX512_group
 
 	// store token t's 8 rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
@@ -10193,6 +11799,850 @@ q3SymX8T4AVX2_chunk:
 	VZEROUPPER
 	RET
 
+// func q3SymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q3SymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU mask07<>+0(SB), Y15
+
+q3SymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q3SymX8T1AVXVNNI_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q3SymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x05, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE   $0xc4
+	BYTE   $0xe2
+	BYTE   $0x6d
+	BYTE   $0x50
+	BYTE   $0xdc
+	VPADDD Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x02, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3SymX8T1AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q3SymX8T1AVXVNNI_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q3SymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q3SymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q3SymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU mask07<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q3SymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q3SymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x05, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// token 0: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3SymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q3SymX8T4AVXVNNI_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q3SymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU mask07<>+0(SB), Y15
+
+q3SymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q3SymX8T1AVX512_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q3SymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x05, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x02, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3SymX8T1AVX512_chunk
+	DECQ         CX
+	JNZ          q3SymX8T1AVX512_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q3SymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q3SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q3SymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU mask07<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q3SymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q3SymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x05, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3SymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q3SymX8T4AVX512_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
 // func q3AsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q3AsymX8T1AVX2(SB), NOSPLIT, $0-64
@@ -10516,6 +12966,848 @@ q3AsymX8T4AVX2_chunk:
 	JNZ          q3AsymX8T4AVX2_chunk
 	DECQ         CX
 	JNZ          q3AsymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3AsymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q3AsymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU mask07<>+0(SB), Y15
+
+q3AsymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   ds+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q3AsymX8T1AVXVNNI_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	ADDQ      $0x20, SI
+	MOVQ      cpg+48(FP), DX
+
+q3AsymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x05, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE         $0xc4
+	BYTE         $0xe2
+	BYTE         $0x6d
+	BYTE         $0x50
+	BYTE         $0xdc
+	VPADDD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+
+	// m-term: m * (d * sum(q))
+	VBROADCASTSS (R10), Y7
+	VFMADD231PS  Y7, Y11, Y9
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3AsymX8T1AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q3AsymX8T1AVXVNNI_group
+	VADDPS       Y9, Y0, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q3AsymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q3AsymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q3AsymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    ds+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU mask07<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q3AsymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	ADDQ      $0x20, SI
+	MOVQ      cpg+64(FP), DX
+
+q3AsymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x05, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// token 0: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VBROADCASTSS (R10), Y11
+	VFMADD231PS  Y11, Y13, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VBROADCASTSS (R10)(R13*1), Y11
+	VFMADD231PS  Y11, Y13, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VBROADCASTSS (R10)(R13*2), Y11
+	VFMADD231PS  Y11, Y13, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VBROADCASTSS (R10)(R14*1), Y11
+	VFMADD231PS  Y11, Y13, Y3
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3AsymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q3AsymX8T4AVXVNNI_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3AsymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q3AsymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU mask07<>+0(SB), Y15
+
+q3AsymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   ds+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q3AsymX8T1AVX512_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	ADDQ      $0x20, SI
+	MOVQ      cpg+48(FP), DX
+
+q3AsymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x05, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+
+	// m-term: m * (d * sum(q))
+	VBROADCASTSS (R10), Y7
+	VFMADD231PS  Y7, Y11, Y9
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3AsymX8T1AVX512_chunk
+	DECQ         CX
+	JNZ          q3AsymX8T1AVX512_group
+	VADDPS       Y9, Y0, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q3AsymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q3AsymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q3AsymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    ds+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU mask07<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q3AsymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	ADDQ      $0x20, SI
+	MOVQ      cpg+64(FP), DX
+
+q3AsymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x05, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VBROADCASTSS (R10), Y11
+	VFMADD231PS  Y11, Y13, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VBROADCASTSS (R10)(R13*1), Y11
+	VFMADD231PS  Y11, Y13, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VBROADCASTSS (R10)(R13*2), Y11
+	VFMADD231PS  Y11, Y13, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VBROADCASTSS (R10)(R14*1), Y11
+	VFMADD231PS  Y11, Y13, Y3
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3AsymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q3AsymX8T4AVX512_group
 
 	// store token t's 8 rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
@@ -10917,6 +14209,932 @@ q6SymX8T4AVX2_chunk:
 	VZEROUPPER
 	RET
 
+// func q6SymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q6SymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q6SymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q6SymX8T1AVXVNNI_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q6SymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      160(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      160(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      160(SI), Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      160(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE   $0xc4
+	BYTE   $0xe2
+	BYTE   $0x6d
+	BYTE   $0x50
+	BYTE   $0xdc
+	VPADDD Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x05, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6SymX8T1AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q6SymX8T1AVXVNNI_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q6SymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q6SymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q6SymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q6SymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q6SymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      160(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      160(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      160(SI), Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      160(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// token 0: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6SymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q6SymX8T4AVXVNNI_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q6SymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q6SymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q6SymX8T1AVX512_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q6SymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      160(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      160(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      160(SI), Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      160(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x05, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6SymX8T1AVX512_chunk
+	DECQ         CX
+	JNZ          q6SymX8T1AVX512_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q6SymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q6SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q6SymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q6SymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q6SymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      160(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      160(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      160(SI), Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      160(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6SymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q6SymX8T4AVX512_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
 // func q8SymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q8SymX8T1AVX2(SB), NOSPLIT, $0-64
@@ -11284,6 +15502,814 @@ q8SymX8T4AVX2_chunk:
 	JNZ          q8SymX8T4AVX2_chunk
 	DECQ         CX
 	JNZ          q8SymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q8SymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q8SymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU xor80<>+0(SB), Y14
+
+q8SymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q8SymX8T1AVXVNNI_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q8SymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	PREFETCHT0 16576(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VMOVDQU      32(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      64(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VMOVDQU      96(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      128(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VMOVDQU      160(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      192(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VMOVDQU      224(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE   $0xc4
+	BYTE   $0xe2
+	BYTE   $0x6d
+	BYTE   $0x50
+	BYTE   $0xdc
+	VPADDD Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x07, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q8SymX8T1AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q8SymX8T1AVXVNNI_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q8SymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q8SymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q8SymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU xor80<>+0(SB), Y14
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q8SymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q8SymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VMOVDQU      32(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      64(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VMOVDQU      96(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      128(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VMOVDQU      160(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      192(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      224(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// token 0: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x07, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x07, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x07, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x07, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q8SymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q8SymX8T4AVXVNNI_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q8SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q8SymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU xor80<>+0(SB), Y14
+
+q8SymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q8SymX8T1AVX512_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q8SymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	PREFETCHT0 16576(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VMOVDQU      32(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      64(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VMOVDQU      96(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      128(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VMOVDQU      160(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      192(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      224(SI), Y2
+	VPXOR        Y14, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x07, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q8SymX8T1AVX512_chunk
+	DECQ         CX
+	JNZ          q8SymX8T1AVX512_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q8SymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q8SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q8SymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU xor80<>+0(SB), Y14
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q8SymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q8SymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VMOVDQU      32(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      64(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VMOVDQU      96(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      128(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VMOVDQU      160(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      192(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      224(SI), Y8
+	VPXOR        Y14, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x07, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x07, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x07, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x07, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q8SymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q8SymX8T4AVX512_group
 
 	// store token t's 8 rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX

@@ -57,6 +57,10 @@ type emuFunc struct {
 	// function, so calls must not overlap (the tests run one at a time).
 	args  []uint64
 	stack []byte
+	// bytes collects a hand-encoded instruction's BYTE lines while parsing
+	// (bytesAt: the line of the first).
+	bytes   []byte
+	bytesAt int
 }
 
 // emuInst is one instruction: its source line, and once compiled its
@@ -157,11 +161,49 @@ func parseEmu(src string) (*emuProgram, error) {
 			return nil, bad
 		case strings.HasSuffix(l, ":"):
 			cur.labels[strings.TrimSuffix(l, ":")] = len(cur.code)
+		case strings.HasPrefix(l, "BYTE "):
+			// hand-encoded instructions: decoded once all their bytes are in
+			v, err := strconv.ParseUint(strings.TrimPrefix(l, "BYTE $"), 0, 8)
+			if err != nil {
+				return nil, bad
+			}
+			if len(cur.bytes) == 0 {
+				cur.bytesAt = i + 1
+			}
+			cur.bytes = append(cur.bytes, byte(v))
+			if len(cur.bytes) == 5 {
+				text, err := emuDecodeVEX(cur.bytes)
+				if err != nil {
+					return nil, fmt.Errorf("dot_amd64.s:%d: %w", cur.bytesAt, err)
+				}
+				cur.code = append(cur.code, emuInst{no: cur.bytesAt, text: text})
+				cur.bytes = nil
+			}
 		default:
+			if len(cur.bytes) > 0 {
+				return nil, fmt.Errorf("dot_amd64.s:%d: % x is no instruction the interpreter decodes", cur.bytesAt, cur.bytes)
+			}
 			cur.code = append(cur.code, emuInst{no: i + 1, text: l})
 		}
 	}
 	return p, nil
+}
+
+// emuDecodeVEX decodes the one hand-encoded instruction of dot_amd64.s, the
+// AVX-VNNI "vpdpbusd ymm1, ymm2, ymm3" (VEX.256.66.0F38.W0 50 /r with a
+// register operand), into the Go-assembler text the interpreter runs,
+// "VPDPBUSD Y<ymm3>, Y<ymm2>, Y<ymm1>". It is written from the Intel manual,
+// independently of the generator's encoder, so that a wrong encoding fails
+// here or in the comparison with the CPU.
+func emuDecodeVEX(b []byte) (string, error) {
+	p1, p2, op, modrm := b[1], b[2], b[3], b[4]
+	if b[0] != 0xc4 || p1&0x1f != 0x02 || p2&0x80 != 0 || p2&0x07 != 0x05 || op != 0x50 || modrm>>6 != 3 {
+		return "", fmt.Errorf("% x is not VEX.256.66.0F38.W0 50 /r (vpdpbusd ymm, ymm, ymm)", b)
+	}
+	reg := int(^p1>>7&1)<<3 | int(modrm>>3&7)
+	rm := int(^p1>>5&1)<<3 | int(modrm&7)
+	vvvv := int(^p2 >> 3 & 15)
+	return fmt.Sprintf("VPDPBUSD Y%d, Y%d, Y%d", rm, vvvv, reg), nil
 }
 
 // grow extends symbol name's table to at least n bytes.
@@ -551,9 +593,11 @@ var emuOps = map[string]emuOp{
 	"VXORPS":  emuLanes(8, func(a, b uint64) uint64 { return b ^ a }),
 	"VPAND":   emuLanes(8, func(a, b uint64) uint64 { return b & a }),
 	"VPOR":    emuLanes(8, func(a, b uint64) uint64 { return b | a }),
+	"VPADDW":  emuLanes(2, func(a, b uint64) uint64 { return b + a }),
 	"VPADDD":  emuLanes(4, func(a, b uint64) uint64 { return b + a }),
 	"VPSUBD":  emuLanes(4, func(a, b uint64) uint64 { return b - a }),
 	"VPSLLW":  emuShiftLeft(2),
+	"VPSRLW":  emuShiftRight(2),
 	"VPSLLD":  emuShiftLeft(4),
 	"VPSRLVQ": emuLanes(8, func(a, b uint64) uint64 { return emuShr(b, a, 64) }),
 	"VPSRLVD": emuLanes(4, func(a, b uint64) uint64 { return emuShr(b, a, 32) }),
@@ -654,14 +698,23 @@ func emuScalar(f func(a uint32, b float32) float32) emuOp {
 	}}
 }
 
-// emuShiftLeft is "$count, a, dst" on esz-byte elements.
+// emuShiftLeft and emuShiftRight are "$count, a, dst" on esz-byte elements
+// (logical shifts; counts of the element width or more give 0).
 func emuShiftLeft(esz int) emuOp {
+	return emuShift(esz, func(a, c uint64) uint64 { return a << c })
+}
+
+func emuShiftRight(esz int) emuOp {
+	return emuShift(esz, func(a, c uint64) uint64 { return a >> c })
+}
+
+func emuShift(esz int, f func(a, c uint64) uint64) emuOp {
 	return emuOp{3, func(m *emuMachine, x []emuOperand) {
 		c, n := uint64(m.imm(x[0])), x[2].width()
 		a := m.read(x[1], n)
 		var r emuVec
 		for i := 0; i < n/esz && c < uint64(8*esz); i++ {
-			r.set(i, esz, a.get(i, esz)<<c)
+			r.set(i, esz, f(a.get(i, esz), c))
 		}
 		m.write(x[2], r, n)
 	}}
@@ -1011,4 +1064,99 @@ func TestEmuAVX512Kernels(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestEmuTiledKernels runs the Tiled8 kernels of every x86 tier in the
+// interpreter: against the reference (mulMatTiledGeneric) within the f32
+// ordering budget on every CPU, and, where the CPU has the tier, bit for bit
+// against the native kernels, which also checks the hand-encoded AVX-VNNI
+// VPDPBUSD (decoded by emuDecodeVEX) against the CPU. Decode runs two row
+// blocks in one call; prefill the second row block with 4 tokens, so the
+// first block's outputs must keep the sentinel.
+func TestEmuTiledKernels(t *testing.T) {
+	if !hasAVX2 {
+		t.Skip("the native kernels need AVX2")
+	}
+	p, err := loadEmu()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(47, 48))
+	const rows, n = 2 * TileRows, 4
+	for _, tier := range []struct {
+		name   string
+		tier   Tier
+		native bool
+	}{{"AVX2", TierAVX2, true}, {"AVXVNNI", TierAVXVNNI, hasAVXVNNI}, {"AVX512", TierAVX512, hasAVX512}} {
+		for _, f := range quantFormats() {
+			for _, cols := range []int{f.Group, 3 * f.Group} {
+				m := emuMatrix(t, rng, f, rows, cols)
+				tm := mustTile(t, m)
+				xs := NewActivationBatch(n, cols)
+				if err := xs.Set(gaussian(rng, n*cols, 1)); err != nil {
+					t.Fatal(err)
+				}
+				want := make([]float32, n*rows)
+				mulMatTiledGeneric(tm, want, xs, 0, rows)
+				wd := dequantAll(t, m)
+				groups, cpg := uintptr(cols/f.Group), uintptr(f.Group/ChunkSize)
+				base := fmt.Sprintf("q%d%s", f.Type.Bits(), map[bool]string{false: "Sym", true: "Asym"}[f.Asym])
+				sums := func(tok int) (*int32, *float32, uint64) {
+					nb := xs.Blocks
+					if f.Asym {
+						return &xs.S[tok*nb], &xs.DS[tok*nb], emuPtr(&xs.DS[tok*nb])
+					}
+					return &xs.S[tok*nb], &xs.DS[tok*nb], emuPtr(&xs.S[tok*nb])
+				}
+				check := func(what string, buf, native []float32, lo, hi int) {
+					t.Helper()
+					for i, v := range buf {
+						j := i - 16 // guarded's margin
+						tok, r := j/rows, j%rows
+						if j < 0 || j >= n*rows || r < lo || r >= hi || (hi == rows && lo == 0 && tok > 0) {
+							if v != sentinel {
+								t.Fatalf("%s %s %d cols: buffer index %d written", what, f, cols, i)
+							}
+							continue
+						}
+						name := fmt.Sprintf("%s %s %d cols token %d row %d", what, f, cols, tok, r)
+						if native != nil && math.Float32bits(v) != math.Float32bits(native[i]) {
+							t.Fatalf("%s: interpreted %v, native %v", name, v, native[i])
+						}
+						mag := absDotW(wd[r*cols:][:cols], cols, xs.Token(tok).F32)[0]
+						emuCheck(t, name, v, want[tok*rows+r], mag)
+					}
+				}
+
+				// decode, token 0, both row blocks in one call
+				buf, dst := guarded(n * rows)
+				s, ds, sum := sums(0)
+				emuFn(t, p, base+"X8T1"+tier.name)(emuPtr(&dst[0]), emuPtr(&tm.Data[0]), emuPtr(&xs.Q[0]), emuPtr(&xs.D[0]),
+					sum, uint64(groups), uint64(cpg), 2)
+				var nat []float32
+				if tier.native {
+					nbuf, ndst := guarded(n * rows)
+					tiledT1(tier.tier, f, &ndst[0], &tm.Data[0], &xs.Q[0], &xs.D[0], s, ds, groups, cpg, 2)
+					nat = nbuf
+				}
+				check(base+"X8T1"+tier.name, buf, nat, 0, rows)
+
+				// prefill, row block 1, tokens 0..3 at out + t*rows
+				blockBytes := TileRows * f.RowBytes(cols)
+				buf, dst = guarded(n * rows)
+				emuFn(t, p, base+"X8T4"+tier.name)(emuPtr(&dst[TileRows]), rows, emuPtr(&tm.Data[blockBytes]), emuPtr(&xs.Q[0]),
+					emuPtr(&xs.D[0]), sum, uint64(xs.Blocks), uint64(groups), uint64(cpg))
+				nat = nil
+				if tier.native {
+					nbuf, ndst := guarded(n * rows)
+					tiledT4(tier.tier, f, &ndst[TileRows], rows, &tm.Data[blockBytes], &xs.Q[0], &xs.D[0], s, ds,
+						uintptr(xs.Blocks), groups, cpg)
+					nat = nbuf
+				}
+				check(base+"X8T4"+tier.name, buf, nat, TileRows, rows)
+				runtime.KeepAlive(tm)
+				runtime.KeepAlive(xs)
+			}
+		}
+	}
 }

@@ -12,6 +12,9 @@ import (
 
 var (
 	hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasBMI2
+	// AVX-VNNI is the VEX (256-bit) VPDPBUSD of Intel's clients since Alder
+	// Lake; Zen 5 has it too.
+	hasAVXVNNI = hasAVX2 && cpu.X86.HasAVXVNNI
 	// VPDPBUSD on YMM is the EVEX (AVX-512VL) encoding in Go's assembler.
 	hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
 		cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VNNI
@@ -22,6 +25,9 @@ func archSets() []kernelSet {
 	var s []kernelSet
 	if hasAVX2 {
 		s = append(s, avx2Set)
+	}
+	if hasAVXVNNI {
+		s = append(s, avxVNNISet)
 	}
 	if hasAVX512 {
 		s = append(s, avx512Set)
@@ -96,50 +102,116 @@ var avx512Kernels = quantKernels{
 	q8: dotKernels{4, q8SymR4T1AVX512, q8SymR1T1AVX512, q8SymR1T4AVX512, [3]sbKernel{}},
 }
 
-// tiledT1 and tiledT4 call the Tiled8 decode (8 rows x 1 token, nblk row
-// blocks) and prefill (8 rows x 4 tokens) kernels of f (asm/tiled.go). They
-// call the kernels directly, not through func values, so that escape analysis
-// sees the kernels' noescape pragma and stack buffers stay on the stack.
-// Symmetric kernels read the activation's sums s, asymmetric ones its
-// products ds (Activation.DS).
-func tiledT1(f Format, out *float32, w *byte, q *int8, d *float32, s *int32, ds *float32, groups, cpg, nblk uintptr) {
-	switch {
-	case f.Type == Q4 && !f.Asym:
-		q4SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
-	case f.Type == Q4:
-		q4AsymX8T1AVX2(out, w, q, d, ds, groups, cpg, nblk)
-	case f.Type == Q3 && !f.Asym:
-		q3SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
-	case f.Type == Q3:
-		q3AsymX8T1AVX2(out, w, q, d, ds, groups, cpg, nblk)
-	case f.Type == Q6:
-		q6SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+// tiledT1 and tiledT4 call tier t's Tiled8 decode (8 rows x 1 token, nblk
+// row blocks) and prefill (8 rows x 4 tokens) kernels of f (asm/tiled.go,
+// asm/tiledvnni.go). They call the kernels directly, not through func values,
+// so that escape analysis sees the kernels' noescape pragma and stack buffers
+// stay on the stack. Symmetric kernels read the activation's sums s,
+// asymmetric ones its products ds (Activation.DS).
+func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *int32, ds *float32, groups, cpg, nblk uintptr) {
+	switch t {
+	case TierAVX512:
+		switch {
+		case f.Type == Q4 && !f.Asym:
+			q4SymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
+		case f.Type == Q4:
+			q4AsymX8T1AVX512(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Type == Q3 && !f.Asym:
+			q3SymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
+		case f.Type == Q3:
+			q3AsymX8T1AVX512(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Type == Q6:
+			q6SymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
+		default:
+			q8SymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
+		}
+	case TierAVXVNNI:
+		switch {
+		case f.Type == Q4 && !f.Asym:
+			q4SymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
+		case f.Type == Q4:
+			q4AsymX8T1AVXVNNI(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Type == Q3 && !f.Asym:
+			q3SymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
+		case f.Type == Q3:
+			q3AsymX8T1AVXVNNI(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Type == Q6:
+			q6SymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
+		default:
+			q8SymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
+		}
 	default:
-		q8SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+		switch {
+		case f.Type == Q4 && !f.Asym:
+			q4SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+		case f.Type == Q4:
+			q4AsymX8T1AVX2(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Type == Q3 && !f.Asym:
+			q3SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+		case f.Type == Q3:
+			q3AsymX8T1AVX2(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Type == Q6:
+			q6SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+		default:
+			q8SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+		}
 	}
 }
 
-func tiledT4(f Format, out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, ds *float32, astride, groups, cpg uintptr) {
-	switch {
-	case f.Type == Q4 && !f.Asym:
-		q4SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
-	case f.Type == Q4:
-		q4AsymX8T4AVX2(out, ostride, w, q, d, ds, astride, groups, cpg)
-	case f.Type == Q3 && !f.Asym:
-		q3SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
-	case f.Type == Q3:
-		q3AsymX8T4AVX2(out, ostride, w, q, d, ds, astride, groups, cpg)
-	case f.Type == Q6:
-		q6SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, ds *float32, astride, groups, cpg uintptr) {
+	switch t {
+	case TierAVX512:
+		switch {
+		case f.Type == Q4 && !f.Asym:
+			q4SymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Type == Q4:
+			q4AsymX8T4AVX512(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Type == Q3 && !f.Asym:
+			q3SymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Type == Q3:
+			q3AsymX8T4AVX512(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Type == Q6:
+			q6SymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
+		default:
+			q8SymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
+		}
+	case TierAVXVNNI:
+		switch {
+		case f.Type == Q4 && !f.Asym:
+			q4SymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Type == Q4:
+			q4AsymX8T4AVXVNNI(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Type == Q3 && !f.Asym:
+			q3SymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Type == Q3:
+			q3AsymX8T4AVXVNNI(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Type == Q6:
+			q6SymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
+		default:
+			q8SymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
+		}
 	default:
-		q8SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+		switch {
+		case f.Type == Q4 && !f.Asym:
+			q4SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Type == Q4:
+			q4AsymX8T4AVX2(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Type == Q3 && !f.Asym:
+			q3SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Type == Q3:
+			q3AsymX8T4AVX2(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Type == Q6:
+			q6SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+		default:
+			q8SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+		}
 	}
 }
 
-// mulVecTiledAVX2 runs whole row blocks in one kernel call; a range that
-// starts or ends inside a block computes that block into a buffer and keeps
-// the rows asked for.
-func mulVecTiledAVX2(m *Matrix, dst []float32, x *Activation, r0, r1 int) {
+// mulVecTiledSIMD runs tier t's kernels on whole row blocks in one call; a
+// range that starts or ends inside a block computes that block into a buffer
+// and keeps the rows asked for.
+func mulVecTiledSIMD(t Tier, m *Matrix, dst []float32, x *Activation, r0, r1 int) {
 	f := m.Format
 	blockBytes := TileRows * f.RowBytes(m.Cols)
 	groups := uintptr(m.Cols / f.Group)
@@ -148,30 +220,30 @@ func mulVecTiledAVX2(m *Matrix, dst []float32, x *Activation, r0, r1 int) {
 	b0, b1 := (r0+TileRows-1)/TileRows, r1/TileRows // whole blocks
 	if r0%TileRows != 0 {
 		b := r0 / TileRows
-		tiledPartialBlock(m, dst, x, b, r0, min(r1, (b+1)*TileRows))
+		tiledPartialBlock(t, m, dst, x, b, r0, min(r1, (b+1)*TileRows))
 	}
 	if b0 < b1 {
-		tiledT1(f, &dst[b0*TileRows], &m.Data[b0*blockBytes], q, d, s, ds, groups, cpg, uintptr(b1-b0))
+		tiledT1(t, f, &dst[b0*TileRows], &m.Data[b0*blockBytes], q, d, s, ds, groups, cpg, uintptr(b1-b0))
 	}
 	if r1%TileRows != 0 && r1/TileRows >= b0 {
 		b := r1 / TileRows
-		tiledPartialBlock(m, dst, x, b, b*TileRows, r1)
+		tiledPartialBlock(t, m, dst, x, b, b*TileRows, r1)
 	}
 }
 
 // tiledPartialBlock computes row block b into a buffer and keeps rows [lo, hi).
-func tiledPartialBlock(m *Matrix, dst []float32, x *Activation, b, lo, hi int) {
+func tiledPartialBlock(t Tier, m *Matrix, dst []float32, x *Activation, b, lo, hi int) {
 	var part [TileRows]float32
-	tiledT1(m.Format, &part[0], &m.Data[b*TileRows*m.Format.RowBytes(m.Cols)], &x.Q[0], &x.D[0], &x.S[0], &x.DS[0],
+	tiledT1(t, m.Format, &part[0], &m.Data[b*TileRows*m.Format.RowBytes(m.Cols)], &x.Q[0], &x.D[0], &x.S[0], &x.DS[0],
 		uintptr(m.Cols/m.Format.Group), uintptr(m.Format.Group/ChunkSize), 1)
 	copy(dst[lo:hi], part[lo-b*TileRows:hi-b*TileRows])
 }
 
-// mulMatTiledAVX2 walks tokens in blocks whose activations fit in about
+// mulMatTiledSIMD walks tokens in blocks whose activations fit in about
 // 256 KiB (L2) and, inside a block, row blocks in the outer loop, so that a
 // row block's tiles are read from memory once per token block and meet its
 // tokens four at a time.
-func mulMatTiledAVX2(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+func mulMatTiledSIMD(tier Tier, m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
 	if xs.N == 0 {
 		return
 	}
@@ -191,16 +263,16 @@ func mulMatTiledAVX2(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) 
 			for ; t+4 <= t1; t += 4 {
 				q, d, s, ds := &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], &xs.DS[t*nb]
 				if lo == b*TileRows && hi == lo+TileRows {
-					tiledT4(f, &dst[t*m.Rows+lo], uintptr(m.Rows), w, q, d, s, ds, uintptr(nb), groups, cpg)
+					tiledT4(tier, f, &dst[t*m.Rows+lo], uintptr(m.Rows), w, q, d, s, ds, uintptr(nb), groups, cpg)
 					continue
 				}
-				tiledT4(f, &part[0], TileRows, w, q, d, s, ds, uintptr(nb), groups, cpg)
+				tiledT4(tier, f, &part[0], TileRows, w, q, d, s, ds, uintptr(nb), groups, cpg)
 				for i := 0; i < 4; i++ {
 					copy(dst[(t+i)*m.Rows+lo:(t+i)*m.Rows+hi], part[i*TileRows+lo-b*TileRows:][:hi-lo])
 				}
 			}
 			for ; t < t1; t++ {
-				tiledT1(f, &part[0], w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], &xs.DS[t*nb], groups, cpg, 1)
+				tiledT1(tier, f, &part[0], w, &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], &xs.DS[t*nb], groups, cpg, 1)
 				copy(dst[t*m.Rows+lo:t*m.Rows+hi], part[lo-b*TileRows:][:hi-lo])
 			}
 		}
@@ -211,8 +283,12 @@ var avx2Set = func() kernelSet {
 	s := genericSet
 	s.tier = TierAVX2
 	s.tiled = true
-	s.mulVecTiled = mulVecTiledAVX2
-	s.mulMatTiled = mulMatTiledAVX2
+	s.mulVecTiled = func(m *Matrix, dst []float32, x *Activation, r0, r1 int) {
+		mulVecTiledSIMD(TierAVX2, m, dst, x, r0, r1)
+	}
+	s.mulMatTiled = func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+		mulMatTiledSIMD(TierAVX2, m, dst, xs, r0, r1)
+	}
 	s.mulVec = func(m *Matrix, dst []float32, x *Activation, r0, r1 int) { mulVecSIMD(&avx2Kernels, m, dst, x, r0, r1) }
 	s.mulMat = func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
 		mulMatSIMD(&avx2Kernels, m, dst, xs, r0, r1)
@@ -235,9 +311,30 @@ var avx2Set = func() kernelSet {
 	return s
 }()
 
+// avxVNNISet is the AVX2 tier with VPDPBUSD Tiled8 kernels (VEX-encoded,
+// 256-bit). Its row-major kernels stay AVX2: every quantized weight of a
+// model is tiled at load.
+var avxVNNISet = func() kernelSet {
+	s := avx2Set
+	s.tier = TierAVXVNNI
+	s.mulVecTiled = func(m *Matrix, dst []float32, x *Activation, r0, r1 int) {
+		mulVecTiledSIMD(TierAVXVNNI, m, dst, x, r0, r1)
+	}
+	s.mulMatTiled = func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+		mulMatTiledSIMD(TierAVXVNNI, m, dst, xs, r0, r1)
+	}
+	return s
+}()
+
 var avx512Set = func() kernelSet {
 	s := avx2Set
 	s.tier = TierAVX512
+	s.mulVecTiled = func(m *Matrix, dst []float32, x *Activation, r0, r1 int) {
+		mulVecTiledSIMD(TierAVX512, m, dst, x, r0, r1)
+	}
+	s.mulMatTiled = func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
+		mulMatTiledSIMD(TierAVX512, m, dst, xs, r0, r1)
+	}
 	s.mulVec = func(m *Matrix, dst []float32, x *Activation, r0, r1 int) {
 		mulVecSIMD(&avx512Kernels, m, dst, x, r0, r1)
 	}
