@@ -65,3 +65,17 @@ func sameTransform(a, b *linear) bool {
 	}
 	return a.transform.name == b.transform.name
 }
+
+// applyInverseTransform computes M⁻¹·x for a matrix's input transform t
+// (none: in itself) over the activation batch in, into out, and quantizes the
+// result when the weights read 8-bit activations. in must already be
+// quantized when needQ8 is set.
+func (e *Engine) applyInverseTransform(sc *scratch, t *blockTransform, in, out *kernels.ActivationBatch) *kernels.ActivationBatch {
+	if t == nil || e.skipTransforms {
+		return in
+	}
+	o := sc.view(out, in.N)
+	sc.tr.t, sc.tr.src, sc.tr.dst = t, in, o.F32
+	e.pool.parallel(&sc.tr, in.N*in.Cols, t.block)
+	return e.quantized(o)
+}
