@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 )
 
 // stopMatcher finds stop strings in streamed text. It passes text through as
@@ -124,6 +125,7 @@ func (s *Server) generate(ctx context.Context, sl *slot, prompt []int, p samplin
 			return true
 		}
 	)
+	ri, _ := ctx.Value(infoKey{}).(*reqInfo)
 	// What the session's cache will hold, for choosing a slot next time.
 	sl.cached = append(sl.cached[:0], prompt...)
 	finish, err := sl.sess.Generate(ctx, prompt, opts, func(id int) bool {
@@ -138,6 +140,9 @@ func (s *Server) generate(ctx context.Context, sl *slot, prompt []int, p samplin
 			return false
 		}
 		counted++
+		if ri != nil {
+			ri.tokenTimes(time.Now())
+		}
 		out, hit := m.push(dec.Add(id))
 		if !emitText(out) {
 			return false

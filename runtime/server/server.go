@@ -39,6 +39,7 @@ type Server struct {
 	created  int64 // unix time reported for the model
 	draining atomic.Bool
 	routes   map[string]route
+	metrics  *metrics
 }
 
 type route struct {
@@ -96,16 +97,20 @@ func New(b Backend, opts Options) (*Server, error) {
 		"/health":              {http.MethodGet, s.handleHealth},
 		"/tokenize":            {http.MethodPost, s.handleTokenize},
 		"/detokenize":          {http.MethodPost, s.handleDetokenize},
+		"/metrics":             {http.MethodGet, s.handleMetrics},
 	}
+	s.metrics = newMetrics(s)
 	return s, nil
 }
 
 // Options returns the options in effect, defaults filled in.
 func (s *Server) Options() Options { return s.opts }
 
-// reqInfo collects what the access log reports about a request.
+// reqInfo collects what the access log and the metrics report about a
+// request.
 type reqInfo struct {
 	promptTokens, completionTokens int
+	start, firstToken, lastToken   time.Time
 }
 
 type infoKey struct{}
@@ -145,7 +150,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // access-log line.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	ri := &reqInfo{}
+	ri := &reqInfo{start: start}
 	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, ri))
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
@@ -159,6 +164,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				sw.status = http.StatusInternalServerError
 			}
 		}
+		s.metrics.observe(s, r, sw.status, ri)
 		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
 			"duration", time.Since(start).Round(time.Microsecond),
 			"prompt_tokens", ri.promptTokens, "completion_tokens", ri.completionTokens)
