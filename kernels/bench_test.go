@@ -105,7 +105,7 @@ func BenchmarkF32(b *testing.B) {
 		b.Run("axpy", func(b *testing.B) {
 			b.SetBytes(8 * 9216)
 			for b.Loop() {
-				Axpy(0.5, x, y)
+				axpy(0.5, x, y)
 			}
 		})
 		b.Run("max", func(b *testing.B) {

@@ -8,7 +8,7 @@
 // Format names a stored weight type (F32, F16, BF16, Q8, Q6, and Q4/Q3 with groups
 // of 32, 64 or 128 along the input axis, symmetric or asymmetric). The byte
 // layout of every block is documented above its type in blocks.go and in
-// docs/FORMAT.md. PackRow/UnpackRow move between packed rows and integer
+// docs/WEIGHT-BLOCKS.md. PackRow/UnpackRow move between packed rows and integer
 // levels; QuantizeRowRTN is plain round-to-nearest; DequantizeRow expands a row.
 //
 // # Products

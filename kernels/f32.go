@@ -26,12 +26,6 @@ func Dot(a, b []float32) float32 {
 	return impl.dot(a, b)
 }
 
-// Axpy computes y[i] += alpha*x[i]; len(x) must equal len(y).
-func Axpy(alpha float32, x, y []float32) {
-	mustLen("axpy", len(y), len(x))
-	impl.axpy(alpha, x, y)
-}
-
 // DotRows computes dst[i] = rows[i] · x for the len(dst) rows stored one
 // after another in rows (len(rows) = len(dst)*len(x)): attention's scores of
 // one query against a run of cached keys.
@@ -95,11 +89,9 @@ func Softmax(x []float32) {
 	impl.scale(1/s, x)
 }
 
-// GELUTanh applies the tanh approximation of GELU in place:
-// x = 0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715*x^3))).
-func GELUTanh(x []float32) { impl.geluMul(x, x, nil) }
-
-// GELUMul computes Gemma's gated MLP activation in place: gate[i] = GELUTanh(gate[i]) * up[i].
+// GELUMul computes Gemma's gated MLP activation in place:
+// gate[i] = gelu(gate[i]) * up[i] with the tanh approximation
+// gelu(x) = 0.5*x*(1 + tanh(sqrt(2/pi)*(x + 0.044715*x^3))).
 func GELUMul(gate, up []float32) {
 	mustLen("gelumul", len(gate), len(up))
 	impl.geluMul(gate, gate, up)
@@ -117,9 +109,6 @@ func RoPE(x, cos, sin []float32) {
 // SoftCap applies Gemma 2's logit soft-capping in place:
 // x[i] = cap * tanh(x[i] / cap).
 func SoftCap(x []float32, cap float32) { impl.softCap(x, cap) }
-
-// Tanh is the vectorizable tanh used by GELUTanh (relative error below 1e-6).
-func Tanh(x float32) float32 { return tanhGeneric(x) }
 
 // ---- generic reference implementations ----
 

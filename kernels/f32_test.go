@@ -70,7 +70,7 @@ func TestF32LoopsTiers(t *testing.T) {
 
 			buf, y := guarded(n)
 			copy(y, b)
-			Axpy(0.75, a, y)
+			axpy(0.75, a, y)
 			checkGuard(t, buf, 0, n)
 			for i := range y {
 				if want := b[i] + 0.75*a[i]; math.Abs(float64(y[i]-want)) > 1e-6*math.Abs(float64(want))+1e-7 {
@@ -141,7 +141,7 @@ func TestF32LoopsTiers(t *testing.T) {
 				t.Errorf("n=%d gelumul relative RMS error %.3g", n, e)
 			}
 			copy(y, a)
-			GELUTanh(y)
+			geluTanh(y)
 			for i := range want {
 				x := float64(a[i])
 				want[i] = float32(0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x))))
@@ -336,3 +336,14 @@ func TestF32LengthMismatchPanics(t *testing.T) {
 	}()
 	Dot(make([]float32, 3), make([]float32, 4))
 }
+
+// axpy computes y[i] += alpha*x[i] through the current tier (the attention
+// kernels use it via AxpyRows; tests and benchmarks call it alone).
+func axpy(alpha float32, x, y []float32) {
+	mustLen("axpy", len(y), len(x))
+	impl.axpy(alpha, x, y)
+}
+
+// geluTanh applies the tanh approximation of GELU in place through the
+// current tier: GELUMul without the up factor.
+func geluTanh(x []float32) { impl.geluMul(x, x, nil) }

@@ -11,7 +11,7 @@ import (
 //go:generate sh -c "cd ../asm && go run . -out ../kernels/dot_amd64.s -stubs ../kernels/dot_stubs_amd64.go -pkg kernels"
 
 var (
-	hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasBMI2
+	hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C // VCVTPH2PS/VCVTPS2PH for f16 scales and rows
 	// AVX-VNNI is the VEX (256-bit) VPDPBUSD of Intel's clients since Alder
 	// Lake; Zen 5 has it too.
 	hasAVXVNNI = hasAVX2 && cpu.X86.HasAVXVNNI
@@ -55,7 +55,8 @@ type dotKernels struct {
 // tokens, cols = 128*nsb.
 type sbKernel func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, nsb uintptr)
 
-// quantKernels indexes a tier's kernels by format: [bits index][asym].
+// quantKernels holds a tier's kernels for each packed format; lookup picks
+// them by Format.
 type quantKernels struct{ q4, q4a, q3, q3a, q6, q8 dotKernels }
 
 func (qk *quantKernels) lookup(f Format) *dotKernels {

@@ -28,7 +28,7 @@ func TestNonFiniteTiersAgree(t *testing.T) {
 		run  func(x []float32) []float32
 	}{
 		{"softcap", func(x []float32) []float32 { SoftCap(x, 30); return x }},
-		{"gelu", func(x []float32) []float32 { GELUTanh(x); return x }},
+		{"gelu", func(x []float32) []float32 { geluTanh(x); return x }},
 		{"gelumul gate", func(x []float32) []float32 { y := clone32(other); GELUMul(x, y); return x }},
 		{"gelumul up", func(x []float32) []float32 { g := clone32(other); GELUMul(g, x); return g }},
 		{"softmax", func(x []float32) []float32 { Softmax(x); return x }},
@@ -36,7 +36,7 @@ func TestNonFiniteTiersAgree(t *testing.T) {
 		{"rmsnorm weight", func(x []float32) []float32 { d := make([]float32, n); RMSNorm(d, other, x, 1e-6); return d }},
 		{"scale", func(x []float32) []float32 { Scale(0.5, x); return x }},
 		{"dot", func(x []float32) []float32 { return []float32{Dot(x, other)} }},
-		{"axpy", func(x []float32) []float32 { y := clone32(other); Axpy(0.5, x, y); return y }},
+		{"axpy", func(x []float32) []float32 { y := clone32(other); axpy(0.5, x, y); return y }},
 		{"dotrows", func(x []float32) []float32 { d := make([]float32, 1); DotRows(d, x, other); return d }},
 		{"rope", func(x []float32) []float32 { RoPE(x[:n-1], cs, sn); return x }},
 		{"tof16", func(x []float32) []float32 {

@@ -219,21 +219,7 @@ func dequantizeTiledRow(m *Matrix, r int, dst []float32) {
 	}
 }
 
-// chunkLevels reads one RowMajor chunk's 32 levels (Q8: the stored byte).
-func chunkLevels(t Type, dst []uint8, src []byte) {
-	switch t {
-	case Q4:
-		unpackQ4Chunk(dst, src)
-	case Q3:
-		unpackQ3Chunk(dst, src)
-	case Q6:
-		unpackQ6Chunk(dst, src)
-	case Q8:
-		copy(dst, src)
-	}
-}
-
-// packChunk is chunkLevels' inverse.
+// packChunk writes one RowMajor chunk's 32 levels (Q8: the stored byte).
 func packChunk(t Type, dst []byte, q []uint8) {
 	switch t {
 	case Q4:

@@ -22,7 +22,7 @@ import (
 )
 
 // The .cq file: one file holding a quantized model's config, quantization
-// settings, tokenizer and packed tensors. docs/FILEFORMAT.md documents it byte
+// settings, tokenizer and packed tensors. docs/CQ-FILE.md documents it byte
 // by byte; in short (integers little-endian):
 //
 //	bytes [0, 8)    magic "\x89CAFEQ\r\n"

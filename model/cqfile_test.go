@@ -192,7 +192,7 @@ func TestCQRoundTrip(t *testing.T) {
 	}
 }
 
-// TestCQLayout checks the byte-level promises of docs/FILEFORMAT.md: the
+// TestCQLayout checks the byte-level promises of docs/CQ-FILE.md: the
 // prefix fields, 64-byte alignment and zero padding everywhere between
 // sections.
 func TestCQLayout(t *testing.T) {

@@ -28,9 +28,9 @@ var ErrNPY = errors.New("unsupported npy file")
 
 var npyShape = regexp.MustCompile(`'shape':\s*\(([0-9,\s]*)\)`)
 
-// ParseNPY reads a little-endian float32 array in C order and returns its
+// parseNPY reads a little-endian float32 array in C order and returns its
 // shape and values.
-func ParseNPY(data []byte) (shape []int, values []float32, err error) {
+func parseNPY(data []byte) (shape []int, values []float32, err error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("model: npy: "+format+": %w", append(args, ErrNPY)...)
 	}
@@ -93,7 +93,7 @@ func ReadNPY(path string) ([]int, []float32, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("model: %w", err)
 	}
-	return ParseNPY(data)
+	return parseNPY(data)
 }
 
 // NPYWriter streams a float32 array of a known shape to a .npy file. Rows are

@@ -49,7 +49,7 @@ func FuzzParseNPY(f *testing.F) {
 	}
 	f.Add([]byte("\x93NUMPY\x01\x00\x10\x00{'shape': (1,)}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		shape, v, err := ParseNPY(data)
+		shape, v, err := parseNPY(data)
 		if err == nil {
 			n := 1
 			for _, d := range shape {

@@ -74,17 +74,6 @@ func (g Grid) Format() kernels.Format {
 	return kernels.Format{Type: t, Group: g.Group, Asym: g.Asym}
 }
 
-// GridOf returns the grid of a Q4 or Q3 kernels format.
-func GridOf(f kernels.Format) (Grid, error) {
-	if err := f.Valid(f.Group); err != nil {
-		return Grid{}, fmt.Errorf("quantize: %w", err)
-	}
-	if f.Type != kernels.Q4 && f.Type != kernels.Q3 {
-		return Grid{}, fmt.Errorf("quantize: format %s is not a 3- or 4-bit grid", f)
-	}
-	return Grid{Bits: f.Type.Bits(), Group: f.Group, Asym: f.Asym}, nil
-}
-
 // quantizeRowRTN is the min-max (RTN) rounding of one row (or a run of whole
 // groups), done by kernels.QuantizeRowRTN itself so that the quantizer and
 // the stored format can never disagree. mins may be nil for symmetric grids.

@@ -2,6 +2,7 @@ package quantize
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -93,12 +94,24 @@ func TestGridValidate(t *testing.T) {
 		t.Error("short matrix accepted")
 	}
 	for _, g := range allGrids() {
-		g2, err := GridOf(g.Format())
+		g2, err := gridOf(g.Format())
 		if err != nil || g2 != g {
-			t.Errorf("GridOf(%v) = %v, %v", g.Format(), g2, err)
+			t.Errorf("gridOf(%v) = %v, %v", g.Format(), g2, err)
 		}
 	}
-	if _, err := GridOf(kernels.FormatQ8); err == nil {
-		t.Error("GridOf(q8) accepted")
+	if _, err := gridOf(kernels.FormatQ8); err == nil {
+		t.Error("gridOf(q8) accepted")
 	}
+}
+
+// gridOf returns the grid of a Q4 or Q3 kernels format (the inverse of
+// Grid.Format).
+func gridOf(f kernels.Format) (Grid, error) {
+	if err := f.Valid(f.Group); err != nil {
+		return Grid{}, fmt.Errorf("quantize: %w", err)
+	}
+	if f.Type != kernels.Q4 && f.Type != kernels.Q3 {
+		return Grid{}, fmt.Errorf("quantize: format %s is not a 3- or 4-bit grid", f)
+	}
+	return Grid{Bits: f.Type.Bits(), Group: f.Group, Asym: f.Asym}, nil
 }

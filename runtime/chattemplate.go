@@ -94,20 +94,6 @@ func renderChat(msgs []ChatMessage) ([]chatSegment, error) {
 	return segs, nil
 }
 
-// FormatChat returns the prompt text ChatPrompt encodes, without <bos>; it is
-// for display and debugging.
-func FormatChat(msgs []ChatMessage) (string, error) {
-	segs, err := renderChat(msgs)
-	if err != nil {
-		return "", err
-	}
-	var b strings.Builder
-	for _, s := range segs {
-		b.WriteString(s.text)
-	}
-	return b.String(), nil
-}
-
 // ChatPrompt renders msgs with Gemma's chat template and returns the prompt's
 // token ids, starting with BOS (when the tokenizer has one). Turn markers are inserted by id when the
 // vocabulary has them as pieces and encoded as literal text otherwise. Text

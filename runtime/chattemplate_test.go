@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cafeq/cafeq/model/tokenizer"
@@ -83,12 +84,12 @@ func TestFormatChat(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := FormatChat(c.msgs)
+			got, err := formatChat(c.msgs)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != c.want {
-				t.Errorf("FormatChat:\n got %q\nwant %q", got, c.want)
+				t.Errorf("formatChat:\n got %q\nwant %q", got, c.want)
 			}
 		})
 	}
@@ -122,8 +123,8 @@ func TestChatPromptIDs(t *testing.T) {
 	}
 
 	// Without the pieces the markers are encoded as literal text, so the ids
-	// are exactly BOS + the encoded text of FormatChat.
-	text, err := FormatChat(msgs)
+	// are exactly BOS + the encoded text of formatChat.
+	text, err := formatChat(msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +203,7 @@ func TestChatPromptRealTokenizer(t *testing.T) {
 	}
 	// Encoding the whole text finds the markers too (they are user-defined
 	// symbols of this tokenizer), so both paths must agree here.
-	text, err := FormatChat(msgs)
+	text, err := formatChat(msgs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,4 +213,17 @@ func TestChatPromptRealTokenizer(t *testing.T) {
 	if got := ChatStopTokens(tok); !slices.Equal(got, []int{tok.EOS(), eot}) {
 		t.Errorf("ChatStopTokens = %v", got)
 	}
+}
+
+// formatChat returns the prompt text ChatPrompt encodes, without <bos>.
+func formatChat(msgs []ChatMessage) (string, error) {
+	segs, err := renderChat(msgs)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, s := range segs {
+		b.WriteString(s.text)
+	}
+	return b.String(), nil
 }
