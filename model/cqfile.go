@@ -89,7 +89,7 @@ type CQQuant struct {
 // CQTokenizer is the tokenizer file stored inside a .cq file.
 type CQTokenizer struct {
 	Kind string // TokenizerSentencePiece or TokenizerHFJSON
-	Data []byte // the file's bytes; on read, aliases the mapped file
+	Data []byte // the file's bytes; on read, a private copy (it is checked on open)
 }
 
 // CQTransform points from a weight to the tensor holding the inverse of its
@@ -344,7 +344,10 @@ func OpenCQ(path string) (*CQFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := ParseCQ(m.Data)
+	var f *CQFile
+	if ferr := guardMapped(func() { f, err = ParseCQ(m.Data) }); ferr != nil {
+		err = ferr
+	}
 	if err != nil {
 		m.Close()
 		return nil, fmt.Errorf("%w (in %s)", err, path)
@@ -384,7 +387,9 @@ func ParseCQ(data []byte) (*CQFile, error) {
 	if headerLen > uint64(n-cqPrefixSize) {
 		return nil, cqErr(ErrMalformed, "header length %d exceeds the file's %d bytes", headerLen, n)
 	}
-	raw := data[cqPrefixSize : cqPrefixSize+headerLen]
+	// Copied, then checked: what is parsed is what was checked even if a
+	// mapped file changes meanwhile.
+	raw := bytes.Clone(data[cqPrefixSize : cqPrefixSize+headerLen])
 	if got := crc32.Checksum(raw, castagnoli); got != headerCRC {
 		return nil, cqErr(ErrChecksum, "header crc32c %08x, prefix says %08x", got, headerCRC)
 	}
@@ -415,8 +420,8 @@ func ParseCQ(data []byte) (*CQFile, error) {
 		f.index[t.Name] = i
 	}
 	if h.Tokenizer != nil {
-		// The tokenizer is read whole when used anyway, so check it now.
-		b := data[tok.offset:tok.end:tok.end]
+		// The tokenizer is read whole when used anyway, so copy and check it now.
+		b := bytes.Clone(data[tok.offset:tok.end])
 		if got := crc32.Checksum(b, castagnoli); got != uint32(h.Tokenizer.CRC) {
 			return nil, cqErr(ErrChecksum, "tokenizer crc32c %08x, directory says %08x", got, uint32(h.Tokenizer.CRC))
 		}
@@ -447,11 +452,42 @@ func (f *CQFile) Release(t CQTensor) { f.mapped.Release(t.Data) }
 func (f *CQFile) Verify() error {
 	var errs []error
 	for _, t := range f.tensors {
-		if got := crc32.Checksum(t.Data, castagnoli); got != t.CRC32C {
+		var got uint32
+		if err := guardMapped(func() { got = crc32.Checksum(t.Data, castagnoli) }); err != nil {
+			return fmt.Errorf("model: cq: tensor %q: %w", t.Name, err)
+		}
+		if got != t.CRC32C {
 			errs = append(errs, cqErr(ErrChecksum, "tensor %q: crc32c %08x, directory says %08x", t.Name, got, t.CRC32C))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ReadTensor copies t's data into dst (len t.Size), private memory that stays
+// valid whatever happens to the file, and with verify checks the copy
+// against t's CRC-32C: copied first and checked after, so the bytes returned
+// are the bytes checked. A file truncated meanwhile gives ErrFileChanged.
+func (f *CQFile) ReadTensor(t CQTensor, dst []byte, verify bool) error {
+	if int64(len(dst)) != t.Size || int64(len(t.Data)) != t.Size {
+		return fmt.Errorf("model: cq: tensor %q: reading %d bytes into %d", t.Name, len(t.Data), len(dst))
+	}
+	// In chunks that stay in the cache between the copy and the checksum,
+	// so verifying costs little more than the copy.
+	const chunk = 256 << 10
+	var crc uint32
+	for off := 0; off < len(dst); off += chunk {
+		end := min(off+chunk, len(dst))
+		if err := ReadMapped(dst[off:end], t.Data[off:end]); err != nil {
+			return fmt.Errorf("model: cq: tensor %q: %w", t.Name, err)
+		}
+		if verify {
+			crc = crc32.Update(crc, castagnoli, dst[off:end])
+		}
+	}
+	if verify && crc != t.CRC32C {
+		return cqErr(ErrChecksum, "tensor %q: crc32c %08x, directory says %08x", t.Name, crc, t.CRC32C)
+	}
+	return nil
 }
 
 // Close unmaps the file. Slices from Tensor, Tensors and Header must not be

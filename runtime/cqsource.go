@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"fmt"
 	"unsafe"
 
@@ -8,11 +9,43 @@ import (
 	"github.com/cafeq/cafeq/model"
 )
 
-// cqSource reads weights from a memory-mapped .cq file: packed matrices are
-// used in place, and transforms shared by several matrices are loaded once.
+// cqSource reads weights from a memory-mapped .cq file; transforms shared by
+// several matrices are loaded once.
+//
+// By default (private) every tensor is copied out of the mapping and its
+// CRC-32C checked on the copy, so that a corrupt file fails to load and
+// nothing computed after loading reads the file: it may then be truncated or
+// overwritten without effect. Where the tier re-lays a matrix out (tiles on
+// AVX2) the copy goes through one reused scratch buffer, so the check costs a
+// memcpy and a CRC pass. With Options.NoVerify the mapped bytes are used in
+// place, unchecked, and the file must stay unchanged while the engine runs.
 type cqSource struct {
 	f          *model.CQFile
 	transforms map[string]*blockTransform
+	private    bool   // copy and verify (the default), or use the mapping in place
+	scratch    []byte // private mode: the copy of a matrix that Prepare re-lays out
+}
+
+// read returns t's bytes: a verified private copy, in scratch when reuse is
+// set (the caller copies it again if it keeps it), or the mapped bytes.
+func (s *cqSource) read(t model.CQTensor, reuse bool) ([]byte, error) {
+	if !s.private {
+		return t.Data, nil
+	}
+	var buf []byte
+	if reuse {
+		if int64(cap(s.scratch)) < t.Size {
+			s.scratch = make([]byte, t.Size)
+		}
+		buf = s.scratch[:t.Size]
+	} else {
+		buf = make([]byte, t.Size)
+	}
+	if err := s.f.ReadTensor(t, buf, true); err != nil {
+		return nil, err
+	}
+	s.f.Release(t) // the mapped pages are not read again
+	return buf, nil
 }
 
 func (s *cqSource) matrix(name string, rows, cols int) (*linear, error) {
@@ -23,7 +56,11 @@ func (s *cqSource) matrix(name string, rows, cols int) (*linear, error) {
 	if len(t.Shape) != 2 || t.Shape[0] != rows || t.Shape[1] != cols {
 		return nil, fmt.Errorf("runtime: tensor %q has shape %v, want [%d %d]", name, t.Shape, rows, cols)
 	}
-	l := &linear{Matrix: kernels.Matrix{Format: t.Format, Rows: rows, Cols: cols, Data: t.Data}}
+	data, err := s.read(t, true)
+	if err != nil {
+		return nil, err
+	}
+	l := &linear{Matrix: kernels.Matrix{Format: t.Format, Rows: rows, Cols: cols, Data: data}}
 	if err := l.Validate(); err != nil {
 		return nil, fmt.Errorf("runtime: tensor %q: %w", name, err)
 	}
@@ -34,9 +71,12 @@ func (s *cqSource) matrix(name string, rows, cols int) (*linear, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime: tensor %q: %w", name, err)
 	}
-	if p != &l.Matrix {
+	switch {
+	case p != &l.Matrix:
 		l.Matrix = *p
 		s.f.Release(t)
+	case s.private:
+		l.Matrix.Data = bytes.Clone(data) // kept as is: out of the reused scratch
 	}
 	if t.Transform != nil {
 		if l.transform, err = s.transform(t.Transform, cols); err != nil {
@@ -60,7 +100,11 @@ func (s *cqSource) transform(ref *model.CQTransform, cols int) (*blockTransform,
 	if len(t.Shape) != 2 || t.Shape[0] != cols || t.Shape[1] != ref.Block {
 		return nil, fmt.Errorf("transform %q has shape %v, want [%d %d]", ref.Tensor, t.Shape, cols, ref.Block)
 	}
-	bt, err := newBlockTransform(ref.Tensor, kernels.Matrix{Format: t.Format, Rows: cols, Cols: ref.Block, Data: t.Data})
+	data, err := s.read(t, false)
+	if err != nil {
+		return nil, err
+	}
+	bt, err := newBlockTransform(ref.Tensor, kernels.Matrix{Format: t.Format, Rows: cols, Cols: ref.Block, Data: data})
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +120,11 @@ func (s *cqSource) vector(name string, n int) ([]float32, error) {
 	if t.Format.Type != kernels.F32 || len(t.Data) != 4*n {
 		return nil, fmt.Errorf("runtime: tensor %q: want %d f32 values, have %s of %d bytes", name, n, t.Format, len(t.Data))
 	}
-	return float32s(t.Data), nil
+	data, err := s.read(t, false)
+	if err != nil {
+		return nil, err
+	}
+	return float32s(data), nil
 }
 
 // float32s views little-endian f32 bytes as []float32 without copying when
@@ -115,10 +163,16 @@ func loadCQ(path string, opts Options) (*Engine, error) {
 		f.Close()
 		return nil, err
 	}
-	w, err := loadWeights(cfg, &cqSource{f: f, transforms: map[string]*blockTransform{}})
+	src := &cqSource{f: f, transforms: map[string]*blockTransform{}, private: !opts.NoVerify}
+	w, err := loadWeights(cfg, src)
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	if src.private {
+		// Everything the engine reads is private memory now.
+		f.Close()
+		return newEngine(cfg, tok, w, nil, opts)
 	}
 	return newEngine(cfg, tok, w, f, opts)
 }

@@ -43,6 +43,13 @@ type Options struct {
 	// values rounded to 11 significant bits. The default, f32, is what the
 	// reference checks (golden logits) use.
 	KVF16 bool
+	// NoVerify skips the checksums of a .cq file's tensors and uses the
+	// memory-mapped file in place instead of copying it into private memory:
+	// a faster start (see docs/FILEFORMAT.md for the cost measured), but a
+	// corrupt tensor then runs silently, and the file must not be changed
+	// in place (truncated, overwritten) while the engine uses it. By default
+	// every tensor is verified on load, and the file is not read after it.
+	NoVerify bool
 }
 
 // Load opens a Hugging Face checkpoint directory or a .cq file.
@@ -63,17 +70,23 @@ func Load(path string, opts Options) (*Engine, error) {
 		ck.Close()
 		return nil, err
 	}
-	w, err := loadWeights(ck.Config, checkpointSource{ck})
+	w, err := loadWeights(ck.Config, checkpointSource{ck: ck, private: !opts.NoVerify})
 	if err != nil {
 		ck.Close()
 		return nil, fmt.Errorf("%w (in %s)", err, filepath.Base(path))
+	}
+	if !opts.NoVerify {
+		ck.Close() // nothing reads the files any more
+		return newEngine(ck.Config, tok, w, nil, opts)
 	}
 	return newEngine(ck.Config, tok, w, ck, opts)
 }
 
 func newEngine(cfg model.Config, tok *tokenizer.Tokenizer, w *weights, closer io.Closer, opts Options) (*Engine, error) {
 	if tok.VocabSize() > cfg.VocabSize {
-		closer.Close()
+		if closer != nil {
+			closer.Close()
+		}
 		return nil, fmt.Errorf("runtime: tokenizer has %d pieces, model vocabulary %d", tok.VocabSize(), cfg.VocabSize)
 	}
 	batch := opts.Batch

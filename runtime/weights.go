@@ -143,9 +143,14 @@ func (w *weights) anyQuantized() bool {
 	return false
 }
 
-// checkpointSource reads an unquantized Hugging Face checkpoint in place: the
-// mapped F32/F16/BF16 bytes are the kernels' matrix data, with no copy.
-type checkpointSource struct{ ck *model.Checkpoint }
+// checkpointSource reads an unquantized Hugging Face checkpoint: the
+// F32/F16/BF16 bytes are the kernels' matrix data. By default (private) they
+// are copied out of the mapping, so the files are not read after loading and
+// may change without effect; with Options.NoVerify they are used in place.
+type checkpointSource struct {
+	ck      *model.Checkpoint
+	private bool
+}
 
 func (s checkpointSource) matrix(name string, rows, cols int) (*linear, error) {
 	t, err := s.ck.Tensor(name)
@@ -163,7 +168,14 @@ func (s checkpointSource) matrix(name string, rows, cols int) (*linear, error) {
 	default:
 		return nil, fmt.Errorf("runtime: tensor %q: dtype %s", name, t.DType)
 	}
-	m := &linear{Matrix: kernels.Matrix{Format: f, Rows: rows, Cols: cols, Data: t.Data}}
+	data := t.Data
+	if s.private {
+		data = make([]byte, len(t.Data))
+		if err := model.ReadMapped(data, t.Data); err != nil {
+			return nil, fmt.Errorf("runtime: tensor %q: %w", name, err)
+		}
+	}
+	m := &linear{Matrix: kernels.Matrix{Format: f, Rows: rows, Cols: cols, Data: data}}
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("runtime: tensor %q: %w", name, err)
 	}
@@ -178,5 +190,10 @@ func (s checkpointSource) vector(name string, n int) ([]float32, error) {
 	if t.Elements() != n {
 		return nil, fmt.Errorf("runtime: tensor %q has %d values, want %d", name, t.Elements(), n)
 	}
+	data := make([]byte, len(t.Data)) // decoded from a private copy, whatever private says: it is small
+	if err := model.ReadMapped(data, t.Data); err != nil {
+		return nil, fmt.Errorf("runtime: tensor %q: %w", name, err)
+	}
+	t.Data = data
 	return t.Float32s()
 }

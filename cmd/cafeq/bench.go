@@ -41,7 +41,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	gen := fs.Int("n", 64, "decode tokens")
 	depth := fs.Int("d", 0, "context depth decode starts from (tokens already in the KV cache), as llama-bench's -d")
 	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
-	kv := registerKVCache(fs, true)
+	kv := registerLoadFlags(fs, true)
 	rounds := fs.Int("rounds", 3, "repetitions; medians are reported")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured runs to this file (go tool pprof)")
@@ -68,7 +68,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "bench: %s, %d threads, kernels %s, %s KV cache\n", *modelPath, e.Threads(), kernels.CurrentTier(), kv)
+	fmt.Fprintf(stderr, "bench: %s, %d threads, kernels %s, %s KV cache\n", *modelPath, e.Threads(), kernels.CurrentTier(), &kv.kv)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -91,7 +91,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		Model: *modelPath, PrefillTokS: res.PrefillTokS, DecodeTokS: res.DecodeTokS, Threads: e.Threads(),
 		ModelBytes: size, BandwidthGBs: bw, DecodeGBs: float64(size) * res.DecodeTokS / 1e9,
 		TransformOverheadPct: res.TransformOverheadPct, Prompt: *prompt, Gen: *gen, Depth: *depth, Rounds: *rounds,
-		KVCache: kv.String(), Kernels: kernels.CurrentTier().String(), CPU: kernels.CPUFeatures(),
+		KVCache: kv.kv.String(), Kernels: kernels.CurrentTier().String(), CPU: kernels.CPUFeatures(),
 	}
 	out.BandwidthShare = out.DecodeGBs / bw
 	if *asJSON {

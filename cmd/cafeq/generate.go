@@ -25,7 +25,7 @@ type sampleFlags struct {
 	ctx   int
 	model string
 	thr   int
-	kv    *kvCacheFlag
+	kv    *loadFlags
 
 	verbose bool
 }
@@ -39,7 +39,7 @@ func (f *sampleFlags) register(fs *flag.FlagSet, defaultN int) {
 	fs.Int64Var(&f.seed, "seed", -1, "random seed; -1: from the clock")
 	fs.IntVar(&f.ctx, "ctx", 0, "context length in tokens; 0: the model's, at most 4096")
 	fs.IntVar(&f.thr, "threads", 0, "worker threads; 0: all cores")
-	f.kv = registerKVCache(fs, true)
+	f.kv = registerLoadFlags(fs, true)
 	fs.BoolVar(&f.verbose, "verbose", false, "print timings: load, prompt eval and eval counts, durations and rates")
 }
 

@@ -18,7 +18,7 @@ func cmdPerplexity(args []string, stdout, stderr io.Writer) error {
 	refPath := fs.String("ref", "", "reference model: also report KL(ref ‖ model) and top-1 agreement")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
-	kv := registerKVCache(fs, false)
+	kv := registerLoadFlags(fs, false)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -81,7 +81,7 @@ func evaluateComparisons(comps []quantize.Comparison, files []string, ckPath, te
 		return err
 	}
 	// perplexity's defaults: all cores, f32 KV cache.
-	opts := engineOptions(0, &kvCacheFlag{f16: false})
+	opts := engineOptions(0, &loadFlags{})
 	ref, err := runtime.Load(ckPath, opts)
 	if err != nil {
 		return err

@@ -23,7 +23,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	queue := fs.Int("queue", 0, "requests that may wait for a slot before 429; 0: server default")
 	ctxLen := fs.Int("ctx", 0, "context per request in tokens; 0: the model's, at most 4096")
 	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
-	kv := registerKVCache(fs, true)
+	kv := registerLoadFlags(fs, true)
 	name := fs.String("name", "", "model id reported by the API; default: the model's file name")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -75,7 +75,7 @@ func cmdLogits(args []string, stdout, stderr io.Writer) error {
 	prompt := fs.String("p", "", "prompt text (BOS is added)")
 	outPath := fs.String("o", "", "output .npy file (required)")
 	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
-	kv := registerKVCache(fs, false)
+	kv := registerLoadFlags(fs, false)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -202,9 +202,15 @@ type inspectJSON struct {
 	Verified bool `json:"verified,omitempty"`
 }
 
-// engineOptions are the load options the -threads and -kv flags give.
-func engineOptions(threads int, kv *kvCacheFlag) runtime.Options {
-	return runtime.Options{Threads: threads, KVF16: kv.f16}
+// engineOptions are the load options the -threads, -kv and -no-verify flags give.
+func engineOptions(threads int, lf *loadFlags) runtime.Options {
+	return runtime.Options{Threads: threads, KVF16: lf.kv.f16, NoVerify: lf.noVerify}
+}
+
+// loadFlags are the flags of every command that loads a model for inference.
+type loadFlags struct {
+	kv       kvCacheFlag
+	noVerify bool
 }
 
 // kvCacheFlag is -kv, the KV cache's element type. The commands that
@@ -212,10 +218,11 @@ func engineOptions(threads int, kv *kvCacheFlag) runtime.Options {
 // check quality against references, default to f32.
 type kvCacheFlag struct{ f16 bool }
 
-func registerKVCache(fs *flag.FlagSet, f16 bool) *kvCacheFlag {
-	k := &kvCacheFlag{f16: f16}
-	fs.Var(k, "kv", "KV cache type: f16 (half the memory; keys and values rounded to f16) or f32")
-	return k
+func registerLoadFlags(fs *flag.FlagSet, f16 bool) *loadFlags {
+	lf := &loadFlags{kv: kvCacheFlag{f16: f16}}
+	fs.Var(&lf.kv, "kv", "KV cache type: f16 (half the memory; keys and values rounded to f16) or f32")
+	fs.BoolVar(&lf.noVerify, "no-verify", false, "skip the tensor checksums and use the model file in place (faster start; the file must then not change while in use)")
+	return lf
 }
 
 func (k *kvCacheFlag) String() string {
