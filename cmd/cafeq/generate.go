@@ -26,12 +26,13 @@ type sampleFlags struct {
 	model string
 	thr   int
 	kv    *loadFlags
+	pull  pullFlags
 
 	verbose bool
 }
 
 func (f *sampleFlags) register(fs *flag.FlagSet, defaultN int) {
-	fs.StringVar(&f.model, "m", "", "model: a Hugging Face checkpoint directory or a .cq file (required)")
+	fs.StringVar(&f.model, "m", "", "model: a Hugging Face checkpoint directory, a .cq file, or hf:ORG/NAME to download and quantize (required)")
 	fs.IntVar(&f.n, "n", defaultN, "most tokens to generate; 0: until a stop token or the context is full")
 	fs.Float64Var(&f.temp, "temp", 0.8, "temperature; 0 is greedy")
 	fs.IntVar(&f.topK, "top-k", 40, "sample from the k most likely tokens; 0: all")
@@ -41,9 +42,23 @@ func (f *sampleFlags) register(fs *flag.FlagSet, defaultN int) {
 	fs.IntVar(&f.thr, "threads", 0, "worker threads; 0: all cores")
 	f.kv = registerLoadFlags(fs, true)
 	fs.BoolVar(&f.verbose, "verbose", false, "print timings: load, prompt eval and eval counts, durations and rates")
+	f.pull.register(fs)
+}
+
+// modelArg takes a leading hf:ORG/NAME argument as the model, as `ollama
+// run MODEL` takes it, and parses the flags that follow it.
+func modelArg(fs *flag.FlagSet, model *string) error {
+	if *model == "" && fs.NArg() > 0 && strings.HasPrefix(fs.Arg(0), hfPrefix) {
+		*model = fs.Arg(0)
+		return parseFlags(fs, fs.Args()[1:])
+	}
+	return nil
 }
 
 func (f *sampleFlags) validate() error {
+	if err := f.pull.validate(); err != nil {
+		return err
+	}
 	switch {
 	case f.model == "":
 		return usagef("-m MODEL is required")
@@ -100,12 +115,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 }
 
 func runPrompt(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("run", "-m MODEL [flags] [-p PROMPT | -f FILE | PROMPT | < FILE]", stderr)
+	fs := newFlags("run", "(-m MODEL | hf:ORG/NAME) [flags] [-p PROMPT | -f FILE | PROMPT | < FILE]", stderr)
 	var sf sampleFlags
 	sf.register(fs, 128)
 	prompt := fs.String("p", "", "prompt text (BOS is added)")
 	promptFile := fs.String("f", "", "read the prompt from this file")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := modelArg(fs, &sf.model); err != nil {
 		return err
 	}
 	if err := sf.validate(); err != nil {
@@ -122,8 +140,12 @@ func runPrompt(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	modelPath, err := resolveModel(sf.model, sf.pull, stderr)
+	if err != nil {
+		return err
+	}
 	loadStart := time.Now()
-	e, err := loadEngine(sf.model, engineOptions(sf.thr, sf.kv), stderr)
+	e, err := loadEngine(modelPath, engineOptions(sf.thr, sf.kv), stderr)
 	if err != nil {
 		return err
 	}
@@ -235,17 +257,27 @@ func cmdChat(args []string, stdout, stderr io.Writer) error {
 }
 
 func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlags("chat", "-m MODEL [flags]", stderr)
+	fs := newFlags("chat", "(-m MODEL | hf:ORG/NAME) [flags]", stderr)
 	var sf sampleFlags
 	sf.register(fs, 512)
 	system := fs.String("system", "", "system prompt (folded into the first user turn)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := modelArg(fs, &sf.model); err != nil {
+		return err
+	}
 	if err := sf.validate(); err != nil {
 		return err
 	}
-	e, err := loadEngine(sf.model, engineOptions(sf.thr, sf.kv), stderr)
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	modelPath, err := resolveModel(sf.model, sf.pull, stderr)
+	if err != nil {
+		return err
+	}
+	e, err := loadEngine(modelPath, engineOptions(sf.thr, sf.kv), stderr)
 	if err != nil {
 		return err
 	}

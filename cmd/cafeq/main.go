@@ -34,6 +34,7 @@ var commands = map[string]command{
 	"outliers":   {"write a copy of a checkpoint with planted outlier channels (same function)", cmdOutliers},
 	"inspect":    {"show a model's architecture, sizes and dtypes", cmdInspect},
 	"version":    {"print the version, commit, Go release and kernel tier", cmdVersion},
+	"pull":       {"download a Hugging Face repository and quantize it into the cache", cmdPull},
 }
 
 // usageError is a mistake in the command line (exit code 2).

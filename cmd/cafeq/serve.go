@@ -17,7 +17,7 @@ import (
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", "-m MODEL [-addr 127.0.0.1:8080] [-parallel N] [-ctx N]", stderr)
-	modelPath := fs.String("m", "", "model: a Hugging Face checkpoint directory or a .cq file (required)")
+	modelPath := fs.String("m", "", "model: a Hugging Face checkpoint directory, a .cq file, or hf:ORG/NAME to download and quantize (required)")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (loopback by default)")
 	parallel := fs.Int("parallel", 1, "generations at once, each with its own KV cache")
 	queue := fs.Int("queue", 0, "requests that may wait for a slot before 429; 0: server default")
@@ -25,7 +25,12 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
 	kv := registerLoadFlags(fs, true)
 	name := fs.String("name", "", "model id reported by the API; default: the model's file name")
+	var pf pullFlags
+	pf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := pf.validate(); err != nil {
 		return err
 	}
 	switch {
@@ -36,7 +41,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	case *ctxLen < 0:
 		return usagef("-ctx must be >= 0")
 	}
-	e, err := loadEngine(*modelPath, engineOptions(*threads, kv), stderr)
+	loadPath, err := resolveModel(*modelPath, pf, stderr)
+	if err != nil {
+		return err
+	}
+	e, err := loadEngine(loadPath, engineOptions(*threads, kv), stderr)
 	if err != nil {
 		return err
 	}
