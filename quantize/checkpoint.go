@@ -225,8 +225,13 @@ func (q *checkpointWriter) run() error {
 func (q *checkpointWriter) layer(l int) error {
 	cfg := q.ck.Config
 	p := q.opt.plan(cfg, l)
-	for _, kind := range []string{model.PostAttnNorm, model.PostFFNNorm} {
-		if err := q.writeVector(model.LayerName(l, kind), nil); err != nil {
+	// Vectors are stored as they are, except the norms before q/k/v and
+	// gate/up, which take their input's diagonal transform below.
+	for _, t := range model.LayerTensors {
+		if t.Linear() || t.Kind == model.AttnNorm || t.Kind == model.FFNNorm {
+			continue
+		}
+		if err := q.writeVector(model.LayerName(l, t.Kind), nil); err != nil {
 			return err
 		}
 	}

@@ -14,8 +14,9 @@
 //     refinements (clipping search, least squares); rounding.go: GPTQ-style
 //     and alternating rounding of a V/O pair.
 //   - transform.go: the block-diagonal Transform, Hadamard blocks, folding
-//     and rounding M^-1 to its storage format; loss.go: the exact proxy
-//     loss and the smoothed range; adam.go: the optimiser of both learners.
+//     and rounding M^-1 to its storage format; diag.go: the diagonal input
+//     transform that folds into the norms; loss.go: the exact proxy loss and
+//     the smoothed range; adam.go: the optimiser of both learners.
 //   - learn.go: learning one transform shared by matrices (per block);
 //     coupled.go: learning a coupled V/O transform (per KV head); vo.go:
 //     QuantizeVO, the V/O driver.
