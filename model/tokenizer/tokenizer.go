@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/cafeq/cafeq/model/internal/regfile"
@@ -130,6 +131,22 @@ func FromBytes(kind string, data []byte) (*Tokenizer, error) {
 // from, so a model file can embed them and FromBytes can rebuild it. The
 // returned slice must not be modified.
 func (t *Tokenizer) Source() (kind string, data []byte) { return t.kind, t.src }
+
+// MaxTokenBytes is the most bytes of input text one token can cover, so a
+// text of n bytes has at least n / MaxTokenBytes tokens. A piece BPE forms
+// covers its text with each "▁" standing for one space; a control or
+// user-defined piece may be matched as written, "▁" and all.
+func (t *Tokenizer) MaxTokenBytes() int {
+	longest := 1
+	for id, p := range t.pieces {
+		n := len(p)
+		if ty := t.types[id]; ty != typeControl && ty != typeUserDefined {
+			n -= (len("▁") - 1) * strings.Count(p, "▁")
+		}
+		longest = max(longest, n)
+	}
+	return longest
+}
 
 // VocabSize is the number of ids, including control and byte pieces.
 func (t *Tokenizer) VocabSize() int { return len(t.pieces) }

@@ -68,6 +68,9 @@ type Backend interface {
 	ContextLength() int
 	// VocabSize is the number of token ids.
 	VocabSize() int
+	// MaxTokenBytes is the most bytes of text one token can stand for
+	// (0: unknown), which bounds a prompt's token count from below.
+	MaxTokenBytes() int
 	// TokenBytes is what one token decodes to on its own.
 	TokenBytes(id int) []byte
 	// Tokenize encodes text, with BOS first when bos is set.

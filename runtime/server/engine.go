@@ -46,6 +46,9 @@ func (b *EngineBackend) ContextLength() int { return b.E.Config.MaxPositionEmbed
 // VocabSize is the model's vocabulary size.
 func (b *EngineBackend) VocabSize() int { return b.E.Config.VocabSize }
 
+// MaxTokenBytes is the most bytes of text one token stands for.
+func (b *EngineBackend) MaxTokenBytes() int { return b.E.Tokenizer.MaxTokenBytes() }
+
 // TokenBytes is the tokenizer's piece for id, as bytes.
 func (b *EngineBackend) TokenBytes(id int) []byte { return b.E.Tokenizer.TokenBytes(id) }
 

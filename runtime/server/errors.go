@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
+	"unicode/utf8"
 )
 
 // apiError is an error answered to the client in OpenAI's shape:
@@ -54,8 +56,29 @@ func nullable(s string) *string {
 	return &s
 }
 
+// maxErrorMessage bounds an error message: whatever a message quotes from
+// the request, the answer stays small.
+const maxErrorMessage = 512
+
 func (e *apiError) body() errorBody {
-	return errorBody{Error: errorDetail{Message: e.Message, Type: e.Type, Param: nullable(e.Param), Code: nullable(e.Code)}}
+	return errorBody{Error: errorDetail{Message: clip(e.Message, maxErrorMessage), Type: e.Type,
+		Param: nullable(clip(e.Param, maxEcho)), Code: nullable(e.Code)}}
+}
+
+// maxEcho bounds each piece of request input an error message quotes.
+const maxEcho = 64
+
+// clip shortens s to at most n bytes, cut at a UTF-8 boundary and marked
+// with "…", so that error messages never echo a large input in full.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // writeError answers e as JSON. It must be called before anything else is
@@ -75,6 +98,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		b = []byte(`{"error":{"message":"server: cannot encode response","type":"server_error","param":null,"code":null}}`)
 	}
 	w.Header().Set("Content-Type", "application/json")
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(writeStallTimeout))
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
 }

@@ -26,6 +26,7 @@ type fakeBackend struct {
 	maxActive atomic.Int64
 	started   atomic.Int64 // Generate calls
 	cancelled atomic.Int64 // generations ended by their context
+	tokenized atomic.Int64 // ChatPrompt, TextPrompt and Tokenize calls
 
 	mu       sync.Mutex
 	sessions []*fakeSession
@@ -59,6 +60,7 @@ func decodeBytes(ids []int) string {
 }
 
 func (f *fakeBackend) ChatPrompt(msgs []Message) ([]int, error) {
+	f.tokenized.Add(1)
 	var sb strings.Builder
 	for _, m := range msgs {
 		switch m.Role {
@@ -73,6 +75,7 @@ func (f *fakeBackend) ChatPrompt(msgs []Message) ([]int, error) {
 }
 
 func (f *fakeBackend) TextPrompt(text string) ([]int, error) {
+	f.tokenized.Add(1)
 	return append([]int{fakeBOS}, encodeBytes(text)...), nil
 }
 
@@ -80,6 +83,9 @@ func (f *fakeBackend) StopTokens() []int   { return []int{fakeEOS, fakeEOT} }
 func (f *fakeBackend) ContextLength() int  { return f.ctxLen }
 func (f *fakeBackend) NewDecoder() Decoder { return &fakeDecoder{} }
 func (f *fakeBackend) VocabSize() int      { return fakeByteBase + 256 }
+
+// MaxTokenBytes: the fake tokenizer makes one token per byte.
+func (f *fakeBackend) MaxTokenBytes() int { return 1 }
 
 func (f *fakeBackend) TokenBytes(id int) []byte {
 	if id < fakeByteBase || id >= fakeByteBase+256 {
@@ -89,6 +95,7 @@ func (f *fakeBackend) TokenBytes(id int) []byte {
 }
 
 func (f *fakeBackend) Tokenize(text string, bos bool) []int {
+	f.tokenized.Add(1)
 	if bos {
 		return append([]int{fakeBOS}, encodeBytes(text)...)
 	}

@@ -144,7 +144,9 @@ type textCompletion struct {
 // job is one validated generation request, for either endpoint.
 type job struct {
 	chat         bool
-	prompt       []int
+	tokenize     func() ([]int, error) // the prompt's ids; run calls it once admitted
+	promptBytes  int                   // the prompt's text, for the bound checked before tokenizing
+	prompt       []int                 // set by run
 	params       sampling
 	stream       bool
 	includeUsage bool
@@ -160,12 +162,12 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	prompt, err := s.backend.ChatPrompt(req.Messages)
-	if err != nil {
-		return invalid("messages", "%v", err)
+	n := 0
+	for _, m := range req.Messages {
+		n += len(m.Content)
 	}
-	return s.run(w, r, job{chat: true, prompt: prompt, params: req.sampling, stream: req.Stream,
-		includeUsage: req.IncludeUsage, promptParam: "messages"})
+	return s.run(w, r, job{chat: true, tokenize: func() ([]int, error) { return s.backend.ChatPrompt(req.Messages) },
+		promptBytes: n, params: req.sampling, stream: req.Stream, includeUsage: req.IncludeUsage, promptParam: "messages"})
 }
 
 func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) *apiError {
@@ -177,12 +179,48 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) *apiEr
 	if e != nil {
 		return e
 	}
-	prompt, err := s.backend.TextPrompt(req.Prompt)
-	if err != nil {
-		return invalid("prompt", "%v", err)
+	return s.run(w, r, job{tokenize: func() ([]int, error) { return s.backend.TextPrompt(req.Prompt) },
+		promptBytes: len(req.Prompt), params: req.sampling, stream: req.Stream, includeUsage: req.IncludeUsage, promptParam: "prompt"})
+}
+
+// tooLong is the 400 for a prompt that cannot fit the context.
+func (s *Server) tooLong(j job, what string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: j.promptParam, Code: "context_length_exceeded",
+		Message: fmt.Sprintf("the prompt is %s; the context holds %d tokens, including at least one reply token", what, s.opts.MaxCtx)}
+}
+
+// prepare admits a request and runs its costly preparation (tokenizing) in
+// a tokenizer turn. Cheap refusals come first: a prompt with more bytes than
+// the context can hold in tokens, a full queue (429), a server shutting down
+// (503). On success the caller must call s.slots.leave.
+func (s *Server) prepare(r *http.Request, bytes int, param string, work func()) *apiError {
+	if s.maxPromptBytes > 0 && bytes > s.maxPromptBytes {
+		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: param, Code: "context_length_exceeded",
+			Message: fmt.Sprintf("the prompt is %d bytes; the context holds %d tokens of at most %d bytes each", bytes, s.opts.MaxCtx, s.maxTokenBytes)}
 	}
-	return s.run(w, r, job{prompt: prompt, params: req.sampling, stream: req.Stream,
-		includeUsage: req.IncludeUsage, promptParam: "prompt"})
+	if err := s.slots.admit(); err != nil {
+		return err.(*apiError)
+	}
+	if err := s.slots.prepareTurn(r.Context(), work); err != nil {
+		s.slots.leave()
+		return s.waitError(r, err)
+	}
+	return nil
+}
+
+// waitError answers a request that stopped waiting (for a tokenizer turn or
+// a slot).
+func (s *Server) waitError(r *http.Request, err error) *apiError {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case r.Context().Err() != nil:
+		return &apiError{Status: statusClientClosed, Type: typeInvalidRequest, Message: "client closed the request"}
+	default:
+		s.log.Error("server: cannot start session", "err", err)
+		return &apiError{Status: http.StatusInternalServerError, Type: typeServer, Message: err.Error()}
+	}
 }
 
 func (s *Server) limits() requestLimits {
@@ -195,27 +233,22 @@ const statusClientClosed = 499
 
 // run waits for a slot, generates and writes the reply.
 func (s *Server) run(w http.ResponseWriter, r *http.Request, j job) *apiError {
+	var err error
+	if e := s.prepare(r, j.promptBytes, j.promptParam, func() { j.prompt, err = j.tokenize() }); e != nil {
+		return e
+	}
+	defer s.slots.leave()
+	if err != nil {
+		return invalid(j.promptParam, "%v", err)
+	}
 	ri := info(r)
 	ri.promptTokens = len(j.prompt)
 	if len(j.prompt) >= s.opts.MaxCtx {
-		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: j.promptParam, Code: "context_length_exceeded",
-			Message: fmt.Sprintf("the prompt is %d tokens; the context holds %d, including at least one reply token", len(j.prompt), s.opts.MaxCtx)}
-	}
-	if s.draining.Load() {
-		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "shutting_down", Message: "server is shutting down"}
+		return s.tooLong(j, fmt.Sprintf("%d tokens", len(j.prompt)))
 	}
 	sl, err := s.slots.acquire(r.Context(), j.prompt)
 	if err != nil {
-		var ae *apiError
-		switch {
-		case errors.As(err, &ae):
-			return ae
-		case r.Context().Err() != nil:
-			return &apiError{Status: statusClientClosed, Type: typeInvalidRequest, Message: "client closed the request"}
-		default:
-			s.log.Error("server: cannot start session", "err", err)
-			return &apiError{Status: http.StatusInternalServerError, Type: typeServer, Message: err.Error()}
-		}
+		return s.waitError(r, err)
 	}
 	defer s.slots.release(sl)
 	if !j.params.HasSeed {
@@ -267,6 +300,12 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, j job) *apiError {
 // written.
 func (s *Server) genError(r *http.Request, err error) *apiError {
 	if r.Context().Err() != nil {
+		if s.draining.Load() {
+			// Cut at the end of the shutdown grace period (or the client
+			// left meanwhile, and will not read this).
+			return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "shutting_down",
+				Message: "server is shutting down: the reply was cut off before it finished"}
+		}
 		return &apiError{Status: statusClientClosed, Type: typeInvalidRequest, Message: "client closed the request"}
 	}
 	s.log.Error("server: generation failed", "path", r.URL.Path, "err", err)
@@ -289,6 +328,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		if err != nil {
 			return err
 		}
+		_ = rc.SetWriteDeadline(time.Now().Add(writeStallTimeout))
 		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
 			return errors.Join(errEmit, err)
 		}
@@ -331,14 +371,20 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	ri := info(r)
 	ri.completionTokens = res.CompletionTokens
 	if err != nil {
-		if errors.Is(err, errEmit) || r.Context().Err() != nil {
-			if sw, ok := w.(*statusWriter); ok {
+		sw, _ := w.(*statusWriter)
+		if errors.Is(err, errEmit) || (r.Context().Err() != nil && !s.draining.Load()) {
+			if sw != nil {
 				sw.status = statusClientClosed
 			}
 			return nil
 		}
+		// An error event, and no finish_reason or [DONE]: a client must not
+		// take a cut reply for a complete one.
 		e := s.genError(r, err)
 		send(e.body())
+		if sw != nil {
+			sw.status = e.Status // for the access log
+		}
 		return nil
 	}
 	if err := send(chunk(nil, "", &res.Finish, res.Logprobs)); err != nil {

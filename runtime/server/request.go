@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -171,9 +172,12 @@ func (c *contentField) UnmarshalJSON(b []byte) error {
 		return &fieldError{"content", "must be a string or an array of text parts"}
 	}
 	var sb strings.Builder
-	for _, p := range parts {
-		if p.Type != "text" || p.Text == nil {
-			return &fieldError{"content", fmt.Sprintf("unsupported content part type %q (only text)", p.Type)}
+	for i, p := range parts {
+		switch {
+		case p.Type != "text":
+			return &fieldError{"content", fmt.Sprintf("part %d: type %q is not supported (only text)", i, clip(p.Type, maxEcho))}
+		case p.Text == nil:
+			return &fieldError{"content", fmt.Sprintf("part %d: a text part needs a \"text\" string", i)}
 		}
 		sb.WriteString(*p.Text)
 	}
@@ -224,12 +228,39 @@ func decodeJSON(body []byte, v any) *apiError {
 		// The embedded struct's name is part of the path; clients know the
 		// field by its JSON name alone.
 		te.Field = strings.TrimPrefix(te.Field, "wireSampling.")
-		return invalid(te.Field, "%s: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+		return invalid(te.Field, "%s: expected %s, got JSON %s", clip(te.Field, maxEcho), jsonKind(te.Type), clip(te.Value, maxEcho))
 	case errors.As(err, &se):
 		return invalid("", "malformed JSON at byte %d: %v", se.Offset, se)
 	default:
 		return invalid("", "malformed JSON: %v", err)
 	}
+}
+
+// jsonKind names what a Go type accepts in JSON terms: clients know JSON,
+// not the server's Go types ("[]server.wireMessage").
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "a value"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer in range"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "another type"
 }
 
 // requestLimits are what validation checks against: the context bounds
@@ -283,10 +314,10 @@ func (w *wireSampling) validate(lim requestLimits) (sampling, *apiError) {
 		for k, v := range w.LogitBias {
 			id, err := strconv.Atoi(k)
 			if err != nil || id < 0 || id >= lim.vocab {
-				return s, invalid("logit_bias", "logit_bias key %q is not a token id (0 to %d)", k, lim.vocab-1)
+				return s, invalid("logit_bias", "logit_bias key %q is not a token id (0 to %d)", clip(k, maxEcho), lim.vocab-1)
 			}
 			if math.IsNaN(v) || v < -100 || v > 100 {
-				return s, invalid("logit_bias", "logit_bias values must be between -100 and 100 (got %g for %s)", v, k)
+				return s, invalid("logit_bias", "logit_bias values must be between -100 and 100 (got %g for %s)", v, clip(k, maxEcho))
 			}
 			s.LogitBias[id] = float32(v)
 		}
@@ -313,7 +344,7 @@ func (w *wireSampling) validate(lim requestLimits) (sampling, *apiError) {
 			}
 			s.JSONSchema = schema
 		default:
-			return s, invalid("response_format.type", "response_format.type %q is not supported (text, json_object or json_schema)", rf.Type)
+			return s, invalid("response_format.type", "response_format.type %q is not supported (text, json_object or json_schema)", clip(rf.Type, maxEcho))
 		}
 	}
 	if w.N != nil && *w.N != 1 {
@@ -389,7 +420,7 @@ func decodeChatRequest(body []byte, lim requestLimits) (*chatRequest, *apiError)
 		case "":
 			return nil, invalid(fmt.Sprintf("messages[%d].role", i), "messages[%d].role is required", i)
 		default:
-			return nil, invalid(fmt.Sprintf("messages[%d].role", i), "messages[%d].role %q is not supported (want system, user or assistant)", i, m.Role)
+			return nil, invalid(fmt.Sprintf("messages[%d].role", i), "messages[%d].role %q is not supported (want system, user or assistant)", i, clip(m.Role, maxEcho))
 		}
 		if !m.Content.set {
 			return nil, invalid(fmt.Sprintf("messages[%d].content", i), "messages[%d].content is required", i)

@@ -18,6 +18,17 @@ const (
 	DefaultQueueSize    = 16
 	DefaultMaxBodyBytes = 1 << 20
 	DefaultModelName    = "cafeq"
+	DefaultMaxConns     = 128
+)
+
+// Timeouts that fit streaming: a request's body must arrive within
+// bodyReadTimeout (a slow sender cannot hold a connection), after which the
+// connection has no read deadline, so that a generation may stream for as
+// long as it takes; each write must complete within writeStallTimeout (a
+// client that stops reading is cut off, and its slot freed).
+const (
+	bodyReadTimeout   = 30 * time.Second
+	writeStallTimeout = 30 * time.Second
 )
 
 // Options configure a Server.
@@ -27,6 +38,7 @@ type Options struct {
 	MaxCtx       int          // tokens per session (prompt + reply); 0 means the model's context length
 	MaxBodyBytes int64        // request body limit; 0 means DefaultMaxBodyBytes
 	ModelName    string       // the id reported in responses and /v1/models; "" means DefaultModelName
+	MaxConns     int          // open connections at most (Serve); 0 means DefaultMaxConns
 	Logger       *slog.Logger // access log and errors; nil discards
 }
 
@@ -40,6 +52,12 @@ type Server struct {
 	draining atomic.Bool
 	routes   map[string]route
 	metrics  *metrics
+
+	// A prompt of more than maxPromptBytes = MaxCtx × maxTokenBytes bytes
+	// cannot fit the context, so it is refused without being tokenized.
+	maxTokenBytes, maxPromptBytes int
+
+	bodyTimeout time.Duration // bodyReadTimeout; shorter in tests
 }
 
 type route struct {
@@ -80,13 +98,19 @@ func New(b Backend, opts Options) (*Server, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
 	if opts.ModelName == "" {
 		opts.ModelName = DefaultModelName
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{backend: b, opts: opts, log: opts.Logger, created: time.Now().Unix()}
+	s := &Server{backend: b, opts: opts, log: opts.Logger, created: time.Now().Unix(), bodyTimeout: bodyReadTimeout}
+	if n := b.MaxTokenBytes(); n > 0 {
+		s.maxTokenBytes, s.maxPromptBytes = n, n*opts.MaxCtx
+	}
 	maxCtx := opts.MaxCtx
 	s.slots = newSlots(opts.Parallel, opts.QueueSize, func() (Session, error) { return b.NewSession(maxCtx) })
 	s.routes = map[string]route{
@@ -101,6 +125,13 @@ func New(b Backend, opts Options) (*Server, error) {
 	}
 	s.metrics = newMetrics(s)
 	return s, nil
+}
+
+// drain starts a shutdown: /health and new requests get 503, and requests
+// waiting in the queue get 503 at once; running generations go on.
+func (s *Server) drain() {
+	s.draining.Store(true)
+	s.slots.drain()
 }
 
 // Options returns the options in effect, defaults filled in.
@@ -153,6 +184,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ri := &reqInfo{start: start}
 	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, ri))
 	sw := &statusWriter{ResponseWriter: w}
+	// The body must arrive in time; readBody lifts the deadline once it has.
+	_ = http.NewResponseController(sw).SetReadDeadline(time.Now().Add(s.bodyTimeout))
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("server: panic in handler", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -182,12 +215,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) *apiError {
 	rt, ok := s.routes[p]
 	if !ok {
 		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "not_found",
-			Message: fmt.Sprintf("unknown path %s", r.URL.Path)}
+			Message: fmt.Sprintf("unknown path %s", clip(r.URL.Path, maxEcho))}
 	}
 	if r.Method != rt.method && !(rt.method == http.MethodGet && r.Method == http.MethodHead) {
 		w.Header().Set("Allow", rt.method)
 		return &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest, Code: "method_not_allowed",
-			Message: fmt.Sprintf("%s %s is not allowed; use %s", r.Method, r.URL.Path, rt.method)}
+			Message: fmt.Sprintf("%s %s is not allowed; use %s", clip(r.Method, maxEcho), clip(r.URL.Path, maxEcho), rt.method)}
 	}
 	return rt.handler(w, r)
 }
@@ -203,6 +236,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiE
 		}
 		return nil, invalid("", "cannot read request body: %v", err)
 	}
+	// Nothing more is read from the client: no deadline while the reply
+	// streams (Go's server would otherwise cancel the request when it passes).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	return body, nil
 }
 
@@ -242,7 +278,7 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) *apiError 
 func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) *apiError {
 	if id := strings.TrimPrefix(r.URL.Path, "/v1/models/"); id != s.opts.ModelName {
 		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Param: "model", Code: "model_not_found",
-			Message: fmt.Sprintf("model %q does not exist; this server has %q", id, s.opts.ModelName)}
+			Message: fmt.Sprintf("model %q does not exist; this server has %q", clip(id, maxEcho), s.opts.ModelName)}
 	}
 	writeJSON(w, http.StatusOK, s.model())
 	return nil

@@ -19,50 +19,119 @@ type slot struct {
 }
 
 // slots bounds concurrent generations and the queue in front of them.
-// Requests that find no idle slot wait in FIFO order; a released slot goes
-// straight to the longest waiting request.
+// A request is admitted (or refused) before any work is done on it; an
+// admitted request tokenizes its prompt, taking one of Parallel tokenizer
+// turns, then waits for a slot. Requests that find no idle slot wait in FIFO
+// order; a released slot goes straight to the longest waiting request.
 type slots struct {
-	mu      sync.Mutex
-	idle    []*slot
-	waiters []chan *slot // each buffered (1): a release never blocks
-	running int
-	limit   int // running + waiting at most: Parallel + QueueSize
-	newSess func() (Session, error)
+	mu       sync.Mutex
+	idle     []*slot
+	waiters  []chan *slot // each buffered (1): a release never blocks; closed by drain
+	running  int
+	admitted int // requests between admit and leave: preparing, queued or running
+	limit    int // admitted at most: Parallel + QueueSize
+	draining bool
+	drained  chan struct{} // closed by drain
+	prepare  chan struct{} // tokenizer turns: Parallel at once
+	newSess  func() (Session, error)
 }
 
 func newSlots(parallel, queue int, newSess func() (Session, error)) *slots {
-	s := &slots{limit: parallel + queue, newSess: newSess}
+	s := &slots{limit: parallel + queue, newSess: newSess, drained: make(chan struct{}), prepare: make(chan struct{}, parallel)}
 	for range parallel {
 		s.idle = append(s.idle, &slot{})
 	}
 	return s
 }
 
-var errQueueFull = &apiError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "queue_full",
-	Message: "server is busy: all generation slots are in use and the queue is full; retry later"}
+var (
+	errQueueFull = &apiError{Status: http.StatusTooManyRequests, Type: typeRateLimit, Code: "queue_full",
+		Message: "server is busy: all generation slots are in use and the queue is full; retry later"}
+	errShuttingDown = &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "shutting_down",
+		Message: "server is shutting down"}
+)
 
-// acquire returns a slot for prompt, preferring the idle slot whose cache
-// shares the longest prefix with it. It fails at once with errQueueFull when
-// every slot is busy and the queue is full, and with ctx's error when the
-// client goes away while waiting. The slot must be given back with release.
+// admit reserves room for one request (a slot or a place in the queue)
+// before anything costly is done for it: errQueueFull when there is none,
+// errShuttingDown once draining. Every admitted request calls leave.
+func (s *slots) admit() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.draining:
+		return errShuttingDown
+	case s.admitted >= s.limit:
+		return errQueueFull
+	}
+	s.admitted++
+	return nil
+}
+
+// leave ends an admitted request.
+func (s *slots) leave() {
+	s.mu.Lock()
+	s.admitted--
+	s.mu.Unlock()
+}
+
+// prepareTurn runs work (tokenizing a prompt) when one of the Parallel
+// tokenizer turns is free, so that admitted requests do not all burn CPU at
+// once. It gives up with ctx's error or errShuttingDown.
+func (s *slots) prepareTurn(ctx context.Context, work func()) error {
+	select {
+	case s.prepare <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.drained:
+		return errShuttingDown
+	}
+	defer func() { <-s.prepare }()
+	work()
+	return nil
+}
+
+// drain refuses new requests and answers every queued one errShuttingDown
+// at once; running generations go on.
+func (s *slots) drain() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return
+	}
+	s.draining = true
+	close(s.drained)
+	for _, ch := range s.waiters {
+		close(ch)
+	}
+	s.waiters = nil
+}
+
+// acquire returns a slot for an admitted request's prompt, preferring the
+// idle slot whose cache shares the longest prefix with it. It waits for one
+// in FIFO order, and fails with ctx's error when the client goes away and
+// with errShuttingDown when the server drains. The slot must be given back
+// with release.
 func (s *slots) acquire(ctx context.Context, prompt []int) (*slot, error) {
 	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return nil, errShuttingDown
+	}
 	if len(s.idle) > 0 {
 		sl := s.takeIdleLocked(prompt)
 		s.running++
 		s.mu.Unlock()
 		return s.ready(sl)
 	}
-	if s.running+len(s.waiters) >= s.limit {
-		s.mu.Unlock()
-		return nil, errQueueFull
-	}
 	ch := make(chan *slot, 1)
 	s.waiters = append(s.waiters, ch)
 	s.mu.Unlock()
 
 	select {
-	case sl := <-ch: // release counted us as running
+	case sl, ok := <-ch: // release counted us as running
+		if !ok {
+			return nil, errShuttingDown
+		}
 		return s.ready(sl)
 	case <-ctx.Done():
 	}
@@ -73,8 +142,11 @@ func (s *slots) acquire(ctx context.Context, prompt []int) (*slot, error) {
 		return nil, ctx.Err()
 	}
 	s.mu.Unlock()
-	// A release handed us a slot just as ctx ended: pass it on.
-	s.release(<-ch)
+	// A release handed us a slot just as ctx ended: pass it on (unless
+	// drain closed ch instead).
+	if sl, ok := <-ch; ok {
+		s.release(sl)
+	}
 	return nil, ctx.Err()
 }
 

@@ -32,7 +32,13 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) *apiErro
 	if req.Content == nil {
 		return invalid("content", "content is required")
 	}
-	ids := s.backend.Tokenize(*req.Content, req.AddSpecial)
+	// Tokenizing a large text is costly: admitted and run in a turn like a
+	// generation's prompt. There is no context to bound it by bytes.
+	var ids []int
+	if e := s.prepare(r, 0, "content", func() { ids = s.backend.Tokenize(*req.Content, req.AddSpecial) }); e != nil {
+		return e
+	}
+	s.slots.leave()
 	if ids == nil {
 		ids = []int{}
 	}
