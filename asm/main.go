@@ -47,9 +47,11 @@ func main() {
 		tiledDecode(avx2, k)
 		tiledPrefill(avx2, k)
 		for _, t := range []tier{avxvnni, avx512} {
-			tiledDecodeVNNI(t, k)
-			tiledPrefillVNNI(t, k)
+			tiledDecodeVNNI(t, k, false)
+			tiledPrefillVNNI(t, k, false)
 		}
+		tiledDecodeVNNI(avx512, k, true)
+		tiledPrefillVNNI(avx512, k, true)
 	}
 	f32Kernels()
 	Generate()
@@ -108,7 +110,7 @@ var (
 func consts() {
 	bytesConst := func(name string, v byte) Mem {
 		m := GLOBL(name, RODATA|NOPTR)
-		for i := 0; i < 32; i++ {
+		for i := 0; i < 64; i++ { // a ZMM operand's width
 			DATA(i, U8(v))
 		}
 		return m

@@ -28,7 +28,7 @@ func tiledConsts() {
 		v byte
 	}{{&mask04, 4}, {&mask07, 7}, {&mask30, 0x30}} {
 		*c.m = GLOBL(fmt.Sprintf("mask%02X", c.v), RODATA|NOPTR)
-		for i := 0; i < 32; i++ {
+		for i := 0; i < 64; i++ { // a ZMM operand's width
 			DATA(i, U8(c.v))
 		}
 	}
@@ -49,16 +49,18 @@ func tiledConstRegs(k kind) {
 // tileVector leaves vector v (0..7) of the chunk tile at w in dst as 32 bytes of
 // levels (Q4, Q3: unsigned; Q8: the signed stored bytes). raw holds a loaded
 // 32 bytes between the two vectors that share them (vector 2j loads, 2j+1
-// reuses); tmp is scratch for Q3. mask is 0x0F (Q4) or 0x07 (Q3).
+// reuses); tmp is scratch for Q3. mask is 0x0F (Q4) or 0x07 (Q3). With ZMM
+// registers it fills both halves, the low one from the row block at w and the
+// high one from the next row block, BX bytes further (see tileLoad).
 func tileVector(k kind, w Mem, v int, dst, raw, tmp VecPhysical, mask Op) {
 	switch k.bits {
 	case 4:
 		if v%2 == 0 {
-			VMOVDQU(w.Offset(32*(v/2)), raw)
-			VPAND(mask, raw, dst)
+			tileLoad(w.Offset(32*(v/2)), raw)
+			vpand(mask, raw, dst)
 		} else {
 			VPSRLW(U8(4), raw, dst)
-			VPAND(mask, dst, dst)
+			vpand(mask, dst, dst)
 		}
 	case 3:
 		// planes A, B, C at 0, 32, 64: vectors 0/1 in A, 2/3 in B, 4/5 in C
@@ -66,34 +68,76 @@ func tileVector(k kind, w Mem, v int, dst, raw, tmp VecPhysical, mask Op) {
 		// vector 7 = B bits 6..7 | C bit 7 << 2
 		switch {
 		case v < 6 && v%2 == 0:
-			VMOVDQU(w.Offset(32*(v/2)), raw)
-			VPAND(mask, raw, dst)
+			tileLoad(w.Offset(32*(v/2)), raw)
+			vpand(mask, raw, dst)
 		case v < 6:
 			VPSRLW(U8(3), raw, dst)
-			VPAND(mask, dst, dst)
+			vpand(mask, dst, dst)
 		default:
-			VMOVDQU(w.Offset(32*(v-6)), dst)
+			tileLoad(w.Offset(32*(v-6)), dst)
 			VPSRLW(U8(6), dst, dst)
-			VPAND(mask03, dst, dst)
-			VMOVDQU(w.Offset(64), tmp)
+			vpand(mask03, dst, dst)
+			tileLoad(w.Offset(64), tmp)
 			VPSRLW(U8(v-2), tmp, tmp)
-			VPAND(mask04, tmp, tmp)
-			VPOR(tmp, dst, dst)
+			vpand(mask04, tmp, tmp)
+			vpor(tmp, dst, dst)
 		}
 	case 6:
 		// low 4 bits as Q4; bits 4..5 from plane v/4 at bits 2(v%4)
 		tileVector(kind{bits: 4}, w, v, dst, raw, tmp, mask)
-		VMOVDQU(w.Offset(128+32*(v/4)), tmp)
+		tileLoad(w.Offset(128+32*(v/4)), tmp)
 		switch s := v % 4; {
 		case s < 2:
 			VPSLLW(U8(4-2*s), tmp, tmp)
 		case s == 3:
 			VPSRLW(U8(2), tmp, tmp)
 		}
-		VPAND(mask30, tmp, tmp)
-		VPOR(tmp, dst, dst)
+		vpand(mask30, tmp, tmp)
+		vpor(tmp, dst, dst)
 	case 8:
-		VMOVDQU(w.Offset(32*v), dst)
+		tileLoad(w.Offset(32*v), dst)
+	}
+}
+
+// isZMM reports whether v is a 512-bit register.
+func isZMM(v VecPhysical) bool { return v.Size() == 64 }
+
+// tileLoad loads the 32 bytes at m into dst; a ZMM dst gets the 32 bytes at
+// m + BX (the same bytes of the next row block) in its high half.
+func tileLoad(m Mem, dst VecPhysical) {
+	if !isZMM(dst) {
+		VMOVDQU(m, dst)
+		return
+	}
+	VMOVDQU(m, dst.AsY())
+	hi := m
+	hi.Index, hi.Scale = RBX, 1
+	VINSERTI64X4(U8(1), hi, dst, dst)
+}
+
+// vpand, vpor and vpxor are the bitwise ops at dst's width (the AVX-512
+// forms for ZMM, the VEX forms otherwise, which AVX2 and AVX-VNNI have).
+func vpand(a Op, b, dst VecPhysical) {
+	if isZMM(dst) {
+		VPANDD(a, b, dst)
+	} else {
+		VPAND(a, b, dst)
+	}
+}
+
+func vpor(a Op, b, dst VecPhysical) {
+	if isZMM(dst) {
+		VPORD(a, b, dst)
+	} else {
+		VPOR(a, b, dst)
+	}
+}
+
+func vpxor(a Op, b, dst VecPhysical) {
+	if isZMM(dst) {
+		VPXORD(a, b, dst)
+	} else {
+		VPXOR(a, b, dst)
 	}
 }
 

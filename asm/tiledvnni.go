@@ -18,9 +18,14 @@ import (
 // format subtracts its level offset 2^(bits-1) * sum(a) per chunk, as the
 // symmetric ones always did.
 //
-// The kernels use 256-bit vectors and only Y0..Y15 with no EVEX-only
-// feature, so the AVX-VNNI tier (Intel clients without AVX-512) runs the very
-// same instruction stream with the VEX encoding of VPDPBUSD.
+// The 256-bit kernels (8 rows, one row block) use only Y0..Y15 and no
+// EVEX-only feature, so the AVX-VNNI tier (Intel clients without AVX-512)
+// runs the very same instruction stream with the VEX encoding of VPDPBUSD.
+// The AVX-512 tier also has 512-bit kernels for 16 rows: two row blocks side
+// by side, the low half of each ZMM register from one block and the high half
+// from the next (BX bytes further), so that one broadcast activation dword
+// feeds 16 rows. On Zen 5 they run prefill about 1.8x faster than the 256-bit
+// ones (kernels/doc.go); the 256-bit ones take an odd last row block.
 
 // dpbusd emits acc += VPDPBUSD(u8, s8) for tier t: the EVEX mnemonic for
 // AVX-512 VNNI (Go assembles the YMM form as EVEX) or the hand-encoded VEX
@@ -53,95 +58,144 @@ func vexVPDPBUSD(s8, u8, acc VecPhysical) {
 	}
 }
 
-// vnniConstRegs loads the VNNI tiled kernels' constant registers: Y15 = the
-// level mask tileVector takes (0x0F for Q4/Q6, 0x07 for Q3), Y14 = 0x80
+// vnniRegs returns vector registers 0..15 at the kernel's width.
+func vnniRegs(zmm bool) [16]VecPhysical {
+	if zmm {
+		return [16]VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15}
+	}
+	return [16]VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15}
+}
+
+// vnniConstRegs loads the VNNI tiled kernels' constant registers: v[15] = the
+// level mask tileVector takes (0x0F for Q4/Q6, 0x07 for Q3), v[14] = 0x80
 // (Q8's sign flip).
-func vnniConstRegs(k kind) {
+func vnniConstRegs(k kind, v [16]VecPhysical) {
 	switch k.bits {
 	case 4, 6:
-		VMOVDQU(mask0F, Y15)
+		VPBROADCASTD(mask0F, v[15])
 	case 3:
-		VMOVDQU(mask07, Y15)
+		VPBROADCASTD(mask07, v[15])
 	case 8:
-		VMOVDQU(xor80, Y14)
+		VPBROADCASTD(xor80, v[14])
 	}
 }
 
 // vnniLevels leaves vector v of the chunk tile at w in dst as unsigned levels.
-func vnniLevels(k kind, w Mem, v int, dst, raw, tmp VecPhysical) {
-	tileVector(k, w, v, dst, raw, tmp, Y15)
+func vnniLevels(k kind, w Mem, v int, dst, raw, tmp, mask, flip VecPhysical) {
+	tileVector(k, w, v, dst, raw, tmp, mask)
 	if k.bits == 8 {
-		VPXOR(Y14, dst, dst) // stored q-128 -> level q
+		vpxor(flip, dst, dst) // stored q-128 -> level q
 	}
 }
 
-// Register plan of tiledDecodeVNNI (8 rows x 1 token, nblk row blocks):
+// tileScales converts the f16 scales (off 0) or mins (off 16) of a tile's 8
+// rows to f32 in dst; a ZMM dst gets the next row block's in its high half
+// (tmp is scratch).
+func tileScales(off int, dst, tmp VecPhysical) {
+	VCVTPH2PS(Mem{Base: RSI, Disp: off}, dst.AsY())
+	if isZMM(dst) {
+		VCVTPH2PS(Mem{Base: RSI, Index: RBX, Scale: 1, Disp: off}, tmp.AsY())
+		VINSERTF64X4(U8(1), tmp.AsY(), dst, dst)
+	}
+}
+
+// vnniName is a VNNI tiled kernel's name: X8 (one row block, 256-bit) or X16
+// (two row blocks, 512-bit), T1 or T4 tokens, and the tier.
+func vnniName(t tier, k kind, zmm bool, tokens int) string {
+	rows := 8
+	if zmm {
+		rows = 16
+	}
+	return fmt.Sprintf("%sX%dT%d%s", k.name(), rows, tokens, t)
+}
+
+// Register plan of tiledDecodeVNNI (8 or 16 rows x 1 token, nblk row blocks
+// or npair pairs of them; Yn or Zn by width):
 //
-//	DI out, SI weights (one stream), R8/R9/R10 activation values, scales and
-//	sums s or ds (reset per row block), CX groups left, DX chunks left, BX row
-//	blocks left. Y0 f32 accumulator (8 rows), Y9 m-term accumulator (asym),
-//	Y1 and Y3 int32 chunk sums (even and odd vectors: two dependency chains),
-//	Y2 levels, Y4 activation broadcast, Y5 raw quad, Y6 scale product, Y7
-//	m-term factor, Y8 Q3/Q6 scratch, Y11 mins (asym), Y12 scales, Y14 0x80
-//	(Q8), Y15 level mask.
-func tiledDecodeVNNI(t tier, k kind) {
-	name := fmt.Sprintf("%sX8T1%s", k.name(), t)
-	TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, w *byte, q *int8, d *float32, %s, groups uintptr, cpg uintptr, nblk uintptr)", k.sumParam()))
-	Doc(
-		fmt.Sprintf("%s computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 %s", name, k.name()),
-		fmt.Sprintf("matrix (tiles from w on) with one 8-bit activation (values q, scales d, %s),", k.sumDoc()),
-		"groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.",
-	)
+//	DI out, SI weights (one stream; BX = bytes per row block for 16 rows),
+//	R8/R9/R10 activation values, scales and sums s or ds (reset per row
+//	block), CX groups left, DX chunks left, R11 row blocks or pairs left.
+//	0 f32 accumulator (8/16 rows), 9 m-term accumulator (asym), 1 and 3
+//	int32 chunk sums (even and odd vectors: two dependency chains), 2 levels,
+//	4 activation broadcast, 5 raw quad, 6 scale product, 7 m-term factor, 8
+//	Q3/Q6 scratch, 10 header scratch (16 rows), 11 mins (asym), 12 scales, 14
+//	0x80 (Q8), 15 level mask.
+func tiledDecodeVNNI(t tier, k kind, zmm bool) {
+	name := vnniName(t, k, zmm, 1)
+	r := vnniRegs(zmm)
+	if zmm {
+		TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, w *byte, wstride uintptr, q *int8, d *float32, %s, groups uintptr, cpg uintptr, npair uintptr)", k.sumParam()))
+		Doc(
+			fmt.Sprintf("%s computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8", name),
+			fmt.Sprintf("%s matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation", k.name()),
+			fmt.Sprintf("(values q, scales d, %s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.", k.sumDoc()),
+		)
+	} else {
+		TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, w *byte, q *int8, d *float32, %s, groups uintptr, cpg uintptr, nblk uintptr)", k.sumParam()))
+		Doc(
+			fmt.Sprintf("%s computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 %s", name, k.name()),
+			fmt.Sprintf("matrix (tiles from w on) with one 8-bit activation (values q, scales d, %s),", k.sumDoc()),
+			"groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.",
+		)
+	}
 	Pragma("noescape")
 	Load(Param("out"), RDI)
 	Load(Param("w"), RSI)
-	Load(Param("nblk"), RBX)
-	vnniConstRegs(k)
+	if zmm {
+		Load(Param("wstride"), RBX)
+		Load(Param("npair"), R11)
+	} else {
+		Load(Param("nblk"), R11)
+	}
+	vnniConstRegs(k, r)
 	Label(name + "_block")
 	Load(Param("q"), R8)
 	Load(Param("d"), R9)
 	Load(Param(k.sumName()), R10)
 	Load(Param("groups"), RCX)
-	VXORPS(Y0, Y0, Y0)
+	VXORPS(r[0], r[0], r[0])
 	if k.asym {
-		VXORPS(Y9, Y9, Y9)
+		VXORPS(r[9], r[9], r[9])
 	}
 	Label(name + "_group")
-	Comment("8 rows' scales (and mins) as f32")
-	VCVTPH2PS(Mem{Base: RSI}, Y12)
+	Comment("rows' scales (and mins) as f32")
+	tileScales(0, r[12], r[10])
 	if k.asym {
-		VCVTPH2PS(Mem{Base: RSI, Disp: 16}, Y11)
+		tileScales(16, r[11], r[10])
 	}
 	ADDQ(U8(k.tileHdr()), RSI)
 	Load(Param("cpg"), RDX)
 	Label(name + "_chunk")
 	for off := 0; off < k.chunkTile(); off += 64 {
 		PREFETCHT0(Mem{Base: RSI, Disp: prefetchDist + off})
+		if zmm {
+			PREFETCHT0(Mem{Base: RSI, Index: RBX, Scale: 1, Disp: prefetchDist + off})
+		}
 	}
-	VPXOR(Y1, Y1, Y1)
-	VPXOR(Y3, Y3, Y3)
+	vpxor(r[1], r[1], r[1])
+	vpxor(r[3], r[3], r[3])
 	w := Mem{Base: RSI}
 	for v := 0; v < 8; v++ {
 		Commentf("vector %d x activation dword %d", v, v)
-		vnniLevels(k, w, v, Y2, Y5, Y8)
-		VPBROADCASTD(Mem{Base: R8, Disp: 4 * v}, Y4)
-		dpbusd(t, Y4, Y2, []VecPhysical{Y1, Y3}[v%2])
+		vnniLevels(k, w, v, r[2], r[5], r[8], r[15], r[14])
+		VPBROADCASTD(Mem{Base: R8, Disp: 4 * v}, r[4])
+		dpbusd(t, r[4], r[2], []VecPhysical{r[1], r[3]}[v%2])
 	}
-	VPADDD(Y3, Y1, Y1)
+	VPADDD(r[3], r[1], r[1])
 	if !k.asym {
 		Comment("levels are offset by 2^(bits-1): subtract that times sum(q)")
-		VPBROADCASTD(Mem{Base: R10}, Y4)
-		VPSLLD(U8(k.offShift()), Y4, Y4)
-		VPSUBD(Y4, Y1, Y1)
+		VPBROADCASTD(Mem{Base: R10}, r[4])
+		VPSLLD(U8(k.offShift()), r[4], r[4])
+		VPSUBD(r[4], r[1], r[1])
 	}
-	VCVTDQ2PS(Y1, Y1)
-	VBROADCASTSS(Mem{Base: R9}, Y6)
-	VMULPS(Y12, Y6, Y6)
-	VFMADD231PS(Y6, Y1, Y0)
+	VCVTDQ2PS(r[1], r[1])
+	VBROADCASTSS(Mem{Base: R9}, r[6])
+	VMULPS(r[12], r[6], r[6])
+	VFMADD231PS(r[6], r[1], r[0])
 	if k.asym {
 		Comment("m-term: m * (d * sum(q))")
-		VBROADCASTSS(Mem{Base: R10}, Y7)
-		VFMADD231PS(Y7, Y11, Y9)
+		VBROADCASTSS(Mem{Base: R10}, r[7])
+		VFMADD231PS(r[7], r[11], r[9])
 	}
 	ADDQ(U32(k.chunkTile()), RSI)
 	ADDQ(U8(32), R8)
@@ -152,81 +206,103 @@ func tiledDecodeVNNI(t tier, k kind) {
 	DECQ(RCX)
 	JNZ(LabelRef(name + "_group"))
 	if k.asym {
-		VADDPS(Y9, Y0, Y0)
+		VADDPS(r[9], r[0], r[0])
 	}
-	VMOVUPS(Y0, Mem{Base: RDI})
-	ADDQ(U8(32), RDI)
-	DECQ(RBX)
+	VMOVUPS(r[0], Mem{Base: RDI})
+	if zmm {
+		Comment("skip the pair's second row block, which the high halves read")
+		ADDQ(RBX, RSI)
+		ADDQ(U8(64), RDI)
+	} else {
+		ADDQ(U8(32), RDI)
+	}
+	DECQ(R11)
 	JNZ(LabelRef(name + "_block"))
 	VZEROUPPER()
 	RET()
 }
 
-// Register plan of tiledPrefillVNNI (8 rows x 4 tokens, one row block):
+// Register plan of tiledPrefillVNNI (8 or 16 rows x 4 tokens, one row block
+// or a pair; Yn or Zn by width):
 //
-//	DI out, SI weights, R8/R9/R10 activation values, scales and sums s or
-//	ds of token 0 (token t at +t*stride: R11 = Q stride, R12 = 3*Q stride,
-//	R13 = D/S stride, R14 = 3*D/S stride), CX groups left, DX chunks left.
-//	Y0..Y3 f32 accumulators (token t), Y4..Y7 int32 chunk sums (token t),
-//	Y8 levels, Y9 raw quad, Y10 activation broadcast, Y11 Q3/Q6 scratch and
-//	scale product, Y12 scales, Y13 mins (asym), Y14 0x80 (Q8), Y15 level mask.
-func tiledPrefillVNNI(t tier, k kind) {
-	name := fmt.Sprintf("%sX8T4%s", k.name(), t)
-	TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, %s, astride uintptr, groups uintptr, cpg uintptr)", k.sumParam()))
+//	DI out, SI weights (BX = bytes per row block for 16 rows), R8/R9/R10
+//	activation values, scales and sums s or ds of token 0 (token t at
+//	+t*stride: R11 = Q stride, R12 = 3*Q stride, R13 = D/S stride, R14 =
+//	3*D/S stride), CX groups left, DX chunks left. 0..3 f32 accumulators
+//	(token t), 4..7 int32 chunk sums (token t), 8 levels, 9 raw quad, 10
+//	activation broadcast, 11 Q3/Q6 scratch and scale product, 12 scales,
+//	13 mins (asym), 14 0x80 (Q8), 15 level mask.
+func tiledPrefillVNNI(t tier, k kind, zmm bool) {
+	name := vnniName(t, k, zmm, 4)
+	r := vnniRegs(zmm)
+	rows := 8
+	if zmm {
+		rows = 16
+		TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, %s, astride uintptr, groups uintptr, cpg uintptr)", k.sumParam()))
+	} else {
+		TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, %s, astride uintptr, groups uintptr, cpg uintptr)", k.sumParam()))
+	}
+	blocks := "one row block"
+	if zmm {
+		blocks = "two row blocks (the second wstride bytes after the first)"
+	}
 	Doc(
-		fmt.Sprintf("%s computes the dot products of one row block of a Tiled8 %s matrix", name, k.name()),
+		fmt.Sprintf("%s computes the dot products of %s of a Tiled8 %s matrix", name, blocks, k.name()),
 		"(tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales",
-		fmt.Sprintf("and %s at %s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.", k.sumDoc(), k.sumName()),
+		fmt.Sprintf("and %s at %s+t*astride) into out[r+t*ostride], r = 0..%d. Reference: mulVecTiledGeneric.", k.sumDoc(), k.sumName(), rows-1),
 	)
 	Pragma("noescape")
 	Load(Param("out"), RDI)
 	Load(Param("w"), RSI)
+	if zmm {
+		Load(Param("wstride"), RBX)
+	}
 	Load(Param("q"), R8)
 	Load(Param("d"), R9)
 	Load(Param(k.sumName()), R10)
 	tokenStrides(R11, R12, R13, R14, true)
 	Load(Param("groups"), RCX)
-	vnniConstRegs(k)
-	facc := []VecPhysical{Y0, Y1, Y2, Y3}
-	iacc := []VecPhysical{Y4, Y5, Y6, Y7}
+	vnniConstRegs(k, r)
+	facc := r[0:4]
+	iacc := r[4:8]
 	for _, a := range facc {
 		VXORPS(a, a, a)
 	}
 	Label(name + "_group")
-	VCVTPH2PS(Mem{Base: RSI}, Y12)
+	tileScales(0, r[12], r[11])
 	if k.asym {
-		VCVTPH2PS(Mem{Base: RSI, Disp: 16}, Y13)
+		tileScales(16, r[13], r[11])
 	}
 	ADDQ(U8(k.tileHdr()), RSI)
 	Load(Param("cpg"), RDX)
 	Label(name + "_chunk")
 	for _, a := range iacc {
-		VPXOR(a, a, a)
+		vpxor(a, a, a)
 	}
 	w := Mem{Base: RSI}
 	for v := 0; v < 8; v++ {
 		Commentf("vector %d x activation dword %d of each token", v, v)
-		vnniLevels(k, w, v, Y8, Y9, Y11)
+		vnniLevels(k, w, v, r[8], r[9], r[11], r[15], r[14])
 		for tt := 0; tt < 4; tt++ {
-			VPBROADCASTD(tokenMem(R8, R11, R12, tt, 4*v), Y10)
-			dpbusd(t, Y10, Y8, iacc[tt])
+			VPBROADCASTD(tokenMem(R8, R11, R12, tt, 4*v), r[10])
+			dpbusd(t, r[10], r[8], iacc[tt])
 		}
 	}
 	for tt := 0; tt < 4; tt++ {
-		Commentf("token %d: scale the 8 rows' chunk sums", tt)
+		Commentf("token %d: scale the rows' chunk sums", tt)
 		ia := iacc[tt]
 		if !k.asym {
-			VPBROADCASTD(tokenMem(R10, R13, R14, tt, 0), Y10)
-			VPSLLD(U8(k.offShift()), Y10, Y10)
-			VPSUBD(Y10, ia, ia)
+			VPBROADCASTD(tokenMem(R10, R13, R14, tt, 0), r[10])
+			VPSLLD(U8(k.offShift()), r[10], r[10])
+			VPSUBD(r[10], ia, ia)
 		}
 		VCVTDQ2PS(ia, ia)
-		VBROADCASTSS(tokenMem(R9, R13, R14, tt, 0), Y10)
-		VMULPS(Y12, Y10, Y10)
-		VFMADD231PS(Y10, ia, facc[tt])
+		VBROADCASTSS(tokenMem(R9, R13, R14, tt, 0), r[10])
+		VMULPS(r[12], r[10], r[10])
+		VFMADD231PS(r[10], ia, facc[tt])
 		if k.asym {
-			VBROADCASTSS(tokenMem(R10, R13, R14, tt, 0), Y11)
-			VFMADD231PS(Y11, Y13, facc[tt])
+			VBROADCASTSS(tokenMem(R10, R13, R14, tt, 0), r[11])
+			VFMADD231PS(r[11], r[13], facc[tt])
 		}
 	}
 	ADDQ(U32(k.chunkTile()), RSI)
@@ -237,14 +313,14 @@ func tiledPrefillVNNI(t tier, k kind) {
 	JNZ(LabelRef(name + "_chunk"))
 	DECQ(RCX)
 	JNZ(LabelRef(name + "_group"))
-	Comment("store token t's 8 rows at out + t*ostride")
+	Comment("store token t's rows at out + t*ostride")
 	Load(Param("ostride"), RDX)
 	SHLQ(U8(2), RDX)
-	VMOVUPS(Y0, Mem{Base: RDI})
-	VMOVUPS(Y1, Mem{Base: RDI, Index: RDX, Scale: 1})
-	VMOVUPS(Y2, Mem{Base: RDI, Index: RDX, Scale: 2})
+	VMOVUPS(facc[0], Mem{Base: RDI})
+	VMOVUPS(facc[1], Mem{Base: RDI, Index: RDX, Scale: 1})
+	VMOVUPS(facc[2], Mem{Base: RDI, Index: RDX, Scale: 2})
 	LEAQ(Mem{Base: RDI, Index: RDX, Scale: 2}, RAX)
-	VMOVUPS(Y3, Mem{Base: RAX, Index: RDX, Scale: 1})
+	VMOVUPS(facc[3], Mem{Base: RAX, Index: RDX, Scale: 1})
 	VZEROUPPER()
 	RET()
 }

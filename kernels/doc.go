@@ -76,4 +76,35 @@
 // runs): q4_g32 91 GMAC/s, q4_g64_asym 92, q4_g128 94, q3_g32 84, q6_g32 69,
 // q8_g32 60. The AVX-512 VNNI tier could not be run there (see Tiers above);
 // the tests compare every tier the CPU has with the reference.
+//
+// AVX-512 machine: AMD EPYC Zen 5 ("Turin", virtualized), 2 vCPUs, AVX-512
+// F/BW/VL/DQ/VNNI/BF16 and AVX-VNNI, shared with 4 other jobs (load average
+// about 18), 2026-12-02. Tiled8, single thread, median of 4 runs of the best
+// of 200 calls (decode, best-GB/s) or 20 calls (prefill, best-GMAC/s).
+// avx512-vnni runs 512-bit kernels over pairs of row blocks;
+// avx512-vnni-ymm is the same tier with its 256-bit kernels only (the ones
+// avx-vnni runs with the VEX encoding), measured to choose between them:
+//
+//	decode GB/s       avx2    avx-vnni   avx512-vnni-ymm   avx512-vnni (ZMM)
+//	q4_g32  64x2304   48.7    56.0       57.3              75.2
+//	q4_g32  2304x9216 47.7    53.6       54.2              56.4
+//	q4_g32_asym 64x.. 55.0    60.9       61.1              80.7
+//	q3_g32  64x2304   30.0    30.6       25.2              33.9
+//	q3_g32  2304x9216 31.4    31.0       31.4              36.6
+//	q3_g32_asym 2304x 33.8    34.5       36.4              43.2
+//	q6_g32  64x2304   39.6    39.9       39.9              45.7
+//	q8_g32  64x2304   65.8    74.8       75.5              87.6
+//	q8_g32  2304x9216 53.3    52.9       57.1              43.6
+//
+//	prefill GMAC/s    avx2    avx-vnni   avx512-vnni-ymm   avx512-vnni (ZMM)
+//	q4_g32            105.8   129.6      133.5             230.7
+//	q4_g64_asym       108.9   130.1      116.3             225.0
+//	q4_g128           108.0   127.4      130.8             204.9
+//	q3_g32            78.9    113.0      114.2             184.3
+//	q6_g32            50.9    76.9       91.7              117.0
+//	q8_g32            60.6    108.7      97.9              154.9
+//
+// The 512-bit kernels win everywhere but on the large Q8 matrix, which is
+// bandwidth-bound and noisy here; Q8 only holds the small transforms (M⁻¹),
+// where they win by 16%, so the tier keeps them for every format.
 package kernels

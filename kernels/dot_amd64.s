@@ -36,7 +36,39 @@ DATA mask0F<>+28(SB)/1, $0x0f
 DATA mask0F<>+29(SB)/1, $0x0f
 DATA mask0F<>+30(SB)/1, $0x0f
 DATA mask0F<>+31(SB)/1, $0x0f
-GLOBL mask0F<>(SB), RODATA|NOPTR, $32
+DATA mask0F<>+32(SB)/1, $0x0f
+DATA mask0F<>+33(SB)/1, $0x0f
+DATA mask0F<>+34(SB)/1, $0x0f
+DATA mask0F<>+35(SB)/1, $0x0f
+DATA mask0F<>+36(SB)/1, $0x0f
+DATA mask0F<>+37(SB)/1, $0x0f
+DATA mask0F<>+38(SB)/1, $0x0f
+DATA mask0F<>+39(SB)/1, $0x0f
+DATA mask0F<>+40(SB)/1, $0x0f
+DATA mask0F<>+41(SB)/1, $0x0f
+DATA mask0F<>+42(SB)/1, $0x0f
+DATA mask0F<>+43(SB)/1, $0x0f
+DATA mask0F<>+44(SB)/1, $0x0f
+DATA mask0F<>+45(SB)/1, $0x0f
+DATA mask0F<>+46(SB)/1, $0x0f
+DATA mask0F<>+47(SB)/1, $0x0f
+DATA mask0F<>+48(SB)/1, $0x0f
+DATA mask0F<>+49(SB)/1, $0x0f
+DATA mask0F<>+50(SB)/1, $0x0f
+DATA mask0F<>+51(SB)/1, $0x0f
+DATA mask0F<>+52(SB)/1, $0x0f
+DATA mask0F<>+53(SB)/1, $0x0f
+DATA mask0F<>+54(SB)/1, $0x0f
+DATA mask0F<>+55(SB)/1, $0x0f
+DATA mask0F<>+56(SB)/1, $0x0f
+DATA mask0F<>+57(SB)/1, $0x0f
+DATA mask0F<>+58(SB)/1, $0x0f
+DATA mask0F<>+59(SB)/1, $0x0f
+DATA mask0F<>+60(SB)/1, $0x0f
+DATA mask0F<>+61(SB)/1, $0x0f
+DATA mask0F<>+62(SB)/1, $0x0f
+DATA mask0F<>+63(SB)/1, $0x0f
+GLOBL mask0F<>(SB), RODATA|NOPTR, $64
 
 DATA mask03<>+0(SB)/1, $0x03
 DATA mask03<>+1(SB)/1, $0x03
@@ -70,7 +102,39 @@ DATA mask03<>+28(SB)/1, $0x03
 DATA mask03<>+29(SB)/1, $0x03
 DATA mask03<>+30(SB)/1, $0x03
 DATA mask03<>+31(SB)/1, $0x03
-GLOBL mask03<>(SB), RODATA|NOPTR, $32
+DATA mask03<>+32(SB)/1, $0x03
+DATA mask03<>+33(SB)/1, $0x03
+DATA mask03<>+34(SB)/1, $0x03
+DATA mask03<>+35(SB)/1, $0x03
+DATA mask03<>+36(SB)/1, $0x03
+DATA mask03<>+37(SB)/1, $0x03
+DATA mask03<>+38(SB)/1, $0x03
+DATA mask03<>+39(SB)/1, $0x03
+DATA mask03<>+40(SB)/1, $0x03
+DATA mask03<>+41(SB)/1, $0x03
+DATA mask03<>+42(SB)/1, $0x03
+DATA mask03<>+43(SB)/1, $0x03
+DATA mask03<>+44(SB)/1, $0x03
+DATA mask03<>+45(SB)/1, $0x03
+DATA mask03<>+46(SB)/1, $0x03
+DATA mask03<>+47(SB)/1, $0x03
+DATA mask03<>+48(SB)/1, $0x03
+DATA mask03<>+49(SB)/1, $0x03
+DATA mask03<>+50(SB)/1, $0x03
+DATA mask03<>+51(SB)/1, $0x03
+DATA mask03<>+52(SB)/1, $0x03
+DATA mask03<>+53(SB)/1, $0x03
+DATA mask03<>+54(SB)/1, $0x03
+DATA mask03<>+55(SB)/1, $0x03
+DATA mask03<>+56(SB)/1, $0x03
+DATA mask03<>+57(SB)/1, $0x03
+DATA mask03<>+58(SB)/1, $0x03
+DATA mask03<>+59(SB)/1, $0x03
+DATA mask03<>+60(SB)/1, $0x03
+DATA mask03<>+61(SB)/1, $0x03
+DATA mask03<>+62(SB)/1, $0x03
+DATA mask03<>+63(SB)/1, $0x03
+GLOBL mask03<>(SB), RODATA|NOPTR, $64
 
 DATA mask01<>+0(SB)/1, $0x01
 DATA mask01<>+1(SB)/1, $0x01
@@ -104,7 +168,39 @@ DATA mask01<>+28(SB)/1, $0x01
 DATA mask01<>+29(SB)/1, $0x01
 DATA mask01<>+30(SB)/1, $0x01
 DATA mask01<>+31(SB)/1, $0x01
-GLOBL mask01<>(SB), RODATA|NOPTR, $32
+DATA mask01<>+32(SB)/1, $0x01
+DATA mask01<>+33(SB)/1, $0x01
+DATA mask01<>+34(SB)/1, $0x01
+DATA mask01<>+35(SB)/1, $0x01
+DATA mask01<>+36(SB)/1, $0x01
+DATA mask01<>+37(SB)/1, $0x01
+DATA mask01<>+38(SB)/1, $0x01
+DATA mask01<>+39(SB)/1, $0x01
+DATA mask01<>+40(SB)/1, $0x01
+DATA mask01<>+41(SB)/1, $0x01
+DATA mask01<>+42(SB)/1, $0x01
+DATA mask01<>+43(SB)/1, $0x01
+DATA mask01<>+44(SB)/1, $0x01
+DATA mask01<>+45(SB)/1, $0x01
+DATA mask01<>+46(SB)/1, $0x01
+DATA mask01<>+47(SB)/1, $0x01
+DATA mask01<>+48(SB)/1, $0x01
+DATA mask01<>+49(SB)/1, $0x01
+DATA mask01<>+50(SB)/1, $0x01
+DATA mask01<>+51(SB)/1, $0x01
+DATA mask01<>+52(SB)/1, $0x01
+DATA mask01<>+53(SB)/1, $0x01
+DATA mask01<>+54(SB)/1, $0x01
+DATA mask01<>+55(SB)/1, $0x01
+DATA mask01<>+56(SB)/1, $0x01
+DATA mask01<>+57(SB)/1, $0x01
+DATA mask01<>+58(SB)/1, $0x01
+DATA mask01<>+59(SB)/1, $0x01
+DATA mask01<>+60(SB)/1, $0x01
+DATA mask01<>+61(SB)/1, $0x01
+DATA mask01<>+62(SB)/1, $0x01
+DATA mask01<>+63(SB)/1, $0x01
+GLOBL mask01<>(SB), RODATA|NOPTR, $64
 
 DATA xor80<>+0(SB)/1, $0x80
 DATA xor80<>+1(SB)/1, $0x80
@@ -138,7 +234,39 @@ DATA xor80<>+28(SB)/1, $0x80
 DATA xor80<>+29(SB)/1, $0x80
 DATA xor80<>+30(SB)/1, $0x80
 DATA xor80<>+31(SB)/1, $0x80
-GLOBL xor80<>(SB), RODATA|NOPTR, $32
+DATA xor80<>+32(SB)/1, $0x80
+DATA xor80<>+33(SB)/1, $0x80
+DATA xor80<>+34(SB)/1, $0x80
+DATA xor80<>+35(SB)/1, $0x80
+DATA xor80<>+36(SB)/1, $0x80
+DATA xor80<>+37(SB)/1, $0x80
+DATA xor80<>+38(SB)/1, $0x80
+DATA xor80<>+39(SB)/1, $0x80
+DATA xor80<>+40(SB)/1, $0x80
+DATA xor80<>+41(SB)/1, $0x80
+DATA xor80<>+42(SB)/1, $0x80
+DATA xor80<>+43(SB)/1, $0x80
+DATA xor80<>+44(SB)/1, $0x80
+DATA xor80<>+45(SB)/1, $0x80
+DATA xor80<>+46(SB)/1, $0x80
+DATA xor80<>+47(SB)/1, $0x80
+DATA xor80<>+48(SB)/1, $0x80
+DATA xor80<>+49(SB)/1, $0x80
+DATA xor80<>+50(SB)/1, $0x80
+DATA xor80<>+51(SB)/1, $0x80
+DATA xor80<>+52(SB)/1, $0x80
+DATA xor80<>+53(SB)/1, $0x80
+DATA xor80<>+54(SB)/1, $0x80
+DATA xor80<>+55(SB)/1, $0x80
+DATA xor80<>+56(SB)/1, $0x80
+DATA xor80<>+57(SB)/1, $0x80
+DATA xor80<>+58(SB)/1, $0x80
+DATA xor80<>+59(SB)/1, $0x80
+DATA xor80<>+60(SB)/1, $0x80
+DATA xor80<>+61(SB)/1, $0x80
+DATA xor80<>+62(SB)/1, $0x80
+DATA xor80<>+63(SB)/1, $0x80
+GLOBL xor80<>(SB), RODATA|NOPTR, $64
 
 DATA ones16<>+0(SB)/2, $0x0001
 DATA ones16<>+2(SB)/2, $0x0001
@@ -9156,7 +9284,39 @@ DATA mask04<>+28(SB)/1, $0x04
 DATA mask04<>+29(SB)/1, $0x04
 DATA mask04<>+30(SB)/1, $0x04
 DATA mask04<>+31(SB)/1, $0x04
-GLOBL mask04<>(SB), RODATA|NOPTR, $32
+DATA mask04<>+32(SB)/1, $0x04
+DATA mask04<>+33(SB)/1, $0x04
+DATA mask04<>+34(SB)/1, $0x04
+DATA mask04<>+35(SB)/1, $0x04
+DATA mask04<>+36(SB)/1, $0x04
+DATA mask04<>+37(SB)/1, $0x04
+DATA mask04<>+38(SB)/1, $0x04
+DATA mask04<>+39(SB)/1, $0x04
+DATA mask04<>+40(SB)/1, $0x04
+DATA mask04<>+41(SB)/1, $0x04
+DATA mask04<>+42(SB)/1, $0x04
+DATA mask04<>+43(SB)/1, $0x04
+DATA mask04<>+44(SB)/1, $0x04
+DATA mask04<>+45(SB)/1, $0x04
+DATA mask04<>+46(SB)/1, $0x04
+DATA mask04<>+47(SB)/1, $0x04
+DATA mask04<>+48(SB)/1, $0x04
+DATA mask04<>+49(SB)/1, $0x04
+DATA mask04<>+50(SB)/1, $0x04
+DATA mask04<>+51(SB)/1, $0x04
+DATA mask04<>+52(SB)/1, $0x04
+DATA mask04<>+53(SB)/1, $0x04
+DATA mask04<>+54(SB)/1, $0x04
+DATA mask04<>+55(SB)/1, $0x04
+DATA mask04<>+56(SB)/1, $0x04
+DATA mask04<>+57(SB)/1, $0x04
+DATA mask04<>+58(SB)/1, $0x04
+DATA mask04<>+59(SB)/1, $0x04
+DATA mask04<>+60(SB)/1, $0x04
+DATA mask04<>+61(SB)/1, $0x04
+DATA mask04<>+62(SB)/1, $0x04
+DATA mask04<>+63(SB)/1, $0x04
+GLOBL mask04<>(SB), RODATA|NOPTR, $64
 
 DATA mask07<>+0(SB)/1, $0x07
 DATA mask07<>+1(SB)/1, $0x07
@@ -9190,7 +9350,39 @@ DATA mask07<>+28(SB)/1, $0x07
 DATA mask07<>+29(SB)/1, $0x07
 DATA mask07<>+30(SB)/1, $0x07
 DATA mask07<>+31(SB)/1, $0x07
-GLOBL mask07<>(SB), RODATA|NOPTR, $32
+DATA mask07<>+32(SB)/1, $0x07
+DATA mask07<>+33(SB)/1, $0x07
+DATA mask07<>+34(SB)/1, $0x07
+DATA mask07<>+35(SB)/1, $0x07
+DATA mask07<>+36(SB)/1, $0x07
+DATA mask07<>+37(SB)/1, $0x07
+DATA mask07<>+38(SB)/1, $0x07
+DATA mask07<>+39(SB)/1, $0x07
+DATA mask07<>+40(SB)/1, $0x07
+DATA mask07<>+41(SB)/1, $0x07
+DATA mask07<>+42(SB)/1, $0x07
+DATA mask07<>+43(SB)/1, $0x07
+DATA mask07<>+44(SB)/1, $0x07
+DATA mask07<>+45(SB)/1, $0x07
+DATA mask07<>+46(SB)/1, $0x07
+DATA mask07<>+47(SB)/1, $0x07
+DATA mask07<>+48(SB)/1, $0x07
+DATA mask07<>+49(SB)/1, $0x07
+DATA mask07<>+50(SB)/1, $0x07
+DATA mask07<>+51(SB)/1, $0x07
+DATA mask07<>+52(SB)/1, $0x07
+DATA mask07<>+53(SB)/1, $0x07
+DATA mask07<>+54(SB)/1, $0x07
+DATA mask07<>+55(SB)/1, $0x07
+DATA mask07<>+56(SB)/1, $0x07
+DATA mask07<>+57(SB)/1, $0x07
+DATA mask07<>+58(SB)/1, $0x07
+DATA mask07<>+59(SB)/1, $0x07
+DATA mask07<>+60(SB)/1, $0x07
+DATA mask07<>+61(SB)/1, $0x07
+DATA mask07<>+62(SB)/1, $0x07
+DATA mask07<>+63(SB)/1, $0x07
+GLOBL mask07<>(SB), RODATA|NOPTR, $64
 
 DATA mask30<>+0(SB)/1, $0x30
 DATA mask30<>+1(SB)/1, $0x30
@@ -9224,7 +9416,39 @@ DATA mask30<>+28(SB)/1, $0x30
 DATA mask30<>+29(SB)/1, $0x30
 DATA mask30<>+30(SB)/1, $0x30
 DATA mask30<>+31(SB)/1, $0x30
-GLOBL mask30<>(SB), RODATA|NOPTR, $32
+DATA mask30<>+32(SB)/1, $0x30
+DATA mask30<>+33(SB)/1, $0x30
+DATA mask30<>+34(SB)/1, $0x30
+DATA mask30<>+35(SB)/1, $0x30
+DATA mask30<>+36(SB)/1, $0x30
+DATA mask30<>+37(SB)/1, $0x30
+DATA mask30<>+38(SB)/1, $0x30
+DATA mask30<>+39(SB)/1, $0x30
+DATA mask30<>+40(SB)/1, $0x30
+DATA mask30<>+41(SB)/1, $0x30
+DATA mask30<>+42(SB)/1, $0x30
+DATA mask30<>+43(SB)/1, $0x30
+DATA mask30<>+44(SB)/1, $0x30
+DATA mask30<>+45(SB)/1, $0x30
+DATA mask30<>+46(SB)/1, $0x30
+DATA mask30<>+47(SB)/1, $0x30
+DATA mask30<>+48(SB)/1, $0x30
+DATA mask30<>+49(SB)/1, $0x30
+DATA mask30<>+50(SB)/1, $0x30
+DATA mask30<>+51(SB)/1, $0x30
+DATA mask30<>+52(SB)/1, $0x30
+DATA mask30<>+53(SB)/1, $0x30
+DATA mask30<>+54(SB)/1, $0x30
+DATA mask30<>+55(SB)/1, $0x30
+DATA mask30<>+56(SB)/1, $0x30
+DATA mask30<>+57(SB)/1, $0x30
+DATA mask30<>+58(SB)/1, $0x30
+DATA mask30<>+59(SB)/1, $0x30
+DATA mask30<>+60(SB)/1, $0x30
+DATA mask30<>+61(SB)/1, $0x30
+DATA mask30<>+62(SB)/1, $0x30
+DATA mask30<>+63(SB)/1, $0x30
+GLOBL mask30<>(SB), RODATA|NOPTR, $64
 
 // func q4SymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
@@ -9545,10 +9769,10 @@ q4SymX8T4AVX2_chunk:
 // func q4SymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
 TEXT ·q4SymX8T1AVXVNNI(SB), NOSPLIT, $0-64
-	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), SI
-	MOVQ    nblk+56(FP), BX
-	VMOVDQU mask0F<>+0(SB), Y15
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
 
 q4SymX8T1AVXVNNI_block:
 	MOVQ   q+16(FP), R8
@@ -9558,7 +9782,7 @@ q4SymX8T1AVXVNNI_block:
 	VXORPS Y0, Y0, Y0
 
 q4SymX8T1AVXVNNI_group:
-	// 8 rows' scales (and mins) as f32
+	// rows' scales (and mins) as f32
 	VCVTPH2PS (SI), Y12
 	ADDQ      $0x10, SI
 	MOVQ      cpg+48(FP), DX
@@ -9684,7 +9908,7 @@ q4SymX8T1AVXVNNI_chunk:
 	JNZ          q4SymX8T1AVXVNNI_group
 	VMOVUPS      Y0, (DI)
 	ADDQ         $0x20, DI
-	DECQ         BX
+	DECQ         R11
 	JNZ          q4SymX8T1AVXVNNI_block
 	VZEROUPPER
 	RET
@@ -9692,23 +9916,23 @@ q4SymX8T1AVXVNNI_chunk:
 // func q4SymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
 TEXT ·q4SymX8T4AVXVNNI(SB), NOSPLIT, $0-72
-	MOVQ    out+0(FP), DI
-	MOVQ    w+16(FP), SI
-	MOVQ    q+24(FP), R8
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
-	MOVQ    R13, R11
-	SHLQ    $0x05, R11
-	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
-	VMOVDQU mask0F<>+0(SB), Y15
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
 
 q4SymX8T4AVXVNNI_group:
 	VCVTPH2PS (SI), Y12
@@ -10009,7 +10233,7 @@ q4SymX8T4AVXVNNI_chunk:
 	BYTE $0x50
 	BYTE $0xfa
 
-	// token 0: scale the 8 rows' chunk sums
+	// token 0: scale the rows' chunk sums
 	VPBROADCASTD (R10), Y10
 	VPSLLD       $0x03, Y10, Y10
 	VPSUBD       Y10, Y4, Y4
@@ -10018,7 +10242,7 @@ q4SymX8T4AVXVNNI_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y4, Y0
 
-	// token 1: scale the 8 rows' chunk sums
+	// token 1: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*1), Y10
 	VPSLLD       $0x03, Y10, Y10
 	VPSUBD       Y10, Y5, Y5
@@ -10027,7 +10251,7 @@ q4SymX8T4AVXVNNI_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y5, Y1
 
-	// token 2: scale the 8 rows' chunk sums
+	// token 2: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*2), Y10
 	VPSLLD       $0x03, Y10, Y10
 	VPSUBD       Y10, Y6, Y6
@@ -10036,7 +10260,7 @@ q4SymX8T4AVXVNNI_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y6, Y2
 
-	// token 3: scale the 8 rows' chunk sums
+	// token 3: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R14*1), Y10
 	VPSLLD       $0x03, Y10, Y10
 	VPSUBD       Y10, Y7, Y7
@@ -10053,7 +10277,7 @@ q4SymX8T4AVXVNNI_chunk:
 	DECQ         CX
 	JNZ          q4SymX8T4AVXVNNI_group
 
-	// store token t's 8 rows at out + t*ostride
+	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS Y0, (DI)
@@ -10067,10 +10291,10 @@ q4SymX8T4AVXVNNI_chunk:
 // func q4SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·q4SymX8T1AVX512(SB), NOSPLIT, $0-64
-	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), SI
-	MOVQ    nblk+56(FP), BX
-	VMOVDQU mask0F<>+0(SB), Y15
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
 
 q4SymX8T1AVX512_block:
 	MOVQ   q+16(FP), R8
@@ -10080,7 +10304,7 @@ q4SymX8T1AVX512_block:
 	VXORPS Y0, Y0, Y0
 
 q4SymX8T1AVX512_group:
-	// 8 rows' scales (and mins) as f32
+	// rows' scales (and mins) as f32
 	VCVTPH2PS (SI), Y12
 	ADDQ      $0x10, SI
 	MOVQ      cpg+48(FP), DX
@@ -10158,7 +10382,7 @@ q4SymX8T1AVX512_chunk:
 	JNZ          q4SymX8T1AVX512_group
 	VMOVUPS      Y0, (DI)
 	ADDQ         $0x20, DI
-	DECQ         BX
+	DECQ         R11
 	JNZ          q4SymX8T1AVX512_block
 	VZEROUPPER
 	RET
@@ -10166,23 +10390,23 @@ q4SymX8T1AVX512_chunk:
 // func q4SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·q4SymX8T4AVX512(SB), NOSPLIT, $0-72
-	MOVQ    out+0(FP), DI
-	MOVQ    w+16(FP), SI
-	MOVQ    q+24(FP), R8
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
-	MOVQ    R13, R11
-	SHLQ    $0x05, R11
-	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
-	VMOVDQU mask0F<>+0(SB), Y15
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
 
 q4SymX8T4AVX512_group:
 	VCVTPH2PS (SI), Y12
@@ -10291,7 +10515,7 @@ q4SymX8T4AVX512_chunk:
 	VPBROADCASTD 28(R8)(R12*1), Y10
 	VPDPBUSD     Y10, Y8, Y7
 
-	// token 0: scale the 8 rows' chunk sums
+	// token 0: scale the rows' chunk sums
 	VPBROADCASTD (R10), Y10
 	VPSLLD       $0x03, Y10, Y10
 	VPSUBD       Y10, Y4, Y4
@@ -10300,7 +10524,7 @@ q4SymX8T4AVX512_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y4, Y0
 
-	// token 1: scale the 8 rows' chunk sums
+	// token 1: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*1), Y10
 	VPSLLD       $0x03, Y10, Y10
 	VPSUBD       Y10, Y5, Y5
@@ -10309,7 +10533,7 @@ q4SymX8T4AVX512_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y5, Y1
 
-	// token 2: scale the 8 rows' chunk sums
+	// token 2: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*2), Y10
 	VPSLLD       $0x03, Y10, Y10
 	VPSUBD       Y10, Y6, Y6
@@ -10318,7 +10542,7 @@ q4SymX8T4AVX512_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y6, Y2
 
-	// token 3: scale the 8 rows' chunk sums
+	// token 3: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R14*1), Y10
 	VPSLLD       $0x03, Y10, Y10
 	VPSUBD       Y10, Y7, Y7
@@ -10335,7 +10559,7 @@ q4SymX8T4AVX512_chunk:
 	DECQ         CX
 	JNZ          q4SymX8T4AVX512_group
 
-	// store token t's 8 rows at out + t*ostride
+	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS Y0, (DI)
@@ -10343,6 +10567,307 @@ q4SymX8T4AVX512_chunk:
 	VMOVUPS Y2, (DI)(DX*2)
 	LEAQ    (DI)(DX*2), AX
 	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q4SymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Z15
+
+q4SymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q4SymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+56(FP), DX
+
+q4SymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x03, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+	VBROADCASTSS (R9), Z6
+	VMULPS       Z12, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z0
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4SymX16T1AVX512_chunk
+	DECQ         CX
+	JNZ          q4SymX16T1AVX512_group
+	VMOVUPS      Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q4SymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q4SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q4SymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q4SymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+72(FP), DX
+
+q4SymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x03, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x03, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x03, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x03, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4SymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q4SymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
@@ -10664,10 +11189,10 @@ q4AsymX8T4AVX2_chunk:
 // func q4AsymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
 TEXT ·q4AsymX8T1AVXVNNI(SB), NOSPLIT, $0-64
-	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), SI
-	MOVQ    nblk+56(FP), BX
-	VMOVDQU mask0F<>+0(SB), Y15
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
 
 q4AsymX8T1AVXVNNI_block:
 	MOVQ   q+16(FP), R8
@@ -10678,7 +11203,7 @@ q4AsymX8T1AVXVNNI_block:
 	VXORPS Y9, Y9, Y9
 
 q4AsymX8T1AVXVNNI_group:
-	// 8 rows' scales (and mins) as f32
+	// rows' scales (and mins) as f32
 	VCVTPH2PS (SI), Y12
 	VCVTPH2PS 16(SI), Y11
 	ADDQ      $0x20, SI
@@ -10805,7 +11330,7 @@ q4AsymX8T1AVXVNNI_chunk:
 	VADDPS       Y9, Y0, Y0
 	VMOVUPS      Y0, (DI)
 	ADDQ         $0x20, DI
-	DECQ         BX
+	DECQ         R11
 	JNZ          q4AsymX8T1AVXVNNI_block
 	VZEROUPPER
 	RET
@@ -10813,23 +11338,23 @@ q4AsymX8T1AVXVNNI_chunk:
 // func q4AsymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
 TEXT ·q4AsymX8T4AVXVNNI(SB), NOSPLIT, $0-72
-	MOVQ    out+0(FP), DI
-	MOVQ    w+16(FP), SI
-	MOVQ    q+24(FP), R8
-	MOVQ    d+32(FP), R9
-	MOVQ    ds+40(FP), R10
-	MOVQ    astride+48(FP), R13
-	MOVQ    R13, R11
-	SHLQ    $0x05, R11
-	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
-	VMOVDQU mask0F<>+0(SB), Y15
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         ds+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
 
 q4AsymX8T4AVXVNNI_group:
 	VCVTPH2PS (SI), Y12
@@ -11131,7 +11656,7 @@ q4AsymX8T4AVXVNNI_chunk:
 	BYTE $0x50
 	BYTE $0xfa
 
-	// token 0: scale the 8 rows' chunk sums
+	// token 0: scale the rows' chunk sums
 	VCVTDQ2PS    Y4, Y4
 	VBROADCASTSS (R9), Y10
 	VMULPS       Y12, Y10, Y10
@@ -11139,7 +11664,7 @@ q4AsymX8T4AVXVNNI_chunk:
 	VBROADCASTSS (R10), Y11
 	VFMADD231PS  Y11, Y13, Y0
 
-	// token 1: scale the 8 rows' chunk sums
+	// token 1: scale the rows' chunk sums
 	VCVTDQ2PS    Y5, Y5
 	VBROADCASTSS (R9)(R13*1), Y10
 	VMULPS       Y12, Y10, Y10
@@ -11147,7 +11672,7 @@ q4AsymX8T4AVXVNNI_chunk:
 	VBROADCASTSS (R10)(R13*1), Y11
 	VFMADD231PS  Y11, Y13, Y1
 
-	// token 2: scale the 8 rows' chunk sums
+	// token 2: scale the rows' chunk sums
 	VCVTDQ2PS    Y6, Y6
 	VBROADCASTSS (R9)(R13*2), Y10
 	VMULPS       Y12, Y10, Y10
@@ -11155,7 +11680,7 @@ q4AsymX8T4AVXVNNI_chunk:
 	VBROADCASTSS (R10)(R13*2), Y11
 	VFMADD231PS  Y11, Y13, Y2
 
-	// token 3: scale the 8 rows' chunk sums
+	// token 3: scale the rows' chunk sums
 	VCVTDQ2PS    Y7, Y7
 	VBROADCASTSS (R9)(R14*1), Y10
 	VMULPS       Y12, Y10, Y10
@@ -11171,7 +11696,7 @@ q4AsymX8T4AVXVNNI_chunk:
 	DECQ         CX
 	JNZ          q4AsymX8T4AVXVNNI_group
 
-	// store token t's 8 rows at out + t*ostride
+	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS Y0, (DI)
@@ -11185,10 +11710,10 @@ q4AsymX8T4AVXVNNI_chunk:
 // func q4AsymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·q4AsymX8T1AVX512(SB), NOSPLIT, $0-64
-	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), SI
-	MOVQ    nblk+56(FP), BX
-	VMOVDQU mask0F<>+0(SB), Y15
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
 
 q4AsymX8T1AVX512_block:
 	MOVQ   q+16(FP), R8
@@ -11199,7 +11724,7 @@ q4AsymX8T1AVX512_block:
 	VXORPS Y9, Y9, Y9
 
 q4AsymX8T1AVX512_group:
-	// 8 rows' scales (and mins) as f32
+	// rows' scales (and mins) as f32
 	VCVTPH2PS (SI), Y12
 	VCVTPH2PS 16(SI), Y11
 	ADDQ      $0x20, SI
@@ -11278,7 +11803,7 @@ q4AsymX8T1AVX512_chunk:
 	VADDPS       Y9, Y0, Y0
 	VMOVUPS      Y0, (DI)
 	ADDQ         $0x20, DI
-	DECQ         BX
+	DECQ         R11
 	JNZ          q4AsymX8T1AVX512_block
 	VZEROUPPER
 	RET
@@ -11286,23 +11811,23 @@ q4AsymX8T1AVX512_chunk:
 // func q4AsymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·q4AsymX8T4AVX512(SB), NOSPLIT, $0-72
-	MOVQ    out+0(FP), DI
-	MOVQ    w+16(FP), SI
-	MOVQ    q+24(FP), R8
-	MOVQ    d+32(FP), R9
-	MOVQ    ds+40(FP), R10
-	MOVQ    astride+48(FP), R13
-	MOVQ    R13, R11
-	SHLQ    $0x05, R11
-	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
-	VMOVDQU mask0F<>+0(SB), Y15
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         ds+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
 
 q4AsymX8T4AVX512_group:
 	VCVTPH2PS (SI), Y12
@@ -11412,7 +11937,7 @@ q4AsymX8T4AVX512_chunk:
 	VPBROADCASTD 28(R8)(R12*1), Y10
 	VPDPBUSD     Y10, Y8, Y7
 
-	// token 0: scale the 8 rows' chunk sums
+	// token 0: scale the rows' chunk sums
 	VCVTDQ2PS    Y4, Y4
 	VBROADCASTSS (R9), Y10
 	VMULPS       Y12, Y10, Y10
@@ -11420,7 +11945,7 @@ q4AsymX8T4AVX512_chunk:
 	VBROADCASTSS (R10), Y11
 	VFMADD231PS  Y11, Y13, Y0
 
-	// token 1: scale the 8 rows' chunk sums
+	// token 1: scale the rows' chunk sums
 	VCVTDQ2PS    Y5, Y5
 	VBROADCASTSS (R9)(R13*1), Y10
 	VMULPS       Y12, Y10, Y10
@@ -11428,7 +11953,7 @@ q4AsymX8T4AVX512_chunk:
 	VBROADCASTSS (R10)(R13*1), Y11
 	VFMADD231PS  Y11, Y13, Y1
 
-	// token 2: scale the 8 rows' chunk sums
+	// token 2: scale the rows' chunk sums
 	VCVTDQ2PS    Y6, Y6
 	VBROADCASTSS (R9)(R13*2), Y10
 	VMULPS       Y12, Y10, Y10
@@ -11436,7 +11961,7 @@ q4AsymX8T4AVX512_chunk:
 	VBROADCASTSS (R10)(R13*2), Y11
 	VFMADD231PS  Y11, Y13, Y2
 
-	// token 3: scale the 8 rows' chunk sums
+	// token 3: scale the rows' chunk sums
 	VCVTDQ2PS    Y7, Y7
 	VBROADCASTSS (R9)(R14*1), Y10
 	VMULPS       Y12, Y10, Y10
@@ -11452,7 +11977,7 @@ q4AsymX8T4AVX512_chunk:
 	DECQ         CX
 	JNZ          q4AsymX8T4AVX512_group
 
-	// store token t's 8 rows at out + t*ostride
+	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS Y0, (DI)
@@ -11460,6 +11985,310 @@ q4AsymX8T4AVX512_chunk:
 	VMOVUPS Y2, (DI)(DX*2)
 	LEAQ    (DI)(DX*2), AX
 	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4AsymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q4AsymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Z15
+
+q4AsymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   ds+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z9, Z9, Z9
+
+q4AsymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	VCVTPH2PS    16(SI), Y11
+	VCVTPH2PS    16(SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z11, Z11
+	ADDQ         $0x20, SI
+	MOVQ         cpg+56(FP), DX
+
+q4AsymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+	VBROADCASTSS (R9), Z6
+	VMULPS       Z12, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z0
+
+	// m-term: m * (d * sum(q))
+	VBROADCASTSS (R10), Z7
+	VFMADD231PS  Z7, Z11, Z9
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4AsymX16T1AVX512_chunk
+	DECQ         CX
+	JNZ          q4AsymX16T1AVX512_group
+	VADDPS       Z9, Z0, Z0
+	VMOVUPS      Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q4AsymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q4AsymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q4AsymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         ds+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q4AsymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	VCVTPH2PS    16(SI), Y13
+	VCVTPH2PS    16(SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z13, Z13
+	ADDQ         $0x20, SI
+	MOVQ         cpg+72(FP), DX
+
+q4AsymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// token 0: scale the rows' chunk sums
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+	VBROADCASTSS (R10), Z11
+	VFMADD231PS  Z11, Z13, Z0
+
+	// token 1: scale the rows' chunk sums
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+	VBROADCASTSS (R10)(R13*1), Z11
+	VFMADD231PS  Z11, Z13, Z1
+
+	// token 2: scale the rows' chunk sums
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+	VBROADCASTSS (R10)(R13*2), Z11
+	VFMADD231PS  Z11, Z13, Z2
+
+	// token 3: scale the rows' chunk sums
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	VBROADCASTSS (R10)(R14*1), Z11
+	VFMADD231PS  Z11, Z13, Z3
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4AsymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q4AsymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
@@ -11802,10 +12631,10 @@ q3SymX8T4AVX2_chunk:
 // func q3SymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
 TEXT ·q3SymX8T1AVXVNNI(SB), NOSPLIT, $0-64
-	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), SI
-	MOVQ    nblk+56(FP), BX
-	VMOVDQU mask07<>+0(SB), Y15
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask07<>+0(SB), Y15
 
 q3SymX8T1AVXVNNI_block:
 	MOVQ   q+16(FP), R8
@@ -11815,7 +12644,7 @@ q3SymX8T1AVXVNNI_block:
 	VXORPS Y0, Y0, Y0
 
 q3SymX8T1AVXVNNI_group:
-	// 8 rows' scales (and mins) as f32
+	// rows' scales (and mins) as f32
 	VCVTPH2PS (SI), Y12
 	ADDQ      $0x10, SI
 	MOVQ      cpg+48(FP), DX
@@ -11951,7 +12780,7 @@ q3SymX8T1AVXVNNI_chunk:
 	JNZ          q3SymX8T1AVXVNNI_group
 	VMOVUPS      Y0, (DI)
 	ADDQ         $0x20, DI
-	DECQ         BX
+	DECQ         R11
 	JNZ          q3SymX8T1AVXVNNI_block
 	VZEROUPPER
 	RET
@@ -11959,23 +12788,23 @@ q3SymX8T1AVXVNNI_chunk:
 // func q3SymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
 TEXT ·q3SymX8T4AVXVNNI(SB), NOSPLIT, $0-72
-	MOVQ    out+0(FP), DI
-	MOVQ    w+16(FP), SI
-	MOVQ    q+24(FP), R8
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
-	MOVQ    R13, R11
-	SHLQ    $0x05, R11
-	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
-	VMOVDQU mask07<>+0(SB), Y15
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask07<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
 
 q3SymX8T4AVXVNNI_group:
 	VCVTPH2PS (SI), Y12
@@ -12286,7 +13115,7 @@ q3SymX8T4AVXVNNI_chunk:
 	BYTE $0x50
 	BYTE $0xfa
 
-	// token 0: scale the 8 rows' chunk sums
+	// token 0: scale the rows' chunk sums
 	VPBROADCASTD (R10), Y10
 	VPSLLD       $0x02, Y10, Y10
 	VPSUBD       Y10, Y4, Y4
@@ -12295,7 +13124,7 @@ q3SymX8T4AVXVNNI_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y4, Y0
 
-	// token 1: scale the 8 rows' chunk sums
+	// token 1: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*1), Y10
 	VPSLLD       $0x02, Y10, Y10
 	VPSUBD       Y10, Y5, Y5
@@ -12304,7 +13133,7 @@ q3SymX8T4AVXVNNI_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y5, Y1
 
-	// token 2: scale the 8 rows' chunk sums
+	// token 2: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*2), Y10
 	VPSLLD       $0x02, Y10, Y10
 	VPSUBD       Y10, Y6, Y6
@@ -12313,7 +13142,7 @@ q3SymX8T4AVXVNNI_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y6, Y2
 
-	// token 3: scale the 8 rows' chunk sums
+	// token 3: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R14*1), Y10
 	VPSLLD       $0x02, Y10, Y10
 	VPSUBD       Y10, Y7, Y7
@@ -12330,7 +13159,7 @@ q3SymX8T4AVXVNNI_chunk:
 	DECQ         CX
 	JNZ          q3SymX8T4AVXVNNI_group
 
-	// store token t's 8 rows at out + t*ostride
+	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS Y0, (DI)
@@ -12344,10 +13173,10 @@ q3SymX8T4AVXVNNI_chunk:
 // func q3SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·q3SymX8T1AVX512(SB), NOSPLIT, $0-64
-	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), SI
-	MOVQ    nblk+56(FP), BX
-	VMOVDQU mask07<>+0(SB), Y15
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask07<>+0(SB), Y15
 
 q3SymX8T1AVX512_block:
 	MOVQ   q+16(FP), R8
@@ -12357,7 +13186,7 @@ q3SymX8T1AVX512_block:
 	VXORPS Y0, Y0, Y0
 
 q3SymX8T1AVX512_group:
-	// 8 rows' scales (and mins) as f32
+	// rows' scales (and mins) as f32
 	VCVTPH2PS (SI), Y12
 	ADDQ      $0x10, SI
 	MOVQ      cpg+48(FP), DX
@@ -12445,7 +13274,7 @@ q3SymX8T1AVX512_chunk:
 	JNZ          q3SymX8T1AVX512_group
 	VMOVUPS      Y0, (DI)
 	ADDQ         $0x20, DI
-	DECQ         BX
+	DECQ         R11
 	JNZ          q3SymX8T1AVX512_block
 	VZEROUPPER
 	RET
@@ -12453,23 +13282,23 @@ q3SymX8T1AVX512_chunk:
 // func q3SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·q3SymX8T4AVX512(SB), NOSPLIT, $0-72
-	MOVQ    out+0(FP), DI
-	MOVQ    w+16(FP), SI
-	MOVQ    q+24(FP), R8
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
-	MOVQ    R13, R11
-	SHLQ    $0x05, R11
-	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
-	VMOVDQU mask07<>+0(SB), Y15
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask07<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
 
 q3SymX8T4AVX512_group:
 	VCVTPH2PS (SI), Y12
@@ -12588,7 +13417,7 @@ q3SymX8T4AVX512_chunk:
 	VPBROADCASTD 28(R8)(R12*1), Y10
 	VPDPBUSD     Y10, Y8, Y7
 
-	// token 0: scale the 8 rows' chunk sums
+	// token 0: scale the rows' chunk sums
 	VPBROADCASTD (R10), Y10
 	VPSLLD       $0x02, Y10, Y10
 	VPSUBD       Y10, Y4, Y4
@@ -12597,7 +13426,7 @@ q3SymX8T4AVX512_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y4, Y0
 
-	// token 1: scale the 8 rows' chunk sums
+	// token 1: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*1), Y10
 	VPSLLD       $0x02, Y10, Y10
 	VPSUBD       Y10, Y5, Y5
@@ -12606,7 +13435,7 @@ q3SymX8T4AVX512_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y5, Y1
 
-	// token 2: scale the 8 rows' chunk sums
+	// token 2: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*2), Y10
 	VPSLLD       $0x02, Y10, Y10
 	VPSUBD       Y10, Y6, Y6
@@ -12615,7 +13444,7 @@ q3SymX8T4AVX512_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y6, Y2
 
-	// token 3: scale the 8 rows' chunk sums
+	// token 3: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R14*1), Y10
 	VPSLLD       $0x02, Y10, Y10
 	VPSUBD       Y10, Y7, Y7
@@ -12632,7 +13461,7 @@ q3SymX8T4AVX512_chunk:
 	DECQ         CX
 	JNZ          q3SymX8T4AVX512_group
 
-	// store token t's 8 rows at out + t*ostride
+	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS Y0, (DI)
@@ -12640,6 +13469,333 @@ q3SymX8T4AVX512_chunk:
 	VMOVUPS Y2, (DI)(DX*2)
 	LEAQ    (DI)(DX*2), AX
 	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q3SymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD mask07<>+0(SB), Z15
+
+q3SymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q3SymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+56(FP), DX
+
+q3SymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z2, Z2
+	VPSRLW       $0x06, Z2, Z2
+	VPANDD       mask03<>+0(SB), Z2, Z2
+	VMOVDQU      64(SI), Y8
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x04, Z8, Z8
+	VPANDD       mask04<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z2, Z2
+	VPSRLW       $0x06, Z2, Z2
+	VPANDD       mask03<>+0(SB), Z2, Z2
+	VMOVDQU      64(SI), Y8
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x05, Z8, Z8
+	VPANDD       mask04<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x02, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+	VBROADCASTSS (R9), Z6
+	VMULPS       Z12, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z0
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3SymX16T1AVX512_chunk
+	DECQ         CX
+	JNZ          q3SymX16T1AVX512_group
+	VMOVUPS      Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q3SymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q3SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q3SymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD mask07<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q3SymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+72(FP), DX
+
+q3SymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z8, Z8
+	VPSRLW       $0x06, Z8, Z8
+	VPANDD       mask03<>+0(SB), Z8, Z8
+	VMOVDQU      64(SI), Y11
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x04, Z11, Z11
+	VPANDD       mask04<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x06, Z8, Z8
+	VPANDD       mask03<>+0(SB), Z8, Z8
+	VMOVDQU      64(SI), Y11
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x05, Z11, Z11
+	VPANDD       mask04<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3SymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q3SymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
@@ -12981,10 +14137,10 @@ q3AsymX8T4AVX2_chunk:
 // func q3AsymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
 TEXT ·q3AsymX8T1AVXVNNI(SB), NOSPLIT, $0-64
-	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), SI
-	MOVQ    nblk+56(FP), BX
-	VMOVDQU mask07<>+0(SB), Y15
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask07<>+0(SB), Y15
 
 q3AsymX8T1AVXVNNI_block:
 	MOVQ   q+16(FP), R8
@@ -12995,7 +14151,7 @@ q3AsymX8T1AVXVNNI_block:
 	VXORPS Y9, Y9, Y9
 
 q3AsymX8T1AVXVNNI_group:
-	// 8 rows' scales (and mins) as f32
+	// rows' scales (and mins) as f32
 	VCVTPH2PS (SI), Y12
 	VCVTPH2PS 16(SI), Y11
 	ADDQ      $0x20, SI
@@ -13132,7 +14288,7 @@ q3AsymX8T1AVXVNNI_chunk:
 	VADDPS       Y9, Y0, Y0
 	VMOVUPS      Y0, (DI)
 	ADDQ         $0x20, DI
-	DECQ         BX
+	DECQ         R11
 	JNZ          q3AsymX8T1AVXVNNI_block
 	VZEROUPPER
 	RET
@@ -13140,23 +14296,23 @@ q3AsymX8T1AVXVNNI_chunk:
 // func q3AsymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
 TEXT ·q3AsymX8T4AVXVNNI(SB), NOSPLIT, $0-72
-	MOVQ    out+0(FP), DI
-	MOVQ    w+16(FP), SI
-	MOVQ    q+24(FP), R8
-	MOVQ    d+32(FP), R9
-	MOVQ    ds+40(FP), R10
-	MOVQ    astride+48(FP), R13
-	MOVQ    R13, R11
-	SHLQ    $0x05, R11
-	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
-	VMOVDQU mask07<>+0(SB), Y15
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         ds+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask07<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
 
 q3AsymX8T4AVXVNNI_group:
 	VCVTPH2PS (SI), Y12
@@ -13468,7 +14624,7 @@ q3AsymX8T4AVXVNNI_chunk:
 	BYTE $0x50
 	BYTE $0xfa
 
-	// token 0: scale the 8 rows' chunk sums
+	// token 0: scale the rows' chunk sums
 	VCVTDQ2PS    Y4, Y4
 	VBROADCASTSS (R9), Y10
 	VMULPS       Y12, Y10, Y10
@@ -13476,7 +14632,7 @@ q3AsymX8T4AVXVNNI_chunk:
 	VBROADCASTSS (R10), Y11
 	VFMADD231PS  Y11, Y13, Y0
 
-	// token 1: scale the 8 rows' chunk sums
+	// token 1: scale the rows' chunk sums
 	VCVTDQ2PS    Y5, Y5
 	VBROADCASTSS (R9)(R13*1), Y10
 	VMULPS       Y12, Y10, Y10
@@ -13484,7 +14640,7 @@ q3AsymX8T4AVXVNNI_chunk:
 	VBROADCASTSS (R10)(R13*1), Y11
 	VFMADD231PS  Y11, Y13, Y1
 
-	// token 2: scale the 8 rows' chunk sums
+	// token 2: scale the rows' chunk sums
 	VCVTDQ2PS    Y6, Y6
 	VBROADCASTSS (R9)(R13*2), Y10
 	VMULPS       Y12, Y10, Y10
@@ -13492,7 +14648,7 @@ q3AsymX8T4AVXVNNI_chunk:
 	VBROADCASTSS (R10)(R13*2), Y11
 	VFMADD231PS  Y11, Y13, Y2
 
-	// token 3: scale the 8 rows' chunk sums
+	// token 3: scale the rows' chunk sums
 	VCVTDQ2PS    Y7, Y7
 	VBROADCASTSS (R9)(R14*1), Y10
 	VMULPS       Y12, Y10, Y10
@@ -13508,7 +14664,7 @@ q3AsymX8T4AVXVNNI_chunk:
 	DECQ         CX
 	JNZ          q3AsymX8T4AVXVNNI_group
 
-	// store token t's 8 rows at out + t*ostride
+	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS Y0, (DI)
@@ -13522,10 +14678,10 @@ q3AsymX8T4AVXVNNI_chunk:
 // func q3AsymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·q3AsymX8T1AVX512(SB), NOSPLIT, $0-64
-	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), SI
-	MOVQ    nblk+56(FP), BX
-	VMOVDQU mask07<>+0(SB), Y15
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask07<>+0(SB), Y15
 
 q3AsymX8T1AVX512_block:
 	MOVQ   q+16(FP), R8
@@ -13536,7 +14692,7 @@ q3AsymX8T1AVX512_block:
 	VXORPS Y9, Y9, Y9
 
 q3AsymX8T1AVX512_group:
-	// 8 rows' scales (and mins) as f32
+	// rows' scales (and mins) as f32
 	VCVTPH2PS (SI), Y12
 	VCVTPH2PS 16(SI), Y11
 	ADDQ      $0x20, SI
@@ -13625,7 +14781,7 @@ q3AsymX8T1AVX512_chunk:
 	VADDPS       Y9, Y0, Y0
 	VMOVUPS      Y0, (DI)
 	ADDQ         $0x20, DI
-	DECQ         BX
+	DECQ         R11
 	JNZ          q3AsymX8T1AVX512_block
 	VZEROUPPER
 	RET
@@ -13633,23 +14789,23 @@ q3AsymX8T1AVX512_chunk:
 // func q3AsymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·q3AsymX8T4AVX512(SB), NOSPLIT, $0-72
-	MOVQ    out+0(FP), DI
-	MOVQ    w+16(FP), SI
-	MOVQ    q+24(FP), R8
-	MOVQ    d+32(FP), R9
-	MOVQ    ds+40(FP), R10
-	MOVQ    astride+48(FP), R13
-	MOVQ    R13, R11
-	SHLQ    $0x05, R11
-	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
-	VMOVDQU mask07<>+0(SB), Y15
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         ds+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask07<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
 
 q3AsymX8T4AVX512_group:
 	VCVTPH2PS (SI), Y12
@@ -13769,7 +14925,7 @@ q3AsymX8T4AVX512_chunk:
 	VPBROADCASTD 28(R8)(R12*1), Y10
 	VPDPBUSD     Y10, Y8, Y7
 
-	// token 0: scale the 8 rows' chunk sums
+	// token 0: scale the rows' chunk sums
 	VCVTDQ2PS    Y4, Y4
 	VBROADCASTSS (R9), Y10
 	VMULPS       Y12, Y10, Y10
@@ -13777,7 +14933,7 @@ q3AsymX8T4AVX512_chunk:
 	VBROADCASTSS (R10), Y11
 	VFMADD231PS  Y11, Y13, Y0
 
-	// token 1: scale the 8 rows' chunk sums
+	// token 1: scale the rows' chunk sums
 	VCVTDQ2PS    Y5, Y5
 	VBROADCASTSS (R9)(R13*1), Y10
 	VMULPS       Y12, Y10, Y10
@@ -13785,7 +14941,7 @@ q3AsymX8T4AVX512_chunk:
 	VBROADCASTSS (R10)(R13*1), Y11
 	VFMADD231PS  Y11, Y13, Y1
 
-	// token 2: scale the 8 rows' chunk sums
+	// token 2: scale the rows' chunk sums
 	VCVTDQ2PS    Y6, Y6
 	VBROADCASTSS (R9)(R13*2), Y10
 	VMULPS       Y12, Y10, Y10
@@ -13793,7 +14949,7 @@ q3AsymX8T4AVX512_chunk:
 	VBROADCASTSS (R10)(R13*2), Y11
 	VFMADD231PS  Y11, Y13, Y2
 
-	// token 3: scale the 8 rows' chunk sums
+	// token 3: scale the rows' chunk sums
 	VCVTDQ2PS    Y7, Y7
 	VBROADCASTSS (R9)(R14*1), Y10
 	VMULPS       Y12, Y10, Y10
@@ -13809,7 +14965,7 @@ q3AsymX8T4AVX512_chunk:
 	DECQ         CX
 	JNZ          q3AsymX8T4AVX512_group
 
-	// store token t's 8 rows at out + t*ostride
+	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS Y0, (DI)
@@ -13817,6 +14973,336 @@ q3AsymX8T4AVX512_chunk:
 	VMOVUPS Y2, (DI)(DX*2)
 	LEAQ    (DI)(DX*2), AX
 	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3AsymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q3AsymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD mask07<>+0(SB), Z15
+
+q3AsymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   ds+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z9, Z9, Z9
+
+q3AsymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	VCVTPH2PS    16(SI), Y11
+	VCVTPH2PS    16(SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z11, Z11
+	ADDQ         $0x20, SI
+	MOVQ         cpg+56(FP), DX
+
+q3AsymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z2, Z2
+	VPSRLW       $0x06, Z2, Z2
+	VPANDD       mask03<>+0(SB), Z2, Z2
+	VMOVDQU      64(SI), Y8
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x04, Z8, Z8
+	VPANDD       mask04<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z2, Z2
+	VPSRLW       $0x06, Z2, Z2
+	VPANDD       mask03<>+0(SB), Z2, Z2
+	VMOVDQU      64(SI), Y8
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x05, Z8, Z8
+	VPANDD       mask04<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+	VBROADCASTSS (R9), Z6
+	VMULPS       Z12, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z0
+
+	// m-term: m * (d * sum(q))
+	VBROADCASTSS (R10), Z7
+	VFMADD231PS  Z7, Z11, Z9
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3AsymX16T1AVX512_chunk
+	DECQ         CX
+	JNZ          q3AsymX16T1AVX512_group
+	VADDPS       Z9, Z0, Z0
+	VMOVUPS      Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q3AsymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q3AsymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q3AsymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         ds+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD mask07<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q3AsymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	VCVTPH2PS    16(SI), Y13
+	VCVTPH2PS    16(SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z13, Z13
+	ADDQ         $0x20, SI
+	MOVQ         cpg+72(FP), DX
+
+q3AsymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z8, Z8
+	VPSRLW       $0x06, Z8, Z8
+	VPANDD       mask03<>+0(SB), Z8, Z8
+	VMOVDQU      64(SI), Y11
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x04, Z11, Z11
+	VPANDD       mask04<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x06, Z8, Z8
+	VPANDD       mask03<>+0(SB), Z8, Z8
+	VMOVDQU      64(SI), Y11
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x05, Z11, Z11
+	VPANDD       mask04<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// token 0: scale the rows' chunk sums
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+	VBROADCASTSS (R10), Z11
+	VFMADD231PS  Z11, Z13, Z0
+
+	// token 1: scale the rows' chunk sums
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+	VBROADCASTSS (R10)(R13*1), Z11
+	VFMADD231PS  Z11, Z13, Z1
+
+	// token 2: scale the rows' chunk sums
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+	VBROADCASTSS (R10)(R13*2), Z11
+	VFMADD231PS  Z11, Z13, Z2
+
+	// token 3: scale the rows' chunk sums
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	VBROADCASTSS (R10)(R14*1), Z11
+	VFMADD231PS  Z11, Z13, Z3
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3AsymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q3AsymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
@@ -14212,10 +15698,10 @@ q6SymX8T4AVX2_chunk:
 // func q6SymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
 TEXT ·q6SymX8T1AVXVNNI(SB), NOSPLIT, $0-64
-	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), SI
-	MOVQ    nblk+56(FP), BX
-	VMOVDQU mask0F<>+0(SB), Y15
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
 
 q6SymX8T1AVXVNNI_block:
 	MOVQ   q+16(FP), R8
@@ -14225,7 +15711,7 @@ q6SymX8T1AVXVNNI_block:
 	VXORPS Y0, Y0, Y0
 
 q6SymX8T1AVXVNNI_group:
-	// 8 rows' scales (and mins) as f32
+	// rows' scales (and mins) as f32
 	VCVTPH2PS (SI), Y12
 	ADDQ      $0x10, SI
 	MOVQ      cpg+48(FP), DX
@@ -14382,7 +15868,7 @@ q6SymX8T1AVXVNNI_chunk:
 	JNZ          q6SymX8T1AVXVNNI_group
 	VMOVUPS      Y0, (DI)
 	ADDQ         $0x20, DI
-	DECQ         BX
+	DECQ         R11
 	JNZ          q6SymX8T1AVXVNNI_block
 	VZEROUPPER
 	RET
@@ -14390,23 +15876,23 @@ q6SymX8T1AVXVNNI_chunk:
 // func q6SymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
 TEXT ·q6SymX8T4AVXVNNI(SB), NOSPLIT, $0-72
-	MOVQ    out+0(FP), DI
-	MOVQ    w+16(FP), SI
-	MOVQ    q+24(FP), R8
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
-	MOVQ    R13, R11
-	SHLQ    $0x05, R11
-	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
-	VMOVDQU mask0F<>+0(SB), Y15
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
 
 q6SymX8T4AVXVNNI_group:
 	VCVTPH2PS (SI), Y12
@@ -14737,7 +16223,7 @@ q6SymX8T4AVXVNNI_chunk:
 	BYTE $0x50
 	BYTE $0xfa
 
-	// token 0: scale the 8 rows' chunk sums
+	// token 0: scale the rows' chunk sums
 	VPBROADCASTD (R10), Y10
 	VPSLLD       $0x05, Y10, Y10
 	VPSUBD       Y10, Y4, Y4
@@ -14746,7 +16232,7 @@ q6SymX8T4AVXVNNI_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y4, Y0
 
-	// token 1: scale the 8 rows' chunk sums
+	// token 1: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*1), Y10
 	VPSLLD       $0x05, Y10, Y10
 	VPSUBD       Y10, Y5, Y5
@@ -14755,7 +16241,7 @@ q6SymX8T4AVXVNNI_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y5, Y1
 
-	// token 2: scale the 8 rows' chunk sums
+	// token 2: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*2), Y10
 	VPSLLD       $0x05, Y10, Y10
 	VPSUBD       Y10, Y6, Y6
@@ -14764,7 +16250,7 @@ q6SymX8T4AVXVNNI_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y6, Y2
 
-	// token 3: scale the 8 rows' chunk sums
+	// token 3: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R14*1), Y10
 	VPSLLD       $0x05, Y10, Y10
 	VPSUBD       Y10, Y7, Y7
@@ -14781,7 +16267,7 @@ q6SymX8T4AVXVNNI_chunk:
 	DECQ         CX
 	JNZ          q6SymX8T4AVXVNNI_group
 
-	// store token t's 8 rows at out + t*ostride
+	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS Y0, (DI)
@@ -14795,10 +16281,10 @@ q6SymX8T4AVXVNNI_chunk:
 // func q6SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·q6SymX8T1AVX512(SB), NOSPLIT, $0-64
-	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), SI
-	MOVQ    nblk+56(FP), BX
-	VMOVDQU mask0F<>+0(SB), Y15
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
 
 q6SymX8T1AVX512_block:
 	MOVQ   q+16(FP), R8
@@ -14808,7 +16294,7 @@ q6SymX8T1AVX512_block:
 	VXORPS Y0, Y0, Y0
 
 q6SymX8T1AVX512_group:
-	// 8 rows' scales (and mins) as f32
+	// rows' scales (and mins) as f32
 	VCVTPH2PS (SI), Y12
 	ADDQ      $0x10, SI
 	MOVQ      cpg+48(FP), DX
@@ -14917,7 +16403,7 @@ q6SymX8T1AVX512_chunk:
 	JNZ          q6SymX8T1AVX512_group
 	VMOVUPS      Y0, (DI)
 	ADDQ         $0x20, DI
-	DECQ         BX
+	DECQ         R11
 	JNZ          q6SymX8T1AVX512_block
 	VZEROUPPER
 	RET
@@ -14925,23 +16411,23 @@ q6SymX8T1AVX512_chunk:
 // func q6SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·q6SymX8T4AVX512(SB), NOSPLIT, $0-72
-	MOVQ    out+0(FP), DI
-	MOVQ    w+16(FP), SI
-	MOVQ    q+24(FP), R8
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
-	MOVQ    R13, R11
-	SHLQ    $0x05, R11
-	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
-	VMOVDQU mask0F<>+0(SB), Y15
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
 
 q6SymX8T4AVX512_group:
 	VCVTPH2PS (SI), Y12
@@ -15080,7 +16566,7 @@ q6SymX8T4AVX512_chunk:
 	VPBROADCASTD 28(R8)(R12*1), Y10
 	VPDPBUSD     Y10, Y8, Y7
 
-	// token 0: scale the 8 rows' chunk sums
+	// token 0: scale the rows' chunk sums
 	VPBROADCASTD (R10), Y10
 	VPSLLD       $0x05, Y10, Y10
 	VPSUBD       Y10, Y4, Y4
@@ -15089,7 +16575,7 @@ q6SymX8T4AVX512_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y4, Y0
 
-	// token 1: scale the 8 rows' chunk sums
+	// token 1: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*1), Y10
 	VPSLLD       $0x05, Y10, Y10
 	VPSUBD       Y10, Y5, Y5
@@ -15098,7 +16584,7 @@ q6SymX8T4AVX512_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y5, Y1
 
-	// token 2: scale the 8 rows' chunk sums
+	// token 2: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*2), Y10
 	VPSLLD       $0x05, Y10, Y10
 	VPSUBD       Y10, Y6, Y6
@@ -15107,7 +16593,7 @@ q6SymX8T4AVX512_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y6, Y2
 
-	// token 3: scale the 8 rows' chunk sums
+	// token 3: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R14*1), Y10
 	VPSLLD       $0x05, Y10, Y10
 	VPSUBD       Y10, Y7, Y7
@@ -15124,7 +16610,7 @@ q6SymX8T4AVX512_chunk:
 	DECQ         CX
 	JNZ          q6SymX8T4AVX512_group
 
-	// store token t's 8 rows at out + t*ostride
+	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS Y0, (DI)
@@ -15132,6 +16618,385 @@ q6SymX8T4AVX512_chunk:
 	VMOVUPS Y2, (DI)(DX*2)
 	LEAQ    (DI)(DX*2), AX
 	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q6SymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Z15
+
+q6SymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q6SymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+56(FP), DX
+
+q6SymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	PREFETCHT0 16512(SI)
+	PREFETCHT0 16512(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x04, Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x02, Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x02, Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      160(SI), Y8
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x04, Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      160(SI), Y8
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x02, Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      160(SI), Y8
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      160(SI), Y8
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x02, Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x05, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+	VBROADCASTSS (R9), Z6
+	VMULPS       Z12, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z0
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6SymX16T1AVX512_chunk
+	DECQ         CX
+	JNZ          q6SymX16T1AVX512_group
+	VMOVUPS      Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q6SymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q6SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q6SymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q6SymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+72(FP), DX
+
+q6SymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x04, Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x02, Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x02, Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      160(SI), Y11
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x04, Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      160(SI), Y11
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x02, Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      160(SI), Y11
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      160(SI), Y11
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x02, Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6SymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q6SymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 
@@ -15517,10 +17382,10 @@ q8SymX8T4AVX2_chunk:
 // func q8SymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
 TEXT ·q8SymX8T1AVXVNNI(SB), NOSPLIT, $0-64
-	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), SI
-	MOVQ    nblk+56(FP), BX
-	VMOVDQU xor80<>+0(SB), Y14
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD xor80<>+0(SB), Y14
 
 q8SymX8T1AVXVNNI_block:
 	MOVQ   q+16(FP), R8
@@ -15530,7 +17395,7 @@ q8SymX8T1AVXVNNI_block:
 	VXORPS Y0, Y0, Y0
 
 q8SymX8T1AVXVNNI_group:
-	// 8 rows' scales (and mins) as f32
+	// rows' scales (and mins) as f32
 	VCVTPH2PS (SI), Y12
 	ADDQ      $0x10, SI
 	MOVQ      cpg+48(FP), DX
@@ -15658,7 +17523,7 @@ q8SymX8T1AVXVNNI_chunk:
 	JNZ          q8SymX8T1AVXVNNI_group
 	VMOVUPS      Y0, (DI)
 	ADDQ         $0x20, DI
-	DECQ         BX
+	DECQ         R11
 	JNZ          q8SymX8T1AVXVNNI_block
 	VZEROUPPER
 	RET
@@ -15666,23 +17531,23 @@ q8SymX8T1AVXVNNI_chunk:
 // func q8SymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
 TEXT ·q8SymX8T4AVXVNNI(SB), NOSPLIT, $0-72
-	MOVQ    out+0(FP), DI
-	MOVQ    w+16(FP), SI
-	MOVQ    q+24(FP), R8
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
-	MOVQ    R13, R11
-	SHLQ    $0x05, R11
-	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
-	VMOVDQU xor80<>+0(SB), Y14
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD xor80<>+0(SB), Y14
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
 
 q8SymX8T4AVXVNNI_group:
 	VCVTPH2PS (SI), Y12
@@ -15983,7 +17848,7 @@ q8SymX8T4AVXVNNI_chunk:
 	BYTE $0x50
 	BYTE $0xfa
 
-	// token 0: scale the 8 rows' chunk sums
+	// token 0: scale the rows' chunk sums
 	VPBROADCASTD (R10), Y10
 	VPSLLD       $0x07, Y10, Y10
 	VPSUBD       Y10, Y4, Y4
@@ -15992,7 +17857,7 @@ q8SymX8T4AVXVNNI_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y4, Y0
 
-	// token 1: scale the 8 rows' chunk sums
+	// token 1: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*1), Y10
 	VPSLLD       $0x07, Y10, Y10
 	VPSUBD       Y10, Y5, Y5
@@ -16001,7 +17866,7 @@ q8SymX8T4AVXVNNI_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y5, Y1
 
-	// token 2: scale the 8 rows' chunk sums
+	// token 2: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*2), Y10
 	VPSLLD       $0x07, Y10, Y10
 	VPSUBD       Y10, Y6, Y6
@@ -16010,7 +17875,7 @@ q8SymX8T4AVXVNNI_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y6, Y2
 
-	// token 3: scale the 8 rows' chunk sums
+	// token 3: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R14*1), Y10
 	VPSLLD       $0x07, Y10, Y10
 	VPSUBD       Y10, Y7, Y7
@@ -16027,7 +17892,7 @@ q8SymX8T4AVXVNNI_chunk:
 	DECQ         CX
 	JNZ          q8SymX8T4AVXVNNI_group
 
-	// store token t's 8 rows at out + t*ostride
+	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS Y0, (DI)
@@ -16041,10 +17906,10 @@ q8SymX8T4AVXVNNI_chunk:
 // func q8SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·q8SymX8T1AVX512(SB), NOSPLIT, $0-64
-	MOVQ    out+0(FP), DI
-	MOVQ    w+8(FP), SI
-	MOVQ    nblk+56(FP), BX
-	VMOVDQU xor80<>+0(SB), Y14
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD xor80<>+0(SB), Y14
 
 q8SymX8T1AVX512_block:
 	MOVQ   q+16(FP), R8
@@ -16054,7 +17919,7 @@ q8SymX8T1AVX512_block:
 	VXORPS Y0, Y0, Y0
 
 q8SymX8T1AVX512_group:
-	// 8 rows' scales (and mins) as f32
+	// rows' scales (and mins) as f32
 	VCVTPH2PS (SI), Y12
 	ADDQ      $0x10, SI
 	MOVQ      cpg+48(FP), DX
@@ -16134,7 +17999,7 @@ q8SymX8T1AVX512_chunk:
 	JNZ          q8SymX8T1AVX512_group
 	VMOVUPS      Y0, (DI)
 	ADDQ         $0x20, DI
-	DECQ         BX
+	DECQ         R11
 	JNZ          q8SymX8T1AVX512_block
 	VZEROUPPER
 	RET
@@ -16142,23 +18007,23 @@ q8SymX8T1AVX512_chunk:
 // func q8SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 // Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
 TEXT ·q8SymX8T4AVX512(SB), NOSPLIT, $0-72
-	MOVQ    out+0(FP), DI
-	MOVQ    w+16(FP), SI
-	MOVQ    q+24(FP), R8
-	MOVQ    d+32(FP), R9
-	MOVQ    s+40(FP), R10
-	MOVQ    astride+48(FP), R13
-	MOVQ    R13, R11
-	SHLQ    $0x05, R11
-	SHLQ    $0x02, R13
-	LEAQ    (R11)(R11*2), R12
-	LEAQ    (R13)(R13*2), R14
-	MOVQ    groups+56(FP), CX
-	VMOVDQU xor80<>+0(SB), Y14
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD xor80<>+0(SB), Y14
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
 
 q8SymX8T4AVX512_group:
 	VCVTPH2PS (SI), Y12
@@ -16267,7 +18132,7 @@ q8SymX8T4AVX512_chunk:
 	VPBROADCASTD 28(R8)(R12*1), Y10
 	VPDPBUSD     Y10, Y8, Y7
 
-	// token 0: scale the 8 rows' chunk sums
+	// token 0: scale the rows' chunk sums
 	VPBROADCASTD (R10), Y10
 	VPSLLD       $0x07, Y10, Y10
 	VPSUBD       Y10, Y4, Y4
@@ -16276,7 +18141,7 @@ q8SymX8T4AVX512_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y4, Y0
 
-	// token 1: scale the 8 rows' chunk sums
+	// token 1: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*1), Y10
 	VPSLLD       $0x07, Y10, Y10
 	VPSUBD       Y10, Y5, Y5
@@ -16285,7 +18150,7 @@ q8SymX8T4AVX512_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y5, Y1
 
-	// token 2: scale the 8 rows' chunk sums
+	// token 2: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R13*2), Y10
 	VPSLLD       $0x07, Y10, Y10
 	VPSUBD       Y10, Y6, Y6
@@ -16294,7 +18159,7 @@ q8SymX8T4AVX512_chunk:
 	VMULPS       Y12, Y10, Y10
 	VFMADD231PS  Y10, Y6, Y2
 
-	// token 3: scale the 8 rows' chunk sums
+	// token 3: scale the rows' chunk sums
 	VPBROADCASTD (R10)(R14*1), Y10
 	VPSLLD       $0x07, Y10, Y10
 	VPSUBD       Y10, Y7, Y7
@@ -16311,7 +18176,7 @@ q8SymX8T4AVX512_chunk:
 	DECQ         CX
 	JNZ          q8SymX8T4AVX512_group
 
-	// store token t's 8 rows at out + t*ostride
+	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
 	SHLQ    $0x02, DX
 	VMOVUPS Y0, (DI)
@@ -16319,6 +18184,319 @@ q8SymX8T4AVX512_chunk:
 	VMOVUPS Y2, (DI)(DX*2)
 	LEAQ    (DI)(DX*2), AX
 	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q8SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q8SymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD xor80<>+0(SB), Z14
+
+q8SymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q8SymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+56(FP), DX
+
+q8SymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	PREFETCHT0 16512(SI)
+	PREFETCHT0 16512(SI)(BX*1)
+	PREFETCHT0 16576(SI)
+	PREFETCHT0 16576(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y2
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z2, Z2
+	VPXORD       Z14, Z2, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VMOVDQU      32(SI), Y2
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z2, Z2
+	VPXORD       Z14, Z2, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      64(SI), Y2
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z2, Z2
+	VPXORD       Z14, Z2, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VMOVDQU      96(SI), Y2
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z2, Z2
+	VPXORD       Z14, Z2, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      128(SI), Y2
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z2, Z2
+	VPXORD       Z14, Z2, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VMOVDQU      160(SI), Y2
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z2, Z2
+	VPXORD       Z14, Z2, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      192(SI), Y2
+	VINSERTI64X4 $0x01, 192(SI)(BX*1), Z2, Z2
+	VPXORD       Z14, Z2, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      224(SI), Y2
+	VINSERTI64X4 $0x01, 224(SI)(BX*1), Z2, Z2
+	VPXORD       Z14, Z2, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x07, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+	VBROADCASTSS (R9), Z6
+	VMULPS       Z12, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z0
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q8SymX16T1AVX512_chunk
+	DECQ         CX
+	JNZ          q8SymX16T1AVX512_group
+	VMOVUPS      Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q8SymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q8SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q8SymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD xor80<>+0(SB), Z14
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q8SymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+72(FP), DX
+
+q8SymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y8
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z8, Z8
+	VPXORD       Z14, Z8, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VMOVDQU      32(SI), Y8
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z8, Z8
+	VPXORD       Z14, Z8, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      64(SI), Y8
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z8, Z8
+	VPXORD       Z14, Z8, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VMOVDQU      96(SI), Y8
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z8, Z8
+	VPXORD       Z14, Z8, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPXORD       Z14, Z8, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VMOVDQU      160(SI), Y8
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z8, Z8
+	VPXORD       Z14, Z8, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      192(SI), Y8
+	VINSERTI64X4 $0x01, 192(SI)(BX*1), Z8, Z8
+	VPXORD       Z14, Z8, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      224(SI), Y8
+	VINSERTI64X4 $0x01, 224(SI)(BX*1), Z8, Z8
+	VPXORD       Z14, Z8, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x07, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x07, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x07, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x07, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q8SymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q8SymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
 	VZEROUPPER
 	RET
 

@@ -502,6 +502,20 @@ func q4SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, group
 //go:noescape
 func q4SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
+// q4SymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q4Sym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q4SymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q4Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
 // q4AsymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q4Asym
 // matrix (tiles from w on) with one 8-bit activation (values q, scales d, scale-times-sum products ds),
 // groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
@@ -543,6 +557,20 @@ func q4AsymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, ds *float32, g
 //
 //go:noescape
 func q4AsymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4AsymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q4Asym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, scale-times-sum products ds), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4AsymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q4AsymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q4Asym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4AsymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q3SymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3Sym
 // matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
@@ -586,6 +614,20 @@ func q3SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, group
 //go:noescape
 func q3SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
+// q3SymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q3Sym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q3SymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q3Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
 // q3AsymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3Asym
 // matrix (tiles from w on) with one 8-bit activation (values q, scales d, scale-times-sum products ds),
 // groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
@@ -627,6 +669,20 @@ func q3AsymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, ds *float32, g
 //
 //go:noescape
 func q3AsymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3AsymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q3Asym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, scale-times-sum products ds), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3AsymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q3AsymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q3Asym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3AsymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q6SymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q6Sym
 // matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
@@ -670,6 +726,20 @@ func q6SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, group
 //go:noescape
 func q6SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
+// q6SymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q6Sym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q6SymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q6Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
 // q8SymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q8Sym
 // matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
 // groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
@@ -711,6 +781,20 @@ func q8SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, group
 //
 //go:noescape
 func q8SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q8SymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q8Sym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q8SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q8SymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q8Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q8SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // dotF32AVX2 returns sum_i a[i]*b[i] for i < n. Reference: dotGeneric.
 //

@@ -79,6 +79,7 @@ const (
 	emuGPR
 	emuXmm
 	emuYmm
+	emuZmm
 	emuMem
 	emuLabel
 )
@@ -106,7 +107,7 @@ var (
 	emuTextRe  = regexp.MustCompile(`^TEXT ·(\w+)\(SB\), [\w|]+, \$(\d+)-(\d+)$`)
 	emuDataRe  = regexp.MustCompile(`^DATA (\w+)<>\+(\d+)\(SB\)/([1248]), \$(\w+)$`)
 	emuGloblRe = regexp.MustCompile(`^GLOBL (\w+)<>\(SB\), [\w|]+, \$(\d+)$`)
-	emuVecRe   = regexp.MustCompile(`^([XY])(1[0-5]|\d)$`)
+	emuVecRe   = regexp.MustCompile(`^([XYZ])(3[01]|[12]\d|\d)$`)
 	// [name[<>]+][disp](base)[(index*scale)]
 	emuMemRe = regexp.MustCompile(`^(?:(\w+)(<>)?\+)?(-?(?:0x[0-9a-fA-F]+|\d+))?\((\w+)\)(?:\((\w+)\*([1248])\))?$`)
 )
@@ -266,7 +267,7 @@ func (p *emuProgram) operand(f *emuFunc, s string) (emuOperand, error) {
 		return o, nil
 	}
 	if m := emuVecRe.FindStringSubmatch(s); m != nil {
-		o.kind = map[string]emuKind{"X": emuXmm, "Y": emuYmm}[m[1]]
+		o.kind = map[string]emuKind{"X": emuXmm, "Y": emuYmm, "Z": emuZmm}[m[1]]
 		o.reg, _ = strconv.Atoi(m[2])
 		return o, nil
 	}
@@ -316,7 +317,7 @@ func (p *emuProgram) operand(f *emuFunc, s string) (emuOperand, error) {
 
 // ---- Machine ----
 
-type emuVec [32]byte
+type emuVec [64]byte // a ZMM register
 
 // get and set access element i of esz bytes (little-endian, zero-extended).
 func (v *emuVec) get(i, esz int) uint64 {
@@ -336,7 +337,7 @@ func (v *emuVec) setF32(i int, x float32) { v.set(i, 4, uint64(math.Float32bits(
 
 type emuMachine struct {
 	gp  [17]uint64 // AX..R15 in encoding order, then FP
-	vec [16]emuVec
+	vec [32]emuVec
 	zf  bool
 	pc  int // next instruction; -1 after RET
 }
@@ -351,7 +352,7 @@ func emuPtr[T any](p *T) uint64 { return uint64(uintptr(unsafe.Pointer(p))) }
 
 // width is a vector register's size in bytes.
 func (o emuOperand) width() int {
-	if o.kind != emuXmm && o.kind != emuYmm {
+	if o.kind != emuXmm && o.kind != emuYmm && o.kind != emuZmm {
 		panic(fmt.Sprintf("%s is not a vector register", o.text))
 	}
 	return 16 << (o.kind - emuXmm)
@@ -382,7 +383,7 @@ func (m *emuMachine) imm(o emuOperand) int64 {
 // operand, zero-extended.
 func (m *emuMachine) read(o emuOperand, n int) (v emuVec) {
 	switch o.kind {
-	case emuXmm, emuYmm:
+	case emuXmm, emuYmm, emuZmm:
 		if n > o.width() {
 			panic(fmt.Sprintf("%d-byte read of %s", n, o.text))
 		}
@@ -397,12 +398,13 @@ func (m *emuMachine) read(o emuOperand, n int) (v emuVec) {
 	return v
 }
 
-// write stores the n low bytes of v. Registers are zeroed above n: VEX
-// encodings clear bits 128-255 of a Y register written as X, and the 32-bit
-// GP writes that occur (n = 4) clear the upper half. Memory gets n bytes.
+// write stores the n low bytes of v. Registers are zeroed above n: VEX and
+// EVEX encodings clear the bits of a Z register above the X or Y register
+// written, and the 32-bit GP writes that occur (n = 4) clear the upper half.
+// Memory gets n bytes.
 func (m *emuMachine) write(o emuOperand, v emuVec, n int) {
 	switch o.kind {
-	case emuXmm, emuYmm:
+	case emuXmm, emuYmm, emuZmm:
 		m.vec[o.reg] = emuVec{}
 		copy(m.vec[o.reg][:n], v[:n])
 	case emuGPR:
@@ -453,7 +455,7 @@ func (f *emuFunc) call(args []uint64) (err error) {
 		m.gp[i] = ^uint64(0)
 	}
 	for i := range m.vec {
-		m.vec[i] = emuVec(bytes.Repeat([]byte{0xff}, 32))
+		m.vec[i] = emuVec(bytes.Repeat([]byte{0xff}, 64))
 	}
 	copy(f.args, args)
 	if len(f.args) > 0 {
@@ -544,6 +546,10 @@ var emuOps = map[string]emuOp{
 		copy(r[lo:lo+16], a[:16])
 		m.write(x[3], r, 32)
 	}},
+	// imm, 32 bytes (Y or memory), Z source, Z dst: dst = source with
+	// 256-bit half imm&1 replaced
+	"VINSERTI64X4": emuInsert256,
+	"VINSERTF64X4": emuInsert256,
 	"VPINSRW": {4, func(m *emuMachine, x []emuOperand) {
 		r := m.read(x[2], 16)
 		r.set(int(m.imm(x[0])&7), 2, m.int(x[1], 2))
@@ -590,6 +596,9 @@ var emuOps = map[string]emuOp{
 
 	// Integer element-wise operations.
 	"VPXOR":   emuLanes(8, func(a, b uint64) uint64 { return b ^ a }),
+	"VPXORD":  emuLanes(8, func(a, b uint64) uint64 { return b ^ a }),
+	"VPANDD":  emuLanes(8, func(a, b uint64) uint64 { return b & a }),
+	"VPORD":   emuLanes(8, func(a, b uint64) uint64 { return b | a }),
 	"VXORPS":  emuLanes(8, func(a, b uint64) uint64 { return b ^ a }),
 	"VPAND":   emuLanes(8, func(a, b uint64) uint64 { return b & a }),
 	"VPOR":    emuLanes(8, func(a, b uint64) uint64 { return b | a }),
@@ -644,6 +653,12 @@ var emuOps = map[string]emuOp{
 }
 
 func emuF32(x uint64) float32 { return math.Float32frombits(uint32(x)) }
+
+var emuInsert256 = emuOp{4, func(m *emuMachine, x []emuOperand) {
+	a, r, lo := m.read(x[1], 32), m.read(x[2], 64), 32*(m.imm(x[0])&1)
+	copy(r[lo:lo+32], a[:32])
+	m.write(x[3], r, 64)
+}}
 
 // emuShr is a variable logical right shift: counts of the width or more give 0.
 func emuShr(x, count uint64, width uint64) uint64 {
@@ -1070,9 +1085,10 @@ func TestEmuAVX512Kernels(t *testing.T) {
 // interpreter: against the reference (mulMatTiledGeneric) within the f32
 // ordering budget on every CPU, and, where the CPU has the tier, bit for bit
 // against the native kernels, which also checks the hand-encoded AVX-VNNI
-// VPDPBUSD (decoded by emuDecodeVEX) against the CPU. Decode runs two row
-// blocks in one call; prefill the second row block with 4 tokens, so the
-// first block's outputs must keep the sentinel.
+// VPDPBUSD (decoded by emuDecodeVEX) against the CPU. The 8-row kernels run
+// decode on two row blocks in one call and prefill on the second row block
+// with 4 tokens, so the first block's outputs must keep the sentinel; the
+// AVX-512 16-row kernels run both on the pair of row blocks.
 func TestEmuTiledKernels(t *testing.T) {
 	if !hasAVX2 {
 		t.Skip("the native kernels need AVX2")
@@ -1087,7 +1103,9 @@ func TestEmuTiledKernels(t *testing.T) {
 		name   string
 		tier   Tier
 		native bool
-	}{{"AVX2", TierAVX2, true}, {"AVXVNNI", TierAVXVNNI, hasAVXVNNI}, {"AVX512", TierAVX512, hasAVX512}} {
+		pairs  bool // the 16-row (two row blocks, ZMM) kernels
+	}{{"AVX2", TierAVX2, true, false}, {"AVXVNNI", TierAVXVNNI, hasAVXVNNI, false},
+		{"AVX512", TierAVX512, hasAVX512, false}, {"AVX512", TierAVX512, hasAVX512, true}} {
 		for _, f := range quantFormats() {
 			for _, cols := range []int{f.Group, 3 * f.Group} {
 				m := emuMatrix(t, rng, f, rows, cols)
@@ -1100,20 +1118,21 @@ func TestEmuTiledKernels(t *testing.T) {
 				mulMatTiledGeneric(tm, want, xs, 0, rows)
 				wd := dequantAll(t, m)
 				groups, cpg := uintptr(cols/f.Group), uintptr(f.Group/ChunkSize)
+				blockBytes := TileRows * f.RowBytes(cols)
 				base := fmt.Sprintf("q%d%s", f.Type.Bits(), map[bool]string{false: "Sym", true: "Asym"}[f.Asym])
-				sums := func(tok int) (*int32, *float32, uint64) {
-					nb := xs.Blocks
-					if f.Asym {
-						return &xs.S[tok*nb], &xs.DS[tok*nb], emuPtr(&xs.DS[tok*nb])
-					}
-					return &xs.S[tok*nb], &xs.DS[tok*nb], emuPtr(&xs.S[tok*nb])
+				s, ds, sum := &xs.S[0], &xs.DS[0], emuPtr(&xs.S[0])
+				if f.Asym {
+					sum = emuPtr(&xs.DS[0])
 				}
-				check := func(what string, buf, native []float32, lo, hi int) {
+				// check compares rows [lo, hi) of tokens [0, toks) with the
+				// reference (and native, if not nil) and the rest of buf with
+				// the sentinel.
+				check := func(what string, buf, native []float32, lo, hi, toks int) {
 					t.Helper()
 					for i, v := range buf {
 						j := i - 16 // guarded's margin
 						tok, r := j/rows, j%rows
-						if j < 0 || j >= n*rows || r < lo || r >= hi || (hi == rows && lo == 0 && tok > 0) {
+						if j < 0 || j >= n*rows || r < lo || r >= hi || tok >= toks {
 							if v != sentinel {
 								t.Fatalf("%s %s %d cols: buffer index %d written", what, f, cols, i)
 							}
@@ -1128,23 +1147,52 @@ func TestEmuTiledKernels(t *testing.T) {
 					}
 				}
 
-				// decode, token 0, both row blocks in one call
-				buf, dst := guarded(n * rows)
-				s, ds, sum := sums(0)
-				emuFn(t, p, base+"X8T1"+tier.name)(emuPtr(&dst[0]), emuPtr(&tm.Data[0]), emuPtr(&xs.Q[0]), emuPtr(&xs.D[0]),
-					sum, uint64(groups), uint64(cpg), 2)
 				var nat []float32
+				if tier.pairs {
+					name := base + "X16T1" + tier.name
+					buf, dst := guarded(n * rows)
+					emuFn(t, p, name)(emuPtr(&dst[0]), emuPtr(&tm.Data[0]), uint64(blockBytes), emuPtr(&xs.Q[0]),
+						emuPtr(&xs.D[0]), sum, uint64(groups), uint64(cpg), 1)
+					if tier.native {
+						nbuf, ndst := guarded(n * rows)
+						tiledPairT1(f, &ndst[0], &tm.Data[0], uintptr(blockBytes), &xs.Q[0], &xs.D[0], s, ds, groups, cpg, 1)
+						nat = nbuf
+					}
+					check(name, buf, nat, 0, rows, 1)
+
+					name = base + "X16T4" + tier.name
+					buf, dst = guarded(n * rows)
+					emuFn(t, p, name)(emuPtr(&dst[0]), rows, emuPtr(&tm.Data[0]), uint64(blockBytes), emuPtr(&xs.Q[0]),
+						emuPtr(&xs.D[0]), sum, uint64(xs.Blocks), uint64(groups), uint64(cpg))
+					nat = nil
+					if tier.native {
+						nbuf, ndst := guarded(n * rows)
+						tiledPairT4(f, &ndst[0], rows, &tm.Data[0], uintptr(blockBytes), &xs.Q[0], &xs.D[0], s, ds,
+							uintptr(xs.Blocks), groups, cpg)
+						nat = nbuf
+					}
+					check(name, buf, nat, 0, rows, n)
+					runtime.KeepAlive(tm)
+					runtime.KeepAlive(xs)
+					continue
+				}
+
+				// decode, token 0, both row blocks in one call
+				name := base + "X8T1" + tier.name
+				buf, dst := guarded(n * rows)
+				emuFn(t, p, name)(emuPtr(&dst[0]), emuPtr(&tm.Data[0]), emuPtr(&xs.Q[0]), emuPtr(&xs.D[0]),
+					sum, uint64(groups), uint64(cpg), 2)
 				if tier.native {
 					nbuf, ndst := guarded(n * rows)
 					tiledT1(tier.tier, f, &ndst[0], &tm.Data[0], &xs.Q[0], &xs.D[0], s, ds, groups, cpg, 2)
 					nat = nbuf
 				}
-				check(base+"X8T1"+tier.name, buf, nat, 0, rows)
+				check(name, buf, nat, 0, rows, 1)
 
 				// prefill, row block 1, tokens 0..3 at out + t*rows
-				blockBytes := TileRows * f.RowBytes(cols)
+				name = base + "X8T4" + tier.name
 				buf, dst = guarded(n * rows)
-				emuFn(t, p, base+"X8T4"+tier.name)(emuPtr(&dst[TileRows]), rows, emuPtr(&tm.Data[blockBytes]), emuPtr(&xs.Q[0]),
+				emuFn(t, p, name)(emuPtr(&dst[TileRows]), rows, emuPtr(&tm.Data[blockBytes]), emuPtr(&xs.Q[0]),
 					emuPtr(&xs.D[0]), sum, uint64(xs.Blocks), uint64(groups), uint64(cpg))
 				nat = nil
 				if tier.native {
@@ -1153,7 +1201,7 @@ func TestEmuTiledKernels(t *testing.T) {
 						uintptr(xs.Blocks), groups, cpg)
 					nat = nbuf
 				}
-				check(base+"X8T4"+tier.name, buf, nat, TileRows, rows)
+				check(name, buf, nat, TileRows, rows, n)
 				runtime.KeepAlive(tm)
 				runtime.KeepAlive(xs)
 			}

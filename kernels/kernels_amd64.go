@@ -209,6 +209,44 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 	}
 }
 
+// tiledPairT1 and tiledPairT4 call the AVX-512 tier's 512-bit Tiled8
+// kernels, which take two adjacent row blocks (16 rows, the second wstride
+// bytes after the first) per ZMM register: decode over npair pairs, and
+// prefill of one pair with 4 tokens.
+func tiledPairT1(f Format, out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, ds *float32, groups, cpg, npair uintptr) {
+	switch {
+	case f.Type == Q4 && !f.Asym:
+		q4SymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
+	case f.Type == Q4:
+		q4AsymX16T1AVX512(out, w, wstride, q, d, ds, groups, cpg, npair)
+	case f.Type == Q3 && !f.Asym:
+		q3SymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
+	case f.Type == Q3:
+		q3AsymX16T1AVX512(out, w, wstride, q, d, ds, groups, cpg, npair)
+	case f.Type == Q6:
+		q6SymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
+	default:
+		q8SymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
+	}
+}
+
+func tiledPairT4(f Format, out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, ds *float32, astride, groups, cpg uintptr) {
+	switch {
+	case f.Type == Q4 && !f.Asym:
+		q4SymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
+	case f.Type == Q4:
+		q4AsymX16T4AVX512(out, ostride, w, wstride, q, d, ds, astride, groups, cpg)
+	case f.Type == Q3 && !f.Asym:
+		q3SymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
+	case f.Type == Q3:
+		q3AsymX16T4AVX512(out, ostride, w, wstride, q, d, ds, astride, groups, cpg)
+	case f.Type == Q6:
+		q6SymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
+	default:
+		q8SymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
+	}
+}
+
 // mulVecTiledSIMD runs tier t's kernels on whole row blocks in one call; a
 // range that starts or ends inside a block computes that block into a buffer
 // and keeps the rows asked for.
@@ -223,8 +261,13 @@ func mulVecTiledSIMD(t Tier, m *Matrix, dst []float32, x *Activation, r0, r1 int
 		b := r0 / TileRows
 		tiledPartialBlock(t, m, dst, x, b, r0, min(r1, (b+1)*TileRows))
 	}
-	if b0 < b1 {
-		tiledT1(t, f, &dst[b0*TileRows], &m.Data[b0*blockBytes], q, d, s, ds, groups, cpg, uintptr(b1-b0))
+	b := b0
+	if np := (b1 - b0) / 2; t == TierAVX512 && tiledPairs && np > 0 {
+		tiledPairT1(f, &dst[b*TileRows], &m.Data[b*blockBytes], uintptr(blockBytes), q, d, s, ds, groups, cpg, uintptr(np))
+		b += 2 * np
+	}
+	if b < b1 {
+		tiledT1(t, f, &dst[b*TileRows], &m.Data[b*blockBytes], q, d, s, ds, groups, cpg, uintptr(b1-b))
 	}
 	if r1%TileRows != 0 && r1/TileRows >= b0 {
 		b := r1 / TileRows
@@ -260,6 +303,20 @@ func mulMatTiledSIMD(tier Tier, m *Matrix, dst []float32, xs *ActivationBatch, r
 		for b := r0 / TileRows; b*TileRows < r1; b++ {
 			lo, hi := max(r0, b*TileRows), min(r1, (b+1)*TileRows)
 			w := &m.Data[b*blockBytes]
+			if tier == TierAVX512 && tiledPairs && lo == b*TileRows && lo+2*TileRows <= r1 {
+				// two whole row blocks: the 512-bit kernels
+				for t := t0; t < t1; t++ {
+					q, d, s, ds := &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], &xs.DS[t*nb]
+					if t+4 <= t1 {
+						tiledPairT4(f, &dst[t*m.Rows+lo], uintptr(m.Rows), w, uintptr(blockBytes), q, d, s, ds, uintptr(nb), groups, cpg)
+						t += 3
+						continue
+					}
+					tiledPairT1(f, &dst[t*m.Rows+lo], w, uintptr(blockBytes), q, d, s, ds, groups, cpg, 1)
+				}
+				b++
+				continue
+			}
 			t := t0
 			for ; t+4 <= t1; t += 4 {
 				q, d, s, ds := &xs.Q[t*nb*ChunkSize], &xs.D[t*nb], &xs.S[t*nb], &xs.DS[t*nb]

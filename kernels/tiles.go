@@ -26,6 +26,11 @@ const (
 // TileRows is the number of rows a Tiled8 tile interleaves.
 const TileRows = 8
 
+// tiledPairs lets benchmarks compare the AVX-512 tier's 512-bit Tiled8
+// kernels (two row blocks per register) with its 256-bit ones; always true
+// outside benchmarks.
+var tiledPairs = true
+
 func (l Layout) String() string {
 	if l == Tiled8 {
 		return "tiled8"

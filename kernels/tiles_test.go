@@ -141,9 +141,10 @@ func TestTileErrors(t *testing.T) {
 	}
 }
 
-// tiledRanges are row ranges of a 24-row matrix: whole blocks, ranges that
-// start or end inside a block, and one inside a single block.
-var tiledRanges = [][2]int{{0, 24}, {3, 21}, {8, 16}, {9, 12}, {5, 6}, {16, 23}}
+// tiledRanges are row ranges of a 40-row matrix: whole blocks (an odd and an
+// even number, in pairs for the 512-bit kernels and alone), ranges that start
+// or end inside a block, and one inside a single block.
+var tiledRanges = [][2]int{{0, 40}, {0, 32}, {3, 37}, {8, 16}, {9, 12}, {5, 6}, {16, 23}}
 
 // Every tier's Tiled8 products against the row-major reference: the integer
 // chunk sums agree exactly (scales 1, small levels), so outputs are equal.
@@ -153,7 +154,7 @@ func TestTiledIntegerExact(t *testing.T) {
 		for _, f := range quantFormats() {
 			for _, groups := range []int{1, 3, 33} {
 				cols := groups * f.Group
-				m := integerMatrix(t, rng, f, 24, cols)
+				m := integerMatrix(t, rng, f, 40, cols)
 				tm := mustTile(t, m)
 				const n = 9 // two 4-token kernel calls and a tail
 				xs := NewActivationBatch(n, cols)
@@ -255,6 +256,21 @@ func TestTiledNoAllocs(t *testing.T) {
 	}
 }
 
+// benchTiledTiers is benchTiers plus, where the CPU has AVX-512, the
+// avx512-vnni tier with its 256-bit kernels only ("avx512-vnni-ymm"), to
+// measure the 512-bit ones against them.
+func benchTiledTiers(b *testing.B, fn func(b *testing.B)) {
+	benchTiers(b, fn)
+	restore, err := ForceTier(TierAVX512)
+	if err != nil {
+		return
+	}
+	defer restore()
+	tiledPairs = false
+	defer func() { tiledPairs = true }()
+	b.Run("avx512-vnni-ymm", fn)
+}
+
 func BenchmarkMulVecTiled(b *testing.B) {
 	for _, fs := range benchFormats {
 		f, _ := ParseFormat(fs)
@@ -265,7 +281,7 @@ func BenchmarkMulVecTiled(b *testing.B) {
 			x := randActivation(b, rng, sh[1])
 			dst := make([]float32, sh[0])
 			b.Run(fmt.Sprintf("%s/%dx%d", f, sh[0], sh[1]), func(b *testing.B) {
-				benchTiers(b, func(b *testing.B) {
+				benchTiledTiers(b, func(b *testing.B) {
 					timedLoop(b, int64(len(m.Data)), 0, func() {
 						if err := tm.MulVec(dst, x, 0, m.Rows); err != nil {
 							b.Fatal(err)
@@ -291,7 +307,7 @@ func BenchmarkMulMatTiled(b *testing.B) {
 		}
 		dst := make([]float32, n*sh[0])
 		b.Run(fmt.Sprintf("%s/%dx%d/n=%d", f, sh[0], sh[1], n), func(b *testing.B) {
-			benchTiers(b, func(b *testing.B) {
+			benchTiledTiers(b, func(b *testing.B) {
 				timedLoop(b, int64(len(m.Data)), int64(n*m.Rows*m.Cols), func() {
 					if err := tm.MulMat(dst, xs, 0, m.Rows); err != nil {
 						b.Fatal(err)
@@ -318,4 +334,45 @@ func BenchmarkTile(b *testing.B) {
 			}
 		})
 	}
+}
+
+// NaN in gives NaN out on every tier, as in the reference: a NaN weight scale
+// makes its row NaN for every token, a NaN activation its token NaN for every
+// row (the 8-bit activation then carries a NaN scale), and nothing else.
+func TestTiledNaN(t *testing.T) {
+	forEachTier(t, func(t *testing.T, tier Tier) {
+		rng := rand.New(rand.NewPCG(29, 30))
+		const rows, n, nanRow, nanTok = 40, 5, 13, 2
+		for _, f := range quantFormats() {
+			cols := 3 * f.Group
+			m, _ := randMatrix(t, rng, f, rows, cols)
+			m.Data[nanRow*f.RowBytes(cols)+f.BlockBytes()+1] = 0x7e // group 1's scale: f16 0x7e.. is NaN
+			tm := mustTile(t, m)
+			x := gaussian(rng, n*cols, 1)
+			x[nanTok*cols+cols/2] = float32(math.NaN())
+			xs := NewActivationBatch(n, cols)
+			if err := xs.Set(x); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, n*rows)
+			if err := tm.MulMat(got, xs, 0, rows); err != nil {
+				t.Fatal(err)
+			}
+			vec := make([]float32, rows)
+			for tok := 0; tok < n; tok++ {
+				a := xs.Token(tok)
+				if err := tm.MulVec(vec, &a, 0, rows); err != nil {
+					t.Fatal(err)
+				}
+				for r := 0; r < rows; r++ {
+					want := r == nanRow || tok == nanTok
+					for _, v := range []float32{got[tok*rows+r], vec[r]} {
+						if math.IsNaN(float64(v)) != want {
+							t.Fatalf("%s token %d row %d: %v, want NaN: %v", f, tok, r, v, want)
+						}
+					}
+				}
+			}
+		}
+	})
 }
