@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // AtomicFile is an output file written under a temporary name next to its
@@ -14,13 +15,34 @@ type AtomicFile struct {
 	path string
 }
 
-// CreateAtomic starts writing path.
+// CreateAtomic starts writing path. The temporary file, .NAME.tmp-N next
+// to path, is locked while it is written (on unix), so that temporary files
+// a killed run left behind for the same destination, which nobody holds
+// locked, are recognised as stale and removed here.
 func CreateAtomic(path string) (*AtomicFile, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	removeStaleTemps(path)
+	f, err := os.CreateTemp(filepath.Dir(path), tempPrefix(path)+"*")
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
+	lockTemp(f)
+	liveTemps.Store(f.Name(), struct{}{})
 	return &AtomicFile{File: f, path: path}, nil
+}
+
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
+// liveTemps holds the names of the temporary files being written, for
+// RemoveTempFiles.
+var liveTemps sync.Map
+
+// RemoveTempFiles removes every temporary file still being written, for a
+// command interrupted by a signal (SIGINT, SIGTERM) before it exits.
+func RemoveTempFiles() {
+	liveTemps.Range(func(name, _ any) bool {
+		os.Remove(name.(string))
+		return true
+	})
 }
 
 // Commit flushes the file to disk and moves it to its destination (mode
@@ -37,6 +59,7 @@ func (f *AtomicFile) Commit() error {
 	if err == nil {
 		err = os.Rename(f.Name(), f.path)
 	}
+	liveTemps.Delete(f.Name())
 	if err != nil {
 		os.Remove(f.Name())
 		return fmt.Errorf("model: writing %s: %w", f.path, err)
@@ -48,6 +71,7 @@ func (f *AtomicFile) Commit() error {
 func (f *AtomicFile) Abort() {
 	f.Close()
 	os.Remove(f.Name())
+	liveTemps.Delete(f.Name())
 }
 
 // WriteFileAtomic writes data to path through an AtomicFile.
@@ -61,4 +85,38 @@ func WriteFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("model: writing %s: %w", path, err)
 	}
 	return f.Commit()
+}
+
+// RefuseInputAsOutput fails when writing out would replace one of the
+// inputs: out, resolved through symlinks and hard links (os.SameFile), is an
+// input file, a file of an input directory, or an input directory itself.
+// An output that does not exist yet replaces nothing.
+func RefuseInputAsOutput(out string, inputs ...string) error {
+	ost, err := os.Stat(out)
+	if err != nil {
+		return nil // nothing there, or unreachable: the write itself will say
+	}
+	for _, in := range inputs {
+		ist, err := os.Stat(in)
+		if err != nil {
+			continue
+		}
+		if os.SameFile(ost, ist) {
+			return fmt.Errorf("model: output %s is the input %s; refusing to overwrite it", out, in)
+		}
+		if !ist.IsDir() {
+			continue
+		}
+		entries, err := os.ReadDir(in)
+		if err != nil {
+			return fmt.Errorf("model: %w", err)
+		}
+		for _, e := range entries {
+			p := filepath.Join(in, e.Name())
+			if st, err := os.Stat(p); err == nil && os.SameFile(ost, st) {
+				return fmt.Errorf("model: output %s is %s of the input %s; refusing to overwrite it", out, e.Name(), in)
+			}
+		}
+	}
+	return nil
 }

@@ -31,3 +31,40 @@ func TestReadTruncatedMapping(t *testing.T) {
 		t.Fatalf("Verify of a truncated file: %v, want ErrFileChanged", err)
 	}
 }
+
+// TestStaleTempFilesRemoved: a killed quantize run left .NAME.cq.tmp-N files
+// as large as the model that nothing removed. Creating the same destination
+// again removes those no live writer holds, and keeps one being written.
+func TestStaleTempFilesRemoved(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "m.cq")
+	stale := filepath.Join(dir, ".m.cq.tmp-123456")
+	os.WriteFile(stale, make([]byte, 1000), 0o600)
+	other := filepath.Join(dir, ".other.cq.tmp-1")
+	os.WriteFile(other, nil, 0o600)
+	live, err := CreateAtomic(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Abort()
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temporary file still there: %v", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another destination's temporary file was removed: %v", err)
+	}
+	second, err := CreateAtomic(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Abort()
+	if _, err := os.Stat(live.Name()); err != nil {
+		t.Errorf("a temporary file being written was removed: %v", err)
+	}
+	RemoveTempFiles()
+	for _, f := range []*AtomicFile{live, second} {
+		if _, err := os.Stat(f.Name()); !os.IsNotExist(err) {
+			t.Errorf("RemoveTempFiles left %s", f.Name())
+		}
+	}
+}

@@ -98,6 +98,13 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 	if opt.TransformFormat.Type == kernels.TypeInvalid {
 		opt.TransformFormat = kernels.FormatQ8
 	}
+	// Checked up front, before an hour of work ends in a file nothing loads.
+	if n := tok.VocabSize(); n > cfg.VocabSize {
+		return nil, fmt.Errorf("quantize: the tokenizer has %d pieces, more than the model's vocab_size %d", n, cfg.VocabSize)
+	}
+	if err := checkVectors(ck); err != nil {
+		return nil, err
+	}
 	if err := opt.EmbedFormat.Valid(cfg.HiddenSize); err != nil {
 		return nil, fmt.Errorf("quantize: embedding format: %w", err)
 	}
@@ -487,6 +494,9 @@ func (q *checkpointWriter) writeVector(name string, diag []float32) error {
 			data[j] = float32((1+float64(data[j]))/float64(d) - 1)
 		}
 	}
+	if i := nonFinite(data); i >= 0 {
+		return fmt.Errorf("quantize: %q: value %d is %v after folding the input transform", name, i, data[i])
+	}
 	out := make([]byte, 4*len(data))
 	for i, v := range data {
 		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
@@ -495,8 +505,45 @@ func (q *checkpointWriter) writeVector(name string, diag []float32) error {
 	return q.w.WriteTensor(name, out)
 }
 
-// encodeRow writes one row of floats in any kernels format.
+// checkVectors refuses a checkpoint whose norm vectors hold NaN or ±Inf:
+// stored as they are, they would make every logit NaN (matrices are checked
+// as they are quantized).
+func checkVectors(ck *model.Checkpoint) error {
+	for _, name := range ck.Names() {
+		t, err := ck.Tensor(name)
+		if err != nil {
+			return err
+		}
+		if len(t.Shape) != 1 {
+			continue
+		}
+		v, err := t.Float32s()
+		if err != nil {
+			return err
+		}
+		if i := nonFinite(v); i >= 0 {
+			return fmt.Errorf("quantize: tensor %q: value %d is %v", name, i, v[i])
+		}
+	}
+	return nil
+}
+
+// nonFinite is the index of the first NaN or ±Inf in x, or -1.
+func nonFinite(x []float32) int {
+	for i, v := range x {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return i
+		}
+	}
+	return -1
+}
+
+// encodeRow writes one row of floats in any kernels format. A NaN or ±Inf is
+// an error: no format may carry one into the file.
 func encodeRow(f kernels.Format, dst []byte, src []float32) error {
+	if i := nonFinite(src); i >= 0 {
+		return fmt.Errorf("non-finite weight %v at column %d", src[i], i)
+	}
 	switch f.Type {
 	case kernels.F32:
 		for i, v := range src {

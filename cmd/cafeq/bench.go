@@ -200,6 +200,9 @@ func cmdOutliers(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer ck.Close()
+	if err := model.RefuseInputAsOutput(*out, *in); err != nil {
+		return err
+	}
 	if err := model.WriteOutlierCheckpoint(ck, *out, *seed); err != nil {
 		return err
 	}

@@ -10,8 +10,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
+
+	"github.com/cafeq/cafeq/model"
 )
 
 // command is one subcommand; run returns a usageError for bad flags or
@@ -44,8 +48,34 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
+// writesFiles are the commands that write output files: interrupted by
+// SIGINT or SIGTERM, they remove their partial output before exiting. (run,
+// chat and serve handle those signals themselves.)
+var writesFiles = map[string]bool{"quantize": true, "synth": true, "outliers": true, "logits": true, "pull": true}
+
 func main() {
+	if len(os.Args) > 1 && writesFiles[os.Args[1]] {
+		removePartialOutputOnSignal()
+	}
 	os.Exit(cafeq(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// removePartialOutputOnSignal makes SIGINT and SIGTERM remove the temporary
+// files being written, then exit with 128 + the signal's number, as a shell
+// reports a process the signal killed.
+func removePartialOutputOnSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-ch
+		model.RemoveTempFiles()
+		fmt.Fprintf(os.Stderr, "cafeq: %v: stopped; partial output removed\n", sig)
+		code := 130
+		if sig == syscall.SIGTERM {
+			code = 143
+		}
+		os.Exit(code)
+	}()
 }
 
 // cafeq runs the command line and returns the exit code.

@@ -70,6 +70,12 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	case *steps < 0:
 		return usagef("-steps must be >= 0")
 	}
+	if st, err := os.Stat(*out); err == nil && st.IsDir() {
+		return usagef("-o %s is a directory; give the output file's name", *out)
+	}
+	if err := model.RefuseInputAsOutput(*out, *in, *evalText); err != nil {
+		return err
+	}
 	embedFormat, err := kernels.ParseFormat(*embed)
 	if err != nil {
 		return usagef("-embed: %v", err)

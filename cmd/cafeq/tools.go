@@ -94,6 +94,9 @@ func cmdLogits(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if err := model.RefuseInputAsOutput(*outPath, *modelPath); err != nil {
+		return err
+	}
 	e, err := loadEngine(*modelPath, engineOptions(*threads, kv), stderr)
 	if err != nil {
 		return err

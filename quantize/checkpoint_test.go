@@ -1,0 +1,105 @@
+package quantize
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/cafeq/cafeq/model"
+	"github.com/cafeq/cafeq/model/tokenizer"
+)
+
+// copyTiny copies the tiny checkpoint into a temporary directory, with one
+// value of tensor name (bf16, as stored) replaced when bits != 0.
+func copyTiny(t *testing.T, name string, bits uint16) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := "../testdata/gemma2-tiny"
+	for _, f := range []string{"config.json", "model.safetensors", "tokenizer.model"} {
+		data, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Skipf("fixture missing: %v", err)
+		}
+		if f == "model.safetensors" && bits != 0 {
+			ts, err := model.ParseSafetensors(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tn, ok := ts[model.HFName(name)]
+			if !ok || tn.DType != model.BF16 {
+				t.Fatalf("tensor %q: %v %s", name, ok, tn.DType)
+			}
+			off := uintptr(unsafe.Pointer(&tn.Data[0])) - uintptr(unsafe.Pointer(&data[0]))
+			binary.LittleEndian.PutUint16(data[off+2:], bits) // the second value
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// quantizeDir runs an RTN quantization of dir into a fresh directory and
+// checks that a failure leaves nothing behind there.
+func quantizeDir(t *testing.T, dir string, edit func(*model.Checkpoint)) error {
+	t.Helper()
+	ck, err := model.OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	if edit != nil {
+		edit(ck)
+	}
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outDir := t.TempDir()
+	_, err = QuantizeCheckpoint(ck, tok, filepath.Join(outDir, "m.cq"), CheckpointOptions{Options: Options{Method: MethodRTN, Grid: Grid{Bits: 4, Group: 32}}})
+	if err != nil {
+		if left, _ := os.ReadDir(outDir); len(left) != 0 {
+			t.Errorf("a failed quantization left %v", left)
+		}
+	}
+	return err
+}
+
+// TestQuantizeRefusesNonFiniteNorms: NaN or Inf in a norm vector was
+// accepted (it is refused in matrices) and gave a file whose logits were all
+// NaN.
+func TestQuantizeRefusesNonFiniteNorms(t *testing.T) {
+	for _, c := range []struct {
+		tensor string
+		bits   uint16
+	}{
+		{model.LayerName(1, model.PostAttnNorm), 0x7fc0}, // NaN
+		{model.LayerName(0, model.AttnNorm), 0x7f80},     // +Inf
+		{model.NameFinalNorm, 0xff80},                    // -Inf
+	} {
+		err := quantizeDir(t, copyTiny(t, c.tensor, c.bits), nil)
+		if err == nil || !strings.Contains(err.Error(), c.tensor) {
+			t.Errorf("%s = %#04x: got %v, want an error naming the tensor", c.tensor, c.bits, err)
+		}
+	}
+	if err := quantizeDir(t, copyTiny(t, "", 0), nil); err != nil {
+		t.Fatalf("the clean checkpoint: %v", err)
+	}
+}
+
+// TestQuantizeRefusesTokenizerBeyondVocab: a tokenizer with more pieces than
+// vocab_size gave a file no command could load; it is refused before any work.
+func TestQuantizeRefusesTokenizerBeyondVocab(t *testing.T) {
+	dir := copyTiny(t, "", 0)
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = quantizeDir(t, dir, func(ck *model.Checkpoint) { ck.Config.VocabSize = tok.VocabSize() - 1 })
+	if err == nil || !strings.Contains(err.Error(), "vocab_size") {
+		t.Fatalf("got %v, want a tokenizer/vocab_size error", err)
+	}
+}
