@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	goruntime "runtime"
@@ -123,22 +124,30 @@ func TestRunContextBeyondTrained(t *testing.T) {
 }
 
 // interruptingWriter sends this process SIGINT on the first token and waits
-// for it to land, as a user pressing Ctrl-C mid-reply.
+// until the signal has been delivered, as a user pressing Ctrl-C mid-reply.
 type interruptingWriter struct {
 	bytes.Buffer
-	once sync.Once
+	once      sync.Once
+	delivered chan os.Signal
 }
 
 func (w *interruptingWriter) Write(p []byte) (int, error) {
 	w.once.Do(func() {
 		syscall.Kill(os.Getpid(), syscall.SIGINT)
-		time.Sleep(200 * time.Millisecond)
+		select {
+		case <-w.delivered:
+		case <-time.After(10 * time.Second):
+		}
 	})
 	return w.Buffer.Write(p)
 }
 
 func TestRunInterrupt(t *testing.T) {
-	var out interruptingWriter
+	// A second receiver of SIGINT tells the writer when the signal landed;
+	// the command's own receiver cancels the generation at the same time.
+	out := interruptingWriter{delivered: make(chan os.Signal, 1)}
+	signal.Notify(out.delivered, os.Interrupt)
+	defer signal.Stop(out.delivered)
 	var errOut bytes.Buffer
 	err := runPrompt([]string{"-m", shakespeare, "-n", "0", "-temp", "0", "ROMEO:"}, strings.NewReader(""), &out, &errOut)
 	if code := exitCode(err, "run", &errOut); code != 130 {
