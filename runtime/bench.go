@@ -17,6 +17,9 @@ type BenchOptions struct {
 	// the first position, so the two tools' decode numbers compare.
 	Depth  int
 	Rounds int // repetitions; the median is reported
+	// OnRound, if set, is called as each round finishes, with its prefill
+	// and decode times, so a caller can show progress.
+	OnRound func(round int, prefill, decode time.Duration)
 }
 
 // BenchResult holds medians over the rounds.
@@ -107,6 +110,9 @@ func (e *Engine) Bench(o BenchOptions) (BenchResult, error) {
 			return res, err
 		}
 		res.DecodeRuns = append(res.DecodeRuns, d)
+		if o.OnRound != nil {
+			o.OnRound(r, res.PrefillRuns[r], d)
+		}
 		if e.HasTransforms() {
 			with, without, err := decode(2*((o.Gen+1)/2), true)
 			if err != nil {

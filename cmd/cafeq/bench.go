@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"time"
 
 	"github.com/cafeq/cafeq/kernels"
 	"github.com/cafeq/cafeq/model"
@@ -79,7 +80,19 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	res, err := e.Bench(runtime.BenchOptions{Prompt: *prompt, Gen: *gen, Depth: *depth, Rounds: *rounds})
+	// Each round is shown as it finishes: benchstat-readable lines (name-procs,
+	// iterations, values with units) on stdout, or with -json a progress
+	// line on stderr.
+	name := strings.NewReplacer(" ", "_", "/", "_").Replace(filepath.Base(*modelPath))
+	onRound := func(r int, p, d time.Duration) {
+		if *asJSON {
+			fmt.Fprintf(stderr, "round %d/%d: prefill %.2f tok/s, decode %.2f tok/s\n", r+1, *rounds, float64(*prompt)/p.Seconds(), float64(*gen)/d.Seconds())
+			return
+		}
+		fmt.Fprintf(stdout, "BenchmarkPrefill/model=%s/tokens=%d-%d\t1\t%d ns/op\t%.2f tok/s\n", name, *prompt, e.Threads(), p.Nanoseconds(), float64(*prompt)/p.Seconds())
+		fmt.Fprintf(stdout, "BenchmarkDecode/model=%s/depth=%d/tokens=%d-%d\t%d\t%d ns/op\t%.2f tok/s\n", name, *depth, *gen, e.Threads(), *gen, d.Nanoseconds()/int64(*gen), float64(*gen)/d.Seconds())
+	}
+	res, err := e.Bench(runtime.BenchOptions{Prompt: *prompt, Gen: *gen, Depth: *depth, Rounds: *rounds, OnRound: onRound})
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -98,13 +111,6 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		data, _ := json.Marshal(out)
 		fmt.Fprintln(stdout, string(data))
 		return nil
-	}
-	// benchstat-readable lines: one per round, name-procs, iterations, values with units.
-	name := strings.NewReplacer(" ", "_", "/", "_").Replace(filepath.Base(*modelPath))
-	for i := range res.PrefillRuns {
-		p, d := res.PrefillRuns[i], res.DecodeRuns[i]
-		fmt.Fprintf(stdout, "BenchmarkPrefill/model=%s/tokens=%d-%d\t1\t%d ns/op\t%.2f tok/s\n", name, *prompt, e.Threads(), p.Nanoseconds(), float64(*prompt)/p.Seconds())
-		fmt.Fprintf(stdout, "BenchmarkDecode/model=%s/depth=%d/tokens=%d-%d\t%d\t%d ns/op\t%.2f tok/s\n", name, *depth, *gen, e.Threads(), *gen, d.Nanoseconds()/int64(*gen), float64(*gen)/d.Seconds())
 	}
 	fmt.Fprintf(stdout, "# prefill %.2f tok/s, decode %.2f tok/s (medians); model %.1f MiB; decode reads %.1f GB/s of %.1f GB/s measured bandwidth (%.0f%%)\n",
 		res.PrefillTokS, res.DecodeTokS, float64(size)/(1<<20), out.DecodeGBs, bw, 100*out.BandwidthShare)

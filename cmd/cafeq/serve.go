@@ -16,11 +16,11 @@ import (
 )
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "-m MODEL [-addr 127.0.0.1:8080] [-parallel N] [-ctx N]", stderr)
+	fs := newFlags("serve", "-m MODEL [flags]", stderr)
 	modelPath := fs.String("m", "", "model: a Hugging Face checkpoint directory, a .cq file, or hf:ORG/NAME to download and quantize (required)")
-	addr := fs.String("addr", "127.0.0.1:8080", "listen address (loopback by default)")
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address; the default is loopback, reachable from this machine only")
 	parallel := fs.Int("parallel", 1, "generations at once, each with its own KV cache")
-	queue := fs.Int("queue", 0, "requests that may wait for a slot before 429; 0: server default")
+	queue := fs.Int("queue", server.DefaultQueueSize, "requests that may wait for a slot before 429; 0: none wait")
 	ctxLen := fs.Int("ctx", 0, "context per request in tokens; 0: the model's, at most 4096")
 	threads := fs.Int("threads", 0, "worker threads; 0: all cores")
 	kv := registerLoadFlags(fs, true)
@@ -40,6 +40,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return usagef("-parallel must be at least 1")
 	case *ctxLen < 0:
 		return usagef("-ctx must be >= 0")
+	case *queue < 0:
+		return usagef("-queue must be >= 0")
+	}
+	if *queue == 0 {
+		*queue = -1 // server.Options: negative means no queue
 	}
 	loadPath, err := resolveModel(*modelPath, pf, stderr)
 	if err != nil {

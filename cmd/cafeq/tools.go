@@ -139,22 +139,29 @@ func cmdLogits(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdInspect(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("inspect", "[-verify] [-tensors] [-json] MODEL", stderr)
+	fs := newFlags("inspect", "[-verify] [-tensors] [-json] (-m MODEL | MODEL)", stderr)
+	modelFlag := fs.String("m", "", "model: a Hugging Face checkpoint directory or a .cq file (or give it last)")
 	verify := fs.Bool("verify", false, "check every tensor's checksum (.cq files)")
 	tensors := fs.Bool("tensors", false, "list every tensor with its format, size and transform (.cq files)")
 	asJSON := fs.Bool("json", false, "print everything, every tensor included, as one JSON object")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return usagef("want one MODEL argument")
+	// Like every other command, inspect takes -m; the model may also come
+	// last, as it always could.
+	modelPath := *modelFlag
+	switch {
+	case modelPath == "" && fs.NArg() == 1:
+		modelPath = fs.Arg(0)
+	case modelPath == "" || fs.NArg() != 0:
+		return usagef("give one model: -m MODEL or MODEL")
 	}
-	info, err := model.Describe(fs.Arg(0), *verify)
+	info, err := model.Describe(modelPath, *verify)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		data, err := json.Marshal(inspectJSON{Path: fs.Arg(0), Info: info, Verified: *verify})
+		data, err := json.Marshal(inspectJSON{Path: modelPath, Info: info, Verified: *verify})
 		if err != nil {
 			return err
 		}
@@ -162,7 +169,7 @@ func cmdInspect(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	c := info.Config
-	fmt.Fprintf(stdout, "model:        %s (%s)\n", fs.Arg(0), info.Kind)
+	fmt.Fprintf(stdout, "model:        %s (%s)\n", modelPath, info.Kind)
 	fmt.Fprintf(stdout, "architecture: Gemma 2, %d layers, d_model %d, ffn %d\n", c.NumHiddenLayers, c.HiddenSize, c.IntermediateSize)
 	fmt.Fprintf(stdout, "attention:    %d heads, %d kv heads, head_dim %d, query scale %g^-1/2, sliding window %d (even layers)\n",
 		c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.QueryPreAttnScalar, c.SlidingWindow)
