@@ -40,13 +40,8 @@ func (g Grid) Validate(cols int) error {
 }
 
 // String names the grid like "q3g64a" (a: asymmetric, s: symmetric).
-func (g Grid) String() string {
-	k := "s"
-	if g.Asym {
-		k = "a"
-	}
-	return fmt.Sprintf("q%dg%d%s", g.Bits, g.Group, k)
-}
+// String is the grid's format name, as everywhere else: q4_g32_asym.
+func (g Grid) String() string { return g.Format().String() }
 
 func (g Grid) maxLevel() int { return 1<<g.Bits - 1 }
 

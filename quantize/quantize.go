@@ -17,12 +17,12 @@ type Matrix struct {
 
 // Entry is one tensor's line of the quantization report.
 type Entry struct {
-	Name      string
-	Method    Method
-	Grid      string
-	RelErr    float64 // exact ||W - Q(W·M)·M^-1||_F / ||W||_F (V/O: see QuantizeVO)
-	RTNRelErr float64 // the same for plain RTN on this grid
-	Seconds   float64 // wall time attributed to the tensor (shared work split evenly)
+	Name      string  `json:"name"`
+	Method    Method  `json:"method"`
+	Grid      string  `json:"grid"`        // format name, e.g. q4_g32_asym
+	RelErr    float64 `json:"rel_err"`     // exact ||W - Q(W·M)·M^-1||_F / ||W||_F (V/O: see QuantizeVO)
+	RTNRelErr float64 `json:"rtn_rel_err"` // the same for plain RTN on this grid
+	Seconds   float64 `json:"seconds"`     // wall time attributed to the tensor (shared work split evenly)
 }
 
 // Result is the output for matrices that share one input: one Quantized per

@@ -44,8 +44,36 @@ type Quality struct {
 // ||O·V - Ô·V̂||_F / ||O·V||_F instead, since the folded transform changes
 // each factor but not their product.
 type Report struct {
-	Model   string       `json:"model"`
-	Methods []Comparison `json:"methods"`
+	Model    string            `json:"model"`
+	Settings ReportSettings    `json:"settings"`
+	Units    map[string]string `json:"units"`
+	Methods  []Comparison      `json:"methods"`
+}
+
+// ReportSettings record how a report was made, so it can be reproduced.
+type ReportSettings struct {
+	Version  string `json:"version"` // the cafeq build
+	Created  string `json:"created"` // RFC 3339, UTC
+	Method   Method `json:"method"`
+	Format   string `json:"format"` // e.g. q4_g32_asym
+	Block    int    `json:"block,omitempty"`
+	Steps    int    `json:"steps"`
+	Seed     uint64 `json:"seed"`
+	EvalFile string `json:"eval_file,omitempty"` // text of the quality measurements
+	EvalCtx  int    `json:"eval_ctx,omitempty"`  // their window, in tokens
+}
+
+// ReportUnits names the unit of every measured field in report.json.
+var ReportUnits = map[string]string{
+	"rel_err":      "relative Frobenius error ||W - Ŵ||_F / ||W||_F (dimensionless)",
+	"rtn_rel_err":  "the same for plain RTN on the same grid",
+	"mean_rel_err": "mean of rel_err over the tensors",
+	"seconds":      "wall-clock seconds",
+	"file_bytes":   "bytes",
+	"kld":          "nats per token, mean KL(reference || quantized)",
+	"top1_agree":   "share of positions (0..1) where both models' most likely token agree",
+	"ppl":          "perplexity per token",
+	"tokens":       "tokens scored",
 }
 
 // NewComparison summarises a quantization run.
@@ -65,6 +93,9 @@ func NewComparison(label string, opt Options, rep *CheckpointReport, fileBytes i
 func WriteReport(dir string, rep Report) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("quantize: report: %w", err)
+	}
+	if rep.Units == nil {
+		rep.Units = ReportUnits
 	}
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {

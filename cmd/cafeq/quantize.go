@@ -150,11 +150,17 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		main := quantize.NewComparison(comparisonLabel(opt.Options), opt.Options, rep, st.Size())
-		files, err := writeComparison(*reportDir, ck, tok, *in, *out, main, opt, extra, *evalText, *evalCtx, stderr)
+		files, rep, err := writeComparison(*reportDir, ck, tok, *in, *out, main, opt, extra, *evalText, *evalCtx, stderr)
 		if err != nil {
 			return err
 		}
 		sum.ReportFiles = files
+		// The table goes where the summary goes: stderr when stdout is JSON.
+		table := stdout
+		if *asJSON {
+			table = stderr
+		}
+		defer printReportTable(table, rep)
 	}
 	if *asJSON {
 		data, _ := json.Marshal(sum)

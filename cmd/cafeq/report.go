@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/cafeq/cafeq/model"
 	"github.com/cafeq/cafeq/model/tokenizer"
@@ -26,10 +27,20 @@ func comparisonLabel(o quantize.Options) string {
 // measures each file's KL divergence and top-1 agreement against the
 // checkpoint on evalText, and writes the report into dir.
 func writeComparison(dir string, ck *model.Checkpoint, tok *tokenizer.Tokenizer, ckPath, mainFile string, main quantize.Comparison,
-	opt quantize.CheckpointOptions, extraBlocks []int, evalText string, evalCtx int, stderr io.Writer) ([]string, error) {
+	opt quantize.CheckpointOptions, extraBlocks []int, evalText string, evalCtx int, stderr io.Writer) ([]string, quantize.Report, error) {
+	rep := quantize.Report{Model: ckPath, Settings: quantize.ReportSettings{
+		Version: buildVersion(), Created: time.Now().UTC().Format(time.RFC3339),
+		Method: opt.Method, Format: opt.Grid.String(), Steps: opt.Steps, Seed: opt.Seed,
+	}}
+	if opt.Method != quantize.MethodRTN && !opt.NoBlock {
+		rep.Settings.Block = opt.Block
+	}
+	if evalText != "" {
+		rep.Settings.EvalFile, rep.Settings.EvalCtx = evalText, evalCtx
+	}
 	tmp, err := os.MkdirTemp("", "cafeq-report-")
 	if err != nil {
-		return nil, err
+		return nil, rep, err
 	}
 	defer os.RemoveAll(tmp)
 	var configs []quantize.Options
@@ -55,23 +66,47 @@ func writeComparison(dir string, ck *model.Checkpoint, tok *tokenizer.Tokenizer,
 		co := opt
 		co.Options = o
 		co.Progress = nil
-		rep, err := quantize.QuantizeCheckpoint(ck, tok, path, co)
+		run, err := quantize.QuantizeCheckpoint(ck, tok, path, co)
 		if err != nil {
-			return nil, fmt.Errorf("report: %s: %w", label, err)
+			return nil, rep, fmt.Errorf("report: %s: %w", label, err)
 		}
 		st, err := os.Stat(path)
 		if err != nil {
-			return nil, err
+			return nil, rep, err
 		}
-		comps = append(comps, quantize.NewComparison(label, o, rep, st.Size()))
+		comps = append(comps, quantize.NewComparison(label, o, run, st.Size()))
 		files = append(files, path)
 	}
 	if evalText != "" {
 		if err := evaluateComparisons(comps, files, ckPath, evalText, evalCtx, stderr); err != nil {
-			return nil, err
+			return nil, rep, err
 		}
 	}
-	return quantize.WriteReport(dir, quantize.Report{Model: ckPath, Methods: comps})
+	rep.Methods = comps
+	written, err := quantize.WriteReport(dir, rep)
+	return written, rep, err
+}
+
+// printReportTable writes one line per method of a report: file size, mean
+// relative weight error, time and, when measured, quality.
+func printReportTable(w io.Writer, rep quantize.Report) {
+	fmt.Fprintf(w, "%-14s %-13s %8s %12s %8s", "method", "format", "MiB", "mean rel err", "seconds")
+	evaluated := len(rep.Methods) > 0 && rep.Methods[0].Quality != nil
+	if evaluated {
+		fmt.Fprintf(w, " %10s %7s %9s", "KLD nats", "top-1", "PPL")
+	}
+	fmt.Fprintln(w)
+	for _, m := range rep.Methods {
+		fmt.Fprintf(w, "%-14s %-13s %8.2f %12.4f %8.1f", m.Label, m.Grid, float64(m.Bytes)/(1<<20), m.MeanRel, m.Seconds)
+		if q := m.Quality; evaluated && q != nil {
+			fmt.Fprintf(w, " %10.5f %7.3f %9.3f", q.KLD, q.Top1Agree, q.PPL)
+		}
+		fmt.Fprintln(w)
+	}
+	if evaluated {
+		fmt.Fprintf(w, "quality on %s (%d tokens, windows of %d); reference PPL %.3f\n",
+			rep.Settings.EvalFile, rep.Methods[0].Quality.Tokens, rep.Settings.EvalCtx, rep.Methods[0].Quality.RefPPL)
+	}
 }
 
 // evaluateComparisons scores every quantized file against the checkpoint.
