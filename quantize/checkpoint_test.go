@@ -103,3 +103,50 @@ func TestQuantizeRefusesTokenizerBeyondVocab(t *testing.T) {
 		t.Fatalf("got %v, want a tokenizer/vocab_size error", err)
 	}
 }
+
+// TestProgressWeightsWork: progress counts estimated work (weights times
+// passes), not tensor groups: with RTN each step's share is its share of
+// the weights; with CafeQ a learned group counts 1+Steps passes.
+func TestProgressWeightsWork(t *testing.T) {
+	const dir = "../testdata/gemma2-tiny"
+	ck, err := model.OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ck.Config
+	d, qd, kvd := c.HiddenSize, c.NumAttentionHeads*c.HeadDim, c.NumKeyValueHeads*c.HeadDim
+	embed := c.VocabSize * d
+	linear := c.NumHiddenLayers * (d*(qd+2*kvd) + qd*d + 3*d*c.IntermediateSize)
+	for _, method := range []Method{MethodRTN, MethodCafeQ} {
+		type call struct{ done, total int }
+		var calls []call
+		opt := CheckpointOptions{Options: Options{Method: method, Grid: Grid{Bits: 4, Group: 32}, Block: 64, Steps: 2},
+			Progress: func(done, total int, _ string) { calls = append(calls, call{done, total}) }}
+		if _, err := QuantizeCheckpoint(ck, tok, filepath.Join(t.TempDir(), "m.cq"), opt); err != nil {
+			t.Fatal(err)
+		}
+		last := calls[len(calls)-1]
+		if last.done != last.total || len(calls) != 2+4*c.NumHiddenLayers {
+			t.Fatalf("%s: %d calls, last %+v", method, len(calls), last)
+		}
+		if calls[0].done != embed {
+			t.Errorf("%s: the embedding counts %d, want its %d weights", method, calls[0].done, embed)
+		}
+		attnIn := calls[1].done - calls[0].done
+		switch method {
+		case MethodRTN:
+			if last.total != embed+linear+d || attnIn != d*(qd+2*kvd) {
+				t.Errorf("rtn: total %d, want %d; q/k/v %d, want %d", last.total, embed+linear+d, attnIn, d*(qd+2*kvd))
+			}
+		case MethodCafeQ:
+			if attnIn != 3*d*(qd+2*kvd) {
+				t.Errorf("cafeq with 2 steps: q/k/v count %d, want 3 passes of %d weights", attnIn, d*(qd+2*kvd))
+			}
+		}
+	}
+}

@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// progress prints "label  done/total unit  pct  ETA" on one stderr line,
+// progress prints "label  done/total unit  pct  ETA" (without done/total
+// when unit is "") on one stderr line,
 // redrawn at most five times a second on a terminal, or every 10% elsewhere
 // (so CI logs stay short).
 type progress struct {
@@ -47,8 +48,11 @@ func (p *progress) update(done int) {
 	if done > 0 {
 		eta = (time.Duration(float64(elapsed) * float64(p.total-done) / float64(done))).Round(time.Second).String()
 	}
-	line := fmt.Sprintf("%s %d/%d %s %3d%% elapsed %s ETA %s", p.label, done, p.total, p.unit,
-		done*100/p.total, elapsed.Round(time.Second), eta)
+	count := fmt.Sprintf(" %d/%d %s", done, p.total, p.unit)
+	if p.unit == "" {
+		count = "" // a share of estimated work: the percentage says it
+	}
+	line := fmt.Sprintf("%s%s %3d%% elapsed %s ETA %s", p.label, count, done*100/p.total, elapsed.Round(time.Second), eta)
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 		if done >= p.total {

@@ -115,10 +115,11 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	bar := newProgress(stderr, "quantize", "steps", 1)
+	// Progress comes in estimated work units (tensor weights times passes);
+	// the bar shows their share.
+	bar := newProgress(stderr, "quantize", "", 1000)
 	opt.Progress = func(done, total int, what string) {
-		bar.total = total
-		bar.update(done)
+		bar.update(int(int64(done) * 1000 / int64(max(total, 1))))
 	}
 	rep, err := quantize.QuantizeCheckpoint(ck, tok, *out, opt)
 	if err != nil {
