@@ -181,16 +181,38 @@ func (c *Client) Revision(ctx context.Context, repo, rev string) (*Revision, err
 	if resp.StatusCode != http.StatusOK {
 		return nil, c.statusError(repo, resp)
 	}
-	var r Revision
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&r); err != nil {
-		return nil, fmt.Errorf("hub: %s: bad revision listing: %w", repo, err)
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxListingBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("hub: %s: %w", repo, err)
 	}
-	if !hexRe.MatchString(r.Commit) || len(r.Commit) != 40 {
-		return nil, fmt.Errorf("hub: %s: bad commit %q in the revision listing", repo, r.Commit)
+	r, err := parseRevision(data)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %s: %w", repo, err)
+	}
+	return r, nil
+}
+
+// maxListingBytes bounds a revision listing (a large repository's is a few
+// hundred KiB).
+const maxListingBytes = 16 << 20
+
+// parseRevision reads and checks a revision listing: a 40-hex commit, and
+// files whose names stay inside the snapshot and whose hashes can name
+// blobs.
+func parseRevision(data []byte) (*Revision, error) {
+	if len(data) > maxListingBytes {
+		return nil, fmt.Errorf("revision listing over %d bytes", maxListingBytes)
+	}
+	var r Revision
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("bad revision listing: %w", err)
+	}
+	if len(r.Commit) != 40 || !hexRe.MatchString(r.Commit) {
+		return nil, fmt.Errorf("bad commit %q in the revision listing", r.Commit)
 	}
 	for _, s := range r.Siblings {
-		if !hexRe.MatchString(s.etag()) || !safeName(s.Name) {
-			return nil, fmt.Errorf("hub: %s: bad file entry %q in the revision listing", repo, s.Name)
+		if !hexRe.MatchString(s.etag()) || !safeName(s.Name) || s.size() < 0 {
+			return nil, fmt.Errorf("bad file entry %q in the revision listing", s.Name)
 		}
 	}
 	return &r, nil
