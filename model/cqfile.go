@@ -84,6 +84,9 @@ type CQQuant struct {
 	Group  int    `json:"group"`           // quantization group size along the input axis
 	Asym   bool   `json:"asym"`            // groups store a minimum as well as a scale
 	Block  int    `json:"block,omitempty"` // block size of the input transforms, 0 for none
+	// BPW is the bit budget (bits per linear weight, everything counted)
+	// when each tensor got its own format; Bits and Group are then 0.
+	BPW float64 `json:"bpw,omitempty"`
 }
 
 // CQTokenizer is the tokenizer file stored inside a .cq file.
@@ -225,7 +228,7 @@ func (h *cqJSON) check(dataStart, fileLen int64) (tensors []CQTensor, tok cqSect
 	if c := bytes.TrimLeft(h.Config, " \t\r\n"); len(c) == 0 || c[0] != '{' {
 		return nil, tok, 0, bad("config is not a JSON object")
 	}
-	if q := h.Quant; q.Bits < 0 || q.Group < 0 || q.Block < 0 {
+	if q := h.Quant; q.Bits < 0 || q.Group < 0 || q.Block < 0 || q.BPW < 0 {
 		return nil, tok, 0, bad("quantization settings %+v: negative value", q)
 	}
 	var sections []cqSection

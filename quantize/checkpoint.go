@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/cafeq/cafeq/kernels"
@@ -38,6 +39,43 @@ type CheckpointOptions struct {
 	Progress func(done, total int, what string)
 	// Metadata is stored in the file header.
 	Metadata map[string]string
+	// BPW, when set, is a size in bits per linear weight, everything
+	// counted: each linear tensor gets the grid that minimises the summed
+	// proxy loss within it (see planBudget) instead of Grid.
+	BPW float64
+
+	grids map[string]Grid // the budget's choice per tensor
+}
+
+// gridFor is the grid tensor name is stored on.
+func (o CheckpointOptions) gridFor(name string) Grid {
+	if g, ok := o.grids[name]; ok {
+		return g
+	}
+	return o.Grid
+}
+
+// forMatrices is o's Options for quantizing the named matrices together:
+// each on its own grid, transforms fitted on the first one's.
+func (o CheckpointOptions) forMatrices(names ...string) Options {
+	opt := o.Options
+	opt.Grid = o.gridFor(names[0])
+	opt.Grids = nil
+	for _, n := range names {
+		opt.Grids = append(opt.Grids, o.gridFor(n))
+	}
+	return opt
+}
+
+// transformBytes is what the M⁻¹ tensors of the plan take in the file.
+func (o CheckpointOptions) transformBytes(cfg model.Config) int64 {
+	var n int64
+	for _, s := range o.specs(cfg) {
+		if strings.HasSuffix(s.Name, ".inv") {
+			n += int64(s.Shape[0]) * int64(s.Format.RowBytes(s.Shape[1]))
+		}
+	}
+	return n
 }
 
 // CheckpointReport is the outcome of QuantizeCheckpoint.
@@ -73,7 +111,7 @@ func (p layerPlan) transform(in model.Input) string {
 func (o CheckpointOptions) plan(cfg model.Config, l int) layerPlan {
 	p := layerPlan{}
 	transformed := o.Method == MethodHadamard || o.Method == MethodCafeQ
-	p.useVO = o.Method == MethodCafeQ && cfg.HeadDim%o.Grid.Group == 0
+	p.useVO = o.Method == MethodCafeQ && cfg.HeadDim%o.gridFor(model.LayerName(l, model.AttnO)).Group == 0
 	if transformed && !(o.Method == MethodCafeQ && o.NoBlock) {
 		p.attnIn = model.AttnIn.TransformName(l)
 		p.ffnIn = model.FFNIn.TransformName(l)
@@ -110,11 +148,12 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 	if err := opt.EmbedFormat.Valid(cfg.HiddenSize); err != nil {
 		return nil, fmt.Errorf("quantize: embedding format: %w", err)
 	}
+	blockTransforms := opt.Method == MethodHadamard || (opt.Method == MethodCafeQ && !opt.NoBlock)
 	for _, cols := range []int{cfg.HiddenSize, cfg.IntermediateSize, cfg.QDim()} {
-		if err := opt.Grid.Validate(cols); err != nil {
+		if err := opt.Grid.Validate(cols); err != nil && opt.BPW == 0 {
 			return nil, fmt.Errorf("quantize: %w", err)
 		}
-		if (opt.Method == MethodCafeQ || opt.Method == MethodHadamard) && cols%opt.Block != 0 {
+		if blockTransforms && cols%opt.Block != 0 {
 			return nil, fmt.Errorf("quantize: transform block %d does not divide width %d", opt.Block, cols)
 		}
 	}
@@ -124,6 +163,24 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 		}
 		// Quantize against the M⁻¹ the runtime will actually apply.
 		opt.InvFormat = opt.TransformFormat
+	}
+	if opt.BPW < 0 || math.IsNaN(opt.BPW) || math.IsInf(opt.BPW, 0) {
+		return nil, fmt.Errorf("quantize: bits per weight %g", opt.BPW)
+	}
+	if opt.BPW > 0 {
+		valid := func(name string, g Grid) bool {
+			_, kind, _ := model.SplitLayerName(name)
+			if blockTransforms && opt.Block%g.Group != 0 {
+				return false
+			}
+			// Coupled V/O groups of o must not straddle heads.
+			return opt.Method != MethodCafeQ || (kind != model.AttnO && kind != model.AttnV) || cfg.HeadDim%g.Group == 0
+		}
+		grids, err := planBudget(ck, opt, opt.transformBytes(cfg), valid)
+		if err != nil {
+			return nil, err
+		}
+		opt.grids = grids
 	}
 
 	specs := opt.specs(cfg)
@@ -137,12 +194,12 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 		tokKind = model.TokenizerHFJSON
 	}
 	block := 0
-	if opt.Method != MethodRTN {
+	if blockTransforms {
 		block = opt.Block
 	}
 	w, err := model.CreateCQ(outPath, model.CQHeader{
 		Config:    configJSON,
-		Quant:     model.CQQuant{Method: string(opt.Method), Bits: opt.Grid.Bits, Group: opt.Grid.Group, Asym: opt.Grid.Asym, Block: block},
+		Quant:     opt.header(block),
 		Metadata:  opt.Metadata,
 		Tokenizer: model.CQTokenizer{Kind: tokKind, Data: tokData},
 	}, specs)
@@ -161,6 +218,15 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 	return q.report, nil
 }
 
+// header records the run's settings: the grid, or the bit budget when
+// each tensor has its own (then Bits and Group are 0).
+func (o CheckpointOptions) header(block int) model.CQQuant {
+	if o.BPW > 0 {
+		return model.CQQuant{Method: string(o.Method), BPW: o.BPW, Block: block}
+	}
+	return model.CQQuant{Method: string(o.Method), Bits: o.Grid.Bits, Group: o.Grid.Group, Asym: o.Grid.Asym, Block: block}
+}
+
 // specs lists every tensor of the output file with its format and transform.
 func (o CheckpointOptions) specs(cfg model.Config) []model.CQTensorSpec {
 	d := cfg.HiddenSize
@@ -173,7 +239,7 @@ func (o CheckpointOptions) specs(cfg model.Config) []model.CQTensorSpec {
 		for _, t := range model.LayerTensors {
 			s := model.CQTensorSpec{Name: model.LayerName(l, t.Kind), Format: kernels.FormatF32, Shape: t.Shape(cfg)}
 			if t.Linear() {
-				s.Format = o.Grid.Format()
+				s.Format = o.gridFor(s.Name).Format()
 				if name := p.transform(t.Input); name != "" {
 					s.Transform = &model.CQTransform{Tensor: name, Block: o.Block}
 				}
@@ -299,7 +365,7 @@ func (q *checkpointWriter) layer(l int) error {
 	if err != nil {
 		return err
 	}
-	attn, err := q.shared(qkv, q.opt.Options, p.attnIn, !p.useVO)
+	attn, err := q.shared(qkv, q.opt.forMatrices(name(model.AttnQ), name(model.AttnK), name(model.AttnV)), p.attnIn, !p.useVO)
 	if err != nil {
 		return err
 	}
@@ -316,7 +382,7 @@ func (q *checkpointWriter) layer(l int) error {
 		if err != nil {
 			return err
 		}
-		if _, err := q.shared(o, q.methodFor(p.attnOut), p.attnOut, true); err != nil {
+		if _, err := q.shared(o, q.methodFor(p.attnOut, name(model.AttnO)), p.attnOut, true); err != nil {
 			return err
 		}
 	}
@@ -327,7 +393,7 @@ func (q *checkpointWriter) layer(l int) error {
 	if err != nil {
 		return err
 	}
-	downOpt := q.methodFor(p.downIn)
+	downOpt := q.methodFor(p.downIn, name(model.FFNDown))
 	if q.opt.Method == MethodCafeQ {
 		downOpt.Method, downOpt.NoBlock = MethodCafeQ, p.downIn == ""
 	}
@@ -345,7 +411,7 @@ func (q *checkpointWriter) layer(l int) error {
 			up.Data[i] /= d[i/up.Cols]
 		}
 	}
-	ffn, err := q.shared(gateUp, q.opt.Options, p.ffnIn, true)
+	ffn, err := q.shared(gateUp, q.opt.forMatrices(name(model.FFNGate), name(model.FFNUp)), p.ffnIn, true)
 	if err != nil {
 		return err
 	}
@@ -376,8 +442,8 @@ func (q *checkpointWriter) loadAll(names ...string) ([]Matrix, error) {
 // methodFor is the options for a matrix that has a transform tensor only if
 // transformName is set; without one it is quantized without a transform but
 // keeps the method's data-free refinements.
-func (q *checkpointWriter) methodFor(transformName string) Options {
-	o := q.opt.Options
+func (q *checkpointWriter) methodFor(transformName, matrix string) Options {
+	o := q.opt.forMatrices(matrix)
 	if transformName == "" {
 		o.Method = MethodRTN
 	}
@@ -430,7 +496,7 @@ func (q *checkpointWriter) vo(l int, attn *Result) error {
 	if err != nil {
 		return err
 	}
-	res, err := QuantizeVO(v, o, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, q.opt.Options)
+	res, err := QuantizeVO(v, o, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim, q.opt.forMatrices(o.Name))
 	if err != nil {
 		return err
 	}

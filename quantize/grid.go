@@ -19,16 +19,24 @@ import (
 //
 // Scales and mins are rounded to float16 before the levels are chosen, so
 // every error this package reports is the error of what is stored.
+//
+// 6 and 8 bits exist only as symmetric groups of 32 (the q6 and q8
+// formats); the bit-budget search (-bpw) uses them for sensitive matrices.
 type Grid struct {
-	Bits  int  // 3 or 4
+	Bits  int  // 3 or 4 (6 or 8: group 32, symmetric)
 	Group int  // 32, 64 or 128
 	Asym  bool // scale+min instead of scale only
 }
 
 // Validate reports whether g is a supported grid for rows of cols weights.
 func (g Grid) Validate(cols int) error {
-	if g.Bits != 3 && g.Bits != 4 {
-		return fmt.Errorf("quantize: grid bits %d: want 3 or 4", g.Bits)
+	switch {
+	case g.Bits == 6 || g.Bits == 8:
+		if g.Group != 32 || g.Asym {
+			return fmt.Errorf("quantize: %d-bit grids are symmetric groups of 32", g.Bits)
+		}
+	case g.Bits != 3 && g.Bits != 4:
+		return fmt.Errorf("quantize: grid bits %d: want 3, 4, 6 or 8", g.Bits)
 	}
 	if g.Group != 32 && g.Group != 64 && g.Group != 128 {
 		return fmt.Errorf("quantize: grid group %d: want 32, 64 or 128", g.Group)
@@ -62,10 +70,7 @@ func (g Grid) kappa() float64 {
 
 // Format is the kernels format that stores this grid.
 func (g Grid) Format() kernels.Format {
-	t := kernels.Q4
-	if g.Bits == 3 {
-		t = kernels.Q3
-	}
+	t := map[int]kernels.Type{3: kernels.Q3, 4: kernels.Q4, 6: kernels.Q6, 8: kernels.Q8}[g.Bits]
 	return kernels.Format{Type: t, Group: g.Group, Asym: g.Asym}
 }
 

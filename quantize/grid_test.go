@@ -3,6 +3,7 @@ package quantize
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -101,6 +102,38 @@ func TestGridValidate(t *testing.T) {
 	}
 	if _, err := gridOf(kernels.FormatQ8); err == nil {
 		t.Error("gridOf(q8) accepted")
+	}
+}
+
+// TestWideGrids: the 6- and 8-bit grids round through the q6 and q8
+// formats, and every extra bit lowers the error of the same matrix.
+func TestWideGrids(t *testing.T) {
+	rows, cols := 16, 256
+	w := make([]float32, rows*cols)
+	for i := range w {
+		w[i] = float32(math.Sin(float64(i)*0.37) + 0.3*math.Cos(float64(i)*1.91))
+	}
+	prev := math.Inf(1)
+	for _, g := range []Grid{{3, 32, false}, {4, 32, false}, {6, 32, false}, {8, 32, false}} {
+		q, err := RTN(g, w, rows, cols)
+		if err != nil {
+			t.Fatal(g, err)
+		}
+		e, err := RelError(w, q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%v (%s): relative error %.5f", g, g.Format(), e)
+		if e >= prev/1.8 {
+			t.Errorf("%v: error %.5f not well below the narrower grid's %.5f", g, e, prev)
+		}
+		prev = e
+	}
+	if err := (Grid{6, 64, false}).Validate(256); err == nil {
+		t.Error("q6 with groups of 64 accepted")
+	}
+	if err := (Grid{8, 32, true}).Validate(256); err == nil {
+		t.Error("asymmetric q8 accepted")
 	}
 }
 

@@ -22,7 +22,10 @@ const (
 // Options configures a quantization. Zero fields take the defaults below.
 type Options struct {
 	Method Method
-	Grid   Grid
+	// Grid stores every matrix, unless Grids names one per matrix of a
+	// QuantizeShared call; learned transforms are fitted on Grid.
+	Grid  Grid
+	Grids []Grid
 	// Block is the transform block on the input axis (hadamard: a power of
 	// two; cafeq: 32..256, a multiple of Grid.Group); it must divide the
 	// columns. Default 256.

@@ -70,6 +70,23 @@ func QuantizeShared(ms []Matrix, opt Options) (res *Result, err error) {
 	if err := opt.validate(cols); err != nil {
 		return nil, err
 	}
+	grids := opt.Grids
+	if grids == nil {
+		for range ms {
+			grids = append(grids, opt.Grid)
+		}
+	}
+	if len(grids) != len(ms) {
+		return nil, fmt.Errorf("quantize: %d grids for %d matrices", len(grids), len(ms))
+	}
+	for i, g := range grids {
+		if err := g.Validate(cols); err != nil {
+			return nil, fmt.Errorf("quantize: %q: %w", ms[i].Name, err)
+		}
+		if t := opt.Block; opt.Method != MethodRTN && !opt.NoBlock && t%g.Group != 0 {
+			return nil, fmt.Errorf("quantize: %q: group %d does not divide transform block %d", ms[i].Name, g.Group, t)
+		}
+	}
 
 	// The diagonal comes first: M, when learned, acts on W·D. Errors stay
 	// relative to the original W (srcs keep their weights).
@@ -89,9 +106,9 @@ func QuantizeShared(ms []Matrix, opt Options) (res *Result, err error) {
 		defer func() {
 			// Plain RTN is measured on the original weights.
 			for i, m := range orig {
-				if q, err := RTN(opt.Grid, m.Data, m.Rows, m.Cols); err == nil && res != nil {
+				if q, err := RTN(grids[i], m.Data, m.Rows, m.Cols); err == nil && res != nil {
 					var e float64
-					for _, v := range plainBlockErr(m.Data, q, opt.Grid.Group, nil) {
+					for _, v := range plainBlockErr(m.Data, q, grids[i].Group, nil) {
 						e += v
 					}
 					res.Report[i].RTNRelErr = math.Sqrt(e * srcs[i].wt)
@@ -118,7 +135,7 @@ func QuantizeShared(ms []Matrix, opt Options) (res *Result, err error) {
 		}
 	}
 
-	res, err = chooseBlocks(ms, srcs, opt.Grid, t, inv, opt.Refine, opt.Method == MethodCafeQ)
+	res, err = chooseBlocks(ms, srcs, grids, t, inv, opt.Refine, opt.Method == MethodCafeQ)
 	if err != nil {
 		return nil, err
 	}

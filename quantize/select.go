@@ -20,7 +20,7 @@ import (
 // The report's errors are exact, over all rows. inv, when set, holds 1/d_j
 // of a diagonal already folded into ms (see learnDiag): errors are measured
 // through it, in the space of the original weights.
-func chooseBlocks(ms []Matrix, srcs []source, g Grid, t *Transform, inv []float32, flags Refine, fallback bool) (*Result, error) {
+func chooseBlocks(ms []Matrix, srcs []source, grids []Grid, t *Transform, inv []float32, flags Refine, fallback bool) (*Result, error) {
 	type cand struct {
 		q    *Quantized
 		errs []float64
@@ -34,14 +34,14 @@ func chooseBlocks(ms []Matrix, srcs []source, g Grid, t *Transform, inv []float3
 			}
 		}
 	}
-	blk := g.Group
+	blk := grids[0].Group // any group divides the columns; errors are summed
 	if t != nil {
 		blk = t.Block
 	}
 	ids := make([]cand, len(ms))
 	rtnErr := make([]float64, len(ms))
 	for i, m := range ms {
-		q, err := RTN(g, m.Data, m.Rows, m.Cols)
+		q, err := RTN(grids[i], m.Data, m.Rows, m.Cols)
 		if err != nil {
 			return nil, fmt.Errorf("quantize: %q: %w", m.Name, err)
 		}
@@ -61,7 +61,7 @@ func chooseBlocks(ms []Matrix, srcs []source, g Grid, t *Transform, inv []float3
 		for i, m := range ms {
 			x := make([]float32, len(m.Data))
 			applyRight(x, m.Data, m.Rows, m.Cols, t.Block, t.m)
-			q, err := RTN(g, x, m.Rows, m.Cols)
+			q, err := RTN(grids[i], x, m.Rows, m.Cols)
 			if err != nil {
 				return nil, fmt.Errorf("quantize: %q: %w", m.Name, err)
 			}
@@ -159,7 +159,7 @@ func chooseBlocks(ms []Matrix, srcs []source, g Grid, t *Transform, inv []float3
 			e += v
 		}
 		res.Q = append(res.Q, final[i].q)
-		res.Report = append(res.Report, Entry{Name: m.Name, Grid: g.String(),
+		res.Report = append(res.Report, Entry{Name: m.Name, Grid: grids[i].String(),
 			RelErr: math.Sqrt(e * srcs[i].wt), RTNRelErr: math.Sqrt(rtnErr[i] * srcs[i].wt)})
 	}
 	return res, nil

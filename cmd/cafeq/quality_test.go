@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/cafeq/cafeq/model"
 	"github.com/cafeq/cafeq/runtime/eval"
 )
 
@@ -144,7 +146,7 @@ func TestOutlierModelQuantizes(t *testing.T) {
 	kl := map[string]float64{}
 	for name, src := range map[string]string{"trained": shakespeare, "outliers": outlierModel(t)} {
 		cq := filepath.Join(t.TempDir(), name+".cq")
-		if code, _, stderr := run(t, "quantize", "-m", src, "-o", cq, "-steps", "8", "-bits", "4", "-group", "64", "-block", "0"); code != 0 {
+		if code, _, stderr := run(t, "quantize", "-m", src, "-o", cq, "-steps", "8"); code != 0 {
 			t.Fatal(stderr)
 		}
 		r := perplexityAgainstRef(t, cq, text)
@@ -153,5 +155,44 @@ func TestOutlierModelQuantizes(t *testing.T) {
 	}
 	if kl["outliers"] > 2*kl["trained"] || kl["outliers"] > 0.01 {
 		t.Errorf("outlier model KL %.5f: above 0.01 or 2x the trained model's %.5f", kl["outliers"], kl["trained"])
+	}
+}
+
+// TestBitBudget: -bpw 3.44 on the trained model gives a file of at most
+// 3.44 bits per linear weight, everything counted, and spends most of it
+// (at least 3.3); every tensor's grid is in the file. A budget below the
+// smallest grid is a clear error, and -bpw with -bits a usage error.
+func TestBitBudget(t *testing.T) {
+	dir := t.TempDir()
+	cq := filepath.Join(dir, "b.cq")
+	code, out, stderr := run(t, "quantize", "-m", shakespeare, "-o", cq, "-bpw", "3.44", "-steps", "2", "-no-rounding", "-json")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	var sum quantizeSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr = run(t, "inspect", "-json", cq)
+	var info inspectJSON
+	if code != 0 || json.Unmarshal([]byte(out), &info) != nil {
+		t.Fatalf("inspect -json: %s", stderr)
+	}
+	formats := map[string]int{}
+	for _, ts := range info.Tensors {
+		if _, kind, ok := model.SplitLayerName(ts.Name); ok && !strings.HasSuffix(kind, "norm") {
+			formats[ts.Format]++
+		}
+	}
+	bpw := info.Size.LinearBPW
+	t.Logf("-bpw 3.44: %.4f bits per linear weight, everything counted; formats %v", bpw, formats)
+	if bpw > 3.44 || bpw < 3.3 || sum.LinearBPW != bpw || sum.BPW != 3.44 {
+		t.Errorf("-bpw 3.44 gave %.4f (quantize says %.4f, budget %.2f)", bpw, sum.LinearBPW, sum.BPW)
+	}
+	if code, _, stderr := run(t, "quantize", "-m", shakespeare, "-o", filepath.Join(dir, "c.cq"), "-bpw", "2.5"); code != 1 || !strings.Contains(stderr, "smallest") {
+		t.Errorf("-bpw 2.5: exit %d, %s", code, stderr)
+	}
+	if code, _, _ := run(t, "quantize", "-m", shakespeare, "-o", filepath.Join(dir, "d.cq"), "-bpw", "4", "-bits", "4"); code != 2 {
+		t.Errorf("-bpw with -bits: exit %d, want 2", code)
 	}
 }

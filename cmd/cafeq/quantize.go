@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,19 +29,25 @@ type quantizeSummary struct {
 	// LinearBPW is bits per linear weight, everything counted (scales,
 	// mins, M⁻¹); Size breaks the file down.
 	LinearBPW   float64    `json:"linear_bits_per_weight"`
+	BPW         float64    `json:"bpw_target,omitempty"` // -bpw: the budget LinearBPW stays within
 	Size        model.Size `json:"size"`
 	ReportFiles []string   `json:"report_files,omitempty"`
 }
 
+// defaultBPW is the size of a file made with no size flag: Q4_0's 4.5 bits
+// per linear weight, everything counted.
+const defaultBPW = 4.5
+
 func cmdQuantize(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("quantize", "-m HF_DIR -o OUT.cq -bits 4|3 [-group 32|64|128] [-method rtn|hadamard|cafeq] [flags]", stderr)
+	fs := newFlags("quantize", "-m HF_DIR -o OUT.cq [-bpw 4.5 | -bits 4|3 -group 32|64|128] [-method rtn|hadamard|cafeq] [flags]", stderr)
 	in := fs.String("m", "", "Hugging Face checkpoint directory (required)")
 	out := fs.String("o", "", "output .cq file (required)")
-	bits := fs.Int("bits", 4, "weight bits: 4 or 3")
+	bpw := fs.Float64("bpw", defaultBPW, "size in bits per linear weight, everything counted (scales, mins, transforms): each tensor gets the grid, group and bit width that minimise the proxy loss within it")
+	bits := fs.Int("bits", 4, "instead of -bpw: one grid of this many bits (4 or 3) for every linear weight, with -group and -sym")
 	group := fs.Int("group", 32, "quantization group along the input axis: 32, 64 or 128")
 	sym := fs.Bool("sym", false, "symmetric grid (scale only) instead of min-max (scale and min)")
 	method := fs.String("method", "cafeq", "rtn (plain min-max round to nearest), hadamard (random rotation) or cafeq")
-	block := fs.Int("block", 256, "transform block on the input axis (hadamard, cafeq); 0: cafeq applies no transform at run time")
+	block := fs.Int("block", 0, "block of the run-time input transform M (cafeq: 32..256; hadamard: a power of two, default 256); 0: cafeq applies none, only transforms folded into the weights")
 	noDiag := fs.Bool("no-diag", false, "cafeq: skip the diagonal input transforms folded into the norms and up_proj (free at run time)")
 	steps := fs.Int("steps", quantize.DefaultSteps, "Adam steps per start and block (cafeq); time grows linearly")
 	noClip := fs.Bool("no-clip", false, "cafeq: skip the per-group range (clipping) search")
@@ -58,7 +65,13 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	switch {
+	case set["bpw"] && (set["bits"] || set["group"] || set["sym"]):
+		return usagef("-bpw chooses bits, group and grid per tensor: give either -bpw or -bits/-group/-sym")
+	case *bpw <= 0 || *bpw > 16:
+		return usagef("-bpw must be in (0, 16]")
 	case *in == "" || *out == "":
 		return usagef("-m HF_DIR and -o OUT.cq are required")
 	case *bits != 3 && *bits != 4:
@@ -106,6 +119,12 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 			opt.NoBlock, opt.Block = true, 256
 		}
 	}
+	if *method == "hadamard" && *block == 0 {
+		opt.Block = 256
+	}
+	if !set["bits"] && !set["group"] && !set["sym"] {
+		opt.BPW = *bpw
+	}
 	ck, err := model.OpenCheckpoint(*in)
 	if err != nil {
 		return err
@@ -137,7 +156,10 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 		PeakRSSMiB: peakRSSMiB(), FileBytes: st.Size(), Tensors: len(rep.Entries),
 		LinearBPW: info.Size.LinearBPW, Size: info.Size}
 	if *method != "rtn" && !opt.NoBlock {
-		sum.Block = *block
+		sum.Block = opt.Block
+	}
+	if opt.BPW > 0 {
+		sum.Format, sum.BPW = "per tensor", opt.BPW
 	}
 	for _, e := range rep.Entries {
 		sum.MeanRelErr += e.RelErr / float64(len(rep.Entries))

@@ -19,6 +19,9 @@ func comparisonLabel(o quantize.Options) string {
 	if o.Method == quantize.MethodRTN {
 		return string(o.Method)
 	}
+	if o.Method == quantize.MethodCafeQ && o.NoBlock {
+		return "cafeq, no run-time transform"
+	}
 	return fmt.Sprintf("%s b%d", o.Method, o.Block)
 }
 
@@ -51,7 +54,7 @@ func writeComparison(dir string, ck *model.Checkpoint, tok *tokenizer.Tokenizer,
 	}
 	for _, b := range extraBlocks {
 		o := opt.Options
-		o.Method, o.Block = quantize.MethodCafeQ, b
+		o.Method, o.Block, o.NoBlock = quantize.MethodCafeQ, b, false
 		configs = append(configs, o)
 	}
 	comps := []quantize.Comparison{main}
