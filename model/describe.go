@@ -78,6 +78,9 @@ func Describe(path string, verify bool) (Info, error) {
 		q := f.Header.Quant
 		info.Kind = "cafeq"
 		info.Quantization = fmt.Sprintf("method %s, %d bits, group %d, asym %v", q.Method, q.Bits, q.Group, q.Asym)
+		if q.BPW > 0 {
+			info.Quantization = fmt.Sprintf("method %s, budget %g bits per linear weight (everything counted), a format per tensor", q.Method, q.BPW)
+		}
 		if q.Block > 0 {
 			info.Quantization += fmt.Sprintf(", transform block %d", q.Block)
 		}

@@ -18,9 +18,9 @@ import (
 //  1. every unit (q, k, gate, up, down of each layer, and v with o, which
 //     QuantizeVO couples and so share one grid) is scored on every
 //     candidate grid: the exact relative squared error ||W - Ŵ||²/||W||² of
-//     its matrices, each weighted by budgetWeight, with the learned
-//     diagonal and the refinements the run uses, on a fixed random sample
-//     of budgetRows rows;
+//     its matrices, each weighted by budgetWeight, with a learned diagonal
+//     and least-squares scales, on a fixed random sample of budgetRows
+//     rows;
 //  2. every unit starts on its cheapest grid, then the upgrade with the
 //     largest loss decrease per added byte that still fits is taken, until
 //     none fits (a greedy walk of the loss/bytes trade-off).
@@ -40,7 +40,7 @@ var budgetGrids = func() []Grid {
 }()
 
 // budgetRows is the row sample each candidate is scored on.
-const budgetRows = 256
+const budgetRows = 128
 
 // budgetUnit is matrices that get one grid.
 type budgetUnit struct {
@@ -88,31 +88,38 @@ func sampleRows(m Matrix, n int, seed uint64) source {
 }
 
 // sampleLoss is the relative squared error of one sampled matrix on grid g,
-// with the learned diagonal (diag) and refinements as the run will apply.
-func sampleLoss(src source, g Grid, diag bool, flags Refine) float64 {
-	x, d := src.w, []float32(nil)
-	if diag {
-		d = learnDiag([]source{src}, g)
+// stored as W·D (d nil: D = I), after the least-squares refinement when
+// flags asks for any. (The clipping search is left out here: it doubles
+// the time and rarely changes which grid wins.)
+func sampleLoss(src source, g Grid, d []float32, flags Refine) float64 {
+	x := src.w
+	if d != nil {
 		x = scaleCols(src.w, src.rows, src.cols, d)
 	}
 	q, err := RTN(g, x, src.rows, src.cols)
 	if err != nil {
 		return math.Inf(1)
 	}
-	var colW []float64
-	if d != nil {
-		colW = make([]float64, len(d))
-		for j, v := range d {
-			colW[j] = 1 / (float64(v) * float64(v))
+	if flags != 0 {
+		var colW []float64
+		if d != nil {
+			colW = make([]float64, len(d))
+			for j, v := range d {
+				colW[j] = 1 / (float64(v) * float64(v))
+			}
 		}
+		refineRows(q, x, colW, RefineLSQ)
 	}
-	refineRows(q, x, colW, flags)
 	var e float64
 	for _, v := range groupErrs(x, q, d) {
 		e += v
 	}
 	return e * src.wt
 }
+
+// budgetDiagGrid is the grid the scoring's one diagonal per matrix is
+// learned on (the finest groups, whose choice also suits larger ones).
+var budgetDiagGrid = Grid{Bits: 4, Group: 32, Asym: true}
 
 // planBudget chooses every linear tensor's grid for a budget of bpw bits per
 // linear weight, of which transformBytes are already spent on M⁻¹. valid
@@ -162,9 +169,15 @@ func planBudget(ck *model.Checkpoint, opt CheckpointOptions, transformBytes int6
 			if len(u.cands) == 0 {
 				return nil, fmt.Errorf("quantize: no grid fits %v", names)
 			}
+			diags := make([][]float32, len(srcs))
+			if opt.Diag && opt.Method == MethodCafeQ {
+				for i, src := range srcs {
+					diags[i] = learnDiag([]source{src}, budgetDiagGrid)
+				}
+			}
 			parallelFor(len(u.cands), func(c int) {
-				for _, src := range srcs {
-					u.cands[c].loss += sampleLoss(src, u.cands[c].grid, opt.Diag && opt.Method == MethodCafeQ, opt.Refine)
+				for i, src := range srcs {
+					u.cands[c].loss += sampleLoss(src, u.cands[c].grid, diags[i], opt.Refine)
 				}
 			})
 			sort.Slice(u.cands, func(i, j int) bool { return u.cands[i].bytes < u.cands[j].bytes })

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/cafeq/cafeq/kernels"
@@ -69,9 +68,16 @@ func (o CheckpointOptions) forMatrices(names ...string) Options {
 
 // transformBytes is what the M⁻¹ tensors of the plan take in the file.
 func (o CheckpointOptions) transformBytes(cfg model.Config) int64 {
+	specs := o.specs(cfg)
+	used := map[string]bool{}
+	for _, s := range specs {
+		if s.Transform != nil {
+			used[s.Transform.Tensor] = true
+		}
+	}
 	var n int64
-	for _, s := range o.specs(cfg) {
-		if strings.HasSuffix(s.Name, ".inv") {
+	for _, s := range specs {
+		if used[s.Name] {
 			n += int64(s.Shape[0]) * int64(s.Format.RowBytes(s.Shape[1]))
 		}
 	}

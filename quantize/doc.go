@@ -22,6 +22,8 @@
 //     QuantizeVO, the V/O driver.
 //   - select.go: per block, the transform or the identity, whichever is
 //     exactly better; the choice every method ends with.
+//   - budget.go: a size in bits per linear weight, everything counted
+//     (-bpw): each tensor's grid, chosen by the proxy loss within it.
 //   - checkpoint.go: a whole Gemma 2 checkpoint into a .cq file;
 //     report.go: the -report JSON and SVG.
 //   - linalg.go: small dense helpers (gonum conversions, inverse, gemm);
@@ -31,7 +33,8 @@
 //
 // A matrix is row-major W[out][in] (PyTorch layout). It is stored on a Grid
 // (3 or 4 bits, groups of 32/64/128 along the input axis, symmetric or
-// asymmetric, float16 scales) as a Quantized: one integer level per weight
+// asymmetric, float16 scales; or q6/q8, symmetric groups of 32, which the
+// bit budget gives sensitive matrices) as a Quantized: one integer level per weight
 // and one scale (and min) per group, which kernels.PackRow writes as is.
 // Plain RTN is kernels.QuantizeRowRTN itself, so the two cannot disagree.
 //
@@ -45,8 +48,12 @@
 // share one transform. Hadamard blocks must be a power of two dividing the
 // columns: 2304 = 9*256 gets nine independent 256-blocks.
 //
-// The V/O transform is folded into the weights and costs nothing at run
-// time (see QuantizeVO).
+// Two transforms cost nothing at run time: the V/O transform is folded
+// into the weights (see QuantizeVO), and a learned diagonal D of each
+// shared input is folded into what makes that input (the RMSNorm before
+// q/k/v and gate/up, up_proj's rows before down_proj; see diag.go). The
+// CLI's default keeps only these (-block 0); a block M, when asked for, is
+// learned on W·D.
 //
 // # Proxy loss
 //
