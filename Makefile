@@ -16,12 +16,13 @@ build:
 	$(GO) build -o $(BIN) ./cmd/cafeq
 
 # The main job on the model shipped in testdata: quantize the trained
-# Shakespeare model with CafeQ at 4 bits, inspect the file, generate from it,
+# Shakespeare model with CafeQ at the default 4.5 bits per weight (everything
+# counted), inspect the file, generate from it,
 # and measure its quality against the unquantized checkpoint on unseen text.
 DEMO_CQ := bin/demo/shakespeare-q4.cq
 demo: build
 	@mkdir -p bin/demo
-	$(BIN) quantize -m $(DEMO_HF) -o $(DEMO_CQ) -bits 4 -group 32 -method cafeq
+	$(BIN) quantize -m $(DEMO_HF) -o $(DEMO_CQ)
 	$(BIN) inspect -verify $(DEMO_CQ)
 	@echo "== greedy continuation from the 4-bit file"
 	$(BIN) run -m $(DEMO_CQ) -p "ROMEO:" -n 64 -temp 0
