@@ -45,7 +45,7 @@ type Options struct {
 	KVF16 bool
 	// NoVerify skips the checksums of a .cq file's tensors and uses the
 	// memory-mapped file in place instead of copying it into private memory:
-	// a faster start (see docs/FILEFORMAT.md for the cost measured), but a
+	// a faster start (see docs/CQ-FILE.md for the cost measured), but a
 	// corrupt tensor then runs silently, and the file must not be changed
 	// in place (truncated, overwritten) while the engine uses it. By default
 	// every tensor is verified on load, and the file is not read after it.
