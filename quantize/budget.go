@@ -1,6 +1,7 @@
 package quantize
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -27,6 +28,9 @@ import (
 //
 // The result is each linear tensor's grid, which the file records as the
 // tensor's format.
+
+// ErrBudgetTooSmall is returned when no choice of grids fits the budget.
+var ErrBudgetTooSmall = errors.New("quantize: bit budget too small")
 
 // budgetGrids are the candidates: every 3- and 4-bit grid, q6 and q8.
 var budgetGrids = func() []Grid {
@@ -201,8 +205,8 @@ func planBudget(ck *model.Checkpoint, opt CheckpointOptions, transformBytes int6
 		used += u.cands[choice[i]].bytes
 	}
 	if used > budget {
-		return nil, fmt.Errorf("quantize: %.3f bits per linear weight is below the smallest file possible here (%.3f with every matrix on its smallest grid)",
-			opt.BPW, 8*float64(used+transformBytes)/float64(totalWeights))
+		return nil, fmt.Errorf("%w: %.3f bits per linear weight is below the smallest file possible here (%.3f with every matrix on its smallest grid and %d bytes of transforms)",
+			ErrBudgetTooSmall, opt.BPW, 8*float64(used+transformBytes)/float64(totalWeights), transformBytes)
 	}
 	for {
 		bestU, bestC, bestRate := -1, -1, 0.0

@@ -173,6 +173,9 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		main := quantize.NewComparison(comparisonLabel(opt.Options), opt.Options, rep, st.Size())
+		if opt.BPW > 0 {
+			main.Grid = fmt.Sprintf("bpw %g", opt.BPW)
+		}
 		files, rep, err := writeComparison(*reportDir, ck, tok, *in, *out, main, opt, extra, *evalText, *evalCtx, stderr)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -70,6 +71,11 @@ func writeComparison(dir string, ck *model.Checkpoint, tok *tokenizer.Tokenizer,
 		co.Options = o
 		co.Progress = nil
 		run, err := quantize.QuantizeCheckpoint(ck, tok, path, co)
+		if errors.Is(err, quantize.ErrBudgetTooSmall) {
+			// Hadamard's M⁻¹ alone can exceed a small model's budget.
+			fmt.Fprintf(stderr, "report: %s skipped: %v\n", label, err)
+			continue
+		}
 		if err != nil {
 			return nil, rep, fmt.Errorf("report: %s: %w", label, err)
 		}
@@ -77,7 +83,11 @@ func writeComparison(dir string, ck *model.Checkpoint, tok *tokenizer.Tokenizer,
 		if err != nil {
 			return nil, rep, err
 		}
-		comps = append(comps, quantize.NewComparison(label, o, run, st.Size()))
+		c := quantize.NewComparison(label, o, run, st.Size())
+		if opt.BPW > 0 {
+			c.Grid = fmt.Sprintf("bpw %g", opt.BPW) // each tensor's grid is in c.Entries
+		}
+		comps = append(comps, c)
 		files = append(files, path)
 	}
 	if evalText != "" {
