@@ -47,7 +47,6 @@ func (g Grid) Validate(cols int) error {
 	return nil
 }
 
-// String names the grid like "q3g64a" (a: asymmetric, s: symmetric).
 // String is the grid's format name, as everywhere else: q4_g32_asym.
 func (g Grid) String() string { return g.Format().String() }
 

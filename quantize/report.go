@@ -52,15 +52,16 @@ type Report struct {
 
 // ReportSettings record how a report was made, so it can be reproduced.
 type ReportSettings struct {
-	Version  string `json:"version"` // the cafeq build
-	Created  string `json:"created"` // RFC 3339, UTC
-	Method   Method `json:"method"`
-	Format   string `json:"format"` // e.g. q4_g32_asym
-	Block    int    `json:"block,omitempty"`
-	Steps    int    `json:"steps"`
-	Seed     uint64 `json:"seed"`
-	EvalFile string `json:"eval_file,omitempty"` // text of the quality measurements
-	EvalCtx  int    `json:"eval_ctx,omitempty"`  // their window, in tokens
+	Version  string  `json:"version"` // the cafeq build
+	Created  string  `json:"created"` // RFC 3339, UTC
+	Method   Method  `json:"method"`
+	Format   string  `json:"format,omitempty"`     // one grid for every tensor, e.g. q4_g32_asym
+	BPW      float64 `json:"bpw_target,omitempty"` // or a size budget, bits per linear weight
+	Block    int     `json:"block,omitempty"`
+	Steps    int     `json:"steps"`
+	Seed     uint64  `json:"seed"`
+	EvalFile string  `json:"eval_file,omitempty"` // text of the quality measurements
+	EvalCtx  int     `json:"eval_ctx,omitempty"`  // their window, in tokens
 }
 
 // ReportUnits names the unit of every measured field in report.json.

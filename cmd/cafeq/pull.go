@@ -15,30 +15,55 @@ import (
 )
 
 // pullFlags choose how a Hugging Face repository is quantized when a
-// command gets hf:ORG/NAME as its model.
+// command gets hf:ORG/NAME as its model. Unset, they leave quantize's
+// defaults (a size of -bpw 4.5); -bits and -group pick one grid instead.
 type pullFlags struct {
+	bpw         float64
 	bits, group int
 	method      string
 	rev         string
 }
 
 func (p *pullFlags) register(fs *flag.FlagSet) {
-	fs.IntVar(&p.bits, "bits", 4, "with hf:REPO: weight bits of the quantized model, 4 or 3")
-	fs.IntVar(&p.group, "group", 32, "with hf:REPO: quantization group size, 32, 64 or 128 (larger: smaller file)")
+	fs.Float64Var(&p.bpw, "bpw", 0, "with hf:REPO: size in bits per linear weight; 0: quantize's default")
+	fs.IntVar(&p.bits, "bits", 0, "with hf:REPO: instead of -bpw, one grid of this many bits, 4 or 3")
+	fs.IntVar(&p.group, "group", 0, "with hf:REPO and -bits: quantization group size, 32, 64 or 128 (larger: smaller file); 0: 32")
 	fs.StringVar(&p.method, "method", "cafeq", "with hf:REPO: quantization method, rtn, hadamard or cafeq")
 	fs.StringVar(&p.rev, "rev", "main", "with hf:REPO: branch, tag or commit")
 }
 
 func (p *pullFlags) validate() error {
 	switch {
-	case p.bits != 3 && p.bits != 4:
+	case p.bits != 0 && p.bits != 3 && p.bits != 4:
 		return usagef("-bits must be 3 or 4")
-	case p.group != 32 && p.group != 64 && p.group != 128:
+	case p.group != 0 && p.group != 32 && p.group != 64 && p.group != 128:
 		return usagef("-group must be 32, 64 or 128")
+	case p.group != 0 && p.bits == 0:
+		return usagef("-group goes with -bits")
+	case p.bpw != 0 && p.bits != 0:
+		return usagef("give either -bpw or -bits/-group")
+	case p.bpw < 0:
+		return usagef("-bpw must be > 0")
 	case p.method != "rtn" && p.method != "hadamard" && p.method != "cafeq":
 		return usagef("-method must be rtn, hadamard or cafeq")
 	}
 	return nil
+}
+
+// quantizeArgs are the size flags passed to quantize, and the name they
+// give the cached file.
+func (p *pullFlags) quantizeArgs() (args []string, name string) {
+	switch {
+	case p.bits != 0:
+		group := p.group
+		if group == 0 {
+			group = 32
+		}
+		return []string{"-bits", fmt.Sprint(p.bits), "-group", fmt.Sprint(group)}, fmt.Sprintf("q%d_g%d", p.bits, group)
+	case p.bpw != 0:
+		return []string{"-bpw", fmt.Sprint(p.bpw)}, fmt.Sprintf("bpw%g", p.bpw)
+	}
+	return nil, "default"
 }
 
 // hfPrefix marks a model given as a Hugging Face repository.
@@ -99,19 +124,19 @@ func pull(repo string, p pullFlags, stderr io.Writer) (string, error) {
 		return "", err
 	}
 	commit := filepath.Base(snap)
+	sizeArgs, sizeName := p.quantizeArgs()
 	out := filepath.Join(home, "models", strings.ReplaceAll(repo, "/", "--"),
-		fmt.Sprintf("%s-%s-q%d_g%d.cq", commit[:12], p.method, p.bits, p.group))
+		fmt.Sprintf("%s-%s-%s.cq", commit[:12], p.method, sizeName))
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
-	fmt.Fprintf(stderr, "quantizing %s (%s, %d bits, group %d) into %s\n", repo, p.method, p.bits, p.group, out)
+	fmt.Fprintf(stderr, "quantizing %s (%s, %s) into %s\n", repo, p.method, sizeName, out)
 	// quantize writes to a temporary name and renames when complete, so an
 	// interrupted run leaves no half-written file in the cache.
-	err = cmdQuantize([]string{"-m", snap, "-o", out, "-bits", fmt.Sprint(p.bits), "-group", fmt.Sprint(p.group), "-method", p.method},
-		stderr, stderr)
+	err = cmdQuantize(append([]string{"-m", snap, "-o", out, "-method", p.method}, sizeArgs...), stderr, stderr)
 	if err != nil {
 		return "", fmt.Errorf("quantizing %s: %w", repo, err)
 	}
@@ -119,7 +144,7 @@ func pull(repo string, p pullFlags, stderr io.Writer) (string, error) {
 }
 
 func cmdPull(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("pull", "[-bits 4|3] [-group 32|64|128] [-method cafeq] [-rev main] ORG/NAME", stderr)
+	fs := newFlags("pull", "[-bpw 4.5 | -bits 4|3 [-group 32|64|128]] [-method cafeq] [-rev main] ORG/NAME", stderr)
 	var p pullFlags
 	p.register(fs)
 	if err := parseFlags(fs, args); err != nil {

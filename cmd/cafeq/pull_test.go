@@ -45,7 +45,7 @@ func TestPullAndRunHF(t *testing.T) {
 	st, _ := os.Stat(cq)
 	downloads := len(hub.Downloads())
 
-	code, viaHF, stderr := run(t, "run", "hf:bard/shakespeare", "-method", "rtn", "-group", "64", "-n", "8", "-temp", "0", "ROMEO:")
+	code, viaHF, stderr := run(t, "run", "hf:bard/shakespeare", "-method", "rtn", "-bits", "4", "-group", "64", "-n", "8", "-temp", "0", "ROMEO:")
 	if code != 0 {
 		t.Fatalf("run hf: exit %d: %s", code, stderr)
 	}
@@ -63,5 +63,13 @@ func TestPullAndRunHF(t *testing.T) {
 	}
 	if code, _, _ := run(t, "pull", "not a repo"); code != 2 {
 		t.Errorf("pull of a bad name: exit %d, want 2", code)
+	}
+	// Without size flags, quantize's default size (-bpw) is used and named.
+	code, out, stderr = run(t, "pull", "-method", "rtn", "bard/shakespeare")
+	if code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "-rtn-default.cq") {
+		t.Errorf("pull with quantize's defaults: exit %d, %q: %s", code, out, stderr)
+	}
+	if code, _, _ := run(t, "pull", "-bpw", "4.5", "-bits", "4", "bard/shakespeare"); code != 2 {
+		t.Errorf("-bpw with -bits: exit %d, want 2", code)
 	}
 }

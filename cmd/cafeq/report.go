@@ -34,8 +34,13 @@ func writeComparison(dir string, ck *model.Checkpoint, tok *tokenizer.Tokenizer,
 	opt quantize.CheckpointOptions, extraBlocks []int, evalText string, evalCtx int, stderr io.Writer) ([]string, quantize.Report, error) {
 	rep := quantize.Report{Model: ckPath, Settings: quantize.ReportSettings{
 		Version: buildVersion(), Created: time.Now().UTC().Format(time.RFC3339),
-		Method: opt.Method, Format: opt.Grid.String(), Steps: opt.Steps, Seed: opt.Seed,
+		Method: opt.Method, Steps: opt.Steps, Seed: opt.Seed,
 	}}
+	if opt.BPW > 0 {
+		rep.Settings.BPW = opt.BPW
+	} else {
+		rep.Settings.Format = opt.Grid.String()
+	}
 	if opt.Method != quantize.MethodRTN && !opt.NoBlock {
 		rep.Settings.Block = opt.Block
 	}

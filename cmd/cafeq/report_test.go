@@ -18,7 +18,7 @@ func TestReportFile(t *testing.T) {
 	dir := t.TempDir()
 	text := filepath.Join(dir, "eval.txt")
 	os.WriteFile(text, []byte("Once upon a time there was a small red fox. The fox liked to run in the tall grass."), 0o644)
-	code, out, stderr := run(t, "quantize", "-m", tiny, "-o", filepath.Join(dir, "m.cq"), "-method", "rtn", "-block", "64",
+	code, out, stderr := run(t, "quantize", "-m", tiny, "-o", filepath.Join(dir, "m.cq"), "-method", "rtn", "-block", "64", "-bits", "4", "-group", "32",
 		"-report", filepath.Join(dir, "rep"), "-eval", text, "-eval-ctx", "16")
 	if code != 0 {
 		t.Fatal(stderr)
@@ -90,5 +90,24 @@ func TestReportFile(t *testing.T) {
 		if !isFormat(m.Grid) || len(m.Tensors) == 0 || !isFormat(m.Tensors[0].Grid) {
 			t.Errorf("format names %q / %+v", m.Grid, m.Tensors[:min(1, len(m.Tensors))])
 		}
+	}
+}
+
+// TestReportFileBudget: with a size budget (quantize's default) the report
+// records the budget instead of one format.
+func TestReportFileBudget(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, stderr := run(t, "quantize", "-m", tiny, "-o", filepath.Join(dir, "m.cq"), "-method", "rtn", "-report", filepath.Join(dir, "rep")); code != 0 {
+		t.Fatal(stderr)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "rep", "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		Settings map[string]any `json:"settings"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil || raw.Settings["bpw_target"] != 4.5 {
+		t.Errorf("settings %v (%v)", raw.Settings, err)
 	}
 }
