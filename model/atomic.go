@@ -90,11 +90,16 @@ func WriteFileAtomic(path string, data []byte) error {
 // RefuseInputAsOutput fails when writing out would replace one of the
 // inputs: out, resolved through symlinks and hard links (os.SameFile), is an
 // input file, a file of an input directory, or an input directory itself.
-// An output that does not exist yet replaces nothing.
+// An output that does not exist yet replaces nothing; one that exists must
+// be a regular file (or a directory, for commands that write into one).
 func RefuseInputAsOutput(out string, inputs ...string) error {
 	ost, err := os.Stat(out)
 	if err != nil {
 		return nil // nothing there, or unreachable: the write itself will say
+	}
+	if !ost.IsDir() && !ost.Mode().IsRegular() {
+		// Renaming a file onto /dev/null or a FIFO would replace it.
+		return fmt.Errorf("model: output %s exists and is not a regular file (%s); refusing to replace it", out, ost.Mode().Type())
 	}
 	for _, in := range inputs {
 		ist, err := os.Stat(in)

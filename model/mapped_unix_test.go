@@ -68,3 +68,35 @@ func TestStaleTempFilesRemoved(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckpointTruncatedWhileRead: a safetensors file truncated under an
+// open checkpoint (while quantize reads it) gave SIGBUS; it is an error.
+func TestCheckpointTruncatedWhileRead(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"config.json", "model.safetensors"} {
+		data, err := os.ReadFile(filepath.Join("../testdata/gemma2-tiny", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, f), data, 0o644)
+	}
+	ck, err := OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	if err := os.Truncate(filepath.Join(dir, "model.safetensors"), 0); err != nil {
+		t.Fatal(err)
+	}
+	tn, err := ck.Tensor(NameEmbed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tn.Float32s(); !errors.Is(err, ErrFileChanged) {
+		t.Fatalf("Float32s of a truncated file: %v, want ErrFileChanged", err)
+	}
+	row := make([]float32, tn.Shape[1])
+	if err := tn.RowFloat32s(tn.Shape[0]-1, row); !errors.Is(err, ErrFileChanged) {
+		t.Fatalf("RowFloat32s of a truncated file: %v, want ErrFileChanged", err)
+	}
+}

@@ -189,7 +189,10 @@ func OpenCheckpoint(dir string) (*Checkpoint, error) {
 			return nil, err
 		}
 		ck.files = append(ck.files, m)
-		ts, err := ParseSafetensors(m.Data)
+		var ts map[string]Tensor
+		if ferr := guardMapped(func() { ts, err = ParseSafetensors(m.Data) }); ferr != nil {
+			err = ferr
+		}
 		if err != nil {
 			ck.Close()
 			return nil, fmt.Errorf("%w (in %s)", err, filepath.Base(f))
@@ -329,7 +332,16 @@ func (t Tensor) RowFloat32s(r int, dst []float32) error {
 	return decodeFloat32s(t.Name, t.DType, t.Data[r*cols*size:(r+1)*cols*size], dst)
 }
 
-func decodeFloat32s(name string, dtype DType, data []byte, out []float32) error {
+// decodeFloat32s decodes mapped checkpoint data; a file truncated meanwhile
+// is ErrFileChanged, not a crash.
+func decodeFloat32s(name string, dtype DType, data []byte, out []float32) (err error) {
+	if ferr := guardMapped(func() { err = decodeFloat32sUnguarded(name, dtype, data, out) }); ferr != nil {
+		return fmt.Errorf("model: tensor %q: %w", name, ferr)
+	}
+	return err
+}
+
+func decodeFloat32sUnguarded(name string, dtype DType, data []byte, out []float32) error {
 	switch dtype {
 	case F32:
 		for i := range out {

@@ -40,6 +40,7 @@ func TestQuantizeNeverOverwritesItsInput(t *testing.T) {
 		filepath.Join(dir, "link", "model.safetensors"),
 		filepath.Join(dir, "hard.json"),
 		ck,
+		"/dev/null",
 	} {
 		code, _, stderr := run(t, "quantize", "-m", ck, "-o", out, "-bits", "4", "-method", "rtn")
 		if code == 0 || !strings.Contains(stderr, "refusing") && !strings.Contains(stderr, "directory") {
@@ -53,6 +54,9 @@ func TestQuantizeNeverOverwritesItsInput(t *testing.T) {
 	code, _, stderr = run(t, "outliers", "-m", ck, "-o", filepath.Join(dir, "link"))
 	if code == 0 || !strings.Contains(stderr, "refusing") {
 		t.Errorf("outliers -o the input: exit %d, stderr %q", code, stderr)
+	}
+	if st, err := os.Stat("/dev/null"); err == nil && st.Mode().IsRegular() {
+		t.Fatal("/dev/null was replaced by a file")
 	}
 	after, _ := os.ReadFile(filepath.Join(ck, "model.safetensors"))
 	if !bytes.Equal(before, after) {
