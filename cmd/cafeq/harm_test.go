@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -31,6 +33,12 @@ func TestQuantizeNeverOverwritesItsInput(t *testing.T) {
 	before, _ := os.ReadFile(filepath.Join(ck, "model.safetensors"))
 	os.Symlink(ck, filepath.Join(dir, "link"))
 	os.Link(filepath.Join(ck, "config.json"), filepath.Join(dir, "hard.json"))
+	// An existing non-regular output (a FIFO here, a device like /dev/null alike)
+	// must not be replaced by the rename.
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("mkfifo:", err)
+	}
 	text := filepath.Join(dir, "eval.txt")
 	os.WriteFile(text, []byte("to be or not to be"), 0o644)
 	for _, out := range []string{
@@ -40,7 +48,7 @@ func TestQuantizeNeverOverwritesItsInput(t *testing.T) {
 		filepath.Join(dir, "link", "model.safetensors"),
 		filepath.Join(dir, "hard.json"),
 		ck,
-		"/dev/null",
+		fifo,
 	} {
 		code, _, stderr := run(t, "quantize", "-m", ck, "-o", out, "-bits", "4", "-method", "rtn")
 		if code == 0 || !strings.Contains(stderr, "refusing") && !strings.Contains(stderr, "directory") {
@@ -55,8 +63,8 @@ func TestQuantizeNeverOverwritesItsInput(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "refusing") {
 		t.Errorf("outliers -o the input: exit %d, stderr %q", code, stderr)
 	}
-	if st, err := os.Stat("/dev/null"); err == nil && st.Mode().IsRegular() {
-		t.Fatal("/dev/null was replaced by a file")
+	if st, err := os.Lstat(fifo); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+		t.Fatalf("the FIFO given as -o was replaced: %v", err)
 	}
 	after, _ := os.ReadFile(filepath.Join(ck, "model.safetensors"))
 	if !bytes.Equal(before, after) {
