@@ -113,7 +113,9 @@ func maxLevel(t Type) int { return 1<<t.Bits() - 1 }
 // PackRow stores one row from integer levels chosen by a quantizer:
 // levels[i] is weight i's level (0..2^bits-1), scales[g] and mins[g] are group
 // g's scale and min (mins is ignored for symmetric formats and may be nil).
-// Scales and mins are rounded to f16 (see RoundF16). dst must be exactly
+// Scales and mins are rounded to f16 (see RoundF16). Superblock formats take
+// one scale (and min) per 32-weight sub-group (Format.SubGroup), rounded to
+// the codes SnapSuperScales chooses; PackSuperRow takes the super-scales. dst must be exactly
 // f.RowBytes(len(levels)) long.
 func PackRow(f Format, dst []byte, levels []uint8, scales, mins []float32) error {
 	cols := len(levels)
@@ -122,6 +124,9 @@ func PackRow(f Format, dst []byte, levels []uint8, scales, mins []float32) error
 	}
 	if !f.Type.Quantized() {
 		return fmt.Errorf("kernels: pack row: %w: %s has no integer levels", ErrFormat, f)
+	}
+	if f.Super {
+		return packSuperRow(f, dst, levels, scales, mins)
 	}
 	groups := cols / f.Group
 	if len(scales) != groups || (f.Asym && len(mins) != groups) {
@@ -220,9 +225,13 @@ func UnpackRow(f Format, levels []uint8, scales, mins []float32, src []byte) err
 	if !f.Type.Quantized() {
 		return fmt.Errorf("kernels: unpack row: %w: %s has no integer levels", ErrFormat, f)
 	}
-	groups := cols / f.Group
+	groups := cols / f.SubGroup()
 	if len(scales) != groups || (f.Asym && len(mins) != groups) {
 		return fmt.Errorf("kernels: unpack row: %w: %d groups need %d scales (and mins when asym), got %d and %d", ErrShape, groups, groups, len(scales), len(mins))
+	}
+	if f.Super {
+		unpackSuperRow(f, levels, scales, mins, src)
+		return nil
 	}
 	bb := f.BlockBytes()
 	for g := 0; g < groups; g++ {
@@ -278,6 +287,10 @@ func dequantizeRow(f Format, dst []float32, src []byte) {
 		for i := range dst {
 			dst[i] = BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
 		}
+		return
+	}
+	if f.Super {
+		dequantizeSuperRow(f, dst, src)
 		return
 	}
 	var q [ChunkSize]uint8
@@ -353,6 +366,9 @@ func QuantizeRowRTN(f Format, dst []byte, src []float32) error {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return fmt.Errorf("kernels: quantize row: %w: non-finite weight %v", ErrShape, v)
 		}
+	}
+	if f.Super {
+		return quantizeSuperRowRTN(f, dst, src)
 	}
 	groups := cols / f.Group
 	levels := make([]uint8, cols)

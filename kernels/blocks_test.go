@@ -29,14 +29,21 @@ func TestPackUnpackRoundTrip(t *testing.T) {
 		if !f.Type.Quantized() {
 			continue
 		}
-		cols := 3 * 128
-		groups := cols / f.Group
+		cols := 3 * 256
+		groups := cols / f.SubGroup()
 		levels := randLevels(rng, f, cols)
 		scales := make([]float32, groups)
 		mins := make([]float32, groups)
 		for g := range scales {
 			scales[g] = RoundF16(float32(rng.NormFloat64()))
 			mins[g] = RoundF16(float32(rng.NormFloat64()))
+		}
+		if f.Super {
+			// what a superblock stores: the snapped sub-scales, which pack
+			// again to the same codes
+			for b := 0; b < cols/SuperBlock; b++ {
+				SnapSuperScales(f, scales[8*b:8*b+8], mins[8*b:8*b+8])
+			}
 		}
 		if !f.Asym {
 			mins = nil
@@ -63,7 +70,7 @@ func TestPackUnpackRoundTrip(t *testing.T) {
 			if gotL[i] != levels[i] {
 				t.Fatalf("%s: level %d = %d, want %d", f, i, gotL[i], levels[i])
 			}
-			g := i / f.Group
+			g := i / f.SubGroup()
 			want := scales[g] * (float32(levels[i]) - off)
 			if f.Asym {
 				want = scales[g]*float32(levels[i]) + mins[g]
@@ -180,6 +187,8 @@ func TestQuantizationErrorBudget(t *testing.T) {
 		"q4_g32_asym": 0.095, "q4_g64_asym": 0.105, "q4_g128_asym": 0.115,
 		"q3_g32": 0.21, "q3_g64": 0.23, "q3_g128": 0.25,
 		"q3_g32_asym": 0.2, "q3_g64_asym": 0.22, "q3_g128_asym": 0.25,
+		// groups of 32 under 6-bit sub-scales: within 2% of the f16-scaled g32 grids
+		"q4_k": 0.088, "q4_k_asym": 0.08, "q3_k": 0.178, "q3_k_asym": 0.173, "q6_k": 0.0215 * 1.05,
 	}
 	const cols = 128 * 64
 	x := gaussian(rng, cols, sigma)
@@ -207,15 +216,15 @@ func TestQuantizationErrorBudget(t *testing.T) {
 func TestQuantizeDegenerateGroups(t *testing.T) {
 	for _, f := range Formats() {
 		for _, v := range []float32{0, 0.5, -3} {
-			x := make([]float32, 128)
+			x := make([]float32, 256)
 			for i := range x {
 				x[i] = v
 			}
-			buf := make([]byte, f.RowBytes(128))
+			buf := make([]byte, f.RowBytes(256))
 			if err := QuantizeRowRTN(f, buf, x); err != nil {
 				t.Fatal(err)
 			}
-			y := make([]float32, 128)
+			y := make([]float32, 256)
 			if err := DequantizeRow(f, y, buf); err != nil {
 				t.Fatal(err)
 			}

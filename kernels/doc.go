@@ -6,7 +6,10 @@
 // # Formats
 //
 // Format names a stored weight type (F32, F16, BF16, Q8, Q6, and Q4/Q3 with groups
-// of 32, 64 or 128 along the input axis, symmetric or asymmetric). The byte
+// of 32, 64 or 128 along the input axis, symmetric or asymmetric; and the
+// superblock formats q4_k, q3_k (sym or asym) and q6_k: 256-weight blocks of
+// 32-weight sub-groups with 6-bit scale codes under f16 super-scales,
+// superblock.go). The byte
 // layout of every block is documented above its type in blocks.go and in
 // docs/WEIGHT-BLOCKS.md. PackRow/UnpackRow move between packed rows and integer
 // levels; QuantizeRowRTN is plain round-to-nearest; DequantizeRow expands a row.
@@ -22,6 +25,9 @@
 // the caller splits rows across its worker pool.
 //
 // # Tiers
+//
+// Superblock formats run the generic (pure Go) kernels on every tier for now:
+// they have no SIMD kernels and no Tiled8 form.
 //
 // Every kernel has a pure-Go reference (the generic tier, always compiled, the
 // only tier under `-tags purego`). On amd64 the tiers are, slowest first,

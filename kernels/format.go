@@ -67,8 +67,12 @@ var (
 // stores a minimum (asymmetric) or only a scale (symmetric).
 type Format struct {
 	Type  Type
-	Group int  // weights per quantization group: 32, 64 or 128 (Q8: 32); 0 for F32/F16/BF16
+	Group int  // weights per quantization group: 32, 64 or 128 (Q8: 32); 0 for F32/F16/BF16; 256 when Super
 	Asym  bool // asymmetric: w = d*q + m; symmetric: w = d*(q - 2^(bits-1))
+	// Super: the group is a superblock of SuperBlock weights made of
+	// 32-weight sub-groups whose scales (and mins) are 6-bit codes times f16
+	// super-scales (superblock.go). Q3, Q4 and Q6 (symmetric) only.
+	Super bool
 }
 
 // Common formats.
@@ -82,6 +86,13 @@ var (
 
 // check reports whether the format itself (ignoring shapes) is well formed.
 func (f Format) check() error {
+	if f.Super {
+		if f.Group != SuperBlock || (f.Type != Q4 && f.Type != Q3 && f.Type != Q6) || (f.Type == Q6 && f.Asym) {
+			return fmt.Errorf("%w: superblock formats are q3/q4 (sym or asym) and q6 (sym) with %d-weight blocks (got %s group %d asym %v)",
+				ErrFormat, SuperBlock, f.Type, f.Group, f.Asym)
+		}
+		return nil
+	}
 	switch f.Type {
 	case F32, F16, BF16:
 		if f.Group != 0 || f.Asym {
@@ -117,8 +128,12 @@ func (f Format) Valid(cols int) error {
 }
 
 // headerBytes is the size of a group's scale (and min) fields: one f16 scale,
-// plus one f16 min when asymmetric.
+// plus one f16 min when asymmetric; for a superblock its f16 super-scale(s)
+// and 6-bit codes.
 func (f Format) headerBytes() int {
+	if f.Super {
+		return superHeaderBytes(f.Asym)
+	}
 	if f.Asym {
 		return 4
 	}
@@ -163,6 +178,16 @@ func (f Format) RowBytes(cols int) int {
 	return cols * f.BlockBytes()
 }
 
+// SubGroup is the number of weights that share one scale (and min): Group,
+// or ChunkSize for superblock formats. PackRow and UnpackRow take one scale
+// per SubGroup weights.
+func (f Format) SubGroup() int {
+	if f.Super {
+		return ChunkSize
+	}
+	return f.Group
+}
+
 // BitsPerWeight is the storage cost per weight, scales and mins included.
 func (f Format) BitsPerWeight() float64 {
 	if f.Group > 0 {
@@ -172,12 +197,16 @@ func (f Format) BitsPerWeight() float64 {
 }
 
 // String gives the canonical name: "f32", "f16", "bf16", "q8_g32", "q4_g64",
-// "q3_g128_asym". ParseFormat reads it back.
+// "q3_g128_asym", and "q4_k", "q3_k_asym" for superblock formats. ParseFormat
+// reads it back.
 func (f Format) String() string {
 	if !f.Type.Quantized() {
 		return f.Type.String()
 	}
 	s := f.Type.String() + "_g" + strconv.Itoa(f.Group)
+	if f.Super {
+		s = f.Type.String() + "_k"
+	}
 	if f.Asym {
 		s += "_asym"
 	}
@@ -185,7 +214,7 @@ func (f Format) String() string {
 }
 
 // ParseFormat parses a format name as written by Format.String, e.g.
-// "q4_g32_asym". "q8" and "q6" alone are accepted for q8_g32 and q6_g32.
+// "q4_g32_asym" or "q4_k". "q8" and "q6" alone are accepted for q8_g32 and q6_g32.
 func ParseFormat(s string) (Format, error) {
 	parts := strings.Split(s, "_")
 	var f Format
@@ -201,7 +230,14 @@ func ParseFormat(s string) (Format, error) {
 	if (f.Type == Q8 || f.Type == Q6) && len(rest) == 0 {
 		return Format{Type: f.Type, Group: 32}, nil
 	}
-	if f.Type.Quantized() {
+	if f.Type.Quantized() && len(rest) > 0 && rest[0] == "k" {
+		f.Super, f.Group = true, SuperBlock
+		rest = rest[1:]
+		if len(rest) > 0 && rest[0] == "asym" {
+			f.Asym = true
+			rest = rest[1:]
+		}
+	} else if f.Type.Quantized() {
 		if len(rest) == 0 || !strings.HasPrefix(rest[0], "g") {
 			return Format{}, fmt.Errorf("%w: %q needs a group suffix like _g32", ErrFormat, s)
 		}
@@ -233,5 +269,15 @@ func Formats() []Format {
 			fs = append(fs, Format{Type: t, Group: g}, Format{Type: t, Group: g, Asym: true})
 		}
 	}
-	return fs
+	return append(fs, SuperFormats()...)
+}
+
+// SuperFormats lists the superblock formats: q4_k, q4_k_asym, q3_k,
+// q3_k_asym, q6_k.
+func SuperFormats() []Format {
+	var fs []Format
+	for _, t := range []Type{Q4, Q3} {
+		fs = append(fs, Format{Type: t, Group: SuperBlock, Super: true}, Format{Type: t, Group: SuperBlock, Asym: true, Super: true})
+	}
+	return append(fs, Format{Type: Q6, Group: SuperBlock, Super: true})
 }

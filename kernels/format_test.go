@@ -17,6 +17,9 @@ func TestBlockBytes(t *testing.T) {
 		"q4_g32_asym": {20, 5}, "q4_g64_asym": {36, 4.5}, "q4_g128_asym": {68, 4.25},
 		"q3_g32": {14, 3.5}, "q3_g64": {26, 3.25}, "q3_g128": {50, 3.125},
 		"q3_g32_asym": {16, 4}, "q3_g64_asym": {28, 3.5}, "q3_g128_asym": {52, 3.25},
+		// superblocks of 256: f16 super-scale(s), 6-bit codes, 8 chunks
+		"q4_k": {2 + 6 + 128, 4.25}, "q4_k_asym": {4 + 12 + 128, 4.5},
+		"q3_k": {2 + 6 + 96, 3.25}, "q3_k_asym": {4 + 12 + 96, 3.5}, "q6_k": {2 + 6 + 192, 6.25},
 	}
 	fs := Formats()
 	if len(fs) != len(want) {
@@ -52,7 +55,7 @@ func TestParseFormatRoundTrip(t *testing.T) {
 	if f, err := ParseFormat("q8"); err != nil || f != FormatQ8 {
 		t.Errorf("ParseFormat(q8) = %v, %v", f, err)
 	}
-	for _, bad := range []string{"", "q4", "q4_g16", "q4_g32_sym", "q4_gx", "q8_g64", "q8_g32_asym", "f16_g32", "f32_asym", "q5_g32", "q4_g32_asym_x"} {
+	for _, bad := range []string{"", "q4", "q4_g16", "q4_g32_sym", "q4_gx", "q8_g64", "q8_g32_asym", "f16_g32", "f32_asym", "q5_g32", "q4_g32_asym_x", "q8_k", "q6_k_asym", "q4_k_g32", "q4_k_asym_x", "f16_k"} {
 		if f, err := ParseFormat(bad); err == nil {
 			t.Errorf("ParseFormat(%q) = %v, want error", bad, f)
 		} else if !errors.Is(err, ErrFormat) {
@@ -123,7 +126,8 @@ func FuzzMatrix(f *testing.F) {
 	f.Add(uint8(3), uint16(1), uint16(32), []byte{0xff, 0x7f})
 	for i, fm := range Formats() { // 8 rows: tileable when quantized
 		if fm.Type.Quantized() {
-			f.Add(uint8(i), uint16(8), uint16(128), make([]byte, 8*fm.RowBytes(128)))
+			cols := max(128, fm.Group)
+			f.Add(uint8(i), uint16(8), uint16(cols), make([]byte, 8*fm.RowBytes(cols)))
 		}
 	}
 	f.Fuzz(func(t *testing.T, fi uint8, rows, cols uint16, data []byte) {
@@ -168,7 +172,7 @@ func FuzzMatrix(f *testing.F) {
 			}
 		}
 		if m.Format.Type.Quantized() {
-			groups := m.Cols / m.Format.Group
+			groups := m.Cols / m.Format.SubGroup()
 			lv := make([]uint8, m.Cols)
 			if err := UnpackRow(m.Format, lv, make([]float32, groups), make([]float32, groups), m.row(0)); err != nil {
 				t.Fatal(err)

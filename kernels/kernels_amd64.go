@@ -61,6 +61,8 @@ type quantKernels struct{ q4, q4a, q3, q3a, q6, q8 dotKernels }
 
 func (qk *quantKernels) lookup(f Format) *dotKernels {
 	switch {
+	case f.Super:
+		return nil // superblock formats run the generic kernels
 	case f.Type == Q4 && !f.Asym:
 		return &qk.q4
 	case f.Type == Q4:
@@ -406,6 +408,10 @@ var avx512Set = func() kernelSet {
 // the last rows. Float formats fall back to the generic path.
 func mulVecSIMD(qk *quantKernels, m *Matrix, dst []float32, x *Activation, r0, r1 int) {
 	k := qk.lookup(m.Format)
+	if k == nil && m.Format.Type.Quantized() {
+		mulVecGeneric(m, dst, x, r0, r1)
+		return
+	}
 	if k == nil {
 		mulVecFloatAVX2(m, dst, x.F32, r0, r1)
 		return
@@ -430,6 +436,10 @@ func mulVecSIMD(qk *quantKernels, m *Matrix, dst []float32, x *Activation, r0, r
 // products).
 func mulMatSIMD(qk *quantKernels, m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
 	k := qk.lookup(m.Format)
+	if k == nil && m.Format.Type.Quantized() {
+		mulMatGeneric(m, dst, xs, r0, r1)
+		return
+	}
 	if k == nil {
 		mulMatFloatAVX2(m, dst, xs, r0, r1)
 		return

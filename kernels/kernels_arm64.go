@@ -49,6 +49,8 @@ type rowDots struct{ q4, q4a, q3, q3a, q8 formatDots }
 
 func (k *rowDots) lookup(f Format) *formatDots {
 	switch {
+	case f.Super:
+		return nil // superblock formats run the generic kernels
 	case f.Type == Q4 && !f.Asym:
 		return &k.q4
 	case f.Type == Q4:

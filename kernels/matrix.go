@@ -196,6 +196,9 @@ func dotLevels(lv *[ChunkSize]uint8, qa []int8) int32 {
 // The SIMD tiers compute the same integer sums exactly and differ only in the
 // order of the float additions.
 func dotRowGeneric(f Format, row []byte, q []int8, d []float32, s []int32) float32 {
+	if f.Super {
+		return dotRowSuperGeneric(f, row, q, d, s)
+	}
 	bb := f.BlockBytes()
 	cpg := f.Group / ChunkSize
 	off := int32(1) << (f.Type.Bits() - 1)

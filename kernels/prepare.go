@@ -15,7 +15,7 @@ func Prepare(m *Matrix) (*Matrix, error) {
 		return nil, err
 	}
 	out := m
-	if m.Format.Type == Q6 && impl.noQ6 && m.Layout == RowMajor {
+	if m.Format == FormatQ6 && impl.noQ6 && m.Layout == RowMajor {
 		out = widenQ6(m)
 	}
 	if wantsTiles(out) {

@@ -75,7 +75,8 @@ func tileHeaderBytes(f Format) int { return TileRows * f.headerBytes() }
 
 // canTile reports whether m can be stored Tiled8.
 func canTile(m *Matrix) bool {
-	return m.Format.Type.Quantized() && m.Rows%TileRows == 0 && m.Cols%ChunkSize == 0
+	// Superblock formats have no Tiled8 form (yet): every tier runs them row-major.
+	return m.Format.Type.Quantized() && !m.Format.Super && m.Rows%TileRows == 0 && m.Cols%ChunkSize == 0
 }
 
 // wantsTiles reports whether the current tier has Tiled8 kernels for m's

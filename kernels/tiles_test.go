@@ -11,7 +11,7 @@ import (
 func quantFormats() []Format {
 	var fs []Format
 	for _, f := range Formats() {
-		if f.Type.Quantized() {
+		if f.Type.Quantized() && !f.Super { // superblock formats have no Tiled8 form
 			fs = append(fs, f)
 		}
 	}

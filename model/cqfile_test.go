@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math"
 	"math/rand/v2"
@@ -846,5 +847,36 @@ func TestCQWriterCopiesHeader(t *testing.T) {
 	q, _ := f.Tensor(s.specs[2].Name)
 	if f.Header.Metadata["k"] != "v" || !strings.Contains(string(f.Header.Config), "model_type") || q.Transform.Tensor != "layers.0.attn_minv" {
 		t.Errorf("the file took changes made after CreateCQ: %v %s %+v", f.Header.Metadata, f.Header.Config, q.Transform)
+	}
+}
+
+// Superblock formats (q4_k, ...) are stored by name like every other format
+// and come back identical.
+func TestCQSuperblockFormats(t *testing.T) {
+	s := newCQSample(2)
+	s.specs, s.data = nil, map[string][]byte{}
+	for i, f := range kernels.SuperFormats() {
+		name := fmt.Sprintf("layers.%d.down", i)
+		s.specs = append(s.specs, CQTensorSpec{Name: name, Format: f, Shape: []int{3, 512}})
+		s.data[name] = make([]byte, 3*f.RowBytes(512))
+		for j := range s.data[name] {
+			s.data[name][j] = byte(j * 7)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "k.cq")
+	s.write(t, path, nil)
+	f, err := OpenCQ(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, sp := range s.specs {
+		got, err := f.Tensor(sp.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Format != sp.Format || !bytes.Equal(got.Data, s.data[sp.Name]) {
+			t.Errorf("%s: %s (%d bytes), want %s", sp.Name, got.Format, len(got.Data), sp.Format)
+		}
 	}
 }
