@@ -32,15 +32,19 @@ import (
 // ErrBudgetTooSmall is returned when no choice of grids fits the budget.
 var ErrBudgetTooSmall = errors.New("quantize: bit budget too small")
 
-// budgetGrids are the candidates: every 3- and 4-bit grid, q6 and q8.
+// budgetGrids are the candidates: every 3- and 4-bit grid, q6 and q8, and
+// the superblock grids q3_k, q4_k (sym and asym) and q6_k, which are
+// candidates only when asked for (Grid.Super: quantize -k -bpw X) because
+// they have no SIMD kernels yet and would slow decoding down.
 var budgetGrids = func() []Grid {
 	var gs []Grid
 	for _, bits := range []int{3, 4} {
 		for _, group := range []int{32, 64, 128} {
-			gs = append(gs, Grid{bits, group, false}, Grid{bits, group, true})
+			gs = append(gs, Grid{Bits: bits, Group: group}, Grid{Bits: bits, Group: group, Asym: true})
 		}
+		gs = append(gs, Grid{Bits: bits, Group: 32, Super: true}, Grid{Bits: bits, Group: 32, Asym: true, Super: true})
 	}
-	return append(gs, Grid{6, 32, false}, Grid{8, 32, false})
+	return append(gs, Grid{Bits: 6, Group: 32}, Grid{Bits: 8, Group: 32}, Grid{Bits: 6, Group: 32, Super: true})
 }()
 
 // budgetRows is the row sample each candidate is scored on.
@@ -157,6 +161,9 @@ func planBudget(ck *model.Checkpoint, opt CheckpointOptions, transformBytes int6
 				u.weights += int64(m.Rows) * int64(m.Cols)
 			}
 			for _, g := range budgetGrids {
+				if g.Super && !opt.Grid.Super {
+					continue
+				}
 				ok := true
 				var bytes int64
 				for i, name := range names {

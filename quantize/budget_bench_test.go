@@ -22,7 +22,7 @@ func BenchmarkSampleLoss(b *testing.B) {
 	}{{"rtn", nil, 0}, {"diag", d, 0}, {"diag+lsq", d, RefineLSQ}} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				sampleLoss(src, Grid{4, 64, true}, c.d, c.flags)
+				sampleLoss(src, Grid{Bits: 4, Group: 64, Asym: true}, c.d, c.flags)
 			}
 		})
 	}

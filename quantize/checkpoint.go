@@ -117,7 +117,7 @@ func (p layerPlan) transform(in model.Input) string {
 func (o CheckpointOptions) plan(cfg model.Config, l int) layerPlan {
 	p := layerPlan{}
 	transformed := o.Method == MethodHadamard || o.Method == MethodCafeQ
-	p.useVO = o.Method == MethodCafeQ && cfg.HeadDim%o.gridFor(model.LayerName(l, model.AttnO)).Group == 0
+	p.useVO = o.Method == MethodCafeQ && cfg.HeadDim%o.gridFor(model.LayerName(l, model.AttnO)).scaleBlock() == 0
 	if transformed && !(o.Method == MethodCafeQ && o.NoBlock) {
 		p.attnIn = model.AttnIn.TransformName(l)
 		p.ffnIn = model.FFNIn.TransformName(l)
@@ -176,11 +176,11 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 	if opt.BPW > 0 {
 		valid := func(name string, g Grid) bool {
 			_, kind, _ := model.SplitLayerName(name)
-			if blockTransforms && opt.Block%g.Group != 0 {
+			if blockTransforms && opt.Block%g.scaleBlock() != 0 {
 				return false
 			}
-			// Coupled V/O groups of o must not straddle heads.
-			return opt.Method != MethodCafeQ || (kind != model.AttnO && kind != model.AttnV) || cfg.HeadDim%g.Group == 0
+			// Coupled V/O groups (superblocks) of o must not straddle heads.
+			return opt.Method != MethodCafeQ || (kind != model.AttnO && kind != model.AttnV) || cfg.HeadDim%g.scaleBlock() == 0
 		}
 		grids, err := planBudget(ck, opt, opt.transformBytes(cfg), valid)
 		if err != nil {
@@ -533,7 +533,7 @@ func (q *checkpointWriter) writeQuantized(name string, m *Quantized) error {
 	rb := f.RowBytes(m.Cols)
 	out := make([]byte, m.Rows*rb)
 	for r := 0; r < m.Rows; r++ {
-		if err := kernels.PackRow(f, out[r*rb:(r+1)*rb], m.RowLevels(r), m.RowScales(r), m.RowMins(r)); err != nil {
+		if err := m.PackRow(out[r*rb:(r+1)*rb], r); err != nil {
 			return fmt.Errorf("quantize: %q row %d: %w", name, r, err)
 		}
 	}

@@ -22,10 +22,16 @@ import (
 //
 // 6 and 8 bits exist only as symmetric groups of 32 (the q6 and q8
 // formats); the bit-budget search (-bpw) uses them for sensitive matrices.
+//
+// Super grids (the kernels' q4_k/q3_k formats) are groups of 32 whose scales
+// (and mins) are 6-bit codes under f16 super-scales shared by 256 weights:
+// every scale this package chooses for them is snapped to its superblock's
+// codes (kernels.SnapSuperScales, kernels.SnapSub) before levels are rounded.
 type Grid struct {
 	Bits  int  // 3 or 4 (6 or 8: group 32, symmetric)
-	Group int  // 32, 64 or 128
+	Group int  // 32, 64 or 128 (Super: 32)
 	Asym  bool // scale+min instead of scale only
+	Super bool // 6-bit sub-scale codes under f16 super-scales per 256 weights
 }
 
 // Validate reports whether g is a supported grid for rows of cols weights.
@@ -38,6 +44,15 @@ func (g Grid) Validate(cols int) error {
 	case g.Bits != 3 && g.Bits != 4:
 		return fmt.Errorf("quantize: grid bits %d: want 3, 4, 6 or 8", g.Bits)
 	}
+	if g.Super {
+		if g.Bits == 8 || g.Group != kernels.ChunkSize {
+			return fmt.Errorf("quantize: superblock grid of %d bits, group %d: want 3, 4 or 6 bits and group %d", g.Bits, g.Group, kernels.ChunkSize)
+		}
+		if cols <= 0 || cols%kernels.SuperBlock != 0 {
+			return fmt.Errorf("quantize: %d columns not a positive multiple of the %d-weight superblock", cols, kernels.SuperBlock)
+		}
+		return nil
+	}
 	if g.Group != 32 && g.Group != 64 && g.Group != 128 {
 		return fmt.Errorf("quantize: grid group %d: want 32, 64 or 128", g.Group)
 	}
@@ -47,8 +62,17 @@ func (g Grid) Validate(cols int) error {
 	return nil
 }
 
-// String is the grid's format name, as everywhere else: q4_g32_asym.
+// String is the grid's format name, as everywhere else: q4_g32_asym, q4_k_asym.
 func (g Grid) String() string { return g.Format().String() }
+
+// scaleBlock is the number of weights whose scales are chosen together: the
+// superblock for super grids, else one group.
+func (g Grid) scaleBlock() int {
+	if g.Super {
+		return kernels.SuperBlock
+	}
+	return g.Group
+}
 
 func (g Grid) maxLevel() int { return 1<<g.Bits - 1 }
 
@@ -70,6 +94,9 @@ func (g Grid) kappa() float64 {
 // Format is the kernels format that stores this grid.
 func (g Grid) Format() kernels.Format {
 	t := map[int]kernels.Type{3: kernels.Q3, 4: kernels.Q4, 6: kernels.Q6, 8: kernels.Q8}[g.Bits]
+	if g.Super {
+		return kernels.Format{Type: t, Group: kernels.SuperBlock, Asym: g.Asym, Super: true}
+	}
 	return kernels.Format{Type: t, Group: g.Group, Asym: g.Asym}
 }
 
@@ -80,6 +107,12 @@ func (g Grid) Format() kernels.Format {
 // (non-finite values, which only a diverged transform can produce) gets NaN
 // scales, so every error computed from it is NaN and the candidate loses.
 func (g Grid) quantizeRowRTN(levels []uint8, scales, mins []float32, x []float32, buf []byte) []byte {
+	return g.quantizeRowRTNSuper(levels, scales, mins, nil, nil, x, buf)
+}
+
+// quantizeRowRTNSuper is quantizeRowRTN that also returns a super grid's
+// super-scales (sup, and supMin when Asym; either may be nil).
+func (g Grid) quantizeRowRTNSuper(levels []uint8, scales, mins, sup, supMin []float32, x []float32, buf []byte) []byte {
 	f := g.Format()
 	n := f.RowBytes(len(x))
 	if cap(buf) < n {
@@ -92,7 +125,11 @@ func (g Grid) quantizeRowRTN(levels []uint8, scales, mins []float32, x []float32
 		if !g.Asym {
 			mins = nil
 		}
-		err = kernels.UnpackRow(f, levels[:len(x)], scales[:ng], mins, buf)
+		if g.Super {
+			err = kernels.UnpackSuperRow(f, levels[:len(x)], scales[:ng], mins, sup, supMin, buf)
+		} else {
+			err = kernels.UnpackRow(f, levels[:len(x)], scales[:ng], mins, buf)
+		}
 	}
 	if err != nil {
 		nan := float32(math.NaN())
@@ -141,8 +178,11 @@ type Quantized struct {
 	Grid
 	Rows, Cols int
 	Levels     []uint8   // Rows*Cols
-	Scales     []float32 // Rows*Cols/Group, float16-representable
+	Scales     []float32 // Rows*Cols/Group, float16-representable (Super: super-scale times a code)
 	Mins       []float32 // same shape as Scales when Asym, else nil
+	// Super grids: the f16 super-scales of the scales (and of the mins when
+	// Asym) per 256 weights, row-major over [Rows][Cols/256]; nil otherwise.
+	Supers, SuperMins []float32
 }
 
 func newQuantized(g Grid, rows, cols int) *Quantized {
@@ -152,7 +192,38 @@ func newQuantized(g Grid, rows, cols int) *Quantized {
 	if g.Asym {
 		q.Mins = make([]float32, rows*cols/g.Group)
 	}
+	if g.Super {
+		q.Supers = make([]float32, rows*cols/kernels.SuperBlock)
+		if g.Asym {
+			q.SuperMins = make([]float32, rows*cols/kernels.SuperBlock)
+		}
+	}
 	return q
+}
+
+// RowSupers and RowSuperMins return row r's super-scales (nil for plain
+// grids; RowSuperMins also for symmetric ones).
+func (q *Quantized) RowSupers(r int) []float32 { return rowOf(q.Supers, r, q.Rows) }
+
+// RowSuperMins returns row r's super-scales of the mins.
+func (q *Quantized) RowSuperMins(r int) []float32 { return rowOf(q.SuperMins, r, q.Rows) }
+
+func rowOf(s []float32, r, rows int) []float32 {
+	if s == nil {
+		return nil
+	}
+	n := len(s) / rows
+	return s[r*n : (r+1)*n]
+}
+
+// PackRow stores row r in the grid's format (kernels.PackRow, or
+// kernels.PackSuperRow with the chosen super-scales).
+func (q *Quantized) PackRow(dst []byte, r int) error {
+	f := q.Format()
+	if q.Super {
+		return kernels.PackSuperRow(f, dst, q.RowLevels(r), q.RowScales(r), q.RowMins(r), q.RowSupers(r), q.RowSuperMins(r))
+	}
+	return kernels.PackRow(f, dst, q.RowLevels(r), q.RowScales(r), q.RowMins(r))
 }
 
 // RowLevels, RowScales and RowMins return row r's slices (RowMins is nil for
@@ -214,7 +285,7 @@ func RTN(g Grid, w []float32, rows, cols int) (*Quantized, error) {
 	}
 	q := newQuantized(g, rows, cols)
 	parallelFor(rows, func(r int) {
-		q.quantizeRowRTN(q.RowLevels(r), q.RowScales(r), q.RowMins(r), w[r*cols:(r+1)*cols], nil)
+		q.quantizeRowRTNSuper(q.RowLevels(r), q.RowScales(r), q.RowMins(r), q.RowSupers(r), q.RowSuperMins(r), w[r*cols:(r+1)*cols], nil)
 	})
 	return q, nil
 }

@@ -114,7 +114,7 @@ func TestWideGrids(t *testing.T) {
 		w[i] = float32(math.Sin(float64(i)*0.37) + 0.3*math.Cos(float64(i)*1.91))
 	}
 	prev := math.Inf(1)
-	for _, g := range []Grid{{3, 32, false}, {4, 32, false}, {6, 32, false}, {8, 32, false}} {
+	for _, g := range []Grid{{Bits: 3, Group: 32}, {Bits: 4, Group: 32}, {Bits: 6, Group: 32}, {Bits: 8, Group: 32}} {
 		q, err := RTN(g, w, rows, cols)
 		if err != nil {
 			t.Fatal(g, err)
@@ -129,10 +129,10 @@ func TestWideGrids(t *testing.T) {
 		}
 		prev = e
 	}
-	if err := (Grid{6, 64, false}).Validate(256); err == nil {
+	if err := (Grid{Bits: 6, Group: 64}).Validate(256); err == nil {
 		t.Error("q6 with groups of 64 accepted")
 	}
-	if err := (Grid{8, 32, true}).Validate(256); err == nil {
+	if err := (Grid{Bits: 8, Group: 32, Asym: true}).Validate(256); err == nil {
 		t.Error("asymmetric q8 accepted")
 	}
 }

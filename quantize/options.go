@@ -120,12 +120,12 @@ func (o Options) validate(cols int) error {
 	switch o.Method {
 	case MethodRTN:
 	case MethodHadamard:
-		if o.Block&(o.Block-1) != 0 || cols%o.Block != 0 {
-			return fmt.Errorf("quantize: hadamard block %d must be a power of two dividing %d columns", o.Block, cols)
+		if o.Block&(o.Block-1) != 0 || cols%o.Block != 0 || (o.Grid.Super && o.Block%o.Grid.scaleBlock() != 0) {
+			return fmt.Errorf("quantize: hadamard block %d must be a power of two dividing %d columns and a multiple of %d", o.Block, cols, o.Grid.scaleBlock())
 		}
 	case MethodCafeQ:
-		if o.Block < 32 || o.Block > 256 || o.Block%o.Grid.Group != 0 || cols%o.Block != 0 {
-			return fmt.Errorf("quantize: cafeq block %d must be in 32..256, a multiple of group %d and divide %d columns", o.Block, o.Grid.Group, cols)
+		if o.Block < 32 || o.Block > 256 || o.Block%o.Grid.scaleBlock() != 0 || cols%o.Block != 0 {
+			return fmt.Errorf("quantize: cafeq block %d must be in 32..256, a multiple of %d (the grid's scale block) and divide %d columns", o.Block, o.Grid.scaleBlock(), cols)
 		}
 		if o.Steps < 0 || o.LR < 0 || o.Temp < 0 || o.BatchRows < 0 || o.EvalRows < 0 {
 			return fmt.Errorf("quantize: negative cafeq budget")

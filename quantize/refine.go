@@ -35,9 +35,24 @@ func (g Grid) groupErr(x []float32, w []float64, lv []uint8, s, m float32) float
 	return e
 }
 
+// superScales are the super-scales a super grid's group sits under: its
+// fitted scale and min are snapped to their codes (zero value: plain grid).
+type superScales struct{ d, m float32 }
+
+// snap rounds a fitted scale and min to what the grid stores: float16, or a
+// super grid's codes under sup.
+func (g Grid) snap(s, m float32, sup superScales) (float32, float32) {
+	if !g.Super {
+		return kernels.RoundF16(s), kernels.RoundF16(m)
+	}
+	f := g.Format()
+	return kernels.SnapSub(f, sup.d, s, false), kernels.SnapSub(f, sup.m, m, true)
+}
+
 // fit returns the weighted least-squares scale (and min when Asym) for
-// fixed levels, rounded to float16. ok is false when the system is singular.
-func (g Grid) fit(x []float32, w []float64, lv []uint8) (s, m float32, ok bool) {
+// fixed levels, rounded to what is stored (snap). ok is false when the
+// system is singular.
+func (g Grid) fit(x []float32, w []float64, lv []uint8, sup superScales) (s, m float32, ok bool) {
 	var sw, sl, sll, sx, slx float64
 	for i, v := range x {
 		wi := 1.0
@@ -58,7 +73,8 @@ func (g Grid) fit(x []float32, w []float64, lv []uint8) (s, m float32, ok bool) 
 		if sll == 0 {
 			return 0, 0, false
 		}
-		return kernels.RoundF16(float32(slx / sll)), 0, true
+		s, _ := g.snap(float32(slx/sll), 0, sup)
+		return s, 0, true
 	}
 	det := sw*sll - sl*sl
 	if det <= 1e-12*sw*sll || det == 0 {
@@ -66,7 +82,8 @@ func (g Grid) fit(x []float32, w []float64, lv []uint8) (s, m float32, ok bool) 
 	}
 	d := (sw*slx - sl*sx) / det
 	mm := (sll*sx - sl*slx) / det
-	return kernels.RoundF16(float32(d)), kernels.RoundF16(float32(mm)), true
+	s, m = g.snap(float32(d), float32(mm), sup)
+	return s, m, true
 }
 
 // refineScratch is per-goroutine scratch for refineGroup.
@@ -83,7 +100,7 @@ func (sc *refineScratch) grow(n int) {
 
 // refineGroup improves one group's grid in place; it reports whether the
 // group changed. w (nil: uniform) weights each weight's squared error.
-func (g Grid) refineGroup(x []float32, w []float64, lv []uint8, s, m *float32, flags Refine, sc *refineScratch) bool {
+func (g Grid) refineGroup(x []float32, w []float64, lv []uint8, s, m *float32, sup superScales, flags Refine, sc *refineScratch) bool {
 	sc.grow(len(x))
 	tl, bl := sc.tl, sc.bl
 	best := g.groupErr(x, w, lv, *s, *m)
@@ -133,7 +150,7 @@ func (g Grid) refineGroup(x []float32, w []float64, lv []uint8, s, m *float32, f
 					tl[i] = uint8(min(max(l, 0), nmax))
 				}
 			}
-			if cs, cm, ok := g.fit(x, w, tl); ok {
+			if cs, cm, ok := g.fit(x, w, tl, sup); ok {
 				try(cs, cm)
 			}
 		}
@@ -141,7 +158,7 @@ func (g Grid) refineGroup(x []float32, w []float64, lv []uint8, s, m *float32, f
 	if flags&RefineLSQ != 0 {
 		for range 8 {
 			prev := best
-			if cs, cm, ok := g.fit(x, w, bl); ok {
+			if cs, cm, ok := g.fit(x, w, bl, sup); ok {
 				try(cs, cm)
 			}
 			if best >= prev {
@@ -180,7 +197,15 @@ func refineRows(q *Quantized, x []float32, colW []float64, flags Refine) {
 			if q.Mins != nil {
 				m = q.Mins[r*n+j]
 			}
-			if g.refineGroup(xs[j*g.Group:(j+1)*g.Group], w, lv[j*g.Group:(j+1)*g.Group], &q.Scales[r*n+j], &m, flags, &sc) && q.Mins != nil {
+			var sup superScales
+			if g.Super {
+				k := (r*q.Cols + j*g.Group) / kernels.SuperBlock
+				sup.d = q.Supers[k]
+				if q.SuperMins != nil {
+					sup.m = q.SuperMins[k]
+				}
+			}
+			if g.refineGroup(xs[j*g.Group:(j+1)*g.Group], w, lv[j*g.Group:(j+1)*g.Group], &q.Scales[r*n+j], &m, sup, flags, &sc) && q.Mins != nil {
 				q.Mins[r*n+j] = m
 			}
 		}

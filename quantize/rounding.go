@@ -123,31 +123,40 @@ func invCholUpper(h *mat.Dense) *mat.TriDense {
 // gptqCols rounds w (rows x cols, float64 row-major, overwritten) column by
 // column with error feedback through U (cols x cols). Each group's scale and
 // min are the min-max grid of its (already updated) weights when the first
-// column of the group is reached.
+// column of the group (super grids: of the superblock) is reached.
 func gptqCols(w []float64, rows, cols int, u *mat.TriDense, g Grid) *Quantized {
 	q := newQuantized(g, rows, cols)
 	gpr := cols / g.Group
-	tmp := make([]float32, g.Group)
-	lv := make([]uint8, g.Group)
-	sc := make([]float32, 1)
-	mn := make([]float32, 1)
+	sb := g.scaleBlock()
+	ng := sb / g.Group
+	tmp := make([]float32, sb)
+	lv := make([]uint8, sb)
+	sc := make([]float32, ng)
+	mn := make([]float32, ng)
+	sup, supMin := make([]float32, 1), make([]float32, 1)
 	var buf []byte
 	one := make([]uint8, 1)
 	val := make([]float32, 1)
 	for i := range cols {
-		if i%g.Group == 0 {
+		if i%sb == 0 {
 			for r := range rows {
-				for k := range g.Group {
+				for k := range sb {
 					tmp[k] = float32(w[r*cols+i+k])
 				}
 				var mins []float32
 				if g.Asym {
 					mins = mn
 				}
-				buf = g.quantizeRowRTN(lv, sc, mins, tmp, buf)
-				q.Scales[r*gpr+i/g.Group] = sc[0]
+				buf = g.quantizeRowRTNSuper(lv, sc, mins, sup, supMin, tmp, buf)
+				copy(q.Scales[r*gpr+i/g.Group:], sc)
 				if g.Asym {
-					q.Mins[r*gpr+i/g.Group] = mn[0]
+					copy(q.Mins[r*gpr+i/g.Group:], mn)
+				}
+				if g.Super {
+					q.RowSupers(r)[i/sb] = sup[0]
+					if g.Asym {
+						q.RowSuperMins(r)[i/sb] = supMin[0]
+					}
 				}
 			}
 		}
@@ -185,7 +194,7 @@ func gptqRows(w []float64, rows, cols int, u *mat.TriDense, g Grid) *Quantized {
 		for c := range cols {
 			x[c] = float32(w[i*cols+c])
 		}
-		buf = g.quantizeRowRTN(q.RowLevels(i), q.RowScales(i), q.RowMins(i), x, buf)
+		buf = g.quantizeRowRTNSuper(q.RowLevels(i), q.RowScales(i), q.RowMins(i), q.RowSupers(i), q.RowSuperMins(i), x, buf)
 		q.DequantizeRow(deq, i)
 		d := u.At(i, i)
 		for c := range cols {

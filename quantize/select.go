@@ -3,6 +3,8 @@ package quantize
 import (
 	"fmt"
 	"math"
+
+	"github.com/cafeq/cafeq/kernels"
 )
 
 // chooseBlocks decides, per transform block, between M and the identity and
@@ -212,6 +214,16 @@ func blockErrors(x []float32, q *Quantized, t *Transform, inv []float32) []float
 // into dst; b is a multiple of the group.
 func copyBlock(dst, src *Quantized, k, b int) {
 	cols, ng, gpr := dst.Cols, b/dst.Group, dst.Cols/dst.Group
+	if dst.Super { // b is a multiple of the superblock (Options.validate)
+		nsb, spr := b/kernels.SuperBlock, cols/kernels.SuperBlock
+		for r := range dst.Rows {
+			si := r*spr + k*nsb
+			copy(dst.Supers[si:si+nsb], src.Supers[si:si+nsb])
+			if dst.SuperMins != nil {
+				copy(dst.SuperMins[si:si+nsb], src.SuperMins[si:si+nsb])
+			}
+		}
+	}
 	for r := range dst.Rows {
 		copy(dst.Levels[r*cols+k*b:r*cols+(k+1)*b], src.Levels[r*cols+k*b:r*cols+(k+1)*b])
 		gi := r*gpr + k*ng
@@ -228,6 +240,12 @@ func clone(q *Quantized) *Quantized {
 	c.Scales = append([]float32(nil), q.Scales...)
 	if q.Mins != nil {
 		c.Mins = append([]float32(nil), q.Mins...)
+	}
+	if q.Supers != nil {
+		c.Supers = append([]float32(nil), q.Supers...)
+	}
+	if q.SuperMins != nil {
+		c.SuperMins = append([]float32(nil), q.SuperMins...)
 	}
 	return &c
 }

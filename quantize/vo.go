@@ -5,6 +5,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/cafeq/cafeq/kernels"
+
 	"gonum.org/v1/gonum/mat"
 )
 
@@ -135,6 +137,13 @@ func QuantizeVO(v, o Matrix, heads, kvHeads, headDim int, opt Options) (*VOResul
 		if g.Asym {
 			copy(res.V.Mins[h*hd*ng:(h+1)*hd*ng], qb.Mins)
 		}
+		if g.Super {
+			ns := d / kernels.SuperBlock
+			copy(res.V.Supers[h*hd*ns:(h+1)*hd*ns], qb.Supers)
+			if g.Asym {
+				copy(res.V.SuperMins[h*hd*ns:(h+1)*hd*ns], qb.SuperMins)
+			}
+		}
 		// O columns of each query head in the group.
 		for k, qa := range out.c.qa {
 			q := h*rep + k
@@ -144,6 +153,13 @@ func QuantizeVO(v, o Matrix, heads, kvHeads, headDim int, opt Options) (*VOResul
 				copy(res.O.Scales[r*gpr+q*hg:r*gpr+(q+1)*hg], qa.RowScales(r))
 				if g.Asym {
 					copy(res.O.Mins[r*gpr+q*hg:r*gpr+(q+1)*hg], qa.RowMins(r))
+				}
+				if g.Super {
+					ns := hd / kernels.SuperBlock
+					copy(res.O.RowSupers(r)[q*ns:(q+1)*ns], qa.RowSupers(r))
+					if g.Asym {
+						copy(res.O.RowSuperMins(r)[q*ns:(q+1)*ns], qa.RowSuperMins(r))
+					}
 				}
 			}
 		}
