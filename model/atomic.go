@@ -21,12 +21,16 @@ type AtomicFile struct {
 // locked, are recognised as stale and removed here.
 func CreateAtomic(path string) (*AtomicFile, error) {
 	removeStaleTemps(path)
+	// Creating and registering happen under one lock, so a signal that
+	// arrives as soon as the file exists still finds it in liveTemps.
+	liveTemps.Lock()
+	defer liveTemps.Unlock()
 	f, err := os.CreateTemp(filepath.Dir(path), tempPrefix(path)+"*")
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	lockTemp(f)
-	liveTemps.Store(f.Name(), struct{}{})
+	liveTemps.names[f.Name()] = struct{}{}
 	return &AtomicFile{File: f, path: path}, nil
 }
 
@@ -34,15 +38,25 @@ func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-"
 
 // liveTemps holds the names of the temporary files being written, for
 // RemoveTempFiles.
-var liveTemps sync.Map
+var liveTemps = struct {
+	sync.Mutex
+	names map[string]struct{}
+}{names: map[string]struct{}{}}
+
+func forgetTemp(name string) {
+	liveTemps.Lock()
+	delete(liveTemps.names, name)
+	liveTemps.Unlock()
+}
 
 // RemoveTempFiles removes every temporary file still being written, for a
 // command interrupted by a signal (SIGINT, SIGTERM) before it exits.
 func RemoveTempFiles() {
-	liveTemps.Range(func(name, _ any) bool {
-		os.Remove(name.(string))
-		return true
-	})
+	liveTemps.Lock()
+	defer liveTemps.Unlock()
+	for name := range liveTemps.names {
+		os.Remove(name)
+	}
 }
 
 // Commit flushes the file to disk and moves it to its destination (mode
@@ -59,7 +73,7 @@ func (f *AtomicFile) Commit() error {
 	if err == nil {
 		err = os.Rename(f.Name(), f.path)
 	}
-	liveTemps.Delete(f.Name())
+	forgetTemp(f.Name())
 	if err != nil {
 		os.Remove(f.Name())
 		return fmt.Errorf("model: writing %s: %w", f.path, err)
@@ -71,7 +85,7 @@ func (f *AtomicFile) Commit() error {
 func (f *AtomicFile) Abort() {
 	f.Close()
 	os.Remove(f.Name())
-	liveTemps.Delete(f.Name())
+	forgetTemp(f.Name())
 }
 
 // WriteFileAtomic writes data to path through an AtomicFile.
