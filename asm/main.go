@@ -26,7 +26,7 @@ func main() {
 	ConstraintExpr("amd64,!purego")
 	consts()
 	for _, tier := range []tier{avx2, avx512} {
-		for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}, {6, false}, {8, false}} {
+		for _, k := range []kind{{4, false, false}, {4, true, false}, {3, false, false}, {3, true, false}, {6, false, false}, {8, false, false}} {
 			// decode kernel: 4 rows share each activation load (asymmetric
 			// rows keep their broadcast mins in the stack frame)
 			for _, rt := range [][2]int{{4, 1}, {1, 1}, {1, 4}} {
@@ -34,8 +34,14 @@ func main() {
 			}
 		}
 	}
+	// superblock (_k) formats: AVX2 row-major kernels, which every amd64 tier runs
+	for _, k := range []kind{{4, false, true}, {4, true, true}, {3, false, true}, {3, true, true}, {6, false, true}} {
+		for _, rt := range [][2]int{{4, 1}, {1, 1}, {1, 4}} {
+			dotKernel(avx2, k, rt[0], rt[1])
+		}
+	}
 	for _, tier := range []tier{avx2, avx512} {
-		for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}} {
+		for _, k := range []kind{{4, false, false}, {4, true, false}, {3, false, false}, {3, true, false}} {
 			for _, g := range []int{32, 64, 128} {
 				sbKernel(tier, k, g)
 			}
@@ -43,7 +49,7 @@ func main() {
 	}
 	// Tiled8 kernels: VPMADDUBSW for AVX2, VPDPBUSD for the VNNI tiers.
 	tiledConsts()
-	for _, k := range []kind{{4, false}, {4, true}, {3, false}, {3, true}, {6, false}, {8, false}} {
+	for _, k := range []kind{{4, false, false}, {4, true, false}, {3, false, false}, {3, true, false}, {6, false, false}, {8, false, false}} {
 		tiledDecode(avx2, k)
 		tiledPrefill(avx2, k)
 		for _, t := range []tier{avxvnni, avx512} {
@@ -78,14 +84,20 @@ func (t tier) String() string {
 	return [...]string{"AVX2", "AVXVNNI", "AVX512"}[t]
 }
 
-// kind is a quantized weight type: bits 3, 4 or 8 and whether groups carry a min.
+// kind is a quantized weight type: bits 3, 4 or 8, whether groups carry a
+// min, and whether a group is a superblock of 8 chunks with 6-bit sub-scale
+// codes (kernels/superblock.go).
 type kind struct {
-	bits int
-	asym bool
+	bits  int
+	asym  bool
+	super bool
 }
 
 func (k kind) name() string {
 	s := fmt.Sprintf("q%d", k.bits)
+	if k.super {
+		s += "k"
+	}
 	if k.asym {
 		return s + "Asym"
 	}
@@ -97,6 +109,12 @@ func (k kind) name() string {
 func (k kind) chunkBytes() int { return map[int]int{3: 12, 4: 16, 6: 24, 8: 32}[k.bits] }
 func (k kind) offShift() int   { return map[int]int{3: 2, 4: 3, 6: 5, 8: 7}[k.bits] }
 func (k kind) hdrBytes() int {
+	if k.super && k.asym {
+		return 16
+	}
+	if k.super {
+		return 8
+	}
 	if k.asym {
 		return 4
 	}
@@ -105,6 +123,10 @@ func (k kind) hdrBytes() int {
 
 var (
 	mask0F, mask03, mask01, ones16, xor80, shiftQ3lo, shiftQ3hi, shiftQ4 Mem
+	// superblock codes: code c of a 6-bit stream starting at bit b of a
+	// qword is (qword >> (b+6c)) & 63; qword j of codeEven<b> shifts by
+	// b+12j (code 2j), of codeOdd<b> by b+12j+6 (code 2j+1)
+	codeEven0, codeOdd0, codeEven16, codeOdd16, mask3FD, sym32D Mem
 )
 
 func consts() {
@@ -132,6 +154,24 @@ func consts() {
 	shiftQ3lo = GLOBL("shiftQ3lo", RODATA|NOPTR)
 	for k := 0; k < 4; k++ {
 		DATA(8*k, U64(2*k))
+	}
+	for _, c := range []struct {
+		m    *Mem
+		name string
+		base int
+	}{{&codeEven0, "codeEven0", 0}, {&codeOdd0, "codeOdd0", 6}, {&codeEven16, "codeEven16", 16}, {&codeOdd16, "codeOdd16", 22}} {
+		*c.m = GLOBL(c.name, RODATA|NOPTR)
+		for j := 0; j < 4; j++ {
+			DATA(8*j, U64(c.base+12*j))
+		}
+	}
+	mask3FD = GLOBL("mask3FD", RODATA|NOPTR)
+	for l := 0; l < 8; l++ {
+		DATA(4*l, U32(63))
+	}
+	sym32D = GLOBL("sym32D", RODATA|NOPTR)
+	for l := 0; l < 8; l++ {
+		DATA(4*l, U32(32))
 	}
 	// Q3 high plane: dword l of the broadcast uint32 is shifted right by l.
 	shiftQ3hi = GLOBL("shiftQ3hi", RODATA|NOPTR)
@@ -207,6 +247,15 @@ func dotKernel(t tier, k kind, R, T int) {
 	} else {
 		mw = []Op{Y6, Y7}
 	}
+	// superblocks: each row's 8 decoded sub-scales (and sub-mins) as f32 in
+	// 32-byte stack slots, read by chunk (RAX = 4*chunk)
+	var scStack, mnStack Mem
+	if k.super {
+		scStack = AllocLocal(32 * R)
+		if k.asym {
+			mnStack = AllocLocal(32 * R)
+		}
+	}
 	lv := Y8
 	for i := 0; i < R*T; i++ {
 		VXORPS(acc[i], acc[i], acc[i])
@@ -259,9 +308,12 @@ func dotKernel(t tier, k kind, R, T int) {
 	}
 
 	Label(name + "_group")
+	if k.super {
+		superHeader(k, R, wp, scStack, mnStack)
+	}
 	Comment("group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves")
 	Comment("(d, m and 2 or 4 level bytes, all inside the group)")
-	for r := 0; r < R; r++ {
+	for r := 0; r < R && !k.super; r++ {
 		if R > 1 {
 			PREFETCHT0(Mem{Base: wp[r], Disp: prefetchDist})
 		}
@@ -279,9 +331,34 @@ func dotKernel(t tier, k kind, R, T int) {
 		VBROADCASTSS(dw[r].AsX(), dw[r])
 		ADDQ(U32(k.hdrBytes()), wp[r])
 	}
+	if k.super {
+		for r := 0; r < R; r++ {
+			ADDQ(U32(k.hdrBytes()), wp[r])
+		}
+		XORQ(RAX, RAX)
+	}
 	Load(Param("cpg"), RDX)
 
 	Label(name + "_chunk")
+	if k.super {
+		Comment("this chunk's sub-scale (and sub-min) of each row, broadcast")
+		for r := 0; r < R; r++ {
+			sm := scStack.Offset(32 * r)
+			sm.Index, sm.Scale = RAX, 1
+			VBROADCASTSS(sm, dw[r])
+			if k.asym {
+				mm := mnStack.Offset(32 * r)
+				mm.Index, mm.Scale = RAX, 1
+				if reg, ok := mw[r].(VecPhysical); ok {
+					VBROADCASTSS(mm, reg)
+				} else {
+					VBROADCASTSS(mm, Y12)
+					VMOVUPS(Y12, mw[r])
+				}
+			}
+		}
+		ADDQ(U8(4), RAX)
+	}
 	prep := func(tt int) {
 		dm, sm := tokenMem(dp, ds, ds3, tt, 0), tokenMem(sp, ds, ds3, tt, 0)
 		Commentf("token %d: activation scale (Y9) and offset or m-term (Y10)", tt)
@@ -332,6 +409,48 @@ func dotKernel(t tier, k kind, R, T int) {
 	storeOut(acc[:R*T], R, T)
 	VZEROUPPER()
 	RET()
+}
+
+// superHeader decodes the superblock header of each row (at wp[r]) into its
+// stack slots: sub-scale c = D*(code-32) (sym) or D*code (asym) in f32 lane c
+// of scStack slot r, and sub-min c = M*code in mnStack slot r (asym). Codes
+// are 6-bit fields of a little-endian stream (kernels/superblock.go): a
+// broadcast qword shifted per qword lane puts codes 2j and 2j+1 at the bottom
+// of qword j of two vectors; the second's low dwords move up and blend in.
+// Uses Y8..Y12.
+func superHeader(k kind, R int, wp []GPPhysical, scStack, mnStack Mem) {
+	decode := func(m Mem, even, odd Mem, signed bool, dst VecPhysical) {
+		VPBROADCASTQ(m, Y12)
+		VPSRLVQ(even, Y12, dst)
+		VPSRLVQ(odd, Y12, Y12)
+		VPSLLQ(U8(32), Y12, Y12)
+		VPBLENDD(U8(0xaa), Y12, dst, dst)
+		VPAND(mask3FD, dst, dst)
+		if signed {
+			VPSUBD(sym32D, dst, dst)
+		}
+		VCVTDQ2PS(dst, dst)
+	}
+	for r := 0; r < R; r++ {
+		Commentf("row %d: superblock sub-scales (and sub-mins) into the stack", r)
+		w := Mem{Base: wp[r]}
+		VCVTPH2PS(w, X9) // D (and M in lane 1)
+		VBROADCASTSS(X9, Y10)
+		if !k.asym {
+			decode(w, codeEven16, codeOdd16, true, Y11)
+			VMULPS(Y10, Y11, Y11)
+			VMOVUPS(Y11, scStack.Offset(32*r))
+			continue
+		}
+		decode(w.Offset(4), codeEven0, codeOdd0, false, Y11)
+		VMULPS(Y10, Y11, Y11)
+		VMOVUPS(Y11, scStack.Offset(32*r))
+		VMOVSHDUP(X9, X10)
+		VBROADCASTSS(X10, Y10)
+		decode(w.Offset(8), codeEven16, codeOdd16, false, Y11)
+		VMULPS(Y10, Y11, Y11)
+		VMOVUPS(Y11, mnStack.Offset(32*r))
+	}
 }
 
 // tokenStrides turns the astride parameter (activation blocks per token)

@@ -298,6 +298,50 @@ DATA shiftQ3lo<>+16(SB)/8, $0x0000000000000004
 DATA shiftQ3lo<>+24(SB)/8, $0x0000000000000006
 GLOBL shiftQ3lo<>(SB), RODATA|NOPTR, $32
 
+DATA codeEven0<>+0(SB)/8, $0x0000000000000000
+DATA codeEven0<>+8(SB)/8, $0x000000000000000c
+DATA codeEven0<>+16(SB)/8, $0x0000000000000018
+DATA codeEven0<>+24(SB)/8, $0x0000000000000024
+GLOBL codeEven0<>(SB), RODATA|NOPTR, $32
+
+DATA codeOdd0<>+0(SB)/8, $0x0000000000000006
+DATA codeOdd0<>+8(SB)/8, $0x0000000000000012
+DATA codeOdd0<>+16(SB)/8, $0x000000000000001e
+DATA codeOdd0<>+24(SB)/8, $0x000000000000002a
+GLOBL codeOdd0<>(SB), RODATA|NOPTR, $32
+
+DATA codeEven16<>+0(SB)/8, $0x0000000000000010
+DATA codeEven16<>+8(SB)/8, $0x000000000000001c
+DATA codeEven16<>+16(SB)/8, $0x0000000000000028
+DATA codeEven16<>+24(SB)/8, $0x0000000000000034
+GLOBL codeEven16<>(SB), RODATA|NOPTR, $32
+
+DATA codeOdd16<>+0(SB)/8, $0x0000000000000016
+DATA codeOdd16<>+8(SB)/8, $0x0000000000000022
+DATA codeOdd16<>+16(SB)/8, $0x000000000000002e
+DATA codeOdd16<>+24(SB)/8, $0x000000000000003a
+GLOBL codeOdd16<>(SB), RODATA|NOPTR, $32
+
+DATA mask3FD<>+0(SB)/4, $0x0000003f
+DATA mask3FD<>+4(SB)/4, $0x0000003f
+DATA mask3FD<>+8(SB)/4, $0x0000003f
+DATA mask3FD<>+12(SB)/4, $0x0000003f
+DATA mask3FD<>+16(SB)/4, $0x0000003f
+DATA mask3FD<>+20(SB)/4, $0x0000003f
+DATA mask3FD<>+24(SB)/4, $0x0000003f
+DATA mask3FD<>+28(SB)/4, $0x0000003f
+GLOBL mask3FD<>(SB), RODATA|NOPTR, $32
+
+DATA sym32D<>+0(SB)/4, $0x00000020
+DATA sym32D<>+4(SB)/4, $0x00000020
+DATA sym32D<>+8(SB)/4, $0x00000020
+DATA sym32D<>+12(SB)/4, $0x00000020
+DATA sym32D<>+16(SB)/4, $0x00000020
+DATA sym32D<>+20(SB)/4, $0x00000020
+DATA sym32D<>+24(SB)/4, $0x00000020
+DATA sym32D<>+28(SB)/4, $0x00000020
+GLOBL sym32D<>(SB), RODATA|NOPTR, $32
+
 DATA shiftQ3hi<>+0(SB)/4, $0x00000000
 DATA shiftQ3hi<>+4(SB)/4, $0x00000001
 DATA shiftQ3hi<>+8(SB)/4, $0x00000002
@@ -4644,6 +4688,2420 @@ q8SymR1T4AVX512_chunk:
 	JNZ         q8SymR1T4AVX512_chunk
 	DECQ        CX
 	JNZ         q8SymR1T4AVX512_group
+
+	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, (DI)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, (DI)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4kSymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4kSymR4T1AVX2(SB), NOSPLIT, $128-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q4kSymR4T1AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+
+	// row 1: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R8), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (R8), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 32(SP)
+
+	// row 2: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R12), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (R12), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 64(SP)
+
+	// row 3: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R14), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (R14), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 96(SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000008, BX
+	ADDQ $0x00000008, R8
+	ADDQ $0x00000008, R12
+	ADDQ $0x00000008, R14
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q4kSymR4T1AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	VBROADCASTSS 32(SP)(AX*1), Y5
+	VBROADCASTSS 64(SP)(AX*1), Y6
+	VBROADCASTSS 96(SP)(AX*1), Y7
+	ADDQ         $0x04, AX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// unpack row 1's chunk into 32 bytes of levels
+	VBROADCASTI128 (R8), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R8
+
+	// row 1 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VBROADCASTI128 (R12), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R12
+
+	// row 2 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VBROADCASTI128 (R14), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R14
+
+	// row 3 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4kSymR4T1AVX2_chunk
+	DECQ        CX
+	JNZ         q4kSymR4T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4kSymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4kSymR1T1AVX2(SB), NOSPLIT, $32-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q4kSymR1T1AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000008, BX
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q4kSymR1T1AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	ADDQ         $0x04, AX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4kSymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q4kSymR1T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VZEROUPPER
+	RET
+
+// func q4kSymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4kSymR1T4AVX2(SB), NOSPLIT, $32-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q4kSymR1T4AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000008, BX
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q4kSymR1T4AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	ADDQ         $0x04, AX
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 1
+	VPMADDUBSW  (SI)(R11*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 2
+	VPMADDUBSW  (SI)(R11*2), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x03, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 3
+	VPMADDUBSW  (SI)(R12*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4kSymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q4kSymR1T4AVX2_group
+
+	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, (DI)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, (DI)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4kAsymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4kAsymR4T1AVX2(SB), NOSPLIT, $384-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q4kAsymR4T1AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ 4(BX), Y12
+	VPSRLVQ      codeEven0<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd0<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 128(SP)
+	VMOVSHDUP    X9, X10
+	VBROADCASTSS X10, Y10
+	VPBROADCASTQ 8(BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 256(SP)
+
+	// row 1: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R8), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ 4(R8), Y12
+	VPSRLVQ      codeEven0<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd0<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 160(SP)
+	VMOVSHDUP    X9, X10
+	VBROADCASTSS X10, Y10
+	VPBROADCASTQ 8(R8), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 288(SP)
+
+	// row 2: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R12), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ 4(R12), Y12
+	VPSRLVQ      codeEven0<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd0<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 192(SP)
+	VMOVSHDUP    X9, X10
+	VBROADCASTSS X10, Y10
+	VPBROADCASTQ 8(R12), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 320(SP)
+
+	// row 3: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R14), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ 4(R14), Y12
+	VPSRLVQ      codeEven0<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd0<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 224(SP)
+	VMOVSHDUP    X9, X10
+	VBROADCASTSS X10, Y10
+	VPBROADCASTQ 8(R14), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 352(SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000010, BX
+	ADDQ $0x00000010, R8
+	ADDQ $0x00000010, R12
+	ADDQ $0x00000010, R14
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q4kAsymR4T1AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS 128(SP)(AX*1), Y4
+	VBROADCASTSS 256(SP)(AX*1), Y12
+	VMOVUPS      Y12, (SP)
+	VBROADCASTSS 160(SP)(AX*1), Y5
+	VBROADCASTSS 288(SP)(AX*1), Y12
+	VMOVUPS      Y12, 32(SP)
+	VBROADCASTSS 192(SP)(AX*1), Y6
+	VBROADCASTSS 320(SP)(AX*1), Y12
+	VMOVUPS      Y12, 64(SP)
+	VBROADCASTSS 224(SP)(AX*1), Y7
+	VBROADCASTSS 352(SP)(AX*1), Y12
+	VMOVUPS      Y12, 96(SP)
+	ADDQ         $0x04, AX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS (SP), Y10, Y0
+
+	// unpack row 1's chunk into 32 bytes of levels
+	VBROADCASTI128 (R8), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R8
+
+	// row 1 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+	VFMADD231PS 32(SP), Y10, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VBROADCASTI128 (R12), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R12
+
+	// row 2 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+	VFMADD231PS 64(SP), Y10, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VBROADCASTI128 (R14), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, R14
+
+	// row 3 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS 96(SP), Y10, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4kAsymR4T1AVX2_chunk
+	DECQ        CX
+	JNZ         q4kAsymR4T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q4kAsymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4kAsymR1T1AVX2(SB), NOSPLIT, $64-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q4kAsymR1T1AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ 4(BX), Y12
+	VPSRLVQ      codeEven0<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd0<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+	VMOVSHDUP    X9, X10
+	VBROADCASTSS X10, Y10
+	VPBROADCASTQ 8(BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 32(SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000010, BX
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q4kAsymR1T1AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	VBROADCASTSS 32(SP)(AX*1), Y6
+	ADDQ         $0x04, AX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y6, Y10, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4kAsymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q4kAsymR1T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VZEROUPPER
+	RET
+
+// func q4kAsymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4kAsymR1T4AVX2(SB), NOSPLIT, $64-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q4kAsymR1T4AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ 4(BX), Y12
+	VPSRLVQ      codeEven0<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd0<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+	VMOVSHDUP    X9, X10
+	VBROADCASTSS X10, Y10
+	VPBROADCASTQ 8(BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 32(SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000010, BX
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q4kAsymR1T4AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	VBROADCASTSS 32(SP)(AX*1), Y6
+	ADDQ         $0x04, AX
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	ADDQ           $0x00000010, BX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y6, Y10, Y0
+
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R13*1), X10, X10
+	VMULSS       (R9)(R13*1), X10, X10
+
+	// row 0 x token 1
+	VPMADDUBSW  (SI)(R11*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+	VFMADD231PS Y6, Y10, Y1
+
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R13*2), X10, X10
+	VMULSS       (R9)(R13*2), X10, X10
+
+	// row 0 x token 2
+	VPMADDUBSW  (SI)(R11*2), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+	VFMADD231PS Y6, Y10, Y2
+
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R14*1), X10, X10
+	VMULSS       (R9)(R14*1), X10, X10
+
+	// row 0 x token 3
+	VPMADDUBSW  (SI)(R12*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS Y6, Y10, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q4kAsymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q4kAsymR1T4AVX2_group
+
+	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, (DI)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, (DI)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kSymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3kSymR4T1AVX2(SB), NOSPLIT, $128-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask03<>+0(SB), Y15
+	VMOVDQU mask01<>+0(SB), Y13
+	VMOVDQU ones16<>+0(SB), Y14
+
+q3kSymR4T1AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+
+	// row 1: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R8), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (R8), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 32(SP)
+
+	// row 2: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R12), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (R12), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 64(SP)
+
+	// row 3: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R14), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (R14), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 96(SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000008, BX
+	ADDQ $0x00000008, R8
+	ADDQ $0x00000008, R12
+	ADDQ $0x00000008, R14
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q3kSymR4T1AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	VBROADCASTSS 32(SP)(AX*1), Y5
+	VBROADCASTSS 64(SP)(AX*1), Y6
+	VBROADCASTSS 96(SP)(AX*1), Y7
+	ADDQ         $0x04, AX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VPBROADCASTQ (BX), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(BX), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// unpack row 1's chunk into 32 bytes of levels
+	VPBROADCASTQ (R8), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R8), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R8
+
+	// row 1 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VPBROADCASTQ (R12), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R12), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R12
+
+	// row 2 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VPBROADCASTQ (R14), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R14), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R14
+
+	// row 3 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3kSymR4T1AVX2_chunk
+	DECQ        CX
+	JNZ         q3kSymR4T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3kSymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3kSymR1T1AVX2(SB), NOSPLIT, $32-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VMOVDQU mask03<>+0(SB), Y15
+	VMOVDQU mask01<>+0(SB), Y13
+	VMOVDQU ones16<>+0(SB), Y14
+
+q3kSymR1T1AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000008, BX
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q3kSymR1T1AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	ADDQ         $0x04, AX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VPBROADCASTQ (BX), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(BX), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3kSymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q3kSymR1T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VZEROUPPER
+	RET
+
+// func q3kSymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3kSymR1T4AVX2(SB), NOSPLIT, $32-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask03<>+0(SB), Y15
+	VMOVDQU mask01<>+0(SB), Y13
+	VMOVDQU ones16<>+0(SB), Y14
+
+q3kSymR1T4AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000008, BX
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q3kSymR1T4AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	ADDQ         $0x04, AX
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VPBROADCASTQ (BX), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(BX), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, BX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 1
+	VPMADDUBSW  (SI)(R11*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 2
+	VPMADDUBSW  (SI)(R11*2), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x02, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 3
+	VPMADDUBSW  (SI)(R12*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3kSymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q3kSymR1T4AVX2_group
+
+	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, (DI)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, (DI)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kAsymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3kAsymR4T1AVX2(SB), NOSPLIT, $384-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask03<>+0(SB), Y15
+	VMOVDQU mask01<>+0(SB), Y13
+	VMOVDQU ones16<>+0(SB), Y14
+
+q3kAsymR4T1AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ 4(BX), Y12
+	VPSRLVQ      codeEven0<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd0<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 128(SP)
+	VMOVSHDUP    X9, X10
+	VBROADCASTSS X10, Y10
+	VPBROADCASTQ 8(BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 256(SP)
+
+	// row 1: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R8), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ 4(R8), Y12
+	VPSRLVQ      codeEven0<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd0<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 160(SP)
+	VMOVSHDUP    X9, X10
+	VBROADCASTSS X10, Y10
+	VPBROADCASTQ 8(R8), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 288(SP)
+
+	// row 2: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R12), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ 4(R12), Y12
+	VPSRLVQ      codeEven0<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd0<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 192(SP)
+	VMOVSHDUP    X9, X10
+	VBROADCASTSS X10, Y10
+	VPBROADCASTQ 8(R12), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 320(SP)
+
+	// row 3: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R14), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ 4(R14), Y12
+	VPSRLVQ      codeEven0<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd0<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 224(SP)
+	VMOVSHDUP    X9, X10
+	VBROADCASTSS X10, Y10
+	VPBROADCASTQ 8(R14), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 352(SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000010, BX
+	ADDQ $0x00000010, R8
+	ADDQ $0x00000010, R12
+	ADDQ $0x00000010, R14
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q3kAsymR4T1AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS 128(SP)(AX*1), Y4
+	VBROADCASTSS 256(SP)(AX*1), Y12
+	VMOVUPS      Y12, (SP)
+	VBROADCASTSS 160(SP)(AX*1), Y5
+	VBROADCASTSS 288(SP)(AX*1), Y12
+	VMOVUPS      Y12, 32(SP)
+	VBROADCASTSS 192(SP)(AX*1), Y6
+	VBROADCASTSS 320(SP)(AX*1), Y12
+	VMOVUPS      Y12, 64(SP)
+	VBROADCASTSS 224(SP)(AX*1), Y7
+	VBROADCASTSS 352(SP)(AX*1), Y12
+	VMOVUPS      Y12, 96(SP)
+	ADDQ         $0x04, AX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VPBROADCASTQ (BX), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(BX), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS (SP), Y10, Y0
+
+	// unpack row 1's chunk into 32 bytes of levels
+	VPBROADCASTQ (R8), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R8), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R8
+
+	// row 1 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+	VFMADD231PS 32(SP), Y10, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VPBROADCASTQ (R12), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R12), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R12
+
+	// row 2 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+	VFMADD231PS 64(SP), Y10, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VPBROADCASTQ (R14), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(R14), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, R14
+
+	// row 3 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS 96(SP), Y10, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3kAsymR4T1AVX2_chunk
+	DECQ        CX
+	JNZ         q3kAsymR4T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q3kAsymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3kAsymR1T1AVX2(SB), NOSPLIT, $64-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VMOVDQU mask03<>+0(SB), Y15
+	VMOVDQU mask01<>+0(SB), Y13
+	VMOVDQU ones16<>+0(SB), Y14
+
+q3kAsymR1T1AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ 4(BX), Y12
+	VPSRLVQ      codeEven0<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd0<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+	VMOVSHDUP    X9, X10
+	VBROADCASTSS X10, Y10
+	VPBROADCASTQ 8(BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 32(SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000010, BX
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q3kAsymR1T1AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	VBROADCASTSS 32(SP)(AX*1), Y6
+	ADDQ         $0x04, AX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VPBROADCASTQ (BX), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(BX), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y6, Y10, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3kAsymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q3kAsymR1T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VZEROUPPER
+	RET
+
+// func q3kAsymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3kAsymR1T4AVX2(SB), NOSPLIT, $64-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask03<>+0(SB), Y15
+	VMOVDQU mask01<>+0(SB), Y13
+	VMOVDQU ones16<>+0(SB), Y14
+
+q3kAsymR1T4AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ 4(BX), Y12
+	VPSRLVQ      codeEven0<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd0<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+	VMOVSHDUP    X9, X10
+	VBROADCASTSS X10, Y10
+	VPBROADCASTQ 8(BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 32(SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000010, BX
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q3kAsymR1T4AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	VBROADCASTSS 32(SP)(AX*1), Y6
+	ADDQ         $0x04, AX
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VPBROADCASTQ (BX), Y8
+	VPSRLVQ      shiftQ3lo<>+0(SB), Y8, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 8(BX), Y12
+	VPSRLVD      shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND        Y13, Y12, Y12
+	VPSLLW       $0x02, Y12, Y12
+	VPOR         Y12, Y8, Y8
+	ADDQ         $0x0000000c, BX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10), X10, X10
+	VMULSS       (R9), X10, X10
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	VFMADD231PS Y6, Y10, Y0
+
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R13*1), X10, X10
+	VMULSS       (R9)(R13*1), X10, X10
+
+	// row 0 x token 1
+	VPMADDUBSW  (SI)(R11*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+	VFMADD231PS Y6, Y10, Y1
+
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R13*2), X10, X10
+	VMULSS       (R9)(R13*2), X10, X10
+
+	// row 0 x token 2
+	VPMADDUBSW  (SI)(R11*2), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+	VFMADD231PS Y6, Y10, Y2
+
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VXORPS       X10, X10, X10
+	VCVTSI2SSL   (R10)(R14*1), X10, X10
+	VMULSS       (R9)(R14*1), X10, X10
+
+	// row 0 x token 3
+	VPMADDUBSW  (SI)(R12*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS Y6, Y10, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q3kAsymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q3kAsymR1T4AVX2_group
+
+	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, (DI)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, (DI)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6kSymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q6kSymR4T1AVX2(SB), NOSPLIT, $128-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q6kSymR4T1AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+
+	// row 1: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R8), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (R8), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 32(SP)
+
+	// row 2: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R12), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (R12), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 64(SP)
+
+	// row 3: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R14), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (R14), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 96(SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000008, BX
+	ADDQ $0x00000008, R8
+	ADDQ $0x00000008, R12
+	ADDQ $0x00000008, R14
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q6kSymR4T1AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	VBROADCASTSS 32(SP)(AX*1), Y5
+	VBROADCASTSS 64(SP)(AX*1), Y6
+	VBROADCASTSS 96(SP)(AX*1), Y7
+	ADDQ         $0x04, AX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(BX), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// unpack row 1's chunk into 32 bytes of levels
+	VBROADCASTI128 (R8), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(R8), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, R8
+
+	// row 1 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VBROADCASTI128 (R12), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(R12), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, R12
+
+	// row 2 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VBROADCASTI128 (R14), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(R14), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, R14
+
+	// row 3 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q6kSymR4T1AVX2_chunk
+	DECQ        CX
+	JNZ         q6kSymR4T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q6kSymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q6kSymR1T1AVX2(SB), NOSPLIT, $32-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q6kSymR1T1AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000008, BX
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q6kSymR1T1AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	ADDQ         $0x04, AX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(BX), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q6kSymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q6kSymR1T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VZEROUPPER
+	RET
+
+// func q6kSymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q6kSymR1T4AVX2(SB), NOSPLIT, $32-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q6kSymR1T4AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000008, BX
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q6kSymR1T4AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	ADDQ         $0x04, AX
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTQ   16(BX), Y12
+	VPSRLVQ        shiftQ3lo<>+0(SB), Y12, Y12
+	VPAND          mask03<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000018, BX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 1
+	VPMADDUBSW  (SI)(R11*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 2
+	VPMADDUBSW  (SI)(R11*2), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x05, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 3
+	VPMADDUBSW  (SI)(R12*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q6kSymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q6kSymR1T4AVX2_group
 
 	// horizontal sums into out
 	MOVQ         ostride+8(FP), DX

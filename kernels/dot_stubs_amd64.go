@@ -292,6 +292,126 @@ func q8SymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q 
 //go:noescape
 func q8SymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
+// q4kSymR4T1AVX2 computes the dot products of 4 packed q4kSym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q4kSymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4kSymR1T1AVX2 computes the dot products of 1 packed q4kSym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q4kSymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4kSymR1T4AVX2 computes the dot products of 1 packed q4kSym rows (row r at w+r*wstride)
+// with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q4kSymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4kAsymR4T1AVX2 computes the dot products of 4 packed q4kAsym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q4kAsymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4kAsymR1T1AVX2 computes the dot products of 1 packed q4kAsym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q4kAsymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4kAsymR1T4AVX2 computes the dot products of 1 packed q4kAsym rows (row r at w+r*wstride)
+// with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q4kAsymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kSymR4T1AVX2 computes the dot products of 4 packed q3kSym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q3kSymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kSymR1T1AVX2 computes the dot products of 1 packed q3kSym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q3kSymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kSymR1T4AVX2 computes the dot products of 1 packed q3kSym rows (row r at w+r*wstride)
+// with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q3kSymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kAsymR4T1AVX2 computes the dot products of 4 packed q3kAsym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q3kAsymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kAsymR1T1AVX2 computes the dot products of 1 packed q3kAsym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q3kAsymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kAsymR1T4AVX2 computes the dot products of 1 packed q3kAsym rows (row r at w+r*wstride)
+// with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q3kAsymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6kSymR4T1AVX2 computes the dot products of 4 packed q6kSym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q6kSymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6kSymR1T1AVX2 computes the dot products of 1 packed q6kSym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q6kSymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6kSymR1T4AVX2 computes the dot products of 1 packed q6kSym rows (row r at w+r*wstride)
+// with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q6kSymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
 // q4SymG32SBT4AVX2 computes out[t*ostride] = dot(row, token t) for 4 tokens and one packed q4Sym
 // row with group 32, cols = 128*nsb (token t's activation at q+t*32*astride,
 // d/s+t*astride). Reference: dotRowGeneric (same integer chunk sums, f32 additions reordered).

@@ -57,12 +57,27 @@ type sbKernel func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, 
 
 // quantKernels holds a tier's kernels for each packed format; lookup picks
 // them by Format.
-type quantKernels struct{ q4, q4a, q3, q3a, q6, q8 dotKernels }
+type quantKernels struct {
+	q4, q4a, q3, q3a, q6, q8 dotKernels
+	// superblock formats (q4_k, q4_k_asym, q3_k, q3_k_asym, q6_k): the AVX2
+	// kernels on every tier
+	q4k, q4ka, q3k, q3ka, q6k dotKernels
+}
 
 func (qk *quantKernels) lookup(f Format) *dotKernels {
 	switch {
+	case f.Super && f.Type == Q4 && !f.Asym:
+		return &qk.q4k
+	case f.Super && f.Type == Q4:
+		return &qk.q4ka
+	case f.Super && f.Type == Q3 && !f.Asym:
+		return &qk.q3k
+	case f.Super && f.Type == Q3:
+		return &qk.q3ka
+	case f.Super && f.Type == Q6:
+		return &qk.q6k
 	case f.Super:
-		return nil // superblock formats run the generic kernels
+		return nil
 	case f.Type == Q4 && !f.Asym:
 		return &qk.q4
 	case f.Type == Q4:
@@ -88,8 +103,22 @@ var avx2Kernels = quantKernels{
 		[3]sbKernel{q3SymG32SBT4AVX2, q3SymG64SBT4AVX2, q3SymG128SBT4AVX2}},
 	q3a: dotKernels{4, q3AsymR4T1AVX2, q3AsymR1T1AVX2, q3AsymR1T4AVX2,
 		[3]sbKernel{q3AsymG32SBT4AVX2, q3AsymG64SBT4AVX2, q3AsymG128SBT4AVX2}},
-	q6: dotKernels{4, q6SymR4T1AVX2, q6SymR1T1AVX2, q6SymR1T4AVX2, [3]sbKernel{}},
-	q8: dotKernels{4, q8SymR4T1AVX2, q8SymR1T1AVX2, q8SymR1T4AVX2, [3]sbKernel{}},
+	q6:   dotKernels{4, q6SymR4T1AVX2, q6SymR1T1AVX2, q6SymR1T4AVX2, [3]sbKernel{}},
+	q8:   dotKernels{4, q8SymR4T1AVX2, q8SymR1T1AVX2, q8SymR1T4AVX2, [3]sbKernel{}},
+	q4k:  superKernels.q4k,
+	q4ka: superKernels.q4ka,
+	q3k:  superKernels.q3k,
+	q3ka: superKernels.q3ka,
+	q6k:  superKernels.q6k,
+}
+
+// superKernels are the superblock formats' AVX2 kernels, shared by every tier.
+var superKernels = quantKernels{
+	q4k:  dotKernels{4, q4kSymR4T1AVX2, q4kSymR1T1AVX2, q4kSymR1T4AVX2, [3]sbKernel{}},
+	q4ka: dotKernels{4, q4kAsymR4T1AVX2, q4kAsymR1T1AVX2, q4kAsymR1T4AVX2, [3]sbKernel{}},
+	q3k:  dotKernels{4, q3kSymR4T1AVX2, q3kSymR1T1AVX2, q3kSymR1T4AVX2, [3]sbKernel{}},
+	q3ka: dotKernels{4, q3kAsymR4T1AVX2, q3kAsymR1T1AVX2, q3kAsymR1T4AVX2, [3]sbKernel{}},
+	q6k:  dotKernels{4, q6kSymR4T1AVX2, q6kSymR1T1AVX2, q6kSymR1T4AVX2, [3]sbKernel{}},
 }
 
 var avx512Kernels = quantKernels{
@@ -101,8 +130,13 @@ var avx512Kernels = quantKernels{
 		[3]sbKernel{q3SymG32SBT4AVX512, q3SymG64SBT4AVX512, q3SymG128SBT4AVX512}},
 	q3a: dotKernels{4, q3AsymR4T1AVX512, q3AsymR1T1AVX512, q3AsymR1T4AVX512,
 		[3]sbKernel{q3AsymG32SBT4AVX512, q3AsymG64SBT4AVX512, q3AsymG128SBT4AVX512}},
-	q6: dotKernels{4, q6SymR4T1AVX512, q6SymR1T1AVX512, q6SymR1T4AVX512, [3]sbKernel{}},
-	q8: dotKernels{4, q8SymR4T1AVX512, q8SymR1T1AVX512, q8SymR1T4AVX512, [3]sbKernel{}},
+	q6:   dotKernels{4, q6SymR4T1AVX512, q6SymR1T1AVX512, q6SymR1T4AVX512, [3]sbKernel{}},
+	q8:   dotKernels{4, q8SymR4T1AVX512, q8SymR1T1AVX512, q8SymR1T4AVX512, [3]sbKernel{}},
+	q4k:  superKernels.q4k,
+	q4ka: superKernels.q4ka,
+	q3k:  superKernels.q3k,
+	q3ka: superKernels.q3ka,
+	q6k:  superKernels.q6k,
 }
 
 // tiledT1 and tiledT4 call tier t's Tiled8 decode (8 rows x 1 token, nblk
@@ -453,7 +487,7 @@ func mulMatSIMD(qk *quantKernels, m *Matrix, dst []float32, xs *ActivationBatch,
 	nb := xs.Blocks
 	stride := uintptr(nb)
 	var sb sbKernel
-	if m.Cols%128 == 0 && prefillSuperblocks {
+	if m.Cols%128 == 0 && prefillSuperblocks && !m.Format.Super {
 		sb = k.sb[m.Format.Group/64] // groups 32, 64, 128 -> 0, 1, 2
 	}
 	nsb := uintptr(m.Cols / 128)
