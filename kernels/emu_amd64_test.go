@@ -9,6 +9,10 @@ package kernels
 // which come from the same generator and use the same instructions except
 // VPDPBUSD; TestEmuAVX512Kernels then runs the AVX-512 kernels, alone and
 // through mulVecSIMD/mulMatSIMD, against the AVX2 kernels and the reference.
+// TestEmuTiledKernels does the same for the Tiled8 kernels of the AVX2,
+// AVX-VNNI and AVX-512 tiers (the latter's 512-bit ones on Z registers), and
+// on a CPU that has those tiers compares them with it bit for bit, the
+// AVX-VNNI kernels' hand-encoded VEX VPDPBUSD bytes included (emuDecodeVEX).
 //
 // Go operand order is Intel's reversed: "VPSUBD a, b, dst" is Intel
 // "vpsubd dst, b, a", so b is Intel's first source. The handlers below name
