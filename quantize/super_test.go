@@ -99,3 +99,24 @@ func TestSuperGrids(t *testing.T) {
 		t.Error("a 128-column transform block on a superblock grid was accepted")
 	}
 }
+
+// A coupled V/O pair on a superblock grid (head_dim 256, as Gemma 2 2B):
+// the alternating GPTQ-style rounding and the per-head copies keep every
+// superblock's super-scales with its codes, so both stored matrices
+// dequantize to what was scored, and the pair beats RTN.
+func TestSuperVO(t *testing.T) {
+	const d, heads, kv, hd = 256, 2, 1, 256
+	rng := rand.New(rand.NewPCG(63, 64))
+	v, o := randVO(rng, d, heads, kv, hd)
+	g := Grid{Bits: 3, Group: 32, Asym: true, Super: true}
+	res, err := QuantizeVO(v, o, heads, kv, hd, Options{Method: MethodCafeQ, Grid: g, Steps: 4, Rounding: true,
+		Refine: RefineClip | RefineLSQ, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStored(t, res.V)
+	checkStored(t, res.O)
+	if e := res.Report[0]; e.RelErr >= e.RTNRelErr {
+		t.Errorf("paired error %.4f not below RTN's %.4f", e.RelErr, e.RTNRelErr)
+	}
+}
