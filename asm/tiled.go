@@ -20,6 +20,21 @@ import (
 func (k kind) tileHdr() int   { return 8 * k.hdrBytes() }
 func (k kind) chunkTile() int { return 8 * k.chunkBytes() }
 
+// tiledNextChunk ends a tiled kernel's chunk loop: the weights (RSI) move
+// on one chunk tile, the activation levels (R8) one chunk, the per-chunk
+// scales (R9) and sums or products (R10) one float; RDX counts chunks in the
+// group and RCX groups.
+func tiledNextChunk(k kind, name string) {
+	ADDQ(U32(k.chunkTile()), RSI)
+	ADDQ(U8(32), R8)
+	ADDQ(U8(4), R9)
+	ADDQ(U8(4), R10)
+	DECQ(RDX)
+	JNZ(LabelRef(name + "_chunk"))
+	DECQ(RCX)
+	JNZ(LabelRef(name + "_group"))
+}
+
 var mask04, mask07, mask30 Mem
 
 func tiledConsts() {
@@ -272,14 +287,7 @@ func tiledDecode(t tier, k kind) {
 		VBROADCASTSS(Mem{Base: R10}, Y7)
 		VFMADD231PS(Y7, Y11, Y9)
 	}
-	ADDQ(U32(k.chunkTile()), RSI)
-	ADDQ(U8(32), R8)
-	ADDQ(U8(4), R9)
-	ADDQ(U8(4), R10)
-	DECQ(RDX)
-	JNZ(LabelRef(name + "_chunk"))
-	DECQ(RCX)
-	JNZ(LabelRef(name + "_group"))
+	tiledNextChunk(k, name)
 	if k.asym {
 		VADDPS(Y9, Y0, Y0)
 	}
@@ -400,14 +408,7 @@ func tiledPrefill(t tier, k kind) {
 			VFMADD231PS(Y11, Y13, facc[tt])
 		}
 	}
-	ADDQ(U32(k.chunkTile()), RSI)
-	ADDQ(U8(32), R8)
-	ADDQ(U8(4), R9)
-	ADDQ(U8(4), R10)
-	DECQ(RDX)
-	JNZ(LabelRef(name + "_chunk"))
-	DECQ(RCX)
-	JNZ(LabelRef(name + "_group"))
+	tiledNextChunk(k, name)
 	Comment("store token t's 8 rows at out + t*ostride")
 	Load(Param("ostride"), RDX)
 	SHLQ(U8(2), RDX)

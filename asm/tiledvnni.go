@@ -197,14 +197,7 @@ func tiledDecodeVNNI(t tier, k kind, zmm bool) {
 		VBROADCASTSS(Mem{Base: R10}, r[7])
 		VFMADD231PS(r[7], r[11], r[9])
 	}
-	ADDQ(U32(k.chunkTile()), RSI)
-	ADDQ(U8(32), R8)
-	ADDQ(U8(4), R9)
-	ADDQ(U8(4), R10)
-	DECQ(RDX)
-	JNZ(LabelRef(name + "_chunk"))
-	DECQ(RCX)
-	JNZ(LabelRef(name + "_group"))
+	tiledNextChunk(k, name)
 	if k.asym {
 		VADDPS(r[9], r[0], r[0])
 	}
@@ -305,14 +298,7 @@ func tiledPrefillVNNI(t tier, k kind, zmm bool) {
 			VFMADD231PS(r[11], r[13], facc[tt])
 		}
 	}
-	ADDQ(U32(k.chunkTile()), RSI)
-	ADDQ(U8(32), R8)
-	ADDQ(U8(4), R9)
-	ADDQ(U8(4), R10)
-	DECQ(RDX)
-	JNZ(LabelRef(name + "_chunk"))
-	DECQ(RCX)
-	JNZ(LabelRef(name + "_group"))
+	tiledNextChunk(k, name)
 	Comment("store token t's rows at out + t*ostride")
 	Load(Param("ostride"), RDX)
 	SHLQ(U8(2), RDX)
