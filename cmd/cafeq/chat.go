@@ -45,17 +45,11 @@ func chat(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	modelPath, err := resolveModel(sf.model, sf.pull, stderr)
-	if err != nil {
-		return err
-	}
-	loadStart := time.Now()
-	e, err := loadEngine(modelPath, engineOptions(sf.thr, sf.kv), stderr)
+	e, load, err := openModel(sf.model, sf.pull, engineOptions(sf.thr, sf.kv), stderr)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	load := time.Since(loadStart)
 	ctxLen, err := contextLength(sf.ctx, e)
 	if err != nil {
 		return err

@@ -140,17 +140,11 @@ func runPrompt(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	modelPath, err := resolveModel(sf.model, sf.pull, stderr)
-	if err != nil {
-		return err
-	}
-	loadStart := time.Now()
-	e, err := loadEngine(modelPath, engineOptions(sf.thr, sf.kv), stderr)
+	e, load, err := openModel(sf.model, sf.pull, engineOptions(sf.thr, sf.kv), stderr)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	load := time.Since(loadStart)
 	tok := e.Tokenizer
 	ids := append([]int{tok.BOS()}, tok.Encode(text)...)
 	ctxLen, err := contextLength(sf.ctx, e)

@@ -46,11 +46,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if *queue == 0 {
 		*queue = -1 // server.Options: negative means no queue
 	}
-	loadPath, err := resolveModel(*modelPath, pf, stderr)
-	if err != nil {
-		return err
-	}
-	e, err := loadEngine(loadPath, engineOptions(*threads, kv), stderr)
+	e, _, err := openModel(*modelPath, pf, engineOptions(*threads, kv), stderr)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,21 @@ func loadEngine(path string, opts runtime.Options, stderr io.Writer) (*runtime.E
 	return e, nil
 }
 
+// openModel resolves m (downloading and quantizing an hf: name first) and
+// loads it, returning the engine and how long the load alone took.
+func openModel(m string, p pullFlags, opts runtime.Options, stderr io.Writer) (*runtime.Engine, time.Duration, error) {
+	path, err := resolveModel(m, p, stderr)
+	if err != nil {
+		return nil, 0, err
+	}
+	start := time.Now()
+	e, err := loadEngine(path, opts, stderr)
+	if err != nil {
+		return nil, 0, err
+	}
+	return e, time.Since(start), nil
+}
+
 func cmdTokenize(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("tokenize", "-m MODEL [-bos] TEXT", stderr)
 	modelPath := fs.String("m", "", "model directory (only its tokenizer is read) or .cq file (required)")
