@@ -39,8 +39,10 @@
 // only tier under `-tags purego`). On amd64 the tiers are, slowest first,
 // avx2 (AVX2+FMA), avx-vnni (avx2 plus VEX-encoded VPDPBUSD for the Tiled8
 // kernels: Intel clients since Alder Lake, Zen 5) and avx512-vnni (AVX-512
-// F/BW/VL/DQ + VNNI: row-major kernels on EVEX VPDPBUSD and the Tiled8
-// kernels of avx-vnni with the EVEX encoding), all generated with avo from
+// F/BW/VL/DQ + VNNI: row-major kernels on EVEX VPDPBUSD, the Tiled8
+// kernels of avx-vnni with the EVEX encoding and 512-bit ones, and the f32
+// loops on 16 lanes, their n%16 tails under a mask: see "f32 loops" below),
+// all generated with avo from
 // ../asm (`make generate`); arm64 has NEON tiers. The best tier the CPU
 // supports is chosen once at init (golang.org/x/sys/cpu); CAFEQ_KERNELS names
 // another (generic, avx2, avx-vnni, avx512-vnni, neon, neon-dotprod).

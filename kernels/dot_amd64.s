@@ -22392,3 +22392,1074 @@ dotBF16T4AVX2done:
 	VMOVSS       X3, (AX)(DX*1)
 	VZEROUPPER
 	RET
+
+// func dotF32AVX512(a *float32, b *float32, n uintptr) float32
+// Requires: AVX, AVX512DQ, AVX512F, SSE
+TEXT ·dotF32AVX512(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), SI
+	MOVQ   b+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z1, Z1, Z1
+	VXORPS Z2, Z2, Z2
+	VXORPS Z3, Z3, Z3
+
+dot64:
+	CMPQ        CX, $0x40
+	JB          dot16
+	VMOVUPS     (SI), Z4
+	VFMADD231PS (DI), Z4, Z0
+	VMOVUPS     64(SI), Z4
+	VFMADD231PS 64(DI), Z4, Z1
+	VMOVUPS     128(SI), Z4
+	VFMADD231PS 128(DI), Z4, Z2
+	VMOVUPS     192(SI), Z4
+	VFMADD231PS 192(DI), Z4, Z3
+	ADDQ        $0x00000100, SI
+	ADDQ        $0x00000100, DI
+	SUBQ        $0x40, CX
+	JMP         dot64
+
+dot16:
+	CMPQ        CX, $0x10
+	JB          dot1
+	VMOVUPS     (SI), Z4
+	VFMADD231PS (DI), Z4, Z0
+	ADDQ        $0x40, SI
+	ADDQ        $0x40, DI
+	SUBQ        $0x10, CX
+	JMP         dot16
+
+dot1:
+	TESTQ       CX, CX
+	JZ          dotsum
+	MOVL        $0x00000001, R8
+	SHLL        CL, R8
+	DECL        R8
+	KMOVW       R8, K1
+	VMOVUPS.Z   (SI), K1, Z4
+	VMOVUPS.Z   (DI), K1, Z5
+	VFMADD231PS Z5, Z4, Z0
+
+dotsum:
+	VADDPS        Z1, Z0, Z0
+	VADDPS        Z3, Z2, Z2
+	VADDPS        Z2, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X4
+	VADDPS        X4, X0, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+24(FP)
+	RET
+
+// func axpyF32AVX512(alpha float32, x *float32, y *float32, n uintptr)
+// Requires: AVX, AVX512F, SSE
+TEXT ·axpyF32AVX512(SB), NOSPLIT, $0-32
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), DI
+	MOVQ         n+24(FP), CX
+	MOVSS        alpha+0(FP), X15
+	VBROADCASTSS X15, Z15
+
+axpy64:
+	CMPQ        CX, $0x40
+	JB          axpy16
+	VMOVUPS     (DI), Z0
+	VFMADD231PS (SI), Z15, Z0
+	VMOVUPS     Z0, (DI)
+	VMOVUPS     64(DI), Z1
+	VFMADD231PS 64(SI), Z15, Z1
+	VMOVUPS     Z1, 64(DI)
+	VMOVUPS     128(DI), Z2
+	VFMADD231PS 128(SI), Z15, Z2
+	VMOVUPS     Z2, 128(DI)
+	VMOVUPS     192(DI), Z3
+	VFMADD231PS 192(SI), Z15, Z3
+	VMOVUPS     Z3, 192(DI)
+	ADDQ        $0x00000100, SI
+	ADDQ        $0x00000100, DI
+	SUBQ        $0x40, CX
+	JMP         axpy64
+
+axpy16:
+	CMPQ        CX, $0x10
+	JB          axpy1
+	VMOVUPS     (DI), Z0
+	VFMADD231PS (SI), Z15, Z0
+	VMOVUPS     Z0, (DI)
+	ADDQ        $0x40, SI
+	ADDQ        $0x40, DI
+	SUBQ        $0x10, CX
+	JMP         axpy16
+
+axpy1:
+	TESTQ       CX, CX
+	JZ          axpydone
+	MOVL        $0x00000001, R8
+	SHLL        CL, R8
+	DECL        R8
+	KMOVW       R8, K1
+	VMOVUPS.Z   (DI), K1, Z0
+	VMOVUPS.Z   (SI), K1, Z1
+	VFMADD231PS Z1, Z15, Z0
+	VMOVUPS     Z0, K1, (DI)
+
+axpydone:
+	VZEROUPPER
+	RET
+
+// func axpyF32X4AVX512(a *float32, x *float32, xstride uintptr, y *float32, n uintptr)
+// Requires: AVX, AVX512F
+TEXT ·axpyF32X4AVX512(SB), NOSPLIT, $0-40
+	MOVQ         a+0(FP), AX
+	MOVQ         x+8(FP), SI
+	MOVQ         xstride+16(FP), R11
+	MOVQ         y+24(FP), DI
+	MOVQ         n+32(FP), CX
+	SHLQ         $0x02, R11
+	LEAQ         (R11)(R11*2), R12
+	VBROADCASTSS (AX), Z12
+	VBROADCASTSS 4(AX), Z13
+	VBROADCASTSS 8(AX), Z14
+	VBROADCASTSS 12(AX), Z15
+
+axpyx4_64:
+	CMPQ        CX, $0x40
+	JB          axpyx4_16
+	VMOVUPS     (DI), Z0
+	VMOVUPS     64(DI), Z1
+	VMOVUPS     128(DI), Z2
+	VMOVUPS     192(DI), Z3
+	VFMADD231PS (SI), Z12, Z0
+	VFMADD231PS 64(SI), Z12, Z1
+	VFMADD231PS 128(SI), Z12, Z2
+	VFMADD231PS 192(SI), Z12, Z3
+	VFMADD231PS (SI)(R11*1), Z13, Z0
+	VFMADD231PS 64(SI)(R11*1), Z13, Z1
+	VFMADD231PS 128(SI)(R11*1), Z13, Z2
+	VFMADD231PS 192(SI)(R11*1), Z13, Z3
+	VFMADD231PS (SI)(R11*2), Z14, Z0
+	VFMADD231PS 64(SI)(R11*2), Z14, Z1
+	VFMADD231PS 128(SI)(R11*2), Z14, Z2
+	VFMADD231PS 192(SI)(R11*2), Z14, Z3
+	VFMADD231PS (SI)(R12*1), Z15, Z0
+	VFMADD231PS 64(SI)(R12*1), Z15, Z1
+	VFMADD231PS 128(SI)(R12*1), Z15, Z2
+	VFMADD231PS 192(SI)(R12*1), Z15, Z3
+	VMOVUPS     Z0, (DI)
+	VMOVUPS     Z1, 64(DI)
+	VMOVUPS     Z2, 128(DI)
+	VMOVUPS     Z3, 192(DI)
+	ADDQ        $0x00000100, SI
+	ADDQ        $0x00000100, DI
+	SUBQ        $0x40, CX
+	JMP         axpyx4_64
+
+axpyx4_16:
+	CMPQ        CX, $0x10
+	JB          axpyx4_tail
+	VMOVUPS     (DI), Z0
+	VFMADD231PS (SI), Z12, Z0
+	VFMADD231PS (SI)(R11*1), Z13, Z0
+	VFMADD231PS (SI)(R11*2), Z14, Z0
+	VFMADD231PS (SI)(R12*1), Z15, Z0
+	VMOVUPS     Z0, (DI)
+	ADDQ        $0x40, SI
+	ADDQ        $0x40, DI
+	SUBQ        $0x10, CX
+	JMP         axpyx4_16
+
+axpyx4_tail:
+	TESTQ       CX, CX
+	JZ          axpyx4_done
+	MOVL        $0x00000001, R8
+	SHLL        CL, R8
+	DECL        R8
+	KMOVW       R8, K1
+	VMOVUPS.Z   (DI), K1, Z0
+	VMOVUPS.Z   (SI), K1, Z4
+	VFMADD231PS Z4, Z12, Z0
+	VMOVUPS.Z   (SI)(R11*1), K1, Z4
+	VFMADD231PS Z4, Z13, Z0
+	VMOVUPS.Z   (SI)(R11*2), K1, Z4
+	VFMADD231PS Z4, Z14, Z0
+	VMOVUPS.Z   (SI)(R12*1), K1, Z4
+	VFMADD231PS Z4, Z15, Z0
+	VMOVUPS     Z0, K1, (DI)
+
+axpyx4_done:
+	VZEROUPPER
+	RET
+
+// func maxF32AVX512(x *float32, n uintptr) float32
+// Requires: AVX, AVX512F, SSE
+TEXT ·maxF32AVX512(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS (SI), Z0
+	KXORW        K2, K2, K2
+
+max16:
+	CMPQ    CX, $0x10
+	JB      maxtail
+	VMOVUPS (SI), Z2
+	VMAXPS  Z2, Z0, Z0
+	VCMPPS  $0x03, Z2, Z2, K3
+	KORW    K3, K2, K2
+	ADDQ    $0x40, SI
+	SUBQ    $0x10, CX
+	JMP     max16
+
+maxtail:
+	TESTQ   CX, CX
+	JZ      maxdone
+	MOVL    $0x00000001, R8
+	SHLL    CL, R8
+	DECL    R8
+	KMOVW   R8, K1
+	VMOVUPS Z0, Z2
+	VMOVUPS (SI), K1, Z2
+	VMAXPS  Z2, Z0, Z0
+	VCMPPS  $0x03, Z2, Z2, K3
+	KORW    K3, K2, K2
+
+maxdone:
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VMAXPS        Y2, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X2
+	VMAXPS        X2, X0, X0
+	VMOVHLPS      X0, X0, X2
+	VMAXPS        X2, X0, X0
+	VMOVSHDUP     X0, X2
+	VMAXSS        X2, X0, X0
+	KORTESTW      K2, K2
+	JZ            maxret
+	VMOVSS        max_nan<>+0(SB), X0
+
+maxret:
+	VZEROUPPER
+	MOVSS X0, ret+16(FP)
+	RET
+
+// func geluMulF32AVX512(dst *float32, x *float32, up *float32, n uintptr)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·geluMulF32AVX512(SB), NOSPLIT, $0-32
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         up+16(FP), DX
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS gelu_c0<>+0(SB), Z12
+	VBROADCASTSS gelu_c01<>+0(SB), Z13
+	VBROADCASTSS half<>+0(SB), Z14
+	VBROADCASTSS abs_mask<>+0(SB), Z16
+	VBROADCASTSS tanh_max<>+0(SB), Z17
+	VBROADCASTSS m2_inv_ln2<>+0(SB), Z18
+	VBROADCASTSS ln2_hi<>+0(SB), Z19
+	VBROADCASTSS ln2_lo<>+0(SB), Z20
+	VBROADCASTSS exp_bias<>+0(SB), Z21
+	VBROADCASTSS one<>+0(SB), Z22
+	VBROADCASTSS two<>+0(SB), Z23
+	VBROADCASTSS expm1_c0<>+0(SB), Z24
+	VBROADCASTSS expm1_c1<>+0(SB), Z25
+	VBROADCASTSS expm1_c2<>+0(SB), Z26
+	VBROADCASTSS expm1_c3<>+0(SB), Z27
+	VBROADCASTSS expm1_c4<>+0(SB), Z28
+	VBROADCASTSS expm1_c5<>+0(SB), Z29
+	VBROADCASTSS expm1_c6<>+0(SB), Z30
+
+gelu16:
+	CMPQ CX, $0x10
+	JB   gelutail
+
+	// Y0 = v, Y1 = u = v*(c0 + c0*c1*v^2)
+	VMOVUPS     (SI), Z0
+	VMULPS      Z0, Z0, Z1
+	VMOVUPS     Z12, Z2
+	VFMADD132PS Z13, Z2, Z1
+	VMULPS      Z0, Z1, Z1
+
+	// tanh(Y1) -> Y8: a = min(|u|, 9); k = round(-2a/ln2) (Y3); r = -2a - k*ln2 (Y4)
+	VANDPS       Z16, Z1, Z2
+	VMOVUPS      Z17, Z3
+	VMINPS       Z2, Z3, Z2
+	VMULPS       Z18, Z2, Z3
+	VRNDSCALEPS  $0x00, Z3, Z3
+	VADDPS       Z2, Z2, Z4
+	VXORPS       Z5, Z5, Z5
+	VSUBPS       Z4, Z5, Z4
+	VFNMADD231PS Z19, Z3, Z4
+	VFNMADD231PS Z20, Z3, Z4
+
+	// Y6 = expm1(r) = r + r*r*p(r)
+	VMOVUPS     Z24, Z5
+	VFMADD213PS Z25, Z4, Z5
+	VFMADD213PS Z26, Z4, Z5
+	VFMADD213PS Z27, Z4, Z5
+	VFMADD213PS Z28, Z4, Z5
+	VFMADD213PS Z29, Z4, Z5
+	VFMADD213PS Z30, Z4, Z5
+	VMULPS      Z4, Z4, Z6
+	VFMADD213PS Z4, Z5, Z6
+
+	// Y8 = e = 2^k*expm1(r) + (2^k - 1)
+	VCVTPS2DQ   Z3, Z7
+	VPADDD      Z21, Z7, Z7
+	VPSLLD      $0x17, Z7, Z7
+	VSUBPS      Z22, Z7, Z8
+	VFMADD231PS Z7, Z6, Z8
+
+	// Y8 = -e/(2+e) with the sign of u
+	VADDPS  Z23, Z8, Z9
+	VXORPS  Z5, Z5, Z5
+	VSUBPS  Z8, Z5, Z8
+	VDIVPS  Z9, Z8, Z8
+	VMOVUPS Z16, Z11
+	VANDNPS Z1, Z11, Z10
+	VORPS   Z10, Z8, Z8
+
+	// gelu = 0.5*v*(1+t), times up
+	VADDPS Z22, Z8, Z8
+	VMULPS Z14, Z0, Z0
+	VMULPS Z8, Z0, Z0
+	TESTQ  DX, DX
+	JZ     gelustore
+	VMULPS (DX), Z0, Z0
+	ADDQ   $0x40, DX
+
+gelustore:
+	VMOVUPS Z0, (DI)
+	ADDQ    $0x40, SI
+	ADDQ    $0x40, DI
+	SUBQ    $0x10, CX
+	JMP     gelu16
+
+gelutail:
+	TESTQ CX, CX
+	JZ    geludone
+	MOVL  $0x00000001, R8
+	SHLL  CL, R8
+	DECL  R8
+	KMOVW R8, K1
+
+	// Y0 = v, Y1 = u = v*(c0 + c0*c1*v^2)
+	VMOVUPS.Z   (SI), K1, Z0
+	VMULPS      Z0, Z0, Z1
+	VMOVUPS     Z12, Z2
+	VFMADD132PS Z13, Z2, Z1
+	VMULPS      Z0, Z1, Z1
+
+	// tanh(Y1) -> Y8: a = min(|u|, 9); k = round(-2a/ln2) (Y3); r = -2a - k*ln2 (Y4)
+	VANDPS       Z16, Z1, Z2
+	VMOVUPS      Z17, Z3
+	VMINPS       Z2, Z3, Z2
+	VMULPS       Z18, Z2, Z3
+	VRNDSCALEPS  $0x00, Z3, Z3
+	VADDPS       Z2, Z2, Z4
+	VXORPS       Z5, Z5, Z5
+	VSUBPS       Z4, Z5, Z4
+	VFNMADD231PS Z19, Z3, Z4
+	VFNMADD231PS Z20, Z3, Z4
+
+	// Y6 = expm1(r) = r + r*r*p(r)
+	VMOVUPS     Z24, Z5
+	VFMADD213PS Z25, Z4, Z5
+	VFMADD213PS Z26, Z4, Z5
+	VFMADD213PS Z27, Z4, Z5
+	VFMADD213PS Z28, Z4, Z5
+	VFMADD213PS Z29, Z4, Z5
+	VFMADD213PS Z30, Z4, Z5
+	VMULPS      Z4, Z4, Z6
+	VFMADD213PS Z4, Z5, Z6
+
+	// Y8 = e = 2^k*expm1(r) + (2^k - 1)
+	VCVTPS2DQ   Z3, Z7
+	VPADDD      Z21, Z7, Z7
+	VPSLLD      $0x17, Z7, Z7
+	VSUBPS      Z22, Z7, Z8
+	VFMADD231PS Z7, Z6, Z8
+
+	// Y8 = -e/(2+e) with the sign of u
+	VADDPS  Z23, Z8, Z9
+	VXORPS  Z5, Z5, Z5
+	VSUBPS  Z8, Z5, Z8
+	VDIVPS  Z9, Z8, Z8
+	VMOVUPS Z16, Z11
+	VANDNPS Z1, Z11, Z10
+	VORPS   Z10, Z8, Z8
+
+	// gelu = 0.5*v*(1+t), times up
+	VADDPS    Z22, Z8, Z8
+	VMULPS    Z14, Z0, Z0
+	VMULPS    Z8, Z0, Z0
+	TESTQ     DX, DX
+	JZ        gelustoretail
+	VMOVUPS.Z (DX), K1, Z1
+	VMULPS    Z1, Z0, Z0
+
+gelustoretail:
+	VMOVUPS Z0, K1, (DI)
+
+geludone:
+	VZEROUPPER
+	RET
+
+// func softCapF32AVX512(x *float32, n uintptr, cap float32)
+// Requires: AVX, AVX512DQ, AVX512F, SSE
+TEXT ·softCapF32AVX512(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	MOVSS        cap+16(FP), X12
+	VBROADCASTSS X12, Z12
+	VBROADCASTSS abs_mask<>+0(SB), Z16
+	VBROADCASTSS tanh_max<>+0(SB), Z17
+	VBROADCASTSS m2_inv_ln2<>+0(SB), Z18
+	VBROADCASTSS ln2_hi<>+0(SB), Z19
+	VBROADCASTSS ln2_lo<>+0(SB), Z20
+	VBROADCASTSS exp_bias<>+0(SB), Z21
+	VBROADCASTSS one<>+0(SB), Z22
+	VBROADCASTSS two<>+0(SB), Z23
+	VBROADCASTSS expm1_c0<>+0(SB), Z24
+	VBROADCASTSS expm1_c1<>+0(SB), Z25
+	VBROADCASTSS expm1_c2<>+0(SB), Z26
+	VBROADCASTSS expm1_c3<>+0(SB), Z27
+	VBROADCASTSS expm1_c4<>+0(SB), Z28
+	VBROADCASTSS expm1_c5<>+0(SB), Z29
+	VBROADCASTSS expm1_c6<>+0(SB), Z30
+
+cap16:
+	CMPQ    CX, $0x10
+	JB      captail
+	VMOVUPS (SI), Z0
+	VDIVPS  Z12, Z0, Z1
+
+	// tanh(Y1) -> Y8: a = min(|u|, 9); k = round(-2a/ln2) (Y3); r = -2a - k*ln2 (Y4)
+	VANDPS       Z16, Z1, Z2
+	VMOVUPS      Z17, Z3
+	VMINPS       Z2, Z3, Z2
+	VMULPS       Z18, Z2, Z3
+	VRNDSCALEPS  $0x00, Z3, Z3
+	VADDPS       Z2, Z2, Z4
+	VXORPS       Z5, Z5, Z5
+	VSUBPS       Z4, Z5, Z4
+	VFNMADD231PS Z19, Z3, Z4
+	VFNMADD231PS Z20, Z3, Z4
+
+	// Y6 = expm1(r) = r + r*r*p(r)
+	VMOVUPS     Z24, Z5
+	VFMADD213PS Z25, Z4, Z5
+	VFMADD213PS Z26, Z4, Z5
+	VFMADD213PS Z27, Z4, Z5
+	VFMADD213PS Z28, Z4, Z5
+	VFMADD213PS Z29, Z4, Z5
+	VFMADD213PS Z30, Z4, Z5
+	VMULPS      Z4, Z4, Z6
+	VFMADD213PS Z4, Z5, Z6
+
+	// Y8 = e = 2^k*expm1(r) + (2^k - 1)
+	VCVTPS2DQ   Z3, Z7
+	VPADDD      Z21, Z7, Z7
+	VPSLLD      $0x17, Z7, Z7
+	VSUBPS      Z22, Z7, Z8
+	VFMADD231PS Z7, Z6, Z8
+
+	// Y8 = -e/(2+e) with the sign of u
+	VADDPS  Z23, Z8, Z9
+	VXORPS  Z5, Z5, Z5
+	VSUBPS  Z8, Z5, Z8
+	VDIVPS  Z9, Z8, Z8
+	VMOVUPS Z16, Z11
+	VANDNPS Z1, Z11, Z10
+	VORPS   Z10, Z8, Z8
+	VMULPS  Z12, Z8, Z8
+	VMOVUPS Z8, (SI)
+	ADDQ    $0x40, SI
+	SUBQ    $0x10, CX
+	JMP     cap16
+
+captail:
+	TESTQ     CX, CX
+	JZ        capdone
+	MOVL      $0x00000001, R8
+	SHLL      CL, R8
+	DECL      R8
+	KMOVW     R8, K1
+	VMOVUPS.Z (SI), K1, Z0
+	VDIVPS    Z12, Z0, Z1
+
+	// tanh(Y1) -> Y8: a = min(|u|, 9); k = round(-2a/ln2) (Y3); r = -2a - k*ln2 (Y4)
+	VANDPS       Z16, Z1, Z2
+	VMOVUPS      Z17, Z3
+	VMINPS       Z2, Z3, Z2
+	VMULPS       Z18, Z2, Z3
+	VRNDSCALEPS  $0x00, Z3, Z3
+	VADDPS       Z2, Z2, Z4
+	VXORPS       Z5, Z5, Z5
+	VSUBPS       Z4, Z5, Z4
+	VFNMADD231PS Z19, Z3, Z4
+	VFNMADD231PS Z20, Z3, Z4
+
+	// Y6 = expm1(r) = r + r*r*p(r)
+	VMOVUPS     Z24, Z5
+	VFMADD213PS Z25, Z4, Z5
+	VFMADD213PS Z26, Z4, Z5
+	VFMADD213PS Z27, Z4, Z5
+	VFMADD213PS Z28, Z4, Z5
+	VFMADD213PS Z29, Z4, Z5
+	VFMADD213PS Z30, Z4, Z5
+	VMULPS      Z4, Z4, Z6
+	VFMADD213PS Z4, Z5, Z6
+
+	// Y8 = e = 2^k*expm1(r) + (2^k - 1)
+	VCVTPS2DQ   Z3, Z7
+	VPADDD      Z21, Z7, Z7
+	VPSLLD      $0x17, Z7, Z7
+	VSUBPS      Z22, Z7, Z8
+	VFMADD231PS Z7, Z6, Z8
+
+	// Y8 = -e/(2+e) with the sign of u
+	VADDPS  Z23, Z8, Z9
+	VXORPS  Z5, Z5, Z5
+	VSUBPS  Z8, Z5, Z8
+	VDIVPS  Z9, Z8, Z8
+	VMOVUPS Z16, Z11
+	VANDNPS Z1, Z11, Z10
+	VORPS   Z10, Z8, Z8
+	VMULPS  Z12, Z8, Z8
+	VMOVUPS Z8, K1, (SI)
+
+capdone:
+	VZEROUPPER
+	RET
+
+// func expSubF32AVX512(x *float32, n uintptr, m float32) float32
+// Requires: AVX, AVX512DQ, AVX512F, SSE
+TEXT ·expSubF32AVX512(SB), NOSPLIT, $0-28
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	MOVSS        m+16(FP), X12
+	VBROADCASTSS X12, Z12
+	VXORPS       Z13, Z13, Z13
+	VBROADCASTSS exp_lo<>+0(SB), Z14
+	VBROADCASTSS inv_ln2<>+0(SB), Z16
+	VBROADCASTSS ln2_hi<>+0(SB), Z17
+	VBROADCASTSS ln2_lo<>+0(SB), Z18
+	VBROADCASTSS one<>+0(SB), Z19
+	VBROADCASTSS exp_bias<>+0(SB), Z20
+	VBROADCASTSS expm1_c0<>+0(SB), Z21
+	VBROADCASTSS expm1_c1<>+0(SB), Z22
+	VBROADCASTSS expm1_c2<>+0(SB), Z23
+	VBROADCASTSS expm1_c3<>+0(SB), Z24
+	VBROADCASTSS expm1_c4<>+0(SB), Z25
+	VBROADCASTSS expm1_c5<>+0(SB), Z26
+	VBROADCASTSS expm1_c6<>+0(SB), Z27
+
+exp16:
+	CMPQ         CX, $0x10
+	JB           exptail
+	VMOVUPS      (SI), Z0
+	VSUBPS       Z12, Z0, Z0
+	VCMPPS       $0x05, Z14, Z0, K2
+	VMAXPS       Z0, Z14, Z0
+	VMULPS       Z16, Z0, Z3
+	VRNDSCALEPS  $0x00, Z3, Z3
+	VFNMADD231PS Z17, Z3, Z0
+	VFNMADD231PS Z18, Z3, Z0
+	VMOVUPS      Z21, Z5
+	VFMADD213PS  Z22, Z0, Z5
+	VFMADD213PS  Z23, Z0, Z5
+	VFMADD213PS  Z24, Z0, Z5
+	VFMADD213PS  Z25, Z0, Z5
+	VFMADD213PS  Z26, Z0, Z5
+	VFMADD213PS  Z27, Z0, Z5
+	VMULPS       Z0, Z0, Z6
+	VFMADD213PS  Z0, Z5, Z6
+	VADDPS       Z19, Z6, Z6
+	VCVTPS2DQ    Z3, Z7
+	VPADDD       Z20, Z7, Z7
+	VPSLLD       $0x17, Z7, Z7
+	VMULPS.Z     Z7, Z6, K2, Z6
+	VMOVUPS      Z6, (SI)
+	VADDPS       Z6, Z13, Z13
+	ADDQ         $0x40, SI
+	SUBQ         $0x10, CX
+	JMP          exp16
+
+exptail:
+	TESTQ        CX, CX
+	JZ           expdone
+	MOVL         $0x00000001, R8
+	SHLL         CL, R8
+	DECL         R8
+	KMOVW        R8, K1
+	VMOVUPS.Z    (SI), K1, Z0
+	VSUBPS       Z12, Z0, Z0
+	VCMPPS       $0x05, Z14, Z0, K2
+	KANDW        K1, K2, K2
+	VMAXPS       Z0, Z14, Z0
+	VMULPS       Z16, Z0, Z3
+	VRNDSCALEPS  $0x00, Z3, Z3
+	VFNMADD231PS Z17, Z3, Z0
+	VFNMADD231PS Z18, Z3, Z0
+	VMOVUPS      Z21, Z5
+	VFMADD213PS  Z22, Z0, Z5
+	VFMADD213PS  Z23, Z0, Z5
+	VFMADD213PS  Z24, Z0, Z5
+	VFMADD213PS  Z25, Z0, Z5
+	VFMADD213PS  Z26, Z0, Z5
+	VFMADD213PS  Z27, Z0, Z5
+	VMULPS       Z0, Z0, Z6
+	VFMADD213PS  Z0, Z5, Z6
+	VADDPS       Z19, Z6, Z6
+	VCVTPS2DQ    Z3, Z7
+	VPADDD       Z20, Z7, Z7
+	VPSLLD       $0x17, Z7, Z7
+	VMULPS.Z     Z7, Z6, K2, Z6
+	VMOVUPS      Z6, K1, (SI)
+	VADDPS       Z6, Z13, Z13
+
+expdone:
+	VEXTRACTF64X4 $0x01, Z13, Y4
+	VADDPS        Y4, Y13, Y13
+	VEXTRACTF128  $0x01, Y13, X4
+	VADDPS        X4, X13, X13
+	VMOVHLPS      X13, X13, X4
+	VADDPS        X4, X13, X13
+	VMOVSHDUP     X13, X4
+	VADDSS        X4, X13, X13
+	VZEROUPPER
+	MOVSS         X13, ret+24(FP)
+	RET
+
+// func scaleF32AVX512(alpha float32, x *float32, n uintptr)
+// Requires: AVX, AVX512F, SSE
+TEXT ·scaleF32AVX512(SB), NOSPLIT, $0-24
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	MOVSS        alpha+0(FP), X1
+	VBROADCASTSS X1, Z1
+
+scale16:
+	CMPQ    CX, $0x10
+	JB      scaletail
+	VMULPS  (SI), Z1, Z0
+	VMOVUPS Z0, (SI)
+	ADDQ    $0x40, SI
+	SUBQ    $0x10, CX
+	JMP     scale16
+
+scaletail:
+	TESTQ     CX, CX
+	JZ        scaledone
+	MOVL      $0x00000001, R8
+	SHLL      CL, R8
+	DECL      R8
+	KMOVW     R8, K1
+	VMOVUPS.Z (SI), K1, Z0
+	VMULPS    Z0, Z1, Z0
+	VMOVUPS   Z0, K1, (SI)
+
+scaledone:
+	VZEROUPPER
+	RET
+
+// func mulScaleOnePlusF32AVX512(dst *float32, x *float32, w *float32, n uintptr, s float32)
+// Requires: AVX, AVX512F, SSE
+TEXT ·mulScaleOnePlusF32AVX512(SB), NOSPLIT, $0-36
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         w+16(FP), DX
+	MOVQ         n+24(FP), CX
+	MOVSS        s+32(FP), X3
+	VBROADCASTSS X3, Z3
+	VBROADCASTSS one<>+0(SB), Z2
+
+msop16:
+	CMPQ    CX, $0x10
+	JB      msoptail
+	VMULPS  (SI), Z3, Z0
+	VADDPS  (DX), Z2, Z1
+	VMULPS  Z1, Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ    $0x40, SI
+	ADDQ    $0x40, DX
+	ADDQ    $0x40, DI
+	SUBQ    $0x10, CX
+	JMP     msop16
+
+msoptail:
+	TESTQ     CX, CX
+	JZ        msopdone
+	MOVL      $0x00000001, R8
+	SHLL      CL, R8
+	DECL      R8
+	KMOVW     R8, K1
+	VMOVUPS.Z (SI), K1, Z0
+	VMULPS    Z0, Z3, Z0
+	VMOVUPS.Z (DX), K1, Z1
+	VADDPS    Z1, Z2, Z1
+	VMULPS    Z1, Z0, Z0
+	VMOVUPS   Z0, K1, (DI)
+
+msopdone:
+	VZEROUPPER
+	RET
+
+// func ropeF32AVX512(x *float32, cos *float32, sin *float32, h uintptr, n uintptr)
+// Requires: AVX, AVX512F
+TEXT ·ropeF32AVX512(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), DI
+	MOVQ cos+8(FP), SI
+	MOVQ sin+16(FP), DX
+	MOVQ h+24(FP), AX
+	MOVQ n+32(FP), CX
+	LEAQ (DI)(AX*4), AX
+
+rope16:
+	CMPQ        CX, $0x10
+	JB          ropetail
+	VMOVUPS     (DI), Z0
+	VMOVUPS     (AX), Z1
+	VMOVUPS     (SI), Z2
+	VMOVUPS     (DX), Z3
+	VMULPS      Z3, Z1, Z4
+	VFMSUB231PS Z2, Z0, Z4
+	VMULPS      Z3, Z0, Z5
+	VFMADD231PS Z2, Z1, Z5
+	VMOVUPS     Z4, (DI)
+	VMOVUPS     Z5, (AX)
+	ADDQ        $0x40, DI
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, SI
+	ADDQ        $0x40, DX
+	SUBQ        $0x10, CX
+	JMP         rope16
+
+ropetail:
+	TESTQ       CX, CX
+	JZ          ropedone
+	MOVL        $0x00000001, R8
+	SHLL        CL, R8
+	DECL        R8
+	KMOVW       R8, K1
+	VMOVUPS.Z   (DI), K1, Z0
+	VMOVUPS.Z   (AX), K1, Z1
+	VMOVUPS.Z   (SI), K1, Z2
+	VMOVUPS.Z   (DX), K1, Z3
+	VMULPS      Z3, Z1, Z4
+	VFMSUB231PS Z2, Z0, Z4
+	VMULPS      Z3, Z0, Z5
+	VFMADD231PS Z2, Z1, Z5
+	VMOVUPS     Z4, K1, (DI)
+	VMOVUPS     Z5, K1, (AX)
+
+ropedone:
+	VZEROUPPER
+	RET
+
+// func axpyF16AVX512(alpha float32, x *uint16, y *float32, n uintptr)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, SSE
+TEXT ·axpyF16AVX512(SB), NOSPLIT, $0-32
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), DI
+	MOVQ         n+24(FP), CX
+	MOVSS        alpha+0(FP), X15
+	VBROADCASTSS X15, Z15
+
+axpyh16:
+	CMPQ        CX, $0x10
+	JB          axpyhtail
+	VCVTPH2PS   (SI), Z1
+	VFMADD213PS (DI), Z15, Z1
+	VMOVUPS     Z1, (DI)
+	ADDQ        $0x20, SI
+	ADDQ        $0x40, DI
+	SUBQ        $0x10, CX
+	JMP         axpyh16
+
+axpyhtail:
+	TESTQ       CX, CX
+	JZ          axpyhdone
+	MOVL        $0x00000001, R8
+	SHLL        CL, R8
+	DECL        R8
+	KMOVW       R8, K1
+	VMOVDQU16.Z (SI), K1, Y1
+	VCVTPH2PS   Y1, Z1
+	VMOVUPS.Z   (DI), K1, Z2
+	VFMADD213PS Z2, Z15, Z1
+	VMOVUPS     Z1, K1, (DI)
+
+axpyhdone:
+	VZEROUPPER
+	RET
+
+// func dotF16X4AVX512(out *float32, w *uint16, wstride uintptr, x *float32, n uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL
+TEXT ·dotF16X4AVX512(SB), NOSPLIT, $0-40
+	MOVQ   out+0(FP), DI
+	MOVQ   w+8(FP), SI
+	MOVQ   wstride+16(FP), R11
+	MOVQ   x+24(FP), DX
+	MOVQ   n+32(FP), CX
+	SHLQ   $0x01, R11
+	LEAQ   (R11)(R11*2), R12
+	VXORPS Z0, Z0, Z0
+	VXORPS Z4, Z4, Z4
+	VXORPS Z1, Z1, Z1
+	VXORPS Z5, Z5, Z5
+	VXORPS Z2, Z2, Z2
+	VXORPS Z6, Z6, Z6
+	VXORPS Z3, Z3, Z3
+	VXORPS Z7, Z7, Z7
+
+dotf16x4_32:
+	CMPQ        CX, $0x20
+	JB          dotf16x4_16
+	VMOVUPS     (DX), Z8
+	VMOVUPS     64(DX), Z9
+	VCVTPH2PS   (SI), Z10
+	VFMADD231PS Z10, Z8, Z0
+	VCVTPH2PS   32(SI), Z11
+	VFMADD231PS Z11, Z9, Z4
+	VCVTPH2PS   (SI)(R11*1), Z10
+	VFMADD231PS Z10, Z8, Z1
+	VCVTPH2PS   32(SI)(R11*1), Z11
+	VFMADD231PS Z11, Z9, Z5
+	VCVTPH2PS   (SI)(R11*2), Z10
+	VFMADD231PS Z10, Z8, Z2
+	VCVTPH2PS   32(SI)(R11*2), Z11
+	VFMADD231PS Z11, Z9, Z6
+	VCVTPH2PS   (SI)(R12*1), Z10
+	VFMADD231PS Z10, Z8, Z3
+	VCVTPH2PS   32(SI)(R12*1), Z11
+	VFMADD231PS Z11, Z9, Z7
+	ADDQ        $0x40, SI
+	ADDQ        $0x80, DX
+	SUBQ        $0x20, CX
+	JMP         dotf16x4_32
+
+dotf16x4_16:
+	CMPQ        CX, $0x10
+	JB          dotf16x4_tail
+	VMOVUPS     (DX), Z8
+	VCVTPH2PS   (SI), Z10
+	VFMADD231PS Z10, Z8, Z0
+	VCVTPH2PS   (SI)(R11*1), Z10
+	VFMADD231PS Z10, Z8, Z1
+	VCVTPH2PS   (SI)(R11*2), Z10
+	VFMADD231PS Z10, Z8, Z2
+	VCVTPH2PS   (SI)(R12*1), Z10
+	VFMADD231PS Z10, Z8, Z3
+	ADDQ        $0x20, SI
+	ADDQ        $0x40, DX
+	SUBQ        $0x10, CX
+	JMP         dotf16x4_16
+
+dotf16x4_tail:
+	TESTQ       CX, CX
+	JZ          dotf16x4_done
+	MOVL        $0x00000001, R8
+	SHLL        CL, R8
+	DECL        R8
+	KMOVW       R8, K1
+	VMOVUPS.Z   (DX), K1, Z8
+	VMOVDQU16.Z (SI), K1, Y10
+	VCVTPH2PS   Y10, Z10
+	VFMADD231PS Z10, Z8, Z0
+	VMOVDQU16.Z (SI)(R11*1), K1, Y10
+	VCVTPH2PS   Y10, Z10
+	VFMADD231PS Z10, Z8, Z1
+	VMOVDQU16.Z (SI)(R11*2), K1, Y10
+	VCVTPH2PS   Y10, Z10
+	VFMADD231PS Z10, Z8, Z2
+	VMOVDQU16.Z (SI)(R12*1), K1, Y10
+	VCVTPH2PS   Y10, Z10
+	VFMADD231PS Z10, Z8, Z3
+
+dotf16x4_done:
+	VADDPS        Z4, Z0, Z0
+	VADDPS        Z5, Z1, Z1
+	VADDPS        Z6, Z2, Z2
+	VADDPS        Z7, Z3, Z3
+	VEXTRACTF64X4 $0x01, Z0, Y12
+	VADDPS        Y12, Y0, Y0
+	VEXTRACTF64X4 $0x01, Z1, Y12
+	VADDPS        Y12, Y1, Y1
+	VEXTRACTF64X4 $0x01, Z2, Y12
+	VADDPS        Y12, Y2, Y2
+	VEXTRACTF64X4 $0x01, Z3, Y12
+	VADDPS        Y12, Y3, Y3
+	VEXTRACTF128  $0x01, Y0, X12
+	VADDPS        X12, X0, X0
+	VMOVHLPS      X0, X0, X12
+	VADDPS        X12, X0, X0
+	VMOVSHDUP     X0, X12
+	VADDSS        X12, X0, X0
+	VMOVSS        X0, (DI)
+	VEXTRACTF128  $0x01, Y1, X12
+	VADDPS        X12, X1, X1
+	VMOVHLPS      X1, X1, X12
+	VADDPS        X12, X1, X1
+	VMOVSHDUP     X1, X12
+	VADDSS        X12, X1, X1
+	VMOVSS        X1, 4(DI)
+	VEXTRACTF128  $0x01, Y2, X12
+	VADDPS        X12, X2, X2
+	VMOVHLPS      X2, X2, X12
+	VADDPS        X12, X2, X2
+	VMOVSHDUP     X2, X12
+	VADDSS        X12, X2, X2
+	VMOVSS        X2, 8(DI)
+	VEXTRACTF128  $0x01, Y3, X12
+	VADDPS        X12, X3, X3
+	VMOVHLPS      X3, X3, X12
+	VADDPS        X12, X3, X3
+	VMOVSHDUP     X3, X12
+	VADDSS        X12, X3, X3
+	VMOVSS        X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func axpyF16X4AVX512(a *float32, x *uint16, xstride uintptr, y *float32, n uintptr)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL
+TEXT ·axpyF16X4AVX512(SB), NOSPLIT, $0-40
+	MOVQ         a+0(FP), AX
+	MOVQ         x+8(FP), SI
+	MOVQ         xstride+16(FP), R11
+	MOVQ         y+24(FP), DI
+	MOVQ         n+32(FP), CX
+	SHLQ         $0x01, R11
+	LEAQ         (R11)(R11*2), R12
+	VBROADCASTSS (AX), Z12
+	VBROADCASTSS 4(AX), Z13
+	VBROADCASTSS 8(AX), Z14
+	VBROADCASTSS 12(AX), Z15
+
+axpyf16x4_64:
+	CMPQ        CX, $0x40
+	JB          axpyf16x4_16
+	VMOVUPS     (DI), Z0
+	VMOVUPS     64(DI), Z1
+	VMOVUPS     128(DI), Z2
+	VMOVUPS     192(DI), Z3
+	VCVTPH2PS   (SI), Z4
+	VFMADD231PS Z4, Z12, Z0
+	VCVTPH2PS   32(SI), Z5
+	VFMADD231PS Z5, Z12, Z1
+	VCVTPH2PS   64(SI), Z6
+	VFMADD231PS Z6, Z12, Z2
+	VCVTPH2PS   96(SI), Z7
+	VFMADD231PS Z7, Z12, Z3
+	VCVTPH2PS   (SI)(R11*1), Z4
+	VFMADD231PS Z4, Z13, Z0
+	VCVTPH2PS   32(SI)(R11*1), Z5
+	VFMADD231PS Z5, Z13, Z1
+	VCVTPH2PS   64(SI)(R11*1), Z6
+	VFMADD231PS Z6, Z13, Z2
+	VCVTPH2PS   96(SI)(R11*1), Z7
+	VFMADD231PS Z7, Z13, Z3
+	VCVTPH2PS   (SI)(R11*2), Z4
+	VFMADD231PS Z4, Z14, Z0
+	VCVTPH2PS   32(SI)(R11*2), Z5
+	VFMADD231PS Z5, Z14, Z1
+	VCVTPH2PS   64(SI)(R11*2), Z6
+	VFMADD231PS Z6, Z14, Z2
+	VCVTPH2PS   96(SI)(R11*2), Z7
+	VFMADD231PS Z7, Z14, Z3
+	VCVTPH2PS   (SI)(R12*1), Z4
+	VFMADD231PS Z4, Z15, Z0
+	VCVTPH2PS   32(SI)(R12*1), Z5
+	VFMADD231PS Z5, Z15, Z1
+	VCVTPH2PS   64(SI)(R12*1), Z6
+	VFMADD231PS Z6, Z15, Z2
+	VCVTPH2PS   96(SI)(R12*1), Z7
+	VFMADD231PS Z7, Z15, Z3
+	VMOVUPS     Z0, (DI)
+	VMOVUPS     Z1, 64(DI)
+	VMOVUPS     Z2, 128(DI)
+	VMOVUPS     Z3, 192(DI)
+	ADDQ        $0x80, SI
+	ADDQ        $0x00000100, DI
+	SUBQ        $0x40, CX
+	JMP         axpyf16x4_64
+
+axpyf16x4_16:
+	CMPQ        CX, $0x10
+	JB          axpyf16x4_tail
+	VMOVUPS     (DI), Z0
+	VCVTPH2PS   (SI), Z4
+	VFMADD231PS Z4, Z12, Z0
+	VCVTPH2PS   (SI)(R11*1), Z4
+	VFMADD231PS Z4, Z13, Z0
+	VCVTPH2PS   (SI)(R11*2), Z4
+	VFMADD231PS Z4, Z14, Z0
+	VCVTPH2PS   (SI)(R12*1), Z4
+	VFMADD231PS Z4, Z15, Z0
+	VMOVUPS     Z0, (DI)
+	ADDQ        $0x20, SI
+	ADDQ        $0x40, DI
+	SUBQ        $0x10, CX
+	JMP         axpyf16x4_16
+
+axpyf16x4_tail:
+	TESTQ       CX, CX
+	JZ          axpyf16x4_done
+	MOVL        $0x00000001, R8
+	SHLL        CL, R8
+	DECL        R8
+	KMOVW       R8, K1
+	VMOVUPS.Z   (DI), K1, Z0
+	VMOVDQU16.Z (SI), K1, Y4
+	VCVTPH2PS   Y4, Z4
+	VFMADD231PS Z4, Z12, Z0
+	VMOVDQU16.Z (SI)(R11*1), K1, Y4
+	VCVTPH2PS   Y4, Z4
+	VFMADD231PS Z4, Z13, Z0
+	VMOVDQU16.Z (SI)(R11*2), K1, Y4
+	VCVTPH2PS   Y4, Z4
+	VFMADD231PS Z4, Z14, Z0
+	VMOVDQU16.Z (SI)(R12*1), K1, Y4
+	VCVTPH2PS   Y4, Z4
+	VFMADD231PS Z4, Z15, Z0
+	VMOVUPS     Z0, K1, (DI)
+
+axpyf16x4_done:
+	VZEROUPPER
+	RET
+
+// func toF16AVX512(dst *uint16, src *float32, n uintptr)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL
+TEXT ·toF16AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+tof16_16:
+	CMPQ      CX, $0x10
+	JB        tof16_tail
+	VMOVUPS   (SI), Z0
+	VCVTPS2PH $0x00, Z0, (DI)
+	ADDQ      $0x40, SI
+	ADDQ      $0x20, DI
+	SUBQ      $0x10, CX
+	JMP       tof16_16
+
+tof16_tail:
+	TESTQ     CX, CX
+	JZ        tof16done
+	MOVL      $0x00000001, R8
+	SHLL      CL, R8
+	DECL      R8
+	KMOVW     R8, K1
+	VMOVUPS.Z (SI), K1, Z0
+	VCVTPS2PH $0x00, Z0, Y1
+	VMOVDQU16 Y1, K1, (DI)
+
+tof16done:
+	VZEROUPPER
+	RET

@@ -1027,3 +1027,81 @@ func dotF16T4AVX2(out *float32, ostride uintptr, w *byte, x *float32, xstride ui
 //
 //go:noescape
 func dotBF16T4AVX2(out *float32, ostride uintptr, w *byte, x *float32, xstride uintptr, n uintptr)
+
+// dotF32AVX512 returns sum_i a[i]*b[i] for i < n. Reference: dotGeneric.
+//
+//go:noescape
+func dotF32AVX512(a *float32, b *float32, n uintptr) float32
+
+// axpyF32AVX512 computes y[i] += alpha*x[i] for i < n. Reference: axpyGeneric.
+//
+//go:noescape
+func axpyF32AVX512(alpha float32, x *float32, y *float32, n uintptr)
+
+// axpyF32X4AVX512 computes y[i] += sum_r a[r]*x[r*xstride+i] for r < 4 and i < n
+// (any n). Reference: axpyRowsGeneric.
+//
+//go:noescape
+func axpyF32X4AVX512(a *float32, x *float32, xstride uintptr, y *float32, n uintptr)
+
+// maxF32AVX512 returns the largest of x[0:n] (n > 0), NaN if one is NaN. Reference: maxGeneric.
+//
+//go:noescape
+func maxF32AVX512(x *float32, n uintptr) float32
+
+// geluMulF32AVX512 computes dst[i] = gelu(x[i]) * up[i] (up may be nil: gelu only) for
+// i < n, any n. Reference: geluMulGeneric (tanh via expm1Neg).
+//
+//go:noescape
+func geluMulF32AVX512(dst *float32, x *float32, up *float32, n uintptr)
+
+// softCapF32AVX512 computes x[i] = cap * tanh(x[i]/cap) for i < n, any n.
+// Reference: softCapGeneric.
+//
+//go:noescape
+func softCapF32AVX512(x *float32, n uintptr, cap float32)
+
+// expSubF32AVX512 computes x[i] = exp(x[i]-m) for i < n (any n) and returns
+// their sum. Reference: expSubGeneric (exp = 2^k * (1 + expm1(r))).
+//
+//go:noescape
+func expSubF32AVX512(x *float32, n uintptr, m float32) float32
+
+// scaleF32AVX512 computes x[i] *= alpha for i < n, any n. Reference: scaleGeneric.
+//
+//go:noescape
+func scaleF32AVX512(alpha float32, x *float32, n uintptr)
+
+// mulScaleOnePlusF32AVX512 computes dst[i] = x[i]*s*(1+w[i]) for i < n, any n.
+// Reference: mulScaleOnePlusGeneric.
+//
+//go:noescape
+func mulScaleOnePlusF32AVX512(dst *float32, x *float32, w *float32, n uintptr, s float32)
+
+// ropeF32AVX512 rotates the pairs (x[i], x[i+h]) by (cos[i], sin[i]) for i < n.
+// Reference: ropeGeneric.
+//
+//go:noescape
+func ropeF32AVX512(x *float32, cos *float32, sin *float32, h uintptr, n uintptr)
+
+// axpyF16AVX512 computes y[i] += alpha*f32(x[i]) for i < n, x f16, any n. Reference: axpyF16Generic.
+//
+//go:noescape
+func axpyF16AVX512(alpha float32, x *uint16, y *float32, n uintptr)
+
+// dotF16X4AVX512 computes out[r] = sum_i f32(w[r*wstride+i])*x[i] for r < 4 and i < n
+// (w f16, any n). Reference: dotRowsF16Generic.
+//
+//go:noescape
+func dotF16X4AVX512(out *float32, w *uint16, wstride uintptr, x *float32, n uintptr)
+
+// axpyF16X4AVX512 computes y[i] += sum_r a[r]*f32(x[r*xstride+i]) for r < 4 and i < n
+// (x f16, any n). Reference: axpyRowsF16Generic.
+//
+//go:noescape
+func axpyF16X4AVX512(a *float32, x *uint16, xstride uintptr, y *float32, n uintptr)
+
+// toF16AVX512 rounds src[i] to f16 into dst[i] for i < n, any n. Reference: toF16Generic.
+//
+//go:noescape
+func toF16AVX512(dst *uint16, src *float32, n uintptr)

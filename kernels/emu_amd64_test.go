@@ -13,6 +13,9 @@ package kernels
 // AVX-VNNI and AVX-512 tiers (the latter's 512-bit ones on Z registers), and
 // on a CPU that has those tiers compares them with it bit for bit, the
 // AVX-VNNI kernels' hand-encoded VEX VPDPBUSD bytes included (emuDecodeVEX).
+// TestEmuF32Kernels runs the AVX-512 tier's f32 loops (Z registers, mask
+// registers and the masked loads and stores of their tails) against the AVX2
+// kernels and, on a CPU with AVX-512, against the CPU bit for bit.
 //
 // Go operand order is Intel's reversed: "VPSUBD a, b, dst" is Intel
 // "vpsubd dst, b, a", so b is Intel's first source. The handlers below name
@@ -84,6 +87,7 @@ const (
 	emuXmm
 	emuYmm
 	emuZmm
+	emuK // an AVX-512 mask register
 	emuMem
 	emuLabel
 )
@@ -243,10 +247,6 @@ func (p *emuProgram) compile(f *emuFunc) error {
 			return fmt.Errorf("%s, dot_amd64.s:%d: %q: %w", f.name, l.no, l.text, fmt.Errorf(format, a...))
 		}
 		mnemonic, rest, _ := strings.Cut(l.text, " ")
-		op, ok := emuOps[mnemonic]
-		if !ok {
-			return fail("instruction unknown to the interpreter")
-		}
 		var args []emuOperand
 		for _, s := range strings.FieldsFunc(rest, func(r rune) bool { return r == ',' }) {
 			a, err := p.operand(f, strings.TrimSpace(s))
@@ -255,12 +255,22 @@ func (p *emuProgram) compile(f *emuFunc) error {
 			}
 			args = append(args, a)
 		}
+		// EVEX masking: a mask register just before a destination that is
+		// not itself a mask register (KORW K3, K2, K2 is no masked form)
+		ops := emuOps
+		if n := len(args); n >= 2 && args[n-2].kind == emuK && args[n-1].kind != emuK {
+			ops = emuMaskedOps
+		}
+		op, ok := ops[mnemonic]
+		if !ok {
+			return fail("instruction (or its masked form) unknown to the interpreter")
+		}
 		if len(args) != op.n {
 			return fail("%d operands, the interpreter knows the %d-operand form", len(args), op.n)
 		}
 		l.exec, l.args = op.exec, args
 	}
-	f.args, f.stack = make([]uint64, f.argSize/8), make([]byte, f.frameSize)
+	f.args, f.stack = make([]uint64, (f.argSize+7)/8), make([]byte, f.frameSize)
 	return nil
 }
 
@@ -268,6 +278,14 @@ func (p *emuProgram) operand(f *emuFunc, s string) (emuOperand, error) {
 	o := emuOperand{reg: -1, index: -1, text: s}
 	if r, ok := emuGPRs[s]; ok {
 		o.kind, o.reg = emuGPR, r
+		return o, nil
+	}
+	if s == "CL" { // a shift count: CX's low byte
+		o.kind, o.reg = emuGPR, emuGPRs["CX"]
+		return o, nil
+	}
+	if len(s) == 2 && s[0] == 'K' && s[1] >= '0' && s[1] <= '7' {
+		o.kind, o.reg = emuK, int(s[1]-'0')
 		return o, nil
 	}
 	if m := emuVecRe.FindStringSubmatch(s); m != nil {
@@ -342,8 +360,10 @@ func (v *emuVec) setF32(i int, x float32) { v.set(i, 4, uint64(math.Float32bits(
 type emuMachine struct {
 	gp  [17]uint64 // AX..R15 in encoding order, then FP
 	vec [32]emuVec
+	k   [8]uint64 // K0..K7
 	zf  bool
-	pc  int // next instruction; -1 after RET
+	cf  bool // carry: CMPQ and SUBQ set it, JB reads it
+	pc  int  // next instruction; -1 after RET
 }
 
 // emuBytes is the n bytes of process memory at addr. The tests keep every
@@ -449,9 +469,12 @@ func (m *emuMachine) setZF(o emuOperand, x uint64) {
 // the Go signature). A fault, an operand the instruction does not take, or
 // running off the end is returned as an error naming the source line.
 func (f *emuFunc) call(args []uint64) (err error) {
-	if 8*len(args) != f.argSize {
+	// args fill the frame but for a result in its last word (f.args holds
+	// the frame, results included, after the call)
+	if len(args) > len(f.args) || 8*len(args) <= f.argSize-8 {
 		return fmt.Errorf("%s: %d bytes of arguments, want %d", f.name, 8*len(args), f.argSize)
 	}
+	clear(f.args)
 	// Registers hold junk on entry, as when called from Go: all ones makes a
 	// read before the first write show (NaN floats, faulting addresses).
 	var m emuMachine
@@ -517,7 +540,44 @@ var emuOps = map[string]emuOp{
 			m.pc = int(x[0].imm)
 		}
 	}},
-	"RET":        {0, func(m *emuMachine, _ []emuOperand) { m.pc = -1 }},
+	"RET": {0, func(m *emuMachine, _ []emuOperand) { m.pc = -1 }},
+	// Loop control of the f32 kernels. Go's CMPQ takes Intel's operand
+	// order ("CMPQ CX, $8" is CX - 8), SUBQ and the rest Go's.
+	"CMPQ": {2, func(m *emuMachine, x []emuOperand) {
+		a, b := m.int(x[0], 8), m.int(x[1], 8)
+		m.zf, m.cf = a == b, a < b
+	}},
+	"SUBQ": {2, func(m *emuMachine, x []emuOperand) {
+		a, b := m.int(x[1], 8), m.int(x[0], 8)
+		m.setZF(x[1], a-b)
+		m.cf = a < b
+	}},
+	"TESTQ": {2, func(m *emuMachine, x []emuOperand) { m.zf, m.cf = m.int(x[0], 8)&m.int(x[1], 8) == 0, false }},
+	"JB":    emuJump(func(m *emuMachine) bool { return m.cf }),
+	"JZ":    emuJump(func(m *emuMachine) bool { return m.zf }),
+	"JMP":   emuJump(func(*emuMachine) bool { return true }),
+	// 32-bit forms (the tail mask: 1 << n - 1)
+	"MOVL": {2, func(m *emuMachine, x []emuOperand) { m.setInt(x[1], m.int(x[0], 4), 4) }},
+	"SHLL": {2, func(m *emuMachine, x []emuOperand) { m.setInt(x[1], m.int(x[1], 4)<<(m.int(x[0], 1)&31), 4) }},
+	"DECL": {1, func(m *emuMachine, x []emuOperand) {
+		v := uint32(m.int(x[0], 4)) - 1
+		m.setInt(x[0], uint64(v), 4)
+		m.zf = v == 0
+	}},
+	// Mask registers (16-bit forms). KMOVW moves between a GP and a mask
+	// register; KORTESTW sets ZF when the OR of its operands is 0.
+	"KMOVW": {2, func(m *emuMachine, x []emuOperand) {
+		v := m.kint(x[0]) & 0xffff
+		if x[1].kind == emuK {
+			m.k[x[1].reg] = v
+		} else {
+			m.setInt(x[1], v, 4)
+		}
+	}},
+	"KANDW":      emuKOp(func(a, b uint64) uint64 { return a & b }),
+	"KORW":       emuKOp(func(a, b uint64) uint64 { return a | b }),
+	"KXORW":      emuKOp(func(a, b uint64) uint64 { return a ^ b }),
+	"KORTESTW":   {2, func(m *emuMachine, x []emuOperand) { m.zf = (m.kint(x[0])|m.kint(x[1]))&0xffff == 0 }},
 	"PREFETCHT0": {1, func(*emuMachine, []emuOperand) {}}, // a hint: no access, no fault
 	"VZEROUPPER": {0, func(m *emuMachine, _ []emuOperand) {
 		for i := range m.vec {
@@ -531,7 +591,17 @@ var emuOps = map[string]emuOp{
 	"VMOVUPS": {2, emuMov(false)},
 	"VMOVDQA": {2, emuMov(true)},
 	"VMOVSS":  {2, emuMovd},
-	"VMOVD":   {2, emuMovd},
+	// The legacy-SSE MOVSS that avo's Load and Store of a float32 argument
+	// emit: into an X register it zeroes bits 32-127 and keeps the rest.
+	"MOVSS": {2, func(m *emuMachine, x []emuOperand) {
+		if x[1].kind != emuXmm {
+			m.write(x[1], m.read(x[0], 4), 4)
+			return
+		}
+		v, r := m.read(x[0], 4), &m.vec[x[1].reg]
+		copy(r[:16], v[:16])
+	}},
+	"VMOVD": {2, emuMovd},
 
 	// Broadcasts, lane moves and shuffles.
 	"VBROADCASTSS":   emuBroadcast(4),
@@ -539,6 +609,12 @@ var emuOps = map[string]emuOp{
 	"VPBROADCASTQ":   emuBroadcast(8),
 	"VBROADCASTI128": emuBroadcast(16),
 	"VBROADCASTF128": emuBroadcast(16),
+	"VEXTRACTF64X4": {3, func(m *emuMachine, x []emuOperand) {
+		a, lo := m.read(x[1], 64), 32*(m.imm(x[0])&1)
+		var r emuVec
+		copy(r[:32], a[lo:lo+32])
+		m.write(x[2], r, 32)
+	}},
 	"VEXTRACTF128": {3, func(m *emuMachine, x []emuOperand) {
 		a, lo := m.read(x[1], 32), 16*(m.imm(x[0])&1)
 		var r emuVec
@@ -637,10 +713,81 @@ var emuOps = map[string]emuOp{
 	// default MXCSR. NaN payloads are not modelled (the kernels get finite
 	// inputs).
 	"VADDPS": emuFLanes(func(a, b float32) float32 { return b + a }),
+	"VSUBPS": emuFLanes(func(a, b float32) float32 { return b - a }),
 	"VMULPS": emuFLanes(func(a, b float32) float32 { return b * a }),
-	"VFMADD231PS": emuAccLanes(4, func(a, b, acc uint64) uint64 {
-		return uint64(math.Float32bits(emuFMA32(emuF32(b), emuF32(a), emuF32(acc))))
+	"VDIVPS": emuFLanes(func(a, b float32) float32 { return b / a }),
+	// MINPS and MAXPS return the second source (Go's first operand) when
+	// either is NaN or both are zeros.
+	"VMINPS": emuFLanes(func(a, b float32) float32 { return emuCond(b < a, b, a) }),
+	"VMAXPS": emuFLanes(func(a, b float32) float32 { return emuCond(b > a, b, a) }),
+	"VMAXSS": emuScalar(func(a uint32, b float32) float32 {
+		return emuCond(b > math.Float32frombits(a), b, math.Float32frombits(a))
 	}),
+	"VANDPS":  emuLanes(8, func(a, b uint64) uint64 { return b & a }),
+	"VANDNPS": emuLanes(8, func(a, b uint64) uint64 { return ^b & a }),
+	"VORPS":   emuLanes(8, func(a, b uint64) uint64 { return b | a }),
+	// Go "VFMADD<xyz>PS a, b, dst" is Intel "vfmadd<xyz>ps dst, b, a".
+	"VFMADD231PS":  emuFMA(func(a, b, acc float32) float32 { return emuFMA32(b, a, acc) }),
+	"VFMADD213PS":  emuFMA(func(a, b, acc float32) float32 { return emuFMA32(b, acc, a) }),
+	"VFMADD132PS":  emuFMA(func(a, b, acc float32) float32 { return emuFMA32(acc, a, b) }),
+	"VFNMADD231PS": emuFMA(func(a, b, acc float32) float32 { return emuFMA32(-b, a, acc) }),
+	"VFMSUB231PS":  emuFMA(func(a, b, acc float32) float32 { return emuFMA32(b, a, -acc) }),
+	// Round to nearest even: the only rounding (imm 0) the kernels use.
+	"VROUNDPS":    emuRoundEven,
+	"VRNDSCALEPS": emuRoundEven,
+	// Nearest even; NaN and out-of-range values give 0x80000000.
+	"VCVTPS2DQ": emuUnary(4, func(a uint64) uint64 {
+		r := math.RoundToEven(float64(emuF32(a)))
+		if !(r >= -1<<31 && r < 1<<31) {
+			return 0x80000000
+		}
+		return uint64(uint32(int32(r)))
+	}),
+	// imm, a, b, dst: dst = b <pred> a per lane, into a mask register's bits
+	// or a vector's lanes (all ones). Predicates 1 (LT_OS), 3 (UNORD_Q),
+	// 5 (NLT_US).
+	"VCMPPS": {4, func(m *emuMachine, x []emuOperand) {
+		var pred func(a, b float32) bool
+		switch m.imm(x[0]) {
+		case 1:
+			pred = func(a, b float32) bool { return b < a }
+		case 3:
+			pred = func(a, b float32) bool { return a != a || b != b }
+		case 5:
+			pred = func(a, b float32) bool { return !(b < a) }
+		default:
+			panic("VCMPPS predicate unknown to the interpreter")
+		}
+		n := x[2].width()
+		a, b := m.read(x[1], n), m.read(x[2], n)
+		var r emuVec
+		var k uint64
+		for i := 0; i < n/4; i++ {
+			if pred(a.f32(i), b.f32(i)) {
+				k |= 1 << i
+				r.set(i, 4, 0xffffffff)
+			}
+		}
+		if x[3].kind == emuK {
+			m.k[x[3].reg] = k
+			return
+		}
+		m.write(x[3], r, n)
+	}},
+	// imm (0: nearest even), src, dst: src's f32 lanes rounded to f16 into
+	// half the width (register or memory)
+	"VCVTPS2PH": {3, func(m *emuMachine, x []emuOperand) {
+		if m.imm(x[0]) != 0 {
+			panic("VCVTPS2PH rounding unknown to the interpreter")
+		}
+		n := x[1].width()
+		a := m.read(x[1], n)
+		var r emuVec
+		for i := 0; i < n/4; i++ {
+			r.set(i, 2, uint64(float16.Fromfloat32(a.f32(i)).Bits()))
+		}
+		m.write(x[2], r, n/2)
+	}},
 	"VADDSS":     emuScalar(func(a uint32, b float32) float32 { return b + math.Float32frombits(a) }),
 	"VMULSS":     emuScalar(func(a uint32, b float32) float32 { return b * math.Float32frombits(a) }),
 	"VCVTSI2SSL": emuScalar(func(a uint32, _ float32) float32 { return float32(int32(a)) }),
@@ -657,6 +804,123 @@ var emuOps = map[string]emuOp{
 }
 
 func emuF32(x uint64) float32 { return math.Float32frombits(uint32(x)) }
+
+func emuCond(c bool, a, b float32) float32 {
+	if c {
+		return a
+	}
+	return b
+}
+
+func emuJump(taken func(m *emuMachine) bool) emuOp {
+	return emuOp{1, func(m *emuMachine, x []emuOperand) {
+		if x[0].kind != emuLabel {
+			panic("jump target is not a label")
+		}
+		if taken(m) {
+			m.pc = int(x[0].imm)
+		}
+	}}
+}
+
+// kint is a mask register's value or a GP register's low dword.
+func (m *emuMachine) kint(o emuOperand) uint64 {
+	if o.kind == emuK {
+		return m.k[o.reg]
+	}
+	return m.int(o, 4)
+}
+
+// emuKOp is "a, b, dst" on 16-bit masks.
+func emuKOp(f func(a, b uint64) uint64) emuOp {
+	return emuOp{3, func(m *emuMachine, x []emuOperand) {
+		m.k[x[2].reg] = f(m.k[x[0].reg], m.k[x[1].reg]) & 0xffff
+	}}
+}
+
+// emuFMA is a fused multiply-add "a, b, dst" on f32 lanes.
+func emuFMA(f func(a, b, acc float32) float32) emuOp {
+	return emuAccLanes(4, func(a, b, acc uint64) uint64 {
+		return uint64(math.Float32bits(f(emuF32(a), emuF32(b), emuF32(acc))))
+	})
+}
+
+var emuRoundEven = emuOp{3, func(m *emuMachine, x []emuOperand) {
+	if m.imm(x[0]) != 0 {
+		panic("rounding mode unknown to the interpreter")
+	}
+	emuUnary(4, func(a uint64) uint64 {
+		return uint64(math.Float32bits(float32(math.RoundToEven(float64(emuF32(a))))))
+	}).exec(m, x[1:])
+}}
+
+// emuMaskedOps are the EVEX masked forms "..., K, dst": under mask bit i,
+// element i of dst is the instruction's result; elsewhere it keeps its value
+// (merging) or is zeroed (the .Z forms), and a memory destination is not
+// written. A masked load reads only the selected elements, so the lanes
+// past a buffer's end fault on neither the CPU (fault suppression) nor here.
+var emuMaskedOps = map[string]emuOp{
+	"VMOVUPS":     emuMaskedMov(4, false),
+	"VMOVUPS.Z":   emuMaskedMov(4, true),
+	"VMOVDQU16":   emuMaskedMov(2, false),
+	"VMOVDQU16.Z": emuMaskedMov(2, true),
+	"VMULPS.Z":    emuMasked(emuOps["VMULPS"], 4, true),
+}
+
+func emuMaskedMov(esz int, zero bool) emuOp {
+	return emuOp{3, func(m *emuMachine, x []emuOperand) {
+		src, k, dst := x[0], m.k[x[1].reg], x[2]
+		reg := dst
+		if dst.kind == emuMem {
+			reg = src
+		}
+		w := reg.width()
+		elem := func(o emuOperand, i int) []byte {
+			if o.kind == emuMem {
+				return emuBytes(m.addr(o)+uint64(i*esz), esz)
+			}
+			return m.vec[o.reg][i*esz : (i+1)*esz]
+		}
+		var r emuVec
+		if dst.kind != emuMem && !zero {
+			r = m.read(dst, w)
+		}
+		for i := 0; i < w/esz; i++ {
+			if k>>i&1 == 0 {
+				continue
+			}
+			if dst.kind == emuMem {
+				copy(elem(dst, i), elem(src, i))
+			} else {
+				copy(r[i*esz:], elem(src, i))
+			}
+		}
+		if dst.kind != emuMem {
+			m.write(dst, r, w)
+		}
+	}}
+}
+
+// emuMasked is op with a mask before its (register) destination.
+func emuMasked(op emuOp, esz int, zero bool) emuOp {
+	return emuOp{op.n + 1, func(m *emuMachine, x []emuOperand) {
+		dst := x[len(x)-1]
+		w := dst.width()
+		old, k := m.read(dst, w), m.k[x[len(x)-2].reg]
+		op.exec(m, append(x[:len(x)-2:len(x)-2], dst))
+		r := m.read(dst, w)
+		for i := 0; i < w/esz; i++ {
+			if k>>i&1 == 0 {
+				if zero {
+					r.set(i, esz, 0)
+				} else {
+					r.set(i, esz, old.get(i, esz))
+				}
+			}
+		}
+		m.write(dst, r, w)
+	}}
+}
 
 var emuInsert256 = emuOp{4, func(m *emuMachine, x []emuOperand) {
 	a, r, lo := m.read(x[1], 32), m.read(x[2], 64), 32*(m.imm(x[0])&1)
@@ -804,14 +1068,23 @@ func emuFMA32(a, b, c float32) float32 {
 // any interpreter error.
 func emuFn(t testing.TB, p *emuProgram, name string) func(args ...uint64) {
 	t.Helper()
+	run := emuFrame(t, p, name)
+	return func(args ...uint64) { run(args...) }
+}
+
+// emuFrame is emuFn for functions with a result: the runner returns the
+// argument frame after the call, the result in its last word.
+func emuFrame(t testing.TB, p *emuProgram, name string) func(args ...uint64) []uint64 {
+	t.Helper()
 	f, err := p.function(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(args ...uint64) {
+	return func(args ...uint64) []uint64 {
 		if err := f.call(args); err != nil {
 			t.Fatal(err)
 		}
+		return f.args
 	}
 }
 
@@ -1211,4 +1484,97 @@ func TestEmuTiledKernels(t *testing.T) {
 			}
 		}
 	}
+}
+
+// emuF32Set is the f32 kernel set of a tier ("AVX2", "AVX512") run in the
+// interpreter.
+func emuF32Set(t *testing.T, tier string) *f32KernelSet {
+	p, err := loadEmu()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn := func(base string) func(args ...uint64) []uint64 { return emuFrame(t, p, base+tier) }
+	f := func(v float32) uint64 { return uint64(math.Float32bits(v)) }
+	ret := func(frame []uint64) float32 { return emuF32(frame[len(frame)-1]) }
+	dot, axpy, axpyX4, maxf := fn("dotF32"), fn("axpyF32"), fn("axpyF32X4"), fn("maxF32")
+	gelu, softCap, expSub, scale := fn("geluMulF32"), fn("softCapF32"), fn("expSubF32"), fn("scaleF32")
+	msop, rope, axpyF16, dotF16X4 := fn("mulScaleOnePlusF32"), fn("ropeF32"), fn("axpyF16"), fn("dotF16X4")
+	axpyF16X4, toF16 := fn("axpyF16X4"), fn("toF16")
+	// the buffers stay alive through the kernel calls (the interpreter holds
+	// their addresses as integers)
+	keep := func(ps ...any) { runtime.KeepAlive(ps) }
+	return &f32KernelSet{
+		dot: func(a, b *float32, n uintptr) float32 {
+			defer keep(a, b)
+			return ret(dot(emuPtr(a), emuPtr(b), uint64(n)))
+		},
+		axpy: func(alpha float32, x, y *float32, n uintptr) {
+			defer keep(x, y)
+			axpy(f(alpha), emuPtr(x), emuPtr(y), uint64(n))
+		},
+		axpyX4: func(a *float32, x *float32, xstride uintptr, y *float32, n uintptr) {
+			defer keep(a, x, y)
+			axpyX4(emuPtr(a), emuPtr(x), uint64(xstride), emuPtr(y), uint64(n))
+		},
+		max: func(x *float32, n uintptr) float32 {
+			defer keep(x)
+			return ret(maxf(emuPtr(x), uint64(n)))
+		},
+		geluMul: func(dst, x, up *float32, n uintptr) {
+			defer keep(dst, x, up)
+			gelu(emuPtr(dst), emuPtr(x), emuPtr(up), uint64(n))
+		},
+		softCap: func(x *float32, n uintptr, c float32) {
+			defer keep(x)
+			softCap(emuPtr(x), uint64(n), f(c))
+		},
+		expSub: func(x *float32, n uintptr, m float32) float32 {
+			defer keep(x)
+			return ret(expSub(emuPtr(x), uint64(n), f(m)))
+		},
+		scale: func(alpha float32, x *float32, n uintptr) {
+			defer keep(x)
+			scale(f(alpha), emuPtr(x), uint64(n))
+		},
+		mulScaleOnePlus: func(dst, x, w *float32, n uintptr, s float32) {
+			defer keep(dst, x, w)
+			msop(emuPtr(dst), emuPtr(x), emuPtr(w), uint64(n), f(s))
+		},
+		rope: func(x, cos, sin *float32, h, n uintptr) {
+			defer keep(x, cos, sin)
+			rope(emuPtr(x), emuPtr(cos), emuPtr(sin), uint64(h), uint64(n))
+		},
+		axpyF16: func(alpha float32, x *uint16, y *float32, n uintptr) {
+			defer keep(x, y)
+			axpyF16(f(alpha), emuPtr(x), emuPtr(y), uint64(n))
+		},
+		dotF16X4: func(out *float32, w *uint16, wstride uintptr, x *float32, n uintptr) {
+			defer keep(out, w, x)
+			dotF16X4(emuPtr(out), emuPtr(w), uint64(wstride), emuPtr(x), uint64(n))
+		},
+		axpyF16X4: func(a *float32, x *uint16, xstride uintptr, y *float32, n uintptr) {
+			defer keep(a, x, y)
+			axpyF16X4(emuPtr(a), emuPtr(x), uint64(xstride), emuPtr(y), uint64(n))
+		},
+		toF16: func(dst *uint16, src *float32, n uintptr) {
+			defer keep(dst, src)
+			toF16(emuPtr(dst), emuPtr(src), uint64(n))
+		},
+	}
+}
+
+// TestEmuF32Kernels runs the AVX-512 tier's f32 kernels in the interpreter
+// (the 512-bit registers, mask registers, masked loads and stores of their
+// tails) against the AVX2 kernels (checkF32Set), and, on a CPU with AVX-512,
+// against the native kernels bit for bit, which checks the interpreter's new
+// instructions against the CPU.
+func TestEmuF32Kernels(t *testing.T) {
+	if !hasAVX2 {
+		t.Skip("the native kernels need AVX2")
+	}
+	var native *f32KernelSet
+	if hasAVX512 {
+		native = &avx512F32
+	}
+	checkF32Set(t, emuF32Set(t, "AVX512"), native)
 }

@@ -8,7 +8,10 @@ import (
 	"github.com/x448/float16"
 )
 
-var oddLens = []int{1, 7, 31, 33, 255, 257, 2304}
+// oddLens are the f32 loops' test lengths: around the AVX2 step (8) and the
+// AVX-512 one (16, with masked tails), four registers (32, 64) and the 2B
+// model's hidden size.
+var oddLens = []int{1, 7, 15, 16, 17, 31, 33, 63, 64, 65, 255, 257, 2304}
 
 // Tanh against math.Tanh: relative error below 1e-6 over the whole range
 // (absolute below 1e-7 near 0, where the result is tiny).
@@ -57,7 +60,7 @@ func TestExpAccuracy(t *testing.T) {
 func TestF32LoopsTiers(t *testing.T) {
 	forEachTier(t, func(t *testing.T, tier Tier) {
 		rng := rand.New(rand.NewPCG(21, 22))
-		for _, n := range oddLens {
+		for _, n := range append([]int{0}, oddLens...) {
 			a, b := gaussian(rng, n, 1), gaussian(rng, n, 1)
 			var ref, mag float64
 			for i := range a {
@@ -214,7 +217,7 @@ func TestMaxTiers(t *testing.T) {
 func TestAttentionRowsTiers(t *testing.T) {
 	forEachTier(t, func(t *testing.T, tier Tier) {
 		rng := rand.New(rand.NewPCG(31, 32))
-		for _, n := range []int{1, 7, 8, 48, 256, 257} {
+		for _, n := range []int{0, 1, 7, 8, 15, 16, 17, 48, 64, 65, 256, 257} {
 			for _, rows := range []int{0, 1, 3, 4, 5, 9, 64} {
 				x, m := gaussian(rng, n, 1), gaussian(rng, rows*n, 1)
 				alpha := gaussian(rng, rows, 1)

@@ -435,6 +435,20 @@ var avx512Set = func() kernelSet {
 	s.mulMat = func(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) {
 		mulMatSIMD(&avx512Kernels, m, dst, xs, r0, r1)
 	}
+	// the f32 loops at 16 lanes, their n%16 tails masked inside the kernels
+	s.dot = dotAVX512
+	s.axpy = axpyAVX512
+	s.axpyRows = axpyRowsAVX512
+	s.max = maxAVX512
+	s.geluMul = geluMulAVX512
+	s.softCap = softCapAVX512
+	s.expSub = expSubAVX512
+	s.scale = scaleAVX512
+	s.mulScaleOnePlus = mulScaleOnePlusAVX512
+	s.rope = ropeAVX512
+	s.dotRowsF16 = dotRowsF16AVX512
+	s.axpyRowsF16 = axpyRowsF16AVX512
+	s.toF16 = toF16AVX512Go
 	return s
 }()
 
@@ -641,6 +655,10 @@ func ropeAVX2(x, cos, sin []float32) {
 // remaining rows of a dot are an F16 matrix's MulVec.
 func dotRowsF16AVX2(dst []float32, rows []uint16, x []float32) {
 	n, i := len(x), 0
+	if n == 0 {
+		clear(dst) // empty rows: every dot is 0
+		return
+	}
 	if n%8 == 0 && n > 0 {
 		for ; i+4 <= len(dst); i += 4 {
 			dotF16X4AVX2(&dst[i], &rows[i*n], uintptr(n), &x[0], uintptr(n))
@@ -752,4 +770,138 @@ func mulMatFloatAVX2(m *Matrix, dst []float32, xs *ActivationBatch, r0, r1 int) 
 			mulVecFloatAVX2(m, dst[t*m.Rows:(t+1)*m.Rows], xs.F32[t*xs.Cols:(t+1)*xs.Cols], r, r+1)
 		}
 	}
+}
+
+// The AVX-512 tier's f32 loops: the kernels take any length (their last
+// n%16 elements run under a mask), so the wrappers only check lengths and
+// skip empty slices. The f32 DotRows stays on the AVX2 4-token kernel
+// (dotRowsAVX2).
+
+func dotAVX512(a, b []float32) float32 {
+	if len(a) == 0 {
+		return 0
+	}
+	b = b[:len(a)]
+	return dotF32AVX512(&a[0], &b[0], uintptr(len(a)))
+}
+
+func axpyAVX512(alpha float32, x, y []float32) {
+	if len(y) == 0 {
+		return
+	}
+	x = x[:len(y)]
+	axpyF32AVX512(alpha, &x[0], &y[0], uintptr(len(y)))
+}
+
+// axpyRowsAVX512 adds rows 4 at a time (y loaded and stored once per 4).
+func axpyRowsAVX512(y, alpha, rows []float32) {
+	n, i := len(y), 0
+	if n == 0 {
+		return
+	}
+	rows = rows[:len(alpha)*n]
+	for ; i+4 <= len(alpha); i += 4 {
+		axpyF32X4AVX512(&alpha[i], &rows[i*n], uintptr(n), &y[0], uintptr(n))
+	}
+	for ; i < len(alpha); i++ {
+		axpyF32AVX512(alpha[i], &rows[i*n], &y[0], uintptr(n))
+	}
+}
+
+func maxAVX512(x []float32) float32 {
+	if len(x) == 0 {
+		return maxGeneric(x)
+	}
+	return maxF32AVX512(&x[0], uintptr(len(x)))
+}
+
+func geluMulAVX512(dst, x, up []float32) {
+	if len(dst) == 0 {
+		return
+	}
+	x = x[:len(dst)]
+	var u *float32
+	if up != nil {
+		up = up[:len(dst)]
+		u = &up[0]
+	}
+	geluMulF32AVX512(&dst[0], &x[0], u, uintptr(len(dst)))
+}
+
+func softCapAVX512(x []float32, cap float32) {
+	if len(x) > 0 {
+		softCapF32AVX512(&x[0], uintptr(len(x)), cap)
+	}
+}
+
+func expSubAVX512(x []float32, m float32) float32 {
+	if len(x) == 0 {
+		return 0
+	}
+	return expSubF32AVX512(&x[0], uintptr(len(x)), m)
+}
+
+func scaleAVX512(alpha float32, x []float32) {
+	if len(x) > 0 {
+		scaleF32AVX512(alpha, &x[0], uintptr(len(x)))
+	}
+}
+
+func mulScaleOnePlusAVX512(dst, x, w []float32, s float32) {
+	if len(dst) == 0 {
+		return
+	}
+	x, w = x[:len(dst)], w[:len(dst)]
+	mulScaleOnePlusF32AVX512(&dst[0], &x[0], &w[0], uintptr(len(dst)), s)
+}
+
+// ropeAVX512 rotates all h pairs in the kernel. RoPE has checked
+// len(x) == 2*len(cos) == 2*len(sin).
+func ropeAVX512(x, cos, sin []float32) {
+	h := len(x) / 2
+	if h == 0 {
+		return
+	}
+	cos, sin = cos[:h], sin[:h]
+	ropeF32AVX512(&x[0], &cos[0], &sin[0], uintptr(h), uintptr(h))
+}
+
+// dotRowsF16AVX512 takes the rows four at a time; the remaining rows are an
+// F16 matrix's MulVec (AVX2).
+func dotRowsF16AVX512(dst []float32, rows []uint16, x []float32) {
+	n, i := len(x), 0
+	if n == 0 {
+		clear(dst)
+		return
+	}
+	rows = rows[:len(dst)*n]
+	for ; i+4 <= len(dst); i += 4 {
+		dotF16X4AVX512(&dst[i], &rows[i*n], uintptr(n), &x[0], uintptr(n))
+	}
+	if i < len(dst) {
+		rest := Matrix{Format: FormatF16, Rows: len(dst) - i, Cols: n, Data: f16Bytes(rows[i*n:])}
+		mulVecFloatAVX2(&rest, dst[i:], x, 0, rest.Rows)
+	}
+}
+
+func axpyRowsF16AVX512(y, alpha []float32, rows []uint16) {
+	n, i := len(y), 0
+	if n == 0 {
+		return
+	}
+	rows = rows[:len(alpha)*n]
+	for ; i+4 <= len(alpha); i += 4 {
+		axpyF16X4AVX512(&alpha[i], &rows[i*n], uintptr(n), &y[0], uintptr(n))
+	}
+	for ; i < len(alpha); i++ {
+		axpyF16AVX512(alpha[i], &rows[i*n], &y[0], uintptr(n))
+	}
+}
+
+func toF16AVX512Go(dst []uint16, src []float32) {
+	if len(src) == 0 {
+		return
+	}
+	dst = dst[:len(src)]
+	toF16AVX512(&dst[0], &src[0], uintptr(len(src)))
 }
