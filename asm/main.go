@@ -34,7 +34,8 @@ func main() {
 			}
 		}
 	}
-	// superblock (_k) formats: AVX2 row-major kernels, which every amd64 tier runs
+	// superblock (_k) formats: AVX2 row-major kernels, which every amd64 tier
+	// runs on matrices it does not tile (rows not a multiple of 8)
 	for _, k := range []kind{{4, false, true}, {4, true, true}, {3, false, true}, {3, true, true}, {6, false, true}} {
 		for _, rt := range [][2]int{{4, 1}, {1, 1}, {1, 4}} {
 			dotKernel(avx2, k, rt[0], rt[1])
@@ -47,9 +48,11 @@ func main() {
 			}
 		}
 	}
-	// Tiled8 kernels: VPMADDUBSW for AVX2, VPDPBUSD for the VNNI tiers.
+	// Tiled8 kernels: VPMADDUBSW for AVX2, VPDPBUSD for the VNNI tiers;
+	// plain formats, then the superblock ones.
 	tiledConsts()
-	for _, k := range []kind{{4, false, false}, {4, true, false}, {3, false, false}, {3, true, false}, {6, false, false}, {8, false, false}} {
+	for _, k := range []kind{{4, false, false}, {4, true, false}, {3, false, false}, {3, true, false}, {6, false, false}, {8, false, false},
+		{4, false, true}, {4, true, true}, {3, false, true}, {3, true, true}, {6, false, true}} {
 		tiledDecode(avx2, k)
 		tiledPrefill(avx2, k)
 		for _, t := range []tier{avxvnni, avx512} {

@@ -16,21 +16,92 @@ import (
 // applied per chunk to all 8 rows at once (VCVTPH2PS of the tile header), and
 // results are stored without horizontal sums.
 
-// tileHdr and chunkTile mirror kernels/tiles.go.
-func (k kind) tileHdr() int   { return 8 * k.hdrBytes() }
+// tileHdr, chunkTile and tileCodes mirror kernels/tiles.go: a superblock
+// tile's header holds the f16 super-scales (and super-mins) of its 8 rows,
+// then one byte per row and chunk of scale codes (and min codes, 64 bytes
+// further) from tileCodes on.
+func (k kind) tileHdr() int {
+	if k.super {
+		return k.tileCodes() + 64*k.codeFields()
+	}
+	return 8 * k.hdrBytes()
+}
 func (k kind) chunkTile() int { return 8 * k.chunkBytes() }
+func (k kind) tileCodes() int { return 16 * k.codeFields() }
+func (k kind) codeFields() int {
+	if k.asym {
+		return 2
+	}
+	return 1
+}
+
+// skipTileHdr moves RSI past a tile's header to its first chunk tile.
+func skipTileHdr(k kind) {
+	if k.tileHdr() < 128 {
+		ADDQ(U8(k.tileHdr()), RSI)
+	} else {
+		ADDQ(U32(k.tileHdr()), RSI)
+	}
+}
+
+// tileMinCodes is the offset of a superblock tile's min codes from its scale codes.
+const tileMinCodes = 64
+
+// superCodes points AX at the first chunk's codes of the superblock tile at
+// RSI (superblock kinds only); tiledNextChunk moves it on by one chunk.
+func superCodes(k kind) {
+	if k.super {
+		LEAQ(Mem{Base: RSI, Disp: k.tileCodes()}, RAX)
+	}
+}
+
+// subScales leaves in dst the current chunk's sub-scales (off 0) or sub-mins
+// (off tileMinCodes) of a superblock tile's rows: their codes (subCodes)
+// times the rows' super-scales super (f32).
+func subScales(k kind, off int, super, dst, tmp VecPhysical) {
+	subCodes(k, off, dst, tmp)
+	VMULPS(super, dst, dst)
+}
+
+// subCodes leaves in dst the current chunk's scale codes (off 0) or min
+// codes (off tileMinCodes) of a superblock tile's rows as f32: the bytes at
+// AX+off, one per row (symmetric scales signed, c-32), widened to dwords and
+// converted. A ZMM dst gets the next row block's, BX bytes further, in its
+// high half (tmp is scratch).
+func subCodes(k kind, off int, dst, tmp VecPhysical) {
+	widen := VPMOVZXBD
+	if !k.asym && off == 0 {
+		widen = VPMOVSXBD
+	}
+	m := Mem{Base: RAX, Disp: off}
+	widen(m, dst.AsY())
+	if isZMM(dst) {
+		hi := m
+		hi.Index, hi.Scale = RBX, 1
+		widen(hi, tmp.AsY())
+		VINSERTI64X4(U8(1), tmp.AsY(), dst, dst)
+	}
+	VCVTDQ2PS(dst, dst)
+}
 
 // tiledNextChunk ends a tiled kernel's chunk loop: the weights (RSI) move
 // on one chunk tile, the activation levels (R8) one chunk, the per-chunk
-// scales (R9) and sums or products (R10) one float; RDX counts chunks in the
-// group and RCX groups.
-func tiledNextChunk(k kind, name string) {
+// scales (R9) and sums or products (R10) one float, a superblock's codes
+// (AX) one chunk; RDX counts chunks in the group and RCX groups. groupEnd
+// (if not nil) emits the work that ends each group.
+func tiledNextChunk(k kind, name string, groupEnd func()) {
+	if k.super {
+		ADDQ(U8(8), RAX)
+	}
 	ADDQ(U32(k.chunkTile()), RSI)
 	ADDQ(U8(32), R8)
 	ADDQ(U8(4), R9)
 	ADDQ(U8(4), R10)
 	DECQ(RDX)
 	JNZ(LabelRef(name + "_chunk"))
+	if groupEnd != nil {
+		groupEnd()
+	}
 	DECQ(RCX)
 	JNZ(LabelRef(name + "_group"))
 }
@@ -192,6 +263,8 @@ func (k kind) wide() bool { return k.bits >= 6 }
 //	(Q8: int32) chunk sums, Y2 levels, Y3 products, Y4 activation broadcast,
 //	Y5 raw quad / |w|, Y6 scale product, Y7 m-term factor, Y8 Q3 scratch,
 //	Y10 Q6 pair sums, Y11 mins (asym), Y12 scales, Y14 ones16, Y15 level mask.
+//	Superblocks: AX the chunk's codes, Y11/Y12 the rows' M/D, Y13 and Y10
+//	(asym) the superblock's code-weighted sums, Y5/Y6 codes as f32.
 func tiledDecode(t tier, k kind) {
 	name := fmt.Sprintf("%sX8T1%s", k.name(), t)
 	TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, w *byte, q *int8, d *float32, %s, groups uintptr, cpg uintptr, nblk uintptr)", k.sumParam()))
@@ -220,7 +293,12 @@ func tiledDecode(t tier, k kind) {
 	if k.asym {
 		VCVTPH2PS(Mem{Base: RSI, Disp: 16}, Y11)
 	}
-	ADDQ(U8(k.tileHdr()), RSI)
+	superCodes(k)
+	skipTileHdr(k)
+	// superblocks: Y13 (Y10) sums code x activation scale x chunk sum
+	// (code x ds) over the block's chunks, times D (M) once per block
+	sbAcc, sbMin := Y13, Y10
+	superDecodeStart(k, sbAcc, sbMin)
 	Load(Param("cpg"), RDX)
 	Label(name + "_chunk")
 	for off := 0; off < k.chunkTile(); off += 64 {
@@ -279,15 +357,8 @@ func tiledDecode(t tier, k kind) {
 		VPSUBD(Y3, Y1, Y1)
 	}
 	VCVTDQ2PS(Y1, Y1)
-	VBROADCASTSS(Mem{Base: R9}, Y6)
-	VMULPS(Y12, Y6, Y6)
-	VFMADD231PS(Y6, Y1, Y0)
-	if k.asym {
-		Comment("m-term: m * (d * sum(q))")
-		VBROADCASTSS(Mem{Base: R10}, Y7)
-		VFMADD231PS(Y7, Y11, Y9)
-	}
-	tiledNextChunk(k, name)
+	tiledDecodeScale(k, [...]VecPhysical{Y0, Y1, Y9, Y12, Y11, Y6, Y7, Y4, Y5, sbAcc, sbMin}, nil)
+	tiledNextChunk(k, name, superDecodeEnd(k, Y0, Y9, Y12, Y11, sbAcc, sbMin))
 	if k.asym {
 		VADDPS(Y9, Y0, Y0)
 	}
@@ -299,6 +370,65 @@ func tiledDecode(t tier, k kind) {
 	RET()
 }
 
+// tiledDecodeScale scales a decode kernel's chunk sums and adds them up. r
+// names its registers: acc (f32 accumulator), isum (chunk sums as f32),
+// macc (m-term accumulator, asym), scales and mins (the rows' f32 scales and
+// mins; superblocks: D and M), t1, t2, t3, t4 scratch, and the superblock
+// accumulators sbAcc, sbMin (superDecodeStart); tmp is ZMM scratch.
+// Plain formats add (scale x d) x isum to acc and mins x ds to macc;
+// superblocks add (code x d) x isum to sbAcc and min code x ds to sbMin,
+// which superDecodeEnd multiplies by D and M once per superblock.
+func tiledDecodeScale(k kind, r [11]VecPhysical, tmp VecPhysical) {
+	acc, isum, macc, scales, mins, t1, t2, t3, t4, sbAcc, sbMin := r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]
+	if !k.super {
+		VBROADCASTSS(Mem{Base: R9}, t1)
+		VMULPS(scales, t1, t1)
+		VFMADD231PS(t1, isum, acc)
+		if k.asym {
+			Comment("m-term: m * (d * sum(q))")
+			VBROADCASTSS(Mem{Base: R10}, t2)
+			VFMADD231PS(t2, mins, macc)
+		}
+		return
+	}
+	Comment("superblock: code x d x sum, and min code x (d * sum(q))")
+	subCodes(k, 0, t1, tmp)
+	VBROADCASTSS(Mem{Base: R9}, t3)
+	VMULPS(t3, t1, t1)
+	VFMADD231PS(t1, isum, sbAcc)
+	if k.asym {
+		subCodes(k, tileMinCodes, t4, tmp)
+		VBROADCASTSS(Mem{Base: R10}, t2)
+		VFMADD231PS(t2, t4, sbMin)
+	}
+}
+
+// superDecodeStart clears a decode kernel's superblock accumulators.
+func superDecodeStart(k kind, sbAcc, sbMin VecPhysical) {
+	if !k.super {
+		return
+	}
+	VXORPS(sbAcc, sbAcc, sbAcc)
+	if k.asym {
+		VXORPS(sbMin, sbMin, sbMin)
+	}
+}
+
+// superDecodeEnd returns the end of a superblock for tiledNextChunk: acc +=
+// D x sbAcc, macc += M x sbMin (nil for plain formats).
+func superDecodeEnd(k kind, acc, macc, d, m, sbAcc, sbMin VecPhysical) func() {
+	if !k.super {
+		return nil
+	}
+	return func() {
+		Comment("superblock done: times the rows' D (and M)")
+		VFMADD231PS(d, sbAcc, acc)
+		if k.asym {
+			VFMADD231PS(m, sbMin, macc)
+		}
+	}
+}
+
 // Register plan of tiledPrefill (8 rows x 4 tokens, one row block):
 //
 //	DI out, SI weights, R8/R9/R10 activation values, scales and sums s or
@@ -307,7 +437,8 @@ func tiledDecode(t tier, k kind) {
 //	Y0..Y3 f32 accumulators (token t), Y4..Y7 int16 (Q8: int32) chunk sums,
 //	Y8 levels, Y9 raw quad / |w|, Y10 activation broadcast, Y11 products and
 //	Q3 scratch, Y12 scales, Y13 mins (asym) or Q6's second vector of a pair,
-//	Y14 ones16, Y15 level mask.
+//	Y14 ones16, Y15 level mask. Superblocks: AX the chunk's codes, Y12/Y13
+//	the rows' D/M, Y8/Y9 the chunk's sub-scales/mins.
 func tiledPrefill(t tier, k kind) {
 	name := fmt.Sprintf("%sX8T4%s", k.name(), t)
 	TEXT(name, NOSPLIT, fmt.Sprintf("func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, %s, astride uintptr, groups uintptr, cpg uintptr)", k.sumParam()))
@@ -335,7 +466,8 @@ func tiledPrefill(t tier, k kind) {
 	if k.asym {
 		VCVTPH2PS(Mem{Base: RSI, Disp: 16}, Y13)
 	}
-	ADDQ(U8(k.tileHdr()), RSI)
+	superCodes(k)
+	skipTileHdr(k)
 	Load(Param("cpg"), RDX)
 	Label(name + "_chunk")
 	w := Mem{Base: RSI}
@@ -388,6 +520,16 @@ func tiledPrefill(t tier, k kind) {
 			}
 		}
 	}
+	scales, mins := Y12, Y13
+	if k.super {
+		Comment("the chunk's sub-scales (and sub-mins) from their codes")
+		scales = Y8
+		subScales(k, 0, Y12, scales, nil)
+		if k.asym {
+			mins = Y9
+			subScales(k, tileMinCodes, Y13, mins, nil)
+		}
+	}
 	for tt := 0; tt < 4; tt++ {
 		Commentf("token %d: scale the 8 rows' chunk sums", tt)
 		ia := iacc[tt]
@@ -401,14 +543,14 @@ func tiledPrefill(t tier, k kind) {
 		}
 		VCVTDQ2PS(ia, ia)
 		VBROADCASTSS(tokenMem(R9, R13, R14, tt, 0), Y10)
-		VMULPS(Y12, Y10, Y10)
+		VMULPS(scales, Y10, Y10)
 		VFMADD231PS(Y10, ia, facc[tt])
 		if k.asym {
 			VBROADCASTSS(tokenMem(R10, R13, R14, tt, 0), Y11)
-			VFMADD231PS(Y11, Y13, facc[tt])
+			VFMADD231PS(Y11, mins, facc[tt])
 		}
 	}
-	tiledNextChunk(k, name)
+	tiledNextChunk(k, name, nil)
 	Comment("store token t's 8 rows at out + t*ostride")
 	Load(Param("ostride"), RDX)
 	SHLQ(U8(2), RDX)

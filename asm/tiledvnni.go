@@ -119,7 +119,9 @@ func vnniName(t tier, k kind, zmm bool, tokens int) string {
 //	int32 chunk sums (even and odd vectors: two dependency chains), 2 levels,
 //	4 activation broadcast, 5 raw quad, 6 scale product, 7 m-term factor, 8
 //	Q3/Q6 scratch, 10 header scratch (16 rows), 11 mins (asym), 12 scales, 14
-//	0x80 (Q8), 15 level mask.
+//	0x80 (Q8), 15 level mask. Superblocks: AX the chunk's codes, 11/12 the
+//	rows' M/D, 13 and 14 (asym) the superblock's code-weighted sums, 6/5
+//	codes as f32, 8 ZMM scratch.
 func tiledDecodeVNNI(t tier, k kind, zmm bool) {
 	name := vnniName(t, k, zmm, 1)
 	r := vnniRegs(zmm)
@@ -163,7 +165,12 @@ func tiledDecodeVNNI(t tier, k kind, zmm bool) {
 	if k.asym {
 		tileScales(16, r[11], r[10])
 	}
-	ADDQ(U8(k.tileHdr()), RSI)
+	superCodes(k)
+	skipTileHdr(k)
+	// superblocks: 13 (14) sums code x activation scale x chunk sum (code
+	// x ds) over the block's chunks, times D (M) once per block
+	sbAcc, sbMin := r[13], r[14]
+	superDecodeStart(k, sbAcc, sbMin)
 	Load(Param("cpg"), RDX)
 	Label(name + "_chunk")
 	for off := 0; off < k.chunkTile(); off += 64 {
@@ -189,15 +196,8 @@ func tiledDecodeVNNI(t tier, k kind, zmm bool) {
 		VPSUBD(r[4], r[1], r[1])
 	}
 	VCVTDQ2PS(r[1], r[1])
-	VBROADCASTSS(Mem{Base: R9}, r[6])
-	VMULPS(r[12], r[6], r[6])
-	VFMADD231PS(r[6], r[1], r[0])
-	if k.asym {
-		Comment("m-term: m * (d * sum(q))")
-		VBROADCASTSS(Mem{Base: R10}, r[7])
-		VFMADD231PS(r[7], r[11], r[9])
-	}
-	tiledNextChunk(k, name)
+	tiledDecodeScale(k, [...]VecPhysical{r[0], r[1], r[9], r[12], r[11], r[6], r[7], r[4], r[5], sbAcc, sbMin}, r[8])
+	tiledNextChunk(k, name, superDecodeEnd(k, r[0], r[9], r[12], r[11], sbAcc, sbMin))
 	if k.asym {
 		VADDPS(r[9], r[0], r[0])
 	}
@@ -224,7 +224,8 @@ func tiledDecodeVNNI(t tier, k kind, zmm bool) {
 //	3*D/S stride), CX groups left, DX chunks left. 0..3 f32 accumulators
 //	(token t), 4..7 int32 chunk sums (token t), 8 levels, 9 raw quad, 10
 //	activation broadcast, 11 Q3/Q6 scratch and scale product, 12 scales,
-//	13 mins (asym), 14 0x80 (Q8), 15 level mask.
+//	13 mins (asym), 14 0x80 (Q8), 15 level mask. Superblocks: AX the
+//	chunk's codes, 12/13 the rows' D/M, 8/9 the chunk's sub-scales/mins.
 func tiledPrefillVNNI(t tier, k kind, zmm bool) {
 	name := vnniName(t, k, zmm, 4)
 	r := vnniRegs(zmm)
@@ -266,7 +267,8 @@ func tiledPrefillVNNI(t tier, k kind, zmm bool) {
 	if k.asym {
 		tileScales(16, r[13], r[11])
 	}
-	ADDQ(U8(k.tileHdr()), RSI)
+	superCodes(k)
+	skipTileHdr(k)
 	Load(Param("cpg"), RDX)
 	Label(name + "_chunk")
 	for _, a := range iacc {
@@ -281,6 +283,16 @@ func tiledPrefillVNNI(t tier, k kind, zmm bool) {
 			dpbusd(t, r[10], r[8], iacc[tt])
 		}
 	}
+	scales, mins := r[12], r[13]
+	if k.super {
+		Comment("the chunk's sub-scales (and sub-mins) from their codes")
+		scales = r[8]
+		subScales(k, 0, r[12], scales, r[10])
+		if k.asym {
+			mins = r[9]
+			subScales(k, tileMinCodes, r[13], mins, r[10])
+		}
+	}
 	for tt := 0; tt < 4; tt++ {
 		Commentf("token %d: scale the rows' chunk sums", tt)
 		ia := iacc[tt]
@@ -291,14 +303,14 @@ func tiledPrefillVNNI(t tier, k kind, zmm bool) {
 		}
 		VCVTDQ2PS(ia, ia)
 		VBROADCASTSS(tokenMem(R9, R13, R14, tt, 0), r[10])
-		VMULPS(r[12], r[10], r[10])
+		VMULPS(scales, r[10], r[10])
 		VFMADD231PS(r[10], ia, facc[tt])
 		if k.asym {
 			VBROADCASTSS(tokenMem(R10, R13, R14, tt, 0), r[11])
-			VFMADD231PS(r[11], r[13], facc[tt])
+			VFMADD231PS(r[11], mins, facc[tt])
 		}
 	}
-	tiledNextChunk(k, name)
+	tiledNextChunk(k, name, nil)
 	Comment("store token t's rows at out + t*ostride")
 	Load(Param("ostride"), RDX)
 	SHLQ(U8(2), RDX)

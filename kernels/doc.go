@@ -26,14 +26,16 @@
 //
 // # Tiers
 //
-// Superblock formats (q4_k, q3_k, q6_k) have no Tiled8 form: every amd64 tier
-// runs their row-major AVX2 kernels (decode 4 rows x 1 token, prefill 1 row x
-// 4 tokens; the header's 6-bit codes are decoded once per superblock into a
-// stack slot of f32 sub-scales), arm64 the generic ones. On AMD Zen 5 (shared
-// 2-core VM, 2048x2304, `-bench 'MulVec(Tiled)?/.*/2048x2304/avx2$'`, best
-// of 4 x 300 calls) they stream 18.4 (q4_k), 12.6 (q4_k_asym), 10.8 (q3_k)
-// and 8.2 (q3_k_asym) GB/s of packed weights from cache, against 48 GB/s for
-// q4_g64 Tiled8: 2.6-5.8x slower per byte, until they have a Tiled8 form.
+// Superblock formats (q4_k, q3_k, q6_k, sym or asym) have a Tiled8 form too
+// (tiles.go: one tile per superblock, the 6-bit codes unpacked to a byte per
+// row and chunk) and Tiled8 kernels on every amd64 tier: decode multiplies
+// each chunk's sums by code x activation scale and each superblock's total
+// by the rows' D (and M), prefill converts a chunk's sub-scales once for its
+// 4 tokens. Matrices whose row count is not a multiple of 8 run the
+// row-major AVX2 kernels (decode 4 rows x 1 token, prefill 1 row x 4 tokens;
+// the codes decoded once per superblock into a stack slot of f32
+// sub-scales), which on AMD Zen 5 streamed 2.6-5.8x fewer bytes per second
+// than q4_g64 Tiled8; arm64 runs them with the generic kernels.
 //
 // Every kernel has a pure-Go reference (the generic tier, always compiled, the
 // only tier under `-tags purego`). On amd64 the tiers are, slowest first,

@@ -20958,6 +20958,7964 @@ q8SymX16T4AVX512_chunk:
 	VZEROUPPER
 	RET
 
+// func q4kSymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q4kSymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q4kSymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q4kSymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q4kSymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPMADDUBSW   Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+	VPMADDWD     Y14, Y1, Y1
+
+	// symmetric levels: subtract 2^(bits-1) * sum(q)
+	VPBROADCASTD (R10), Y3
+	VPSLLD       $0x03, Y3, Y3
+	VPSUBD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kSymX8T1AVX2_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q4kSymX8T1AVX2_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        BX
+	JNZ         q4kSymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q4kSymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4kSymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q4kSymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q4kSymX8T4AVX2_chunk:
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPMADDUBSW   Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y4, Y4
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y5, Y5
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y6, Y6
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y7, Y7
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kSymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q4kSymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4kSymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q4kSymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q4kSymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q4kSymX8T1AVXVNNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q4kSymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE   $0xc4
+	BYTE   $0xe2
+	BYTE   $0x6d
+	BYTE   $0x50
+	BYTE   $0xdc
+	VPADDD Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x03, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kSymX8T1AVXVNNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q4kSymX8T1AVXVNNI_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q4kSymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q4kSymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q4kSymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q4kSymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q4kSymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kSymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q4kSymX8T4AVXVNNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4kSymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q4kSymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q4kSymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q4kSymX8T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q4kSymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x03, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kSymX8T1AVX512_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q4kSymX8T1AVX512_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q4kSymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q4kSymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q4kSymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q4kSymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q4kSymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x03, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kSymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q4kSymX8T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4kSymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q4kSymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Z15
+
+q4kSymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q4kSymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	VXORPS       Z13, Z13, Z13
+	MOVQ         cpg+56(FP), DX
+
+q4kSymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x03, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VPMOVSXBD    (AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9), Z4
+	VMULPS       Z4, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z13
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kSymX16T1AVX512_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Z12, Z13, Z0
+	DECQ        CX
+	JNZ         q4kSymX16T1AVX512_group
+	VMOVUPS     Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q4kSymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q4kSymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q4kSymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q4kSymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	MOVQ         cpg+72(FP), DX
+
+q4kSymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD    (AX), Y8
+	VPMOVSXBD    (AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z12, Z8, Z8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x03, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x03, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x03, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x03, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kSymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q4kSymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4kAsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q4kAsymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q4kAsymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   ds+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q4kAsymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	VXORPS    Y13, Y13, Y13
+	VXORPS    Y10, Y10, Y10
+	MOVQ      cpg+48(FP), DX
+
+q4kAsymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPMADDUBSW   Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+	VPMADDWD     Y14, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVZXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	VPMOVZXBD    64(AX), Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R10), Y7
+	VFMADD231PS  Y7, Y5, Y10
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kAsymX8T1AVX2_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	VFMADD231PS Y11, Y10, Y9
+	DECQ        CX
+	JNZ         q4kAsymX8T1AVX2_group
+	VADDPS      Y9, Y0, Y0
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        BX
+	JNZ         q4kAsymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q4kAsymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q4kAsymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    ds+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q4kAsymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	MOVQ      cpg+64(FP), DX
+
+q4kAsymX8T4AVX2_chunk:
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPMADDUBSW   Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVZXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+	VPMOVZXBD 64(AX), Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS    Y13, Y9, Y9
+
+	// token 0: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VBROADCASTSS (R10), Y11
+	VFMADD231PS  Y11, Y9, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VBROADCASTSS (R10)(R13*1), Y11
+	VFMADD231PS  Y11, Y9, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VBROADCASTSS (R10)(R13*2), Y11
+	VFMADD231PS  Y11, Y9, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VBROADCASTSS (R10)(R14*1), Y11
+	VFMADD231PS  Y11, Y9, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kAsymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q4kAsymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4kAsymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q4kAsymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q4kAsymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   ds+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q4kAsymX8T1AVXVNNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	VXORPS    Y13, Y13, Y13
+	VXORPS    Y14, Y14, Y14
+	MOVQ      cpg+48(FP), DX
+
+q4kAsymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE      $0xc4
+	BYTE      $0xe2
+	BYTE      $0x6d
+	BYTE      $0x50
+	BYTE      $0xdc
+	VPADDD    Y3, Y1, Y1
+	VCVTDQ2PS Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVZXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	VPMOVZXBD    64(AX), Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R10), Y7
+	VFMADD231PS  Y7, Y5, Y14
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kAsymX8T1AVXVNNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	VFMADD231PS Y11, Y14, Y9
+	DECQ        CX
+	JNZ         q4kAsymX8T1AVXVNNI_group
+	VADDPS      Y9, Y0, Y0
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q4kAsymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q4kAsymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q4kAsymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         ds+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q4kAsymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	MOVQ      cpg+64(FP), DX
+
+q4kAsymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVZXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+	VPMOVZXBD 64(AX), Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS    Y13, Y9, Y9
+
+	// token 0: scale the rows' chunk sums
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VBROADCASTSS (R10), Y11
+	VFMADD231PS  Y11, Y9, Y0
+
+	// token 1: scale the rows' chunk sums
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VBROADCASTSS (R10)(R13*1), Y11
+	VFMADD231PS  Y11, Y9, Y1
+
+	// token 2: scale the rows' chunk sums
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VBROADCASTSS (R10)(R13*2), Y11
+	VFMADD231PS  Y11, Y9, Y2
+
+	// token 3: scale the rows' chunk sums
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VBROADCASTSS (R10)(R14*1), Y11
+	VFMADD231PS  Y11, Y9, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kAsymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q4kAsymX8T4AVXVNNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4kAsymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q4kAsymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q4kAsymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   ds+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q4kAsymX8T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	VXORPS    Y13, Y13, Y13
+	VXORPS    Y14, Y14, Y14
+	MOVQ      cpg+48(FP), DX
+
+q4kAsymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVZXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	VPMOVZXBD    64(AX), Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R10), Y7
+	VFMADD231PS  Y7, Y5, Y14
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kAsymX8T1AVX512_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	VFMADD231PS Y11, Y14, Y9
+	DECQ        CX
+	JNZ         q4kAsymX8T1AVX512_group
+	VADDPS      Y9, Y0, Y0
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q4kAsymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q4kAsymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q4kAsymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         ds+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q4kAsymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	MOVQ      cpg+64(FP), DX
+
+q4kAsymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVZXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+	VPMOVZXBD 64(AX), Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS    Y13, Y9, Y9
+
+	// token 0: scale the rows' chunk sums
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VBROADCASTSS (R10), Y11
+	VFMADD231PS  Y11, Y9, Y0
+
+	// token 1: scale the rows' chunk sums
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VBROADCASTSS (R10)(R13*1), Y11
+	VFMADD231PS  Y11, Y9, Y1
+
+	// token 2: scale the rows' chunk sums
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VBROADCASTSS (R10)(R13*2), Y11
+	VFMADD231PS  Y11, Y9, Y2
+
+	// token 3: scale the rows' chunk sums
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VBROADCASTSS (R10)(R14*1), Y11
+	VFMADD231PS  Y11, Y9, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kAsymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q4kAsymX8T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q4kAsymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q4kAsymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Z15
+
+q4kAsymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   ds+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z9, Z9, Z9
+
+q4kAsymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	VCVTPH2PS    16(SI), Y11
+	VCVTPH2PS    16(SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z11, Z11
+	LEAQ         32(SI), AX
+	ADDQ         $0x000000a0, SI
+	VXORPS       Z13, Z13, Z13
+	VXORPS       Z14, Z14, Z14
+	MOVQ         cpg+56(FP), DX
+
+q4kAsymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVZXBD    (AX), Y6
+	VPMOVZXBD    (AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9), Z4
+	VMULPS       Z4, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z13
+	VPMOVZXBD    64(AX), Y5
+	VPMOVZXBD    64(AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R10), Z7
+	VFMADD231PS  Z7, Z5, Z14
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kAsymX16T1AVX512_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Z12, Z13, Z0
+	VFMADD231PS Z11, Z14, Z9
+	DECQ        CX
+	JNZ         q4kAsymX16T1AVX512_group
+	VADDPS      Z9, Z0, Z0
+	VMOVUPS     Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q4kAsymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q4kAsymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q4kAsymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         ds+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q4kAsymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	VCVTPH2PS    16(SI), Y13
+	VCVTPH2PS    16(SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z13, Z13
+	LEAQ         32(SI), AX
+	ADDQ         $0x000000a0, SI
+	MOVQ         cpg+72(FP), DX
+
+q4kAsymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVZXBD    (AX), Y8
+	VPMOVZXBD    (AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z12, Z8, Z8
+	VPMOVZXBD    64(AX), Y9
+	VPMOVZXBD    64(AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z9, Z9
+	VCVTDQ2PS    Z9, Z9
+	VMULPS       Z13, Z9, Z9
+
+	// token 0: scale the rows' chunk sums
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+	VBROADCASTSS (R10), Z11
+	VFMADD231PS  Z11, Z9, Z0
+
+	// token 1: scale the rows' chunk sums
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+	VBROADCASTSS (R10)(R13*1), Z11
+	VFMADD231PS  Z11, Z9, Z1
+
+	// token 2: scale the rows' chunk sums
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+	VBROADCASTSS (R10)(R13*2), Z11
+	VFMADD231PS  Z11, Z9, Z2
+
+	// token 3: scale the rows' chunk sums
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	VBROADCASTSS (R10)(R14*1), Z11
+	VFMADD231PS  Z11, Z9, Z3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q4kAsymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q4kAsymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kSymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q3kSymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask07<>+0(SB), Y15
+
+q3kSymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q3kSymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q3kSymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPMADDUBSW   Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x05, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+	VPMADDWD     Y14, Y1, Y1
+
+	// symmetric levels: subtract 2^(bits-1) * sum(q)
+	VPBROADCASTD (R10), Y3
+	VPSLLD       $0x02, Y3, Y3
+	VPSUBD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kSymX8T1AVX2_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q3kSymX8T1AVX2_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        BX
+	JNZ         q3kSymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q3kSymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3kSymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask07<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q3kSymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q3kSymX8T4AVX2_chunk:
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPMADDUBSW   Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x05, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y4, Y4
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y5, Y5
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y6, Y6
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y7, Y7
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kSymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q3kSymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kSymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q3kSymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask07<>+0(SB), Y15
+
+q3kSymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q3kSymX8T1AVXVNNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q3kSymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x05, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE   $0xc4
+	BYTE   $0xe2
+	BYTE   $0x6d
+	BYTE   $0x50
+	BYTE   $0xdc
+	VPADDD Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x02, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kSymX8T1AVXVNNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q3kSymX8T1AVXVNNI_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q3kSymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q3kSymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q3kSymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask07<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q3kSymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q3kSymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x05, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kSymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q3kSymX8T4AVXVNNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kSymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q3kSymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask07<>+0(SB), Y15
+
+q3kSymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q3kSymX8T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q3kSymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x05, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x02, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kSymX8T1AVX512_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q3kSymX8T1AVX512_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q3kSymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q3kSymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q3kSymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask07<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q3kSymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q3kSymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x05, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kSymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q3kSymX8T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kSymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q3kSymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD mask07<>+0(SB), Z15
+
+q3kSymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q3kSymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	VXORPS       Z13, Z13, Z13
+	MOVQ         cpg+56(FP), DX
+
+q3kSymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z2, Z2
+	VPSRLW       $0x06, Z2, Z2
+	VPANDD       mask03<>+0(SB), Z2, Z2
+	VMOVDQU      64(SI), Y8
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x04, Z8, Z8
+	VPANDD       mask04<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z2, Z2
+	VPSRLW       $0x06, Z2, Z2
+	VPANDD       mask03<>+0(SB), Z2, Z2
+	VMOVDQU      64(SI), Y8
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x05, Z8, Z8
+	VPANDD       mask04<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x02, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VPMOVSXBD    (AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9), Z4
+	VMULPS       Z4, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z13
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kSymX16T1AVX512_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Z12, Z13, Z0
+	DECQ        CX
+	JNZ         q3kSymX16T1AVX512_group
+	VMOVUPS     Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q3kSymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q3kSymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q3kSymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD mask07<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q3kSymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	MOVQ         cpg+72(FP), DX
+
+q3kSymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z8, Z8
+	VPSRLW       $0x06, Z8, Z8
+	VPANDD       mask03<>+0(SB), Z8, Z8
+	VMOVDQU      64(SI), Y11
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x04, Z11, Z11
+	VPANDD       mask04<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x06, Z8, Z8
+	VPANDD       mask03<>+0(SB), Z8, Z8
+	VMOVDQU      64(SI), Y11
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x05, Z11, Z11
+	VPANDD       mask04<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD    (AX), Y8
+	VPMOVSXBD    (AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z12, Z8, Z8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kSymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q3kSymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kAsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q3kAsymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask07<>+0(SB), Y15
+
+q3kAsymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   ds+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q3kAsymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	VXORPS    Y13, Y13, Y13
+	VXORPS    Y10, Y10, Y10
+	MOVQ      cpg+48(FP), DX
+
+q3kAsymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPMADDUBSW   Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x05, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y1, Y1
+	VPMADDWD     Y14, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVZXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	VPMOVZXBD    64(AX), Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R10), Y7
+	VFMADD231PS  Y7, Y5, Y10
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kAsymX8T1AVX2_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	VFMADD231PS Y11, Y10, Y9
+	DECQ        CX
+	JNZ         q3kAsymX8T1AVX2_group
+	VADDPS      Y9, Y0, Y0
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        BX
+	JNZ         q3kAsymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q3kAsymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q3kAsymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    ds+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask07<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q3kAsymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	MOVQ      cpg+64(FP), DX
+
+q3kAsymX8T4AVX2_chunk:
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPMADDUBSW   Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x05, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y4, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y5, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y6, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y11
+	VPADDW       Y11, Y7, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVZXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+	VPMOVZXBD 64(AX), Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS    Y13, Y9, Y9
+
+	// token 0: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VBROADCASTSS (R10), Y11
+	VFMADD231PS  Y11, Y9, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VBROADCASTSS (R10)(R13*1), Y11
+	VFMADD231PS  Y11, Y9, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VBROADCASTSS (R10)(R13*2), Y11
+	VFMADD231PS  Y11, Y9, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPMADDWD     Y14, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VBROADCASTSS (R10)(R14*1), Y11
+	VFMADD231PS  Y11, Y9, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kAsymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q3kAsymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kAsymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q3kAsymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask07<>+0(SB), Y15
+
+q3kAsymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   ds+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q3kAsymX8T1AVXVNNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	VXORPS    Y13, Y13, Y13
+	VXORPS    Y14, Y14, Y14
+	MOVQ      cpg+48(FP), DX
+
+q3kAsymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x05, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE      $0xc4
+	BYTE      $0xe2
+	BYTE      $0x6d
+	BYTE      $0x50
+	BYTE      $0xdc
+	VPADDD    Y3, Y1, Y1
+	VCVTDQ2PS Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVZXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	VPMOVZXBD    64(AX), Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R10), Y7
+	VFMADD231PS  Y7, Y5, Y14
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kAsymX8T1AVXVNNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	VFMADD231PS Y11, Y14, Y9
+	DECQ        CX
+	JNZ         q3kAsymX8T1AVXVNNI_group
+	VADDPS      Y9, Y0, Y0
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q3kAsymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q3kAsymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q3kAsymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         ds+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask07<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q3kAsymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	MOVQ      cpg+64(FP), DX
+
+q3kAsymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x05, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVZXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+	VPMOVZXBD 64(AX), Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS    Y13, Y9, Y9
+
+	// token 0: scale the rows' chunk sums
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VBROADCASTSS (R10), Y11
+	VFMADD231PS  Y11, Y9, Y0
+
+	// token 1: scale the rows' chunk sums
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VBROADCASTSS (R10)(R13*1), Y11
+	VFMADD231PS  Y11, Y9, Y1
+
+	// token 2: scale the rows' chunk sums
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VBROADCASTSS (R10)(R13*2), Y11
+	VFMADD231PS  Y11, Y9, Y2
+
+	// token 3: scale the rows' chunk sums
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VBROADCASTSS (R10)(R14*1), Y11
+	VFMADD231PS  Y11, Y9, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kAsymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q3kAsymX8T4AVXVNNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kAsymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q3kAsymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask07<>+0(SB), Y15
+
+q3kAsymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   ds+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q3kAsymX8T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	VXORPS    Y13, Y13, Y13
+	VXORPS    Y14, Y14, Y14
+	MOVQ      cpg+48(FP), DX
+
+q3kAsymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VPSRLW       $0x06, Y2, Y2
+	VPAND        mask03<>+0(SB), Y2, Y2
+	VMOVDQU      64(SI), Y8
+	VPSRLW       $0x05, Y8, Y8
+	VPAND        mask04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVZXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	VPMOVZXBD    64(AX), Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R10), Y7
+	VFMADD231PS  Y7, Y5, Y14
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kAsymX8T1AVX512_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	VFMADD231PS Y11, Y14, Y9
+	DECQ        CX
+	JNZ         q3kAsymX8T1AVX512_group
+	VADDPS      Y9, Y0, Y0
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q3kAsymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q3kAsymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q3kAsymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         ds+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask07<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q3kAsymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	MOVQ      cpg+64(FP), DX
+
+q3kAsymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VPSRLW       $0x06, Y8, Y8
+	VPAND        mask03<>+0(SB), Y8, Y8
+	VMOVDQU      64(SI), Y11
+	VPSRLW       $0x05, Y11, Y11
+	VPAND        mask04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVZXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+	VPMOVZXBD 64(AX), Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS    Y13, Y9, Y9
+
+	// token 0: scale the rows' chunk sums
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VBROADCASTSS (R10), Y11
+	VFMADD231PS  Y11, Y9, Y0
+
+	// token 1: scale the rows' chunk sums
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VBROADCASTSS (R10)(R13*1), Y11
+	VFMADD231PS  Y11, Y9, Y1
+
+	// token 2: scale the rows' chunk sums
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VBROADCASTSS (R10)(R13*2), Y11
+	VFMADD231PS  Y11, Y9, Y2
+
+	// token 3: scale the rows' chunk sums
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VBROADCASTSS (R10)(R14*1), Y11
+	VFMADD231PS  Y11, Y9, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kAsymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q3kAsymX8T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kAsymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q3kAsymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD mask07<>+0(SB), Z15
+
+q3kAsymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   ds+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z9, Z9, Z9
+
+q3kAsymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	VCVTPH2PS    16(SI), Y11
+	VCVTPH2PS    16(SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z11, Z11
+	LEAQ         32(SI), AX
+	ADDQ         $0x000000a0, SI
+	VXORPS       Z13, Z13, Z13
+	VXORPS       Z14, Z14, Z14
+	MOVQ         cpg+56(FP), DX
+
+q3kAsymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x03, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x03, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x03, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      (SI), Y2
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z2, Z2
+	VPSRLW       $0x06, Z2, Z2
+	VPANDD       mask03<>+0(SB), Z2, Z2
+	VMOVDQU      64(SI), Y8
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x04, Z8, Z8
+	VPANDD       mask04<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VMOVDQU      32(SI), Y2
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z2, Z2
+	VPSRLW       $0x06, Z2, Z2
+	VPANDD       mask03<>+0(SB), Z2, Z2
+	VMOVDQU      64(SI), Y8
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x05, Z8, Z8
+	VPANDD       mask04<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVZXBD    (AX), Y6
+	VPMOVZXBD    (AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9), Z4
+	VMULPS       Z4, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z13
+	VPMOVZXBD    64(AX), Y5
+	VPMOVZXBD    64(AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R10), Z7
+	VFMADD231PS  Z7, Z5, Z14
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kAsymX16T1AVX512_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Z12, Z13, Z0
+	VFMADD231PS Z11, Z14, Z9
+	DECQ        CX
+	JNZ         q3kAsymX16T1AVX512_group
+	VADDPS      Z9, Z0, Z0
+	VMOVUPS     Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q3kAsymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q3kAsymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q3kAsymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         ds+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD mask07<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q3kAsymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	VCVTPH2PS    16(SI), Y13
+	VCVTPH2PS    16(SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z13, Z13
+	LEAQ         32(SI), AX
+	ADDQ         $0x000000a0, SI
+	MOVQ         cpg+72(FP), DX
+
+q3kAsymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x03, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x03, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x03, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      (SI), Y8
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z8, Z8
+	VPSRLW       $0x06, Z8, Z8
+	VPANDD       mask03<>+0(SB), Z8, Z8
+	VMOVDQU      64(SI), Y11
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x04, Z11, Z11
+	VPANDD       mask04<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VMOVDQU      32(SI), Y8
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x06, Z8, Z8
+	VPANDD       mask03<>+0(SB), Z8, Z8
+	VMOVDQU      64(SI), Y11
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x05, Z11, Z11
+	VPANDD       mask04<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVZXBD    (AX), Y8
+	VPMOVZXBD    (AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z12, Z8, Z8
+	VPMOVZXBD    64(AX), Y9
+	VPMOVZXBD    64(AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z9, Z9
+	VCVTDQ2PS    Z9, Z9
+	VMULPS       Z13, Z9, Z9
+
+	// token 0: scale the rows' chunk sums
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+	VBROADCASTSS (R10), Z11
+	VFMADD231PS  Z11, Z9, Z0
+
+	// token 1: scale the rows' chunk sums
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+	VBROADCASTSS (R10)(R13*1), Z11
+	VFMADD231PS  Z11, Z9, Z1
+
+	// token 2: scale the rows' chunk sums
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+	VBROADCASTSS (R10)(R13*2), Z11
+	VFMADD231PS  Z11, Z9, Z2
+
+	// token 3: scale the rows' chunk sums
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	VBROADCASTSS (R10)(R14*1), Z11
+	VFMADD231PS  Z11, Z9, Z3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kAsymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q3kAsymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6kSymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q6kSymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q6kSymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q6kSymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q6kSymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+	VPMADDUBSW   Y4, Y2, Y10
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y1
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y10
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      160(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y10
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      160(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      160(SI), Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y10
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      160(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+
+	// symmetric levels: subtract 2^(bits-1) * sum(q)
+	VPBROADCASTD (R10), Y3
+	VPSLLD       $0x05, Y3, Y3
+	VPSUBD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6kSymX8T1AVX2_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q6kSymX8T1AVX2_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        BX
+	JNZ         q6kSymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q6kSymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q6kSymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q6kSymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q6kSymX8T4AVX2_chunk:
+	// vectors 0, 1 x activation dwords 0, 1 of each token (int16 pair sums)
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPSRLW       $0x04, Y9, Y13
+	VPAND        Y15, Y13, Y13
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y13, Y13
+	VPBROADCASTD (R8), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 4(R8), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 4(R8)(R11*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 4(R8)(R11*2), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 4(R8)(R12*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y7
+
+	// vectors 2, 3 x activation dwords 2, 3 of each token (int16 pair sums)
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPSRLW       $0x04, Y9, Y13
+	VPAND        Y15, Y13, Y13
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y13, Y13
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 12(R8), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 12(R8)(R11*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 12(R8)(R11*2), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 12(R8)(R12*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+
+	// vectors 4, 5 x activation dwords 4, 5 of each token (int16 pair sums)
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      160(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPSRLW       $0x04, Y9, Y13
+	VPAND        Y15, Y13, Y13
+	VMOVDQU      160(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y13, Y13
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 20(R8), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 20(R8)(R11*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 20(R8)(R11*2), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 20(R8)(R12*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+
+	// vectors 6, 7 x activation dwords 6, 7 of each token (int16 pair sums)
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      160(SI), Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPSRLW       $0x04, Y9, Y13
+	VPAND        Y15, Y13, Y13
+	VMOVDQU      160(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y13, Y13
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 28(R8), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 28(R8)(R11*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 28(R8)(R11*2), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 28(R8)(R12*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6kSymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q6kSymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6kSymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q6kSymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q6kSymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q6kSymX8T1AVXVNNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q6kSymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      160(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      160(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      160(SI), Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      160(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE   $0xc4
+	BYTE   $0xe2
+	BYTE   $0x6d
+	BYTE   $0x50
+	BYTE   $0xdc
+	VPADDD Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x05, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6kSymX8T1AVXVNNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q6kSymX8T1AVXVNNI_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q6kSymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q6kSymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q6kSymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q6kSymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q6kSymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      160(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      160(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      160(SI), Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      160(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6kSymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q6kSymX8T4AVXVNNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6kSymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q6kSymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q6kSymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q6kSymX8T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q6kSymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      160(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      160(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      160(SI), Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      160(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x05, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6kSymX8T1AVX512_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q6kSymX8T1AVX512_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q6kSymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q6kSymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q6kSymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q6kSymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q6kSymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      160(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      160(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      160(SI), Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      160(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask30<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6kSymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q6kSymX8T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6kSymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q6kSymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Z15
+
+q6kSymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q6kSymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	VXORPS       Z13, Z13, Z13
+	MOVQ         cpg+56(FP), DX
+
+q6kSymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	PREFETCHT0 16512(SI)
+	PREFETCHT0 16512(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x04, Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x02, Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x02, Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      160(SI), Y8
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x04, Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      160(SI), Y8
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x02, Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      160(SI), Y8
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      160(SI), Y8
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x02, Z8, Z8
+	VPANDD       mask30<>+0(SB), Z8, Z8
+	VPORD        Z8, Z2, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x05, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VPMOVSXBD    (AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9), Z4
+	VMULPS       Z4, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z13
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6kSymX16T1AVX512_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Z12, Z13, Z0
+	DECQ        CX
+	JNZ         q6kSymX16T1AVX512_group
+	VMOVUPS     Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q6kSymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q6kSymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q6kSymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q6kSymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	MOVQ         cpg+72(FP), DX
+
+q6kSymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x04, Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x02, Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x02, Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      160(SI), Y11
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x04, Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      160(SI), Y11
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x02, Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      160(SI), Y11
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      160(SI), Y11
+	VINSERTI64X4 $0x01, 160(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x02, Z11, Z11
+	VPANDD       mask30<>+0(SB), Z11, Z11
+	VPORD        Z11, Z8, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD    (AX), Y8
+	VPMOVSXBD    (AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z12, Z8, Z8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6kSymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q6kSymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
 // func dotF32AVX2(a *float32, b *float32, n uintptr) float32
 // Requires: AVX, FMA3, SSE
 TEXT ·dotF32AVX2(SB), NOSPLIT, $0-28

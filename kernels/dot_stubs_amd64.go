@@ -916,6 +916,286 @@ func q8SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float3
 //go:noescape
 func q8SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
+// q4kSymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q4kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kSymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q4kSymX8T4AVX2 computes the dot products of one row block of a Tiled8 q4kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kSymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4kSymX8T1AVXVNNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q4kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kSymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q4kSymX8T4AVXVNNI computes the dot products of one row block of a Tiled8 q4kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kSymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4kSymX8T1AVX512 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q4kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kSymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q4kSymX8T4AVX512 computes the dot products of one row block of a Tiled8 q4kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kSymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4kSymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q4kSym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kSymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q4kSymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q4kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kSymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4kAsymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q4kAsym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, scale-times-sum products ds),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kAsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q4kAsymX8T4AVX2 computes the dot products of one row block of a Tiled8 q4kAsym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kAsymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4kAsymX8T1AVXVNNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q4kAsym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, scale-times-sum products ds),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kAsymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q4kAsymX8T4AVXVNNI computes the dot products of one row block of a Tiled8 q4kAsym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kAsymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4kAsymX8T1AVX512 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q4kAsym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, scale-times-sum products ds),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kAsymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q4kAsymX8T4AVX512 computes the dot products of one row block of a Tiled8 q4kAsym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kAsymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q4kAsymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q4kAsym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, scale-times-sum products ds), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kAsymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q4kAsymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q4kAsym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q4kAsymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kSymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kSymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q3kSymX8T4AVX2 computes the dot products of one row block of a Tiled8 q3kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kSymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kSymX8T1AVXVNNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kSymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q3kSymX8T4AVXVNNI computes the dot products of one row block of a Tiled8 q3kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kSymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kSymX8T1AVX512 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kSymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q3kSymX8T4AVX512 computes the dot products of one row block of a Tiled8 q3kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kSymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kSymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q3kSym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kSymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q3kSymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q3kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kSymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kAsymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3kAsym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, scale-times-sum products ds),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kAsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q3kAsymX8T4AVX2 computes the dot products of one row block of a Tiled8 q3kAsym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kAsymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kAsymX8T1AVXVNNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3kAsym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, scale-times-sum products ds),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kAsymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q3kAsymX8T4AVXVNNI computes the dot products of one row block of a Tiled8 q3kAsym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kAsymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kAsymX8T1AVX512 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3kAsym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, scale-times-sum products ds),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kAsymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q3kAsymX8T4AVX512 computes the dot products of one row block of a Tiled8 q3kAsym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kAsymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kAsymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q3kAsym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, scale-times-sum products ds), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kAsymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q3kAsymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q3kAsym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kAsymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6kSymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q6kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6kSymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q6kSymX8T4AVX2 computes the dot products of one row block of a Tiled8 q6kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6kSymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6kSymX8T1AVXVNNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q6kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6kSymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q6kSymX8T4AVXVNNI computes the dot products of one row block of a Tiled8 q6kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6kSymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6kSymX8T1AVX512 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q6kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6kSymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q6kSymX8T4AVX512 computes the dot products of one row block of a Tiled8 q6kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6kSymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6kSymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q6kSym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6kSymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q6kSymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q6kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6kSymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
 // dotF32AVX2 returns sum_i a[i]*b[i] for i < n. Reference: dotGeneric.
 //
 //go:noescape

@@ -792,6 +792,10 @@ var emuOps = map[string]emuOp{
 	"VMULSS":     emuScalar(func(a uint32, b float32) float32 { return b * math.Float32frombits(a) }),
 	"VCVTSI2SSL": emuScalar(func(a uint32, _ float32) float32 { return float32(int32(a)) }),
 	"VCVTDQ2PS":  emuUnary(4, func(a uint64) uint64 { return uint64(math.Float32bits(float32(int32(a)))) }),
+	// bytes (memory or the low bytes of an X register) widened to the
+	// dwords of dst, with or without sign
+	"VPMOVZXBD": emuWidenBD(false),
+	"VPMOVSXBD": emuWidenBD(true),
 	"VCVTPH2PS": {2, func(m *emuMachine, x []emuOperand) {
 		n := x[1].width()
 		a := m.read(x[0], n/2)
@@ -919,6 +923,22 @@ func emuMasked(op emuOp, esz int, zero bool) emuOp {
 			}
 		}
 		m.write(dst, r, w)
+	}}
+}
+
+func emuWidenBD(signed bool) emuOp {
+	return emuOp{2, func(m *emuMachine, x []emuOperand) {
+		n := x[1].width()
+		a := m.read(x[0], n/4)
+		var r emuVec
+		for i := 0; i < n/4; i++ {
+			b := a.get(i, 1)
+			if signed {
+				b = uint64(uint32(int8(b)))
+			}
+			r.set(i, 4, b)
+		}
+		m.write(x[1], r, n)
 	}}
 }
 
@@ -1135,7 +1155,7 @@ func emuTable(t testing.TB, qk *quantKernels, tier string) *quantKernels {
 // subnormals.
 func emuMatrix(t testing.TB, rng *rand.Rand, f Format, rows, cols int) *Matrix {
 	m := &Matrix{Format: f, Rows: rows, Cols: cols, Data: make([]byte, rows*f.RowBytes(cols))}
-	rb, groups := f.RowBytes(cols), cols/f.Group
+	rb, groups := f.RowBytes(cols), cols/f.SubGroup()
 	for r := 0; r < rows; r++ {
 		scales, mins := gaussian(rng, groups, 0.01), gaussian(rng, groups, 0.05)
 		if !f.Asym {
@@ -1395,8 +1415,9 @@ func TestEmuTiledKernels(t *testing.T) {
 				mulMatTiledGeneric(tm, want, xs, 0, rows)
 				wd := dequantAll(t, m)
 				groups, cpg := uintptr(cols/f.Group), uintptr(f.Group/ChunkSize)
-				blockBytes := TileRows * f.RowBytes(cols)
-				base := fmt.Sprintf("q%d%s", f.Type.Bits(), map[bool]string{false: "Sym", true: "Asym"}[f.Asym])
+				blockBytes := tiledBlockBytes(f, cols)
+				base := fmt.Sprintf("q%d%s%s", f.Type.Bits(), map[bool]string{false: "", true: "k"}[f.Super],
+					map[bool]string{false: "Sym", true: "Asym"}[f.Asym])
 				s, ds, sum := &xs.S[0], &xs.DS[0], emuPtr(&xs.S[0])
 				if f.Asym {
 					sum = emuPtr(&xs.DS[0])

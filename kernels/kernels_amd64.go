@@ -60,7 +60,7 @@ type sbKernel func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, 
 type quantKernels struct {
 	q4, q4a, q3, q3a, q6, q8 dotKernels
 	// superblock formats (q4_k, q4_k_asym, q3_k, q3_k_asym, q6_k): the AVX2
-	// kernels on every tier
+	// kernels on every tier (row-major matrices; Tiled8 ones take tiledT1...)
 	q4k, q4ka, q3k, q3ka, q6k dotKernels
 }
 
@@ -149,6 +149,16 @@ func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *in
 	switch t {
 	case TierAVX512:
 		switch {
+		case f.Super && f.Type == Q4 && !f.Asym:
+			q4kSymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
+		case f.Super && f.Type == Q4:
+			q4kAsymX8T1AVX512(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Super && f.Type == Q3 && !f.Asym:
+			q3kSymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
+		case f.Super && f.Type == Q3:
+			q3kAsymX8T1AVX512(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Super:
+			q6kSymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
 		case f.Type == Q4 && !f.Asym:
 			q4SymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
 		case f.Type == Q4:
@@ -164,6 +174,16 @@ func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *in
 		}
 	case TierAVXVNNI:
 		switch {
+		case f.Super && f.Type == Q4 && !f.Asym:
+			q4kSymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
+		case f.Super && f.Type == Q4:
+			q4kAsymX8T1AVXVNNI(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Super && f.Type == Q3 && !f.Asym:
+			q3kSymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
+		case f.Super && f.Type == Q3:
+			q3kAsymX8T1AVXVNNI(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Super:
+			q6kSymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
 		case f.Type == Q4 && !f.Asym:
 			q4SymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
 		case f.Type == Q4:
@@ -179,6 +199,16 @@ func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *in
 		}
 	default:
 		switch {
+		case f.Super && f.Type == Q4 && !f.Asym:
+			q4kSymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+		case f.Super && f.Type == Q4:
+			q4kAsymX8T1AVX2(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Super && f.Type == Q3 && !f.Asym:
+			q3kSymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+		case f.Super && f.Type == Q3:
+			q3kAsymX8T1AVX2(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Super:
+			q6kSymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 		case f.Type == Q4 && !f.Asym:
 			q4SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 		case f.Type == Q4:
@@ -199,6 +229,16 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 	switch t {
 	case TierAVX512:
 		switch {
+		case f.Super && f.Type == Q4 && !f.Asym:
+			q4kSymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Super && f.Type == Q4:
+			q4kAsymX8T4AVX512(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Super && f.Type == Q3 && !f.Asym:
+			q3kSymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Super && f.Type == Q3:
+			q3kAsymX8T4AVX512(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Super:
+			q6kSymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Type == Q4 && !f.Asym:
 			q4SymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Type == Q4:
@@ -214,6 +254,16 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 		}
 	case TierAVXVNNI:
 		switch {
+		case f.Super && f.Type == Q4 && !f.Asym:
+			q4kSymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Super && f.Type == Q4:
+			q4kAsymX8T4AVXVNNI(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Super && f.Type == Q3 && !f.Asym:
+			q3kSymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Super && f.Type == Q3:
+			q3kAsymX8T4AVXVNNI(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Super:
+			q6kSymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Type == Q4 && !f.Asym:
 			q4SymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Type == Q4:
@@ -229,6 +279,16 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 		}
 	default:
 		switch {
+		case f.Super && f.Type == Q4 && !f.Asym:
+			q4kSymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Super && f.Type == Q4:
+			q4kAsymX8T4AVX2(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Super && f.Type == Q3 && !f.Asym:
+			q3kSymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Super && f.Type == Q3:
+			q3kAsymX8T4AVX2(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Super:
+			q6kSymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Type == Q4 && !f.Asym:
 			q4SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Type == Q4:
@@ -251,6 +311,16 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 // prefill of one pair with 4 tokens.
 func tiledPairT1(f Format, out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, ds *float32, groups, cpg, npair uintptr) {
 	switch {
+	case f.Super && f.Type == Q4 && !f.Asym:
+		q4kSymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
+	case f.Super && f.Type == Q4:
+		q4kAsymX16T1AVX512(out, w, wstride, q, d, ds, groups, cpg, npair)
+	case f.Super && f.Type == Q3 && !f.Asym:
+		q3kSymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
+	case f.Super && f.Type == Q3:
+		q3kAsymX16T1AVX512(out, w, wstride, q, d, ds, groups, cpg, npair)
+	case f.Super:
+		q6kSymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
 	case f.Type == Q4 && !f.Asym:
 		q4SymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
 	case f.Type == Q4:
@@ -268,6 +338,16 @@ func tiledPairT1(f Format, out *float32, w *byte, wstride uintptr, q *int8, d *f
 
 func tiledPairT4(f Format, out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, ds *float32, astride, groups, cpg uintptr) {
 	switch {
+	case f.Super && f.Type == Q4 && !f.Asym:
+		q4kSymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
+	case f.Super && f.Type == Q4:
+		q4kAsymX16T4AVX512(out, ostride, w, wstride, q, d, ds, astride, groups, cpg)
+	case f.Super && f.Type == Q3 && !f.Asym:
+		q3kSymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
+	case f.Super && f.Type == Q3:
+		q3kAsymX16T4AVX512(out, ostride, w, wstride, q, d, ds, astride, groups, cpg)
+	case f.Super:
+		q6kSymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case f.Type == Q4 && !f.Asym:
 		q4SymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case f.Type == Q4:
@@ -288,7 +368,7 @@ func tiledPairT4(f Format, out *float32, ostride uintptr, w *byte, wstride uintp
 // and keeps the rows asked for.
 func mulVecTiledSIMD(t Tier, m *Matrix, dst []float32, x *Activation, r0, r1 int) {
 	f := m.Format
-	blockBytes := TileRows * f.RowBytes(m.Cols)
+	blockBytes := tiledBlockBytes(f, m.Cols)
 	groups := uintptr(m.Cols / f.Group)
 	cpg := uintptr(f.Group / ChunkSize)
 	q, d, s, ds := &x.Q[0], &x.D[0], &x.S[0], &x.DS[0]
@@ -314,7 +394,7 @@ func mulVecTiledSIMD(t Tier, m *Matrix, dst []float32, x *Activation, r0, r1 int
 // tiledPartialBlock computes row block b into a buffer and keeps rows [lo, hi).
 func tiledPartialBlock(t Tier, m *Matrix, dst []float32, x *Activation, b, lo, hi int) {
 	var part [TileRows]float32
-	tiledT1(t, m.Format, &part[0], &m.Data[b*TileRows*m.Format.RowBytes(m.Cols)], &x.Q[0], &x.D[0], &x.S[0], &x.DS[0],
+	tiledT1(t, m.Format, &part[0], &m.Data[b*tiledBlockBytes(m.Format, m.Cols)], &x.Q[0], &x.D[0], &x.S[0], &x.DS[0],
 		uintptr(m.Cols/m.Format.Group), uintptr(m.Format.Group/ChunkSize), 1)
 	copy(dst[lo:hi], part[lo-b*TileRows:hi-b*TileRows])
 }
@@ -328,7 +408,7 @@ func mulMatTiledSIMD(tier Tier, m *Matrix, dst []float32, xs *ActivationBatch, r
 		return
 	}
 	f := m.Format
-	blockBytes := TileRows * f.RowBytes(m.Cols)
+	blockBytes := tiledBlockBytes(f, m.Cols)
 	groups := uintptr(m.Cols / m.Format.Group)
 	cpg := uintptr(m.Format.Group / ChunkSize)
 	nb := xs.Blocks

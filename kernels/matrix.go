@@ -35,7 +35,11 @@ func (m *Matrix) Validate() error {
 	default:
 		return fmt.Errorf("kernels: matrix: %w: unknown layout %d", ErrFormat, m.Layout)
 	}
-	if want := m.Rows * m.Format.RowBytes(m.Cols); len(m.Data) != want {
+	want := m.Rows * m.Format.RowBytes(m.Cols)
+	if m.Layout == Tiled8 {
+		want = m.Rows / TileRows * tiledBlockBytes(m.Format, m.Cols)
+	}
+	if len(m.Data) != want {
 		return fmt.Errorf("kernels: matrix %dx%d %s: %w: data is %d bytes, want %d", m.Rows, m.Cols, m.Format, ErrShape, len(m.Data), want)
 	}
 	return nil

@@ -26,7 +26,7 @@ func TestPrepare(t *testing.T) {
 			case p.Format != f:
 				t.Fatalf("%s on %s: prepared as %s", f, tier, p.Format)
 			}
-			if (p.Layout == Tiled8) != (impl.tiled && f.Type.Quantized() && !f.Super) {
+			if (p.Layout == Tiled8) != (impl.tiled && f.Type.Quantized()) {
 				t.Fatalf("%s on %s: prepared layout %s", f, tier, p.Layout)
 			}
 			want, got := make([]float32, cols), make([]float32, cols)

@@ -69,14 +69,60 @@ func (l Layout) String() string {
 //	                the signed byte q-128, as in RowMajor.
 //
 // Bits per weight are those of the format: only the order changes.
+//
+// Superblock formats (superblock.go) have one tile per superblock, whose
+// header holds the 8 rows' super-scales and their sub-scale (and sub-min)
+// codes unpacked to one byte each, so that a kernel widens the 8 rows' codes
+// of chunk j with one VPMOVSXBD/VPMOVZXBD and multiplies them by the
+// super-scales (sub-scale = D*(c-32) or D*c, exactly as superHeader):
+//
+//	symmetric (80 bytes):   [0:16]   D of rows 0..7, f16 each
+//	                        [16:80]  byte 16+8j+r = c_j - 32 of row r (int8)
+//	asymmetric (160 bytes): [0:16]   D of rows 0..7, f16 each
+//	                        [16:32]  M of rows 0..7, f16 each
+//	                        [32:96]  byte 32+8j+r = scale code c_j of row r
+//	                        [96:160] byte 96+8j+r = min code n_j of row r
+//
+// then the 8 chunk tiles as above. The codes take 8 bits instead of 6, so a
+// Tiled8 superblock matrix is 2 (symmetric) or 4 (asymmetric) bytes per row
+// and superblock larger in memory than the file's RowMajor bytes (1.5% for
+// q4_k, 2.8% for q4_k_asym); the file format and its counted sizes are
+// unchanged.
 
-// tileHeaderBytes is the size of a tile's scale (and min) fields.
-func tileHeaderBytes(f Format) int { return TileRows * f.headerBytes() }
+// tileHeaderBytes is the size of a tile's header: the scale (and min)
+// fields, for superblock formats the super-scales and codes.
+func tileHeaderBytes(f Format) int {
+	if f.Super {
+		return tileSuperCodes(f) + superChunks*TileRows*tileCodeFields(f)
+	}
+	return TileRows * f.headerBytes()
+}
+
+// tileSuperCodes is the offset of the codes in a superblock tile's header;
+// the min codes (asymmetric) follow the scale codes.
+func tileSuperCodes(f Format) int { return TileRows * 2 * tileCodeFields(f) }
+
+// tileCodeFields is the number of code fields of a superblock: scales, and
+// mins when asymmetric.
+func tileCodeFields(f Format) int {
+	if f.Asym {
+		return 2
+	}
+	return 1
+}
+
+// tileGroupBytes is the size of one group's (superblock's) tile.
+func tileGroupBytes(f Format) int {
+	return tileHeaderBytes(f) + TileRows*(f.Group/ChunkSize)*f.Type.chunkBytes()
+}
+
+// tiledBlockBytes is the size of one row block of a Tiled8 matrix with cols
+// columns: 8 rows' RowMajor bytes, more for superblock formats.
+func tiledBlockBytes(f Format, cols int) int { return cols / f.Group * tileGroupBytes(f) }
 
 // canTile reports whether m can be stored Tiled8.
 func canTile(m *Matrix) bool {
-	// Superblock formats have no Tiled8 form (yet): every tier runs them row-major.
-	return m.Format.Type.Quantized() && !m.Format.Super && m.Rows%TileRows == 0 && m.Cols%ChunkSize == 0
+	return m.Format.Type.Quantized() && m.Rows%TileRows == 0 && m.Cols%ChunkSize == 0
 }
 
 // wantsTiles reports whether the current tier has Tiled8 kernels for m's
@@ -85,8 +131,9 @@ func wantsTiles(m *Matrix) bool {
 	return impl.tiled && m.Layout == RowMajor && canTile(m)
 }
 
-// Tile returns a copy of m in the Tiled8 layout, with its data in dst
-// (len(m.Data) bytes, or nil to allocate). The result computes exactly what
+// Tile returns a copy of m in the Tiled8 layout, with its data in dst (nil to
+// allocate): len(m.Data) bytes, plus 2 (symmetric) or 4 (asymmetric) bytes per
+// row and superblock for superblock formats. The result computes exactly what
 // m does; Row, MulVec and MulMat accept either layout on every tier.
 func Tile(m *Matrix, dst []byte) (*Matrix, error) {
 	if err := m.Validate(); err != nil {
@@ -95,15 +142,16 @@ func Tile(m *Matrix, dst []byte) (*Matrix, error) {
 	if m.Layout != RowMajor || !canTile(m) {
 		return nil, fmt.Errorf("kernels: tile: %w: %s matrix %dx%d (%s) cannot be tiled by %d rows", ErrShape, m.Format, m.Rows, m.Cols, m.Layout, TileRows)
 	}
+	blockBytes := tiledBlockBytes(m.Format, m.Cols)
+	blocks := m.Rows / TileRows
 	if dst == nil {
-		dst = allocWeights(len(m.Data))
+		dst = allocWeights(blocks * blockBytes)
 	}
-	if len(dst) != len(m.Data) {
-		return nil, fmt.Errorf("kernels: tile: %w: destination is %d bytes, want %d", ErrShape, len(dst), len(m.Data))
+	if len(dst) != blocks*blockBytes {
+		return nil, fmt.Errorf("kernels: tile: %w: destination is %d bytes, want %d", ErrShape, len(dst), blocks*blockBytes)
 	}
 	t := &Matrix{Format: m.Format, Rows: m.Rows, Cols: m.Cols, Data: dst, Layout: Tiled8}
 	rb := m.Format.RowBytes(m.Cols)
-	blocks := m.Rows / TileRows
 	// Tiling runs once at load, over the whole model: split large matrices
 	// over all cores (a 2B model's 1.8 GB take about 3 s on one core).
 	workers := min(runtime.GOMAXPROCS(0), max(1, len(m.Data)>>20))
@@ -117,7 +165,7 @@ func Tile(m *Matrix, dst []byte) (*Matrix, error) {
 				for r := range rows {
 					rows[r] = m.Data[(b*TileRows+r)*rb:][:rb]
 				}
-				tileRowBlock(m.Format, dst[b*TileRows*rb:][:TileRows*rb], &rows)
+				tileRowBlock(m.Format, dst[b*blockBytes:][:blockBytes], &rows)
 			}
 		}(blocks*w/workers, blocks*(w+1)/workers)
 	}
@@ -129,15 +177,18 @@ func Tile(m *Matrix, dst []byte) (*Matrix, error) {
 func tileRowBlock(f Format, dst []byte, rows *[TileRows][]byte) {
 	bb, hb := f.BlockBytes(), f.headerBytes()
 	cb := f.Type.chunkBytes()
-	th := tileHeaderBytes(f)
+	th, tgb := tileHeaderBytes(f), tileGroupBytes(f)
 	cpg := f.Group / ChunkSize
 	for g := 0; g < len(rows[0])/bb; g++ {
-		tile := dst[g*TileRows*bb:][:TileRows*bb]
+		tile := dst[g*tgb:][:tgb]
 		for r, row := range rows {
 			blk := row[g*bb:]
 			copy(tile[2*r:2*r+2], blk[0:2])
 			if f.Asym {
 				copy(tile[16+2*r:16+2*r+2], blk[2:4])
+			}
+			if f.Super {
+				tileSuperRow(f, tile, r, blk)
 			}
 			for c := 0; c < cpg; c++ {
 				tileChunkRow(f.Type, tile[th+c*TileRows*cb:][:TileRows*cb], r, blk[hb+c*cb:][:cb])
@@ -192,21 +243,54 @@ func tileChunkRow(t Type, tile []byte, r int, src []byte) {
 	}
 }
 
-// maxBlockBytes bounds BlockBytes of the quantized formats (Q4 g128 asym: 68).
-const maxBlockBytes = 128
+// tileSuperRow stores the codes of RowMajor superblock blk (row r) in a
+// superblock tile's header, one byte each (symmetric scales as c-32).
+func tileSuperRow(f Format, tile []byte, r int, blk []byte) {
+	var codes [2 * superChunks]uint8
+	n := superChunks * tileCodeFields(f)
+	superCodes(codes[:n], blk[f.headerBytes()-n*codeBits/8:f.headerBytes()])
+	at := tileSuperCodes(f)
+	for i, c := range codes[:n] {
+		if !f.Asym {
+			c -= symCodeOffset
+		}
+		tile[at+TileRows*i+r] = c
+	}
+}
+
+// untileSuperRow is the inverse of tileSuperRow: it packs row r's codes
+// back into the RowMajor header blk.
+func untileSuperRow(f Format, blk []byte, tile []byte, r int) {
+	var codes [2 * superChunks]uint8
+	n := superChunks * tileCodeFields(f)
+	at := tileSuperCodes(f)
+	for i := range codes[:n] {
+		codes[i] = tile[at+TileRows*i+r]
+		if !f.Asym {
+			codes[i] += symCodeOffset
+		}
+	}
+	putSuperCodes(blk[f.headerBytes()-n*codeBits/8:f.headerBytes()], codes[:n])
+}
+
+// maxBlockBytes bounds BlockBytes of the quantized formats (q6_k: 200).
+const maxBlockBytes = 256
 
 // untileGroup rebuilds the RowMajor bytes of group g of row r of a Tiled8
 // matrix in dst (BlockBytes long).
 func untileGroup(m *Matrix, r, g int, dst []byte) {
 	f := m.Format
-	bb, hb := f.BlockBytes(), f.headerBytes()
+	hb := f.headerBytes()
 	cb := f.Type.chunkBytes()
-	rb := f.RowBytes(m.Cols)
-	tile := m.Data[(r/TileRows)*TileRows*rb+g*TileRows*bb:][:TileRows*bb]
+	tgb := tileGroupBytes(f)
+	tile := m.Data[(r/TileRows)*tiledBlockBytes(f, m.Cols)+g*tgb:][:tgb]
 	lane := r % TileRows
 	copy(dst[0:2], tile[2*lane:])
 	if f.Asym {
 		copy(dst[2:4], tile[16+2*lane:])
+	}
+	if f.Super {
+		untileSuperRow(f, dst, tile, lane)
 	}
 	var lv [ChunkSize]uint8
 	for c := 0; c < f.Group/ChunkSize; c++ {

@@ -11,7 +11,7 @@ import (
 func quantFormats() []Format {
 	var fs []Format
 	for _, f := range Formats() {
-		if f.Type.Quantized() && !f.Super { // superblock formats have no Tiled8 form
+		if f.Type.Quantized() {
 			fs = append(fs, f)
 		}
 	}
@@ -119,6 +119,57 @@ func TestTileChunkRowMatchesDefinition(t *testing.T) {
 	}
 }
 
+// A superblock tile's header, byte by byte as tiles.go spells it: the
+// rows' super-scales (and super-mins), then per chunk j and row r the scale
+// code (symmetric: c-32 as int8) and the min code.
+func TestTileSuperHeader(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, f := range SuperFormats() {
+		const cols = 2 * SuperBlock
+		m, _ := randMatrix(t, rng, f, 16, cols)
+		tm := mustTile(t, m)
+		if want := len(m.Data) + m.Rows*cols/SuperBlock*2*tileCodeFields(f); len(tm.Data) != want {
+			t.Fatalf("%s: tiled %d bytes, want %d", f, len(tm.Data), want)
+		}
+		for r := 0; r < m.Rows; r++ {
+			levels := make([]uint8, cols)
+			scales, mins := make([]float32, cols/ChunkSize), make([]float32, cols/ChunkSize)
+			supers, superMins := make([]float32, cols/SuperBlock), make([]float32, cols/SuperBlock)
+			if err := UnpackSuperRow(f, levels, scales, mins, supers, superMins, m.row(r)); err != nil {
+				t.Fatal(err)
+			}
+			for b := 0; b < cols/SuperBlock; b++ {
+				tile := tm.Data[r/TileRows*tiledBlockBytes(f, cols)+b*tileGroupBytes(f):]
+				lane := r % TileRows
+				if d := f16At(tile, 2*lane); d != supers[b] {
+					t.Fatalf("%s row %d block %d: D %v, want %v", f, r, b, d, supers[b])
+				}
+				codes := tile[16:]
+				if f.Asym {
+					if mm := f16At(tile, 16+2*lane); mm != superMins[b] {
+						t.Fatalf("%s row %d block %d: M %v, want %v", f, r, b, mm, superMins[b])
+					}
+					codes = tile[32:]
+				}
+				for j := 0; j < superChunks; j++ {
+					sc := supers[b] * float32(codes[8*j+lane])
+					if !f.Asym {
+						sc = supers[b] * float32(int8(codes[8*j+lane]))
+					}
+					if want := scales[b*superChunks+j]; sc != want {
+						t.Fatalf("%s row %d block %d chunk %d: scale %v from the tile, want %v", f, r, b, j, sc, want)
+					}
+					if f.Asym {
+						if mn, want := superMins[b]*float32(codes[64+8*j+lane]), mins[b*superChunks+j]; mn != want {
+							t.Fatalf("%s row %d block %d chunk %d: min %v from the tile, want %v", f, r, b, j, mn, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestTileErrors(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	m, _ := randMatrix(t, rng, Format{Type: Q4, Group: 32}, 12, 64) // 12 rows: not a multiple of 8
@@ -200,13 +251,13 @@ func TestTiledIntegerExact(t *testing.T) {
 }
 
 // Real-valued tiled products against the row-major reference, within the
-// SIMD-vs-reference budget of TestMulVecTiers; 32896 columns make token
-// blocks of 4 in MulMat, so 9 tokens cross blocks.
+// SIMD-vs-reference budget of TestMulVecTiers; 32896 columns (33024 for
+// superblocks) make token blocks of 4 in MulMat, so 9 tokens cross blocks.
 func TestTiledTiers(t *testing.T) {
 	forEachTier(t, func(t *testing.T, tier Tier) {
 		rng := rand.New(rand.NewPCG(25, 26))
 		for _, f := range quantFormats() {
-			for _, cols := range []int{colsFor(f, 7), 2304, 32896} {
+			for _, cols := range []int{colsFor(f, 7), 2304, (32896 + f.Group - 1) / f.Group * f.Group} {
 				m, _ := randMatrix(t, rng, f, 16, cols)
 				tm := mustTile(t, m)
 				const n = 9
@@ -272,7 +323,7 @@ func benchTiledTiers(b *testing.B, fn func(b *testing.B)) {
 }
 
 func BenchmarkMulVecTiled(b *testing.B) {
-	for _, fs := range benchFormats {
+	for _, fs := range append(benchFormats[:len(benchFormats):len(benchFormats)], superBenchFormats...) {
 		f, _ := ParseFormat(fs)
 		for _, sh := range benchShapes {
 			rng := rand.New(rand.NewPCG(1, 1))
@@ -295,7 +346,7 @@ func BenchmarkMulVecTiled(b *testing.B) {
 
 func BenchmarkMulMatTiled(b *testing.B) {
 	const n = 64
-	for _, fs := range []string{"q4_g32", "q4_g128", "q3_g32", "q4_g64_asym", "q6_g32", "q8_g32"} {
+	for _, fs := range append([]string{"q4_g32", "q4_g128", "q3_g32", "q4_g64_asym", "q6_g32", "q8_g32"}, superBenchFormats...) {
 		f, _ := ParseFormat(fs)
 		sh := [2]int{2304, 2304}
 		rng := rand.New(rand.NewPCG(1, 1))

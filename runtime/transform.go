@@ -27,8 +27,8 @@ func newBlockTransform(name string, m kernels.Matrix) (*blockTransform, error) {
 		return nil, fmt.Errorf("runtime: transform %q: %w", name, err)
 	}
 	// The tier's in-memory form (kernels.Prepare). Blocks are whole
-	// multiples of 8 rows, so in Tiled8 block k is still bytes
-	// [k, k+1) x block x rowBytes of its format.
+	// multiples of 8 rows, so in Tiled8 too block k is the k-th of equal
+	// slices of the data (apply).
 	p, err := kernels.Prepare(&m)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: transform %q: %w", name, err)
@@ -42,10 +42,10 @@ func newBlockTransform(name string, m kernels.Matrix) (*blockTransform, error) {
 // are the caller's scratch, so that the token loop allocates nothing.
 func (t *blockTransform) apply(dst []float32, x *kernels.Activation, lo, hi int, blk *kernels.Matrix, part *kernels.Activation) {
 	b := t.block
-	rowBytes := t.inv.Format.RowBytes(b)
+	blockBytes := len(t.inv.Data) / (t.inv.Rows / b) // a Tiled8 superblock format is larger than rows x RowBytes
 	chunks := b / kernels.ChunkSize
 	for k := lo / b; k < hi/b; k++ {
-		*blk = kernels.Matrix{Format: t.inv.Format, Rows: b, Cols: b, Data: t.inv.Data[k*b*rowBytes : (k+1)*b*rowBytes], Layout: t.inv.Layout}
+		*blk = kernels.Matrix{Format: t.inv.Format, Rows: b, Cols: b, Data: t.inv.Data[k*blockBytes : (k+1)*blockBytes], Layout: t.inv.Layout}
 		*part = kernels.Activation{F32: x.F32[k*b : (k+1)*b]}
 		if len(x.D) > 0 {
 			part.Q = x.Q[k*b : (k+1)*b]

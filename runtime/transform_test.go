@@ -177,3 +177,57 @@ func TestTransformFoldedBackIsExact(t *testing.T) {
 		t.Logf("with M⁻¹ applied at run time: max |diff| = %.3g of the logit scale", d)
 	}
 }
+
+// A transform stored in a superblock format, whose Tiled8 form is larger
+// than its RowMajor bytes, applies block k with block k's own tiles: the
+// same products as each block's RowMajor rows.
+func TestBlockTransformSuperblockFormat(t *testing.T) {
+	const n, b = 512, 256
+	f, err := kernels.ParseFormat("q4_k_asym")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	gauss := func(k int) []float32 {
+		v := make([]float32, k)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64())
+		}
+		return v
+	}
+	rb := f.RowBytes(b)
+	m := kernels.Matrix{Format: f, Rows: n, Cols: b, Data: make([]byte, n*rb)}
+	for r := 0; r < n; r++ {
+		if err := kernels.QuantizeRowRTN(f, m.Data[r*rb:(r+1)*rb], gauss(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bt, err := newBlockTransform("t", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := kernels.NewActivation(n)
+	if err := x.Set(gauss(n)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]float32, n)
+	var blk kernels.Matrix
+	var part kernels.Activation
+	bt.apply(got, x, 0, n, &blk, &part)
+	for k := 0; k < n/b; k++ {
+		mk := kernels.Matrix{Format: f, Rows: b, Cols: b, Data: m.Data[k*b*rb : (k+1)*b*rb]}
+		xk := kernels.NewActivation(b)
+		if err := xk.Set(x.F32[k*b : (k+1)*b]); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float32, b)
+		if err := mk.MulVec(want, xk, 0, b); err != nil {
+			t.Fatal(err)
+		}
+		for r, w := range want {
+			if d := math.Abs(float64(got[k*b+r] - w)); d > 1e-4*(1+math.Abs(float64(w))) {
+				t.Fatalf("block %d row %d: %v, row-major %v (layout %s)", k, r, got[k*b+r], w, bt.inv.Layout)
+			}
+		}
+	}
+}
