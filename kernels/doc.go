@@ -123,4 +123,40 @@
 // The 512-bit kernels win everywhere but on the large Q8 matrix, which is
 // bandwidth-bound and noisy here; Q8 only holds the small transforms (M⁻¹),
 // where they win by 16%, so the tier keeps them for every format.
+//
+// Superblock formats on their Tiled8 kernels, per byte against q4_g64_asym:
+// Intel Xeon ("Intel(R) Xeon(R) Processor", KVM, 2 vCPUs, AVX-512
+// F/BW/VL/DQ/VNNI/BF16/FP16, AVX-VNNI, AMX; 2 MiB L2 per core), shared
+// with other jobs (load average 11-15 on 2 cores), 2026-12-02. Single
+// thread, 4 rounds, each running every format in turn (`-bench
+// 'MulVecTiled/.../(2048x2304|2304x9216)/(avx2|avx512-vnni)$' -benchtime
+// 200x`, best-GB/s; `-bench 'MulMatTiled/...' -benchtime 20x`, 64 tokens,
+// best-GMAC/s); the median over rounds of each round's ratio to
+// q4_g64_asym (bytes as in the file; the tiled form is 1.5-2.8% larger):
+//
+//	decode GB/s       avx2                    avx512-vnni (ZMM)
+//	                  2048x2304   2304x9216   2048x2304   2304x9216
+//	q4_g64_asym       37.7        29.7        40.7        28.7
+//	q4_k              0.96x       0.97x       1.03x       0.96x
+//	q4_k_asym         0.92x       0.96x       0.93x       0.95x
+//	q3_k              0.60x       0.77x       0.65x       0.79x
+//	q3_k_asym         0.65x       0.80x       0.69x       0.79x
+//	q6_k              0.80x       0.90x       0.77x       0.88x
+//
+//	prefill GMAC/s    avx2            avx512-vnni (ZMM)
+//	q4_g64_asym       96.6            161.0
+//	q4_k              0.94x           0.93x
+//	q4_k_asym         0.95x           0.89x
+//	q3_k              0.89x           0.81x
+//	q3_k_asym         0.87x           0.80x
+//	q6_k              0.66x           0.60x
+//
+// (prefill ratios spread by ±0.1 between rounds under this load). Before
+// their Tiled8 form, the same rounds ran the superblock formats' row-major
+// AVX2 kernels at 2048x2304 at 15.0 (q4_k), 11.2 (q4_k_asym), 8.7 (q3_k) and
+// 7.9 (q3_k_asym) GB/s: tiled they are 2.3-3.6x faster. q4_k decodes at
+// parity per byte within the noise; the asymmetric formats keep a 4-8% gap
+// in decode and about 5-10% in prefill, the cost of a scale and a min per
+// 32 weights (two code vectors widened and converted per chunk) where
+// q4_g64_asym converts one f16 scale and min pair per 64.
 package kernels
