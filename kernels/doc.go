@@ -35,7 +35,9 @@
 // row-major AVX2 kernels (decode 4 rows x 1 token, prefill 1 row x 4 tokens;
 // the codes decoded once per superblock into a stack slot of f32
 // sub-scales), which on AMD Zen 5 streamed 2.6-5.8x fewer bytes per second
-// than q4_g64 Tiled8; arm64 runs them with the generic kernels.
+// than q4_g64 Tiled8. arm64 runs them with NEON kernels of the plain
+// formats' three shapes that decode the codes once per superblock into a
+// stack table of f32 sub-scales, read chunk by chunk.
 //
 // Every kernel has a pure-Go reference (the generic tier, always compiled, the
 // only tier under `-tags purego`). On amd64 the tiers are, slowest first,

@@ -44,13 +44,25 @@ type formatDots struct {
 	r4 rowsDot4
 }
 
-// rowDots holds one tier's kernels by format.
-type rowDots struct{ q4, q4a, q3, q3a, q8 formatDots }
+// rowDots holds one tier's kernels by format. The superblock formats'
+// kernels (q4k ... q6k) take a superblock as their group (groups = cols/256,
+// cpg = 8) and decode its sub-scales once per block.
+type rowDots struct{ q4, q4a, q3, q3a, q8, q4k, q4ka, q3k, q3ka, q6k formatDots }
 
 func (k *rowDots) lookup(f Format) *formatDots {
 	switch {
+	case f.Super && f.Type == Q4 && !f.Asym:
+		return &k.q4k
+	case f.Super && f.Type == Q4:
+		return &k.q4ka
+	case f.Super && f.Type == Q3 && !f.Asym:
+		return &k.q3k
+	case f.Super && f.Type == Q3:
+		return &k.q3ka
+	case f.Super && f.Type == Q6:
+		return &k.q6k
 	case f.Super:
-		return nil // superblock formats run the generic kernels
+		return nil
 	case f.Type == Q4 && !f.Asym:
 		return &k.q4
 	case f.Type == Q4:
@@ -66,19 +78,29 @@ func (k *rowDots) lookup(f Format) *formatDots {
 }
 
 var neonDots = rowDots{
-	q4:  formatDots{q4SymNEON, q4SymT4NEON, q4SymR4NEON},
-	q4a: formatDots{q4AsymNEON, q4AsymT4NEON, q4AsymR4NEON},
-	q3:  formatDots{q3SymNEON, q3SymT4NEON, q3SymR4NEON},
-	q3a: formatDots{q3AsymNEON, q3AsymT4NEON, q3AsymR4NEON},
-	q8:  formatDots{q8SymNEON, q8SymT4NEON, q8SymR4NEON},
+	q4:   formatDots{q4SymNEON, q4SymT4NEON, q4SymR4NEON},
+	q4a:  formatDots{q4AsymNEON, q4AsymT4NEON, q4AsymR4NEON},
+	q3:   formatDots{q3SymNEON, q3SymT4NEON, q3SymR4NEON},
+	q3a:  formatDots{q3AsymNEON, q3AsymT4NEON, q3AsymR4NEON},
+	q8:   formatDots{q8SymNEON, q8SymT4NEON, q8SymR4NEON},
+	q4k:  formatDots{q4kSymNEON, q4kSymT4NEON, q4kSymR4NEON},
+	q4ka: formatDots{q4kAsymNEON, q4kAsymT4NEON, q4kAsymR4NEON},
+	q3k:  formatDots{q3kSymNEON, q3kSymT4NEON, q3kSymR4NEON},
+	q3ka: formatDots{q3kAsymNEON, q3kAsymT4NEON, q3kAsymR4NEON},
+	q6k:  formatDots{q6kSymNEON, q6kSymT4NEON, q6kSymR4NEON},
 }
 
 var sdotDots = rowDots{
-	q4:  formatDots{q4SymSDOT, q4SymT4SDOT, q4SymR4SDOT},
-	q4a: formatDots{q4AsymSDOT, q4AsymT4SDOT, q4AsymR4SDOT},
-	q3:  formatDots{q3SymSDOT, q3SymT4SDOT, q3SymR4SDOT},
-	q3a: formatDots{q3AsymSDOT, q3AsymT4SDOT, q3AsymR4SDOT},
-	q8:  formatDots{q8SymSDOT, q8SymT4SDOT, q8SymR4SDOT},
+	q4:   formatDots{q4SymSDOT, q4SymT4SDOT, q4SymR4SDOT},
+	q4a:  formatDots{q4AsymSDOT, q4AsymT4SDOT, q4AsymR4SDOT},
+	q3:   formatDots{q3SymSDOT, q3SymT4SDOT, q3SymR4SDOT},
+	q3a:  formatDots{q3AsymSDOT, q3AsymT4SDOT, q3AsymR4SDOT},
+	q8:   formatDots{q8SymSDOT, q8SymT4SDOT, q8SymR4SDOT},
+	q4k:  formatDots{q4kSymSDOT, q4kSymT4SDOT, q4kSymR4SDOT},
+	q4ka: formatDots{q4kAsymSDOT, q4kAsymT4SDOT, q4kAsymR4SDOT},
+	q3k:  formatDots{q3kSymSDOT, q3kSymT4SDOT, q3kSymR4SDOT},
+	q3ka: formatDots{q3kAsymSDOT, q3kAsymT4SDOT, q3kAsymR4SDOT},
+	q6k:  formatDots{q6kSymSDOT, q6kSymT4SDOT, q6kSymR4SDOT},
 }
 
 var neonSet = func() kernelSet {
@@ -286,7 +308,7 @@ func axpyNEON(alpha float32, x, y []float32) {
 }
 
 // Kernels in dot_arm64.s. Each quantized one computes dotRowGeneric(f, row,
-// q, d, s) for its format f.
+// q, d, s) for its format f (q4k...q6k: the superblock formats, f.Super).
 
 //go:noescape
 func q4SymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
@@ -317,6 +339,36 @@ func q3AsymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) flo
 
 //go:noescape
 func q8SymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q4kSymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q4kAsymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q3kSymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q3kAsymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q6kSymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q4kSymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q4kAsymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q3kSymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q3kAsymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q6kSymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
 
 // The prefill kernels: out[t] = dotRowGeneric(f, row, token t's q, d, s) for t < 4.
 
@@ -350,6 +402,36 @@ func q3AsymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride,
 //go:noescape
 func q8SymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
 
+//go:noescape
+func q4kSymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q4kAsymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q3kSymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q3kAsymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q6kSymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q4kSymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q4kAsymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q3kSymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q3kAsymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q6kSymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
 // The decode kernels: out[r] = dotRowGeneric(f, row r, q, d, s) for r < 4,
 // row r starting at w + r*wstride.
 
@@ -382,6 +464,36 @@ func q3AsymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s
 
 //go:noescape
 func q8SymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q4kSymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q4kAsymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q3kSymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q3kAsymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q6kSymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q4kSymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q4kAsymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q3kSymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q3kAsymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q6kSymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
 
 // quantActNEON quantizes nb full blocks of 32 values of x into q, d and s
 // (quantizeActGeneric, bit-identical).

@@ -44,8 +44,9 @@ func TestARM64Tiers(t *testing.T) {
 // tokens all differ (constant extremes, random extremes, random values), so a
 // row or token reading another's data, scale or accumulator shows too. With
 // unit scales and integer mins every f32 step of both paths is exact (partial
-// sums below 2^24: at most 20 chunks of 32*128*128), so every result must
-// equal the integer reference.
+// sums below 2^24: at most 20 chunks of 32*128*128; superblocks: 40 chunks of
+// sub-scale ±1 or ±2 times 32*128*32), so every result must equal the
+// integer reference.
 func TestRowDotExtremes(t *testing.T) {
 	sets := map[string]*rowDots{"neon": &neonDots}
 	if hasDotProd {
@@ -54,13 +55,16 @@ func TestRowDotExtremes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(31, 32))
 	for name, k := range sets {
 		for _, f := range Formats() {
-			if !f.Type.Quantized() || f.Super { // superblock formats have no NEON kernels
+			if !f.Type.Quantized() {
 				continue
 			}
 			top := maxLevel(f.Type)
 			fk := k.lookup(f)
 			if fk == nil {
-				continue // no NEON kernel: Q6 is widened to Q8 at load (see Prepare)
+				if f != FormatQ6 {
+					t.Fatalf("%s: no %s kernels", f, name)
+				}
+				continue // Q6 is widened to Q8 at load (see Prepare)
 			}
 			for _, groups := range []int{1, 2, 3, 5} {
 				cols := groups * f.Group
@@ -80,16 +84,7 @@ func TestRowDotExtremes(t *testing.T) {
 								levels[i] = uint8(rng.IntN(top + 1))
 							}
 						}
-						scales := make([]float32, groups)
-						mins := make([]float32, groups)
-						for g := range scales {
-							scales[g] = 1
-							mins[g] = float32(rng.IntN(9) - 4)
-						}
-						if !f.Asym {
-							mins = nil
-						}
-						if err := PackRow(f, m.row(r), levels, scales, mins); err != nil {
+						if err := packIntegerRow(rng, f, m.row(r), levels); err != nil {
 							t.Fatal(err)
 						}
 					}
@@ -131,6 +126,39 @@ func TestRowDotExtremes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// packIntegerRow packs levels with integer scales and mins: plain formats
+// scale 1 and mins -4..4; superblock formats super-scales 1 (mins: ±1) and
+// codes giving sub-scales ±1, ±2 (asymmetric: 1, 2) and sub-mins 0..±8.
+func packIntegerRow(rng *rand.Rand, f Format, dst []byte, levels []uint8) error {
+	groups := len(levels) / f.SubGroup()
+	scales, mins := make([]float32, groups), make([]float32, groups)
+	if !f.Super {
+		for g := range scales {
+			scales[g], mins[g] = 1, float32(rng.IntN(9)-4)
+		}
+		if !f.Asym {
+			mins = nil
+		}
+		return PackRow(f, dst, levels, scales, mins)
+	}
+	nb := len(levels) / SuperBlock
+	supers, superMins := make([]float32, nb), make([]float32, nb)
+	for b := range supers {
+		supers[b], superMins[b] = 1, float32(2*rng.IntN(2)-1)
+	}
+	for g := range scales {
+		scales[g] = float32(1 + rng.IntN(2))
+		if !f.Asym && rng.IntN(2) == 0 {
+			scales[g] = -scales[g]
+		}
+		mins[g] = superMins[g/superChunks] * float32(rng.IntN(9))
+	}
+	if !f.Asym {
+		mins, superMins = nil, nil
+	}
+	return PackSuperRow(f, dst, levels, scales, mins, supers, superMins)
 }
 
 // Float matrices (F32, F16, BF16) take the NEON row dots, reading rows
@@ -184,12 +212,15 @@ func TestKernelShapesAgree(t *testing.T) {
 	rng := rand.New(rand.NewPCG(35, 36))
 	for name, k := range sets {
 		for _, f := range Formats() {
-			if !f.Type.Quantized() || f.Super { // superblock formats have no NEON kernels
+			if !f.Type.Quantized() {
 				continue
 			}
 			fk := k.lookup(f)
 			if fk == nil {
-				continue // no NEON kernel: Q6 is widened to Q8 at load (see Prepare)
+				if f != FormatQ6 {
+					t.Fatalf("%s: no %s kernels", f, name)
+				}
+				continue // Q6 is widened to Q8 at load (see Prepare)
 			}
 			for _, groups := range []int{1, 7, 33} {
 				cols := groups * f.Group

@@ -59,6 +59,24 @@ func TestNonFiniteTiersAgree(t *testing.T) {
 			return d
 		}},
 	}
+	// the superblock formats: x in the first of 256 columns, 9 rows (the
+	// 4-row kernels and a 1-row tail)
+	for _, f := range SuperFormats() {
+		sm, _ := randMatrix(t, rng, f, 9, SuperBlock)
+		ops = append(ops, struct {
+			name string
+			run  func(x []float32) []float32
+		}{"mulvec " + f.String(), func(x []float32) []float32 {
+			a := NewActivation(SuperBlock)
+			copy(a.F32, x)
+			a.Quantize()
+			d := make([]float32, 9)
+			if err := sm.MulVec(d, a, 0, 9); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}})
+	}
 	specials := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}
 	type key struct {
 		op       string
