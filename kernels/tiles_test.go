@@ -294,16 +294,18 @@ func TestTiledTiers(t *testing.T) {
 
 func TestTiledNoAllocs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(27, 28))
-	m, _ := randMatrix(t, rng, Format{Type: Q4, Group: 32}, 16, 256)
-	tm := mustTile(t, m)
-	x := randActivation(t, rng, 256)
-	dst := make([]float32, 16)
-	row := make([]float32, 256)
-	if n := testing.AllocsPerRun(10, func() {
-		_ = tm.MulVec(dst, x, 3, 13)
-		_ = tm.Row(5, row)
-	}); n != 0 {
-		t.Fatalf("tiled MulVec and Row allocate %v times", n)
+	for _, f := range []Format{{Type: Q4, Group: 32}, {Type: Q4, Group: SuperBlock, Asym: true, Super: true}} {
+		m, _ := randMatrix(t, rng, f, 16, 256)
+		tm := mustTile(t, m)
+		x := randActivation(t, rng, 256)
+		dst := make([]float32, 16)
+		row := make([]float32, 256)
+		if n := testing.AllocsPerRun(10, func() {
+			_ = tm.MulVec(dst, x, 3, 13)
+			_ = tm.Row(5, row)
+		}); n != 0 {
+			t.Fatalf("%s: tiled MulVec and Row allocate %v times", f, n)
+		}
 	}
 }
 
@@ -371,11 +373,11 @@ func BenchmarkMulMatTiled(b *testing.B) {
 
 // BenchmarkTile reports how fast load-time tiling runs (MB/s of packed data).
 func BenchmarkTile(b *testing.B) {
-	for _, fs := range []string{"q4_g32", "q3_g32", "q8_g32"} {
+	for _, fs := range []string{"q4_g32", "q3_g32", "q8_g32", "q4_k_asym"} {
 		f, _ := ParseFormat(fs)
 		rng := rand.New(rand.NewPCG(1, 1))
 		m, _ := randMatrix(b, rng, f, 2048, 2304)
-		dst := make([]byte, len(m.Data))
+		dst := make([]byte, 2048/TileRows*tiledBlockBytes(f, 2304))
 		b.Run(fs, func(b *testing.B) {
 			b.SetBytes(int64(len(m.Data)))
 			for i := 0; i < b.N; i++ {
