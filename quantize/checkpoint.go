@@ -568,17 +568,58 @@ func (q *checkpointWriter) writeEmbedding(name string) error {
 	f := q.opt.EmbedFormat
 	rb := f.RowBytes(cols)
 	out := make([]byte, rows*rb)
-	row := make([]float32, cols)
-	for r := 0; r < rows; r++ {
-		if err := t.RowFloat32s(r, row); err != nil {
-			return err
+	g, err := gridOf(f)
+	if err != nil || q.opt.Refine&RefineLSQ == 0 {
+		row := make([]float32, cols)
+		for r := 0; r < rows; r++ {
+			if err := t.RowFloat32s(r, row); err != nil {
+				return err
+			}
+			if err := encodeRow(f, out[r*rb:(r+1)*rb], row); err != nil {
+				return fmt.Errorf("quantize: %q row %d: %w", name, r, err)
+			}
 		}
-		if err := encodeRow(f, out[r*rb:(r+1)*rb], row); err != nil {
-			return fmt.Errorf("quantize: %q row %d: %w", name, r, err)
-		}
+	} else if err := q.refinedEmbedding(t, g, out); err != nil {
+		return fmt.Errorf("quantize: %q: %w", name, err)
 	}
 	q.report.Bytes += int64(len(out))
 	return q.w.WriteTensor(name, out)
+}
+
+// refinedEmbedding writes the embedding t on grid g into out (g's rows,
+// packed) with the least-squares refinement of every group's scale (and
+// min) that the linear weights get: the matrix is also the output
+// projection, whose errors reach the logits directly. The clipping search
+// is left out: it may clip a row's largest entries, which make that token's
+// largest logits. On the trained test model (all of eval.txt, ctx 256,
+// -k -bpw 4.5) KL went from 0.00206 to 0.00202 and top-1 from 96.04% to
+// 96.25%; with the clipping search as well KL was 0.00200 but top-1 95.71%
+// (a float32 embedding: 0.00175). It takes chunks of rows, so the 2B
+// embedding is never in memory as float32.
+func (q *checkpointWriter) refinedEmbedding(t model.Tensor, g Grid, out []byte) error {
+	rows, cols := t.Shape[0], t.Shape[1]
+	rb := g.Format().RowBytes(cols)
+	const chunk = 256
+	x := make([]float32, min(chunk, rows)*cols)
+	for r0 := 0; r0 < rows; r0 += chunk {
+		n := min(chunk, rows-r0)
+		for r := range n {
+			if err := t.RowFloat32s(r0+r, x[r*cols:(r+1)*cols]); err != nil {
+				return err
+			}
+		}
+		qm, err := RTN(g, x[:n*cols], n, cols)
+		if err != nil {
+			return fmt.Errorf("rows %d..%d: %w", r0, r0+n-1, err)
+		}
+		refineRows(qm, x[:n*cols], nil, RefineLSQ)
+		for r := range n {
+			if err := qm.PackRow(out[(r0+r)*rb:(r0+r+1)*rb], r); err != nil {
+				return fmt.Errorf("row %d: %w", r0+r, err)
+			}
+		}
+	}
+	return nil
 }
 
 // writeRows stores a float matrix in format f (plain rounding for quantized formats).

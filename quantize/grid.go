@@ -100,6 +100,24 @@ func (g Grid) Format() kernels.Format {
 	return kernels.Format{Type: t, Group: g.Group, Asym: g.Asym}
 }
 
+// gridOf is the grid a quantized kernels format stores (the inverse of
+// Grid.Format); float formats are an error.
+func gridOf(f kernels.Format) (Grid, error) {
+	if err := f.Valid(f.Group); err != nil {
+		return Grid{}, fmt.Errorf("quantize: %w", err)
+	}
+	switch f.Type {
+	case kernels.Q3, kernels.Q4, kernels.Q6, kernels.Q8:
+	default:
+		return Grid{}, fmt.Errorf("quantize: format %s is not a quantized grid", f)
+	}
+	g := Grid{Bits: f.Type.Bits(), Group: f.Group, Asym: f.Asym, Super: f.Super}
+	if f.Super {
+		g.Group = kernels.ChunkSize
+	}
+	return g, nil
+}
+
 // quantizeRowRTN is the min-max (RTN) rounding of one row (or a run of whole
 // groups), done by kernels.QuantizeRowRTN itself so that the quantizer and
 // the stored format can never disagree. mins may be nil for symmetric grids.

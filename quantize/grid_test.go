@@ -2,7 +2,6 @@ package quantize
 
 import (
 	"bytes"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -94,14 +93,17 @@ func TestGridValidate(t *testing.T) {
 	if _, err := RTN(Grid{Bits: 4, Group: 32}, []float32{1, 2}, 1, 32); err == nil {
 		t.Error("short matrix accepted")
 	}
-	for _, g := range allGrids() {
+	wide := []Grid{{Bits: 6, Group: 32}, {Bits: 8, Group: 32}, {Bits: 3, Group: 32, Super: true}, {Bits: 4, Group: 32, Asym: true, Super: true}, {Bits: 6, Group: 32, Super: true}}
+	for _, g := range append(allGrids(), wide...) {
 		g2, err := gridOf(g.Format())
 		if err != nil || g2 != g {
 			t.Errorf("gridOf(%v) = %v, %v", g.Format(), g2, err)
 		}
 	}
-	if _, err := gridOf(kernels.FormatQ8); err == nil {
-		t.Error("gridOf(q8) accepted")
+	for _, f := range []kernels.Format{kernels.FormatF32, kernels.FormatF16, {Type: kernels.Q4, Group: 48}} {
+		if g, err := gridOf(f); err == nil {
+			t.Errorf("gridOf(%v) = %v, want an error", f, g)
+		}
 	}
 }
 
@@ -135,16 +137,4 @@ func TestWideGrids(t *testing.T) {
 	if err := (Grid{Bits: 8, Group: 32, Asym: true}).Validate(256); err == nil {
 		t.Error("asymmetric q8 accepted")
 	}
-}
-
-// gridOf returns the grid of a Q4 or Q3 kernels format (the inverse of
-// Grid.Format).
-func gridOf(f kernels.Format) (Grid, error) {
-	if err := f.Valid(f.Group); err != nil {
-		return Grid{}, fmt.Errorf("quantize: %w", err)
-	}
-	if f.Type != kernels.Q4 && f.Type != kernels.Q3 {
-		return Grid{}, fmt.Errorf("quantize: format %s is not a 3- or 4-bit grid", f)
-	}
-	return Grid{Bits: f.Type.Bits(), Group: f.Group, Asym: f.Asym}, nil
 }
