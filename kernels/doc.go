@@ -134,7 +134,8 @@
 // 'MulVecTiled/.../(2048x2304|2304x9216)/(avx2|avx512-vnni)$' -benchtime
 // 200x`, best-GB/s; `-bench 'MulMatTiled/...' -benchtime 20x`, 64 tokens,
 // best-GMAC/s); the median over rounds of each round's ratio to
-// q4_g64_asym (bytes as in the file; the tiled form is 1.5-2.8% larger):
+// q4_g64_asym (bytes as in the file; the tiled form is 1.0% (q6_k) to 3.6%
+// (q3_k_asym) larger):
 //
 //	decode GB/s       avx2                    avx512-vnni (ZMM)
 //	                  2048x2304   2304x9216   2048x2304   2304x9216
