@@ -33,6 +33,13 @@ type benchResult struct {
 	Rounds               int      `json:"rounds"`
 	Kernels              string   `json:"kernels"`
 	CPU                  string   `json:"cpu"`
+	// On Linux, what the threads got from the CPUs during the measured
+	// rounds: CPU-seconds per second (at most threads when nothing else
+	// runs), and the share of threads × time spent runnable but waiting
+	// for a CPU. On a shared machine decode, a median over seconds, can get
+	// much less than the short bandwidth passes, which keep their best.
+	CPUsBusy   *float64 `json:"cpus_busy,omitempty"`
+	CPUWaitPct *float64 `json:"cpu_wait_pct,omitempty"`
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) error {
@@ -92,7 +99,12 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "BenchmarkPrefill/model=%s/tokens=%d-%d\t1\t%d ns/op\t%.2f tok/s\n", name, *prompt, e.Threads(), p.Nanoseconds(), float64(*prompt)/p.Seconds())
 		fmt.Fprintf(stdout, "BenchmarkDecode/model=%s/depth=%d/tokens=%d-%d\t%d\t%d ns/op\t%.2f tok/s\n", name, *depth, *gen, e.Threads(), *gen, d.Nanoseconds()/int64(*gen), float64(*gen)/d.Seconds())
 	}
+	use0, useOK := readCPUUse()
+	start := time.Now()
 	res, err := e.Bench(runtime.BenchOptions{Prompt: *prompt, Gen: *gen, Depth: *depth, Rounds: *rounds, OnRound: onRound})
+	wall := time.Since(start)
+	use1, ok := readCPUUse()
+	useOK = useOK && ok
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -107,6 +119,11 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 		KVCache: kv.kv.String(), Kernels: kernels.CurrentTier().String(), CPU: kernels.CPUFeatures(),
 	}
 	out.BandwidthShare = out.DecodeGBs / bw
+	if useOK {
+		busy := (use1.busy - use0.busy).Seconds() / wall.Seconds()
+		wait := 100 * (use1.wait - use0.wait).Seconds() / (wall.Seconds() * float64(e.Threads()))
+		out.CPUsBusy, out.CPUWaitPct = &busy, &wait
+	}
 	if *asJSON {
 		data, _ := json.Marshal(out)
 		fmt.Fprintln(stdout, string(data))
@@ -114,6 +131,9 @@ func cmdBench(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "# prefill %.2f tok/s, decode %.2f tok/s (medians); model %.1f MiB; decode reads %.1f GB/s of %.1f GB/s measured bandwidth (%.0f%%)\n",
 		res.PrefillTokS, res.DecodeTokS, float64(size)/(1<<20), out.DecodeGBs, bw, 100*out.BandwidthShare)
+	if useOK {
+		fmt.Fprintf(stdout, "# threads busy %.2f of %d CPUs, waiting for a CPU %.0f%% of the time\n", *out.CPUsBusy, e.Threads(), *out.CPUWaitPct)
+	}
 	if res.TransformOverheadPct != nil {
 		fmt.Fprintf(stdout, "# transform overhead: %.2f%% of decode time\n", *res.TransformOverheadPct)
 	}

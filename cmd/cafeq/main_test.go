@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 
@@ -134,6 +135,9 @@ func TestQuantizeRunPipeline(t *testing.T) {
 			var b benchResult
 			if err := json.Unmarshal([]byte(out), &b); err != nil || b.DecodeTokS <= 0 || b.TransformOverheadPct == nil || fmt.Sprint(b.Depth) != depth {
 				t.Fatalf("bench -d %s -json: %q %v", depth, out, err)
+			}
+			if goruntime.GOOS == "linux" && (b.CPUsBusy == nil || *b.CPUsBusy <= 0 || b.CPUWaitPct == nil || *b.CPUWaitPct < 0) {
+				t.Errorf("bench -json on Linux: no CPU use reported: %q", out)
 			}
 		}
 	}
