@@ -96,37 +96,41 @@ func BenchmarkActivationQuantize(b *testing.B) {
 	})
 }
 
+// BenchmarkF32 times the f32 loops of the forward pass on the 2B model's
+// hidden size (2304) and MLP width (9216), each op's tiers side by side:
+// `-bench 'F32/.*/(avx2|avx512-vnni)$'` compares the two widths.
 func BenchmarkF32(b *testing.B) {
-	rng := rand.New(rand.NewPCG(1, 1))
-	x, y := gaussian(rng, 9216, 1), gaussian(rng, 9216, 1)
-	benchTiers(b, func(b *testing.B) {
-		b.Run("dot", func(b *testing.B) {
-			b.SetBytes(8 * 9216)
-			for b.Loop() {
-				Dot(x, y)
-			}
-		})
-		b.Run("axpy", func(b *testing.B) {
-			b.SetBytes(8 * 9216)
-			for b.Loop() {
-				axpy(0.5, x, y)
-			}
-		})
-		b.Run("max", func(b *testing.B) {
-			b.SetBytes(4 * 9216)
-			for b.Loop() {
-				impl.max(x)
-			}
-		})
-		b.Run("gelumul", func(b *testing.B) {
-			b.SetBytes(8 * 9216)
-			g := append([]float32(nil), x...)
-			for b.Loop() {
-				copy(g, x)
-				GELUMul(g, y)
-			}
-		})
-	})
+	for _, n := range []int{2304, 9216} {
+		rng := rand.New(rand.NewPCG(1, 1))
+		x, y, w := gaussian(rng, n, 1), gaussian(rng, n, 1), gaussian(rng, n, 0.1)
+		cs, sn := gaussian(rng, n/2, 1), gaussian(rng, n/2, 1)
+		g, h := make([]float32, n), make([]uint16, n)
+		for _, op := range []struct {
+			name  string
+			bytes int // per call: values read and written
+			run   func()
+		}{
+			{"dot", 8 * n, func() { Dot(x, y) }},
+			{"axpy", 12 * n, func() { axpy(0.5, x, y) }},
+			{"max", 4 * n, func() { impl.max(x) }},
+			{"scale", 8 * n, func() { Scale(1.0001, g) }},
+			{"rmsnorm", 16 * n, func() { RMSNorm(g, x, w, 1e-6) }},
+			{"softmax", 20 * n, func() { copy(g, x); Softmax(g) }},
+			{"gelumul", 16 * n, func() { copy(g, x); GELUMul(g, y) }},
+			{"softcap", 16 * n, func() { copy(g, x); SoftCap(g, 30) }},
+			{"rope", 16 * n, func() { copy(g, x); RoPE(g, cs, sn) }},
+			{"tof16", 6 * n, func() { ToF16(h, x) }},
+		} {
+			b.Run(fmt.Sprintf("n=%d/%s", n, op.name), func(b *testing.B) {
+				benchTiers(b, func(b *testing.B) {
+					b.SetBytes(int64(op.bytes))
+					for b.Loop() {
+						op.run()
+					}
+				})
+			})
+		}
+	}
 }
 
 // BenchmarkAttentionRows is attention's inner loops over one key tile: 64

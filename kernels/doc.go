@@ -162,4 +162,50 @@
 // in decode and about 5-10% in prefill, the cost of a scale and a min per
 // 32 weights (two code vectors widened and converted per chunk) where
 // q4_g64_asym converts one f16 scale and min pair per 64.
+//
+// # f32 loops
+//
+// The avx512-vnni tier runs the f32 loops on Z registers, 16 lanes, with
+// the n%16 values left as one more step under a mask; each element-wise
+// kernel does the same operations lane for lane as its AVX2 twin, so tanh
+// and exp (GELU, softcap, softmax) agree with avx2 bit for bit, and only the
+// sums (dot, softmax's denominator, attention scores) differ, in f32
+// rounding order. The Intel Xeon above (KVM, 2 vCPUs, AVX-512), shared
+// with other jobs (load average 14-17), 2026-12-02: `-bench
+// 'F32/.*/.*/(avx2|avx512-vnni)$' -benchtime 0.3s`, 5 rounds, each op's two
+// tiers run back to back; median ns per call
+// and the median of the per-round ratios (softmax, gelumul, softcap and
+// rope include a copy of the input, the same for both):
+//
+//	op          n=2304: avx2  avx512  ratio   n=9216: avx2  avx512  ratio
+//	dot                  257     179   1.59           1671    1296   1.29
+//	axpy                 321     231   1.37           1949    2263   0.86
+//	max                  735     352   2.23           3540    1991   1.86
+//	scale                244     183   1.39           1130     654   1.50
+//	rmsnorm              729     467   1.49           4718    4184   1.14
+//	softmax             3851    2256   1.71          18473   11220   1.65
+//	gelumul             4133    3125   1.24          19650   15734   1.25
+//	softcap             3643    3076   1.36          20480   14756   1.24
+//	rope                 542     395   1.37           6063    4887   1.09
+//	tof16                388     235   1.66           1595    1284   1.24
+//
+// The per-round ratios spread widely (axpy at 9216: 0.69-1.03; gelumul at
+// 2304: 0.65-1.35) on this loaded machine. GELU and softcap gain least: their
+// division (tanh = -e/(2+e)) has the same per-lane throughput at both widths.
+// Attention's rows (`-bench 'AttentionRows/(avx2|avx512-vnni)/'`, 64 cached
+// rows of 256, 5 rounds, median ratio): f16 scores 1.16, f16 weighted sum
+// 1.36, f32 weighted sum 1.49; f32 scores stay on the AVX2 4-row kernel (1.00).
+//
+// Decode, same machine and window (2B shape, q4_g64_asym RTN, output q6;
+// `cafeq bench -m q4.cq -p 16 -n 32 -d 1024 -threads 2 -rounds 3`, avx2
+// and avx512-vnni alternated 3 times, load average 12-18): avx2 2.27, 2.63,
+// 1.33 tok/s, avx512-vnni 3.91, 1.76, 4.27; the bandwidth bench measured in
+// the same runs swung from 2.2 to 6.5 GB/s, so these say nothing about a
+// few percent (and avx2 also switches the matmul kernels). A CPU profile of
+// one run per tier (-rounds 1 -cpuprofile, the same tokens) bounds what the
+// f32 loops can give: their kernels took 3.25 CPU-s under avx2 (f16
+// attention scores 1.53, weighted sums 1.38, GELU 0.34; the rest below
+// pprof's cut) and 2.62 under avx512-vnni (1.23, 1.24, 0.15), of 23-34 s in
+// all: about 2% of the CPU time saved, at depth 1024 where attention weighs
+// most.
 package kernels
