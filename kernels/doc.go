@@ -190,7 +190,10 @@
 //	tof16                388     235   1.66           1595    1284   1.24
 //
 // The per-round ratios spread widely (axpy at 9216: 0.69-1.03; gelumul at
-// 2304: 0.65-1.35) on this loaded machine. GELU and softcap gain least: their
+// 2304: 0.65-1.35) on this loaded machine. A focused re-run of dot and axpy
+// at 9216 (6 rounds, load average 11.5-11.7) gave dot 1.08x (0.93-1.15) and
+// axpy 0.93x (0.90-0.98): their 72 KB stream from L2, where the wider
+// registers do not help; the model's residual adds are 2304 long (L1). GELU and softcap gain least: their
 // division (tanh = -e/(2+e)) has the same per-lane throughput at both widths.
 // Attention's rows (`-bench 'AttentionRows/(avx2|avx512-vnni)/'`, 64 cached
 // rows of 256, 5 rounds, median ratio): f16 scores 1.16, f16 weighted sum
