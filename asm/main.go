@@ -51,6 +51,7 @@ func main() {
 	// Tiled8 kernels: VPMADDUBSW for AVX2, VPDPBUSD for the VNNI tiers;
 	// plain formats, then the superblock ones.
 	tiledConsts()
+	gfniConsts()
 	for _, k := range []kind{{4, false, false}, {4, true, false}, {3, false, false}, {3, true, false}, {6, false, false}, {8, false, false},
 		{4, false, true}, {4, true, true}, {3, false, true}, {3, true, true}, {6, false, true}} {
 		tiledDecode(avx2, k)
@@ -61,6 +62,12 @@ func main() {
 		}
 		tiledDecodeVNNI(avx512, k, true)
 		tiledPrefillVNNI(avx512, k, true)
+		if k.bits == 3 || k.bits == 6 {
+			for _, zmm := range []bool{false, true} {
+				tiledDecodeVNNI(avx512gfni, k, zmm)
+				tiledPrefillVNNI(avx512gfni, k, zmm)
+			}
+		}
 	}
 	f32Kernels()
 	Generate()
@@ -78,13 +85,14 @@ const prefetchDist = 16384
 type tier int
 
 const (
-	avx2    tier = iota
-	avxvnni      // AVX2 + AVX-VNNI (VEX-encoded VPDPBUSD on YMM)
-	avx512       // AVX-512 F/BW/VL/DQ + AVX512_VNNI
+	avx2       tier = iota
+	avxvnni         // AVX2 + AVX-VNNI (VEX-encoded VPDPBUSD on YMM)
+	avx512          // AVX-512 F/BW/VL/DQ + AVX512_VNNI
+	avx512gfni      // avx512 + GFNI: Tiled8 Q3 and Q6 kernels only (tiledgfni.go)
 )
 
 func (t tier) String() string {
-	return [...]string{"AVX2", "AVXVNNI", "AVX512"}[t]
+	return [...]string{"AVX2", "AVXVNNI", "AVX512", "AVX512GFNI"}[t]
 }
 
 // kind is a quantized weight type: bits 3, 4 or 8, whether groups carry a

@@ -106,13 +106,13 @@ func tiledNextChunk(k kind, name string, groupEnd func()) {
 	JNZ(LabelRef(name + "_group"))
 }
 
-var mask04, mask07, mask30 Mem
+var mask04, mask07, mask30, mask40 Mem
 
 func tiledConsts() {
 	for _, c := range []struct {
 		m *Mem
 		v byte
-	}{{&mask04, 4}, {&mask07, 7}, {&mask30, 0x30}} {
+	}{{&mask04, 4}, {&mask07, 7}, {&mask30, 0x30}, {&mask40, 0x40}} {
 		*c.m = GLOBL(fmt.Sprintf("mask%02X", c.v), RODATA|NOPTR)
 		for i := 0; i < 64; i++ { // a ZMM operand's width
 			DATA(i, U8(c.v))
@@ -188,23 +188,38 @@ func tileVector(k kind, w Mem, v int, dst, raw, tmp VecPhysical, mask Op) {
 // isZMM reports whether v is a 512-bit register.
 func isZMM(v VecPhysical) bool { return v.Size() == 64 }
 
+// evex reports whether an instruction on ops needs the EVEX encoding: a ZMM
+// register, or one of registers 16..31, which VEX cannot name.
+func evex(ops ...Op) bool {
+	for _, o := range ops {
+		if v, ok := o.(VecPhysical); ok && (isZMM(v) || v.PhysicalIndex() >= 16) {
+			return true
+		}
+	}
+	return false
+}
+
 // tileLoad loads the 32 bytes at m into dst; a ZMM dst gets the 32 bytes at
 // m + BX (the same bytes of the next row block) in its high half.
 func tileLoad(m Mem, dst VecPhysical) {
+	if dst.PhysicalIndex() >= 16 { // beyond VEX
+		VMOVDQU64(m, dst.AsY())
+	} else {
+		VMOVDQU(m, dst.AsY())
+	}
 	if !isZMM(dst) {
-		VMOVDQU(m, dst)
 		return
 	}
-	VMOVDQU(m, dst.AsY())
 	hi := m
 	hi.Index, hi.Scale = RBX, 1
 	VINSERTI64X4(U8(1), hi, dst, dst)
 }
 
 // vpand, vpor and vpxor are the bitwise ops at dst's width (the AVX-512
-// forms for ZMM, the VEX forms otherwise, which AVX2 and AVX-VNNI have).
+// forms where an operand needs EVEX, the VEX forms otherwise, which AVX2 and
+// AVX-VNNI have).
 func vpand(a Op, b, dst VecPhysical) {
-	if isZMM(dst) {
+	if evex(a, b, dst) {
 		VPANDD(a, b, dst)
 	} else {
 		VPAND(a, b, dst)
@@ -212,7 +227,7 @@ func vpand(a Op, b, dst VecPhysical) {
 }
 
 func vpor(a Op, b, dst VecPhysical) {
-	if isZMM(dst) {
+	if evex(a, b, dst) {
 		VPORD(a, b, dst)
 	} else {
 		VPOR(a, b, dst)
@@ -220,7 +235,7 @@ func vpor(a Op, b, dst VecPhysical) {
 }
 
 func vpxor(a Op, b, dst VecPhysical) {
-	if isZMM(dst) {
+	if evex(a, b, dst) {
 		VPXORD(a, b, dst)
 	} else {
 		VPXOR(a, b, dst)

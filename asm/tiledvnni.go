@@ -69,7 +69,10 @@ func vnniRegs(zmm bool) [16]VecPhysical {
 // vnniConstRegs loads the VNNI tiled kernels' constant registers: v[15] = the
 // level mask tileVector takes (0x0F for Q4/Q6, 0x07 for Q3), v[14] = 0x80
 // (Q8's sign flip).
-func vnniConstRegs(k kind, v [16]VecPhysical) {
+func vnniConstRegs(t tier, k kind, v [16]VecPhysical) {
+	if t == avx512gfni {
+		gfniConstRegs(k, isZMM(v[0]))
+	}
 	switch k.bits {
 	case 4, 6:
 		VPBROADCASTD(mask0F, v[15])
@@ -80,8 +83,13 @@ func vnniConstRegs(k kind, v [16]VecPhysical) {
 	}
 }
 
-// vnniLevels leaves vector v of the chunk tile at w in dst as unsigned levels.
-func vnniLevels(k kind, w Mem, v int, dst, raw, tmp, mask, flip VecPhysical) {
+// vnniLevels leaves vector v of the chunk tile at w in dst as unsigned levels
+// (with GFNI for Q3 and Q6 in the avx512gfni tier).
+func vnniLevels(t tier, k kind, w Mem, v int, dst, raw, tmp, mask, flip VecPhysical) {
+	if t == avx512gfni {
+		gfniVector(k, w, v, dst, raw, tmp, mask)
+		return
+	}
 	tileVector(k, w, v, dst, raw, tmp, mask)
 	if k.bits == 8 {
 		vpxor(flip, dst, dst) // stored q-128 -> level q
@@ -149,7 +157,7 @@ func tiledDecodeVNNI(t tier, k kind, zmm bool) {
 	} else {
 		Load(Param("nblk"), R11)
 	}
-	vnniConstRegs(k, r)
+	vnniConstRegs(t, k, r)
 	Label(name + "_block")
 	Load(Param("q"), R8)
 	Load(Param("d"), R9)
@@ -184,7 +192,7 @@ func tiledDecodeVNNI(t tier, k kind, zmm bool) {
 	w := Mem{Base: RSI}
 	for v := 0; v < 8; v++ {
 		Commentf("vector %d x activation dword %d", v, v)
-		vnniLevels(k, w, v, r[2], r[5], r[8], r[15], r[14])
+		vnniLevels(t, k, w, v, r[2], r[5], r[8], r[15], r[14])
 		VPBROADCASTD(Mem{Base: R8, Disp: 4 * v}, r[4])
 		dpbusd(t, r[4], r[2], []VecPhysical{r[1], r[3]}[v%2])
 	}
@@ -256,7 +264,7 @@ func tiledPrefillVNNI(t tier, k kind, zmm bool) {
 	Load(Param(k.sumName()), R10)
 	tokenStrides(R11, R12, R13, R14, true)
 	Load(Param("groups"), RCX)
-	vnniConstRegs(k, r)
+	vnniConstRegs(t, k, r)
 	facc := r[0:4]
 	iacc := r[4:8]
 	for _, a := range facc {
@@ -277,7 +285,7 @@ func tiledPrefillVNNI(t tier, k kind, zmm bool) {
 	w := Mem{Base: RSI}
 	for v := 0; v < 8; v++ {
 		Commentf("vector %d x activation dword %d of each token", v, v)
-		vnniLevels(k, w, v, r[8], r[9], r[11], r[15], r[14])
+		vnniLevels(t, k, w, v, r[8], r[9], r[11], r[15], r[14])
 		for tt := 0; tt < 4; tt++ {
 			VPBROADCASTD(tokenMem(R8, R11, R12, tt, 4*v), r[10])
 			dpbusd(t, r[10], r[8], iacc[tt])

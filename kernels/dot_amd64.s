@@ -11908,6 +11908,90 @@ DATA mask30<>+62(SB)/1, $0x30
 DATA mask30<>+63(SB)/1, $0x30
 GLOBL mask30<>(SB), RODATA|NOPTR, $64
 
+DATA mask40<>+0(SB)/1, $0x40
+DATA mask40<>+1(SB)/1, $0x40
+DATA mask40<>+2(SB)/1, $0x40
+DATA mask40<>+3(SB)/1, $0x40
+DATA mask40<>+4(SB)/1, $0x40
+DATA mask40<>+5(SB)/1, $0x40
+DATA mask40<>+6(SB)/1, $0x40
+DATA mask40<>+7(SB)/1, $0x40
+DATA mask40<>+8(SB)/1, $0x40
+DATA mask40<>+9(SB)/1, $0x40
+DATA mask40<>+10(SB)/1, $0x40
+DATA mask40<>+11(SB)/1, $0x40
+DATA mask40<>+12(SB)/1, $0x40
+DATA mask40<>+13(SB)/1, $0x40
+DATA mask40<>+14(SB)/1, $0x40
+DATA mask40<>+15(SB)/1, $0x40
+DATA mask40<>+16(SB)/1, $0x40
+DATA mask40<>+17(SB)/1, $0x40
+DATA mask40<>+18(SB)/1, $0x40
+DATA mask40<>+19(SB)/1, $0x40
+DATA mask40<>+20(SB)/1, $0x40
+DATA mask40<>+21(SB)/1, $0x40
+DATA mask40<>+22(SB)/1, $0x40
+DATA mask40<>+23(SB)/1, $0x40
+DATA mask40<>+24(SB)/1, $0x40
+DATA mask40<>+25(SB)/1, $0x40
+DATA mask40<>+26(SB)/1, $0x40
+DATA mask40<>+27(SB)/1, $0x40
+DATA mask40<>+28(SB)/1, $0x40
+DATA mask40<>+29(SB)/1, $0x40
+DATA mask40<>+30(SB)/1, $0x40
+DATA mask40<>+31(SB)/1, $0x40
+DATA mask40<>+32(SB)/1, $0x40
+DATA mask40<>+33(SB)/1, $0x40
+DATA mask40<>+34(SB)/1, $0x40
+DATA mask40<>+35(SB)/1, $0x40
+DATA mask40<>+36(SB)/1, $0x40
+DATA mask40<>+37(SB)/1, $0x40
+DATA mask40<>+38(SB)/1, $0x40
+DATA mask40<>+39(SB)/1, $0x40
+DATA mask40<>+40(SB)/1, $0x40
+DATA mask40<>+41(SB)/1, $0x40
+DATA mask40<>+42(SB)/1, $0x40
+DATA mask40<>+43(SB)/1, $0x40
+DATA mask40<>+44(SB)/1, $0x40
+DATA mask40<>+45(SB)/1, $0x40
+DATA mask40<>+46(SB)/1, $0x40
+DATA mask40<>+47(SB)/1, $0x40
+DATA mask40<>+48(SB)/1, $0x40
+DATA mask40<>+49(SB)/1, $0x40
+DATA mask40<>+50(SB)/1, $0x40
+DATA mask40<>+51(SB)/1, $0x40
+DATA mask40<>+52(SB)/1, $0x40
+DATA mask40<>+53(SB)/1, $0x40
+DATA mask40<>+54(SB)/1, $0x40
+DATA mask40<>+55(SB)/1, $0x40
+DATA mask40<>+56(SB)/1, $0x40
+DATA mask40<>+57(SB)/1, $0x40
+DATA mask40<>+58(SB)/1, $0x40
+DATA mask40<>+59(SB)/1, $0x40
+DATA mask40<>+60(SB)/1, $0x40
+DATA mask40<>+61(SB)/1, $0x40
+DATA mask40<>+62(SB)/1, $0x40
+DATA mask40<>+63(SB)/1, $0x40
+GLOBL mask40<>(SB), RODATA|NOPTR, $64
+
+DATA gfniQ3Mid<>+0(SB)/8, $0x0810200000000000
+GLOBL gfniQ3Mid<>(SB), RODATA|NOPTR, $8
+
+DATA gfniQ3Top<>+0(SB)/8, $0x4080000000000000
+GLOBL gfniQ3Top<>(SB), RODATA|NOPTR, $8
+
+DATA gfniQ6Hi0<>+0(SB)/8, $0x0000000001020000
+GLOBL gfniQ6Hi0<>(SB), RODATA|NOPTR, $8
+
+DATA gfniQ6Hi1<>+0(SB)/8, $0x0000000004080000
+GLOBL gfniQ6Hi1<>(SB), RODATA|NOPTR, $8
+
+DATA gfniQ6Hi2<>+0(SB)/8, $0x0000000010200000
+GLOBL gfniQ6Hi2<>(SB), RODATA|NOPTR, $8
+
+DATA gfniQ6Hi3<>+0(SB)/8, $0x0000000040800000
+GLOBL gfniQ6Hi3<>(SB), RODATA|NOPTR, $8
+
 // func q4SymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q4SymX8T1AVX2(SB), NOSPLIT, $0-64
@@ -16257,6 +16341,603 @@ q3SymX16T4AVX512_chunk:
 	VZEROUPPER
 	RET
 
+// func q3SymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI, MMX+
+TEXT ·q3SymX8T1AVX512GFNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Y19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Y20
+	VPBROADCASTD mask40<>+0(SB), Y21
+	VPBROADCASTD xor80<>+0(SB), Y22
+	VPBROADCASTD mask04<>+0(SB), Y23
+	VPBROADCASTD mask07<>+0(SB), Y15
+
+q3SymX8T1AVX512GFNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q3SymX8T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q3SymX8T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64    (SI), Y16
+	VMOVDQU64    32(SI), Y17
+	VMOVDQU64    64(SI), Y18
+	VPANDD       Y15, Y16, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y2
+	VPBROADCASTD   4(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VPANDD       Y15, Y17, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VGF2P8AFFINEQB $0x00, Y19, Y17, Y2
+	VPBROADCASTD   12(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VPANDD       Y15, Y18, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VGF2P8AFFINEQB $0x00, Y19, Y18, Y2
+	VPBROADCASTD   20(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y2
+	VPTESTMB       Y21, Y18, K1
+	VPADDB         Y23, Y2, K1, Y2
+	VPBROADCASTD   24(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VGF2P8AFFINEQB $0x00, Y20, Y17, Y2
+	VPTESTMB       Y22, Y18, K1
+	VPADDB         Y23, Y2, K1, Y2
+	VPBROADCASTD   28(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+	VPADDD         Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x02, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3SymX8T1AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q3SymX8T1AVX512GFNI_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         R11
+	JNZ          q3SymX8T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q3SymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI
+TEXT ·q3SymX8T4AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Y19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Y20
+	VPBROADCASTD mask40<>+0(SB), Y21
+	VPBROADCASTD xor80<>+0(SB), Y22
+	VPBROADCASTD mask04<>+0(SB), Y23
+	VPBROADCASTD mask07<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q3SymX8T4AVX512GFNI_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q3SymX8T4AVX512GFNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64    (SI), Y16
+	VMOVDQU64    32(SI), Y17
+	VMOVDQU64    64(SI), Y18
+	VPANDD       Y15, Y16, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y8
+	VPBROADCASTD   4(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   4(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   4(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   4(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VPANDD       Y15, Y17, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VGF2P8AFFINEQB $0x00, Y19, Y17, Y8
+	VPBROADCASTD   12(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   12(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   12(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   12(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VPANDD       Y15, Y18, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VGF2P8AFFINEQB $0x00, Y19, Y18, Y8
+	VPBROADCASTD   20(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   20(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   20(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   20(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y8
+	VPTESTMB       Y21, Y18, K1
+	VPADDB         Y23, Y8, K1, Y8
+	VPBROADCASTD   24(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   24(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   24(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   24(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VGF2P8AFFINEQB $0x00, Y20, Y17, Y8
+	VPTESTMB       Y22, Y18, K1
+	VPADDB         Y23, Y8, K1, Y8
+	VPBROADCASTD   28(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   28(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   28(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   28(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3SymX8T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q3SymX8T4AVX512GFNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3SymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI, MMX+
+TEXT ·q3SymX16T1AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Z19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Z20
+	VPBROADCASTD mask40<>+0(SB), Z21
+	VPBROADCASTD xor80<>+0(SB), Z22
+	VPBROADCASTD mask04<>+0(SB), Z23
+	VPBROADCASTD mask07<>+0(SB), Z15
+
+q3SymX16T1AVX512GFNI_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q3SymX16T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+56(FP), DX
+
+q3SymX16T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64    (SI), Y16
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z16, Z16
+	VMOVDQU64    32(SI), Y17
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z17, Z17
+	VMOVDQU64    64(SI), Y18
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z18, Z18
+	VPANDD       Z15, Z16, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z2
+	VPBROADCASTD   4(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VPANDD       Z15, Z17, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VGF2P8AFFINEQB $0x00, Z19, Z17, Z2
+	VPBROADCASTD   12(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VPANDD       Z15, Z18, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VGF2P8AFFINEQB $0x00, Z19, Z18, Z2
+	VPBROADCASTD   20(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z2
+	VPTESTMB       Z21, Z18, K1
+	VPADDB         Z23, Z2, K1, Z2
+	VPBROADCASTD   24(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VGF2P8AFFINEQB $0x00, Z20, Z17, Z2
+	VPTESTMB       Z22, Z18, K1
+	VPADDB         Z23, Z2, K1, Z2
+	VPBROADCASTD   28(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+	VPADDD         Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x02, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+	VBROADCASTSS (R9), Z6
+	VMULPS       Z12, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z0
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3SymX16T1AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q3SymX16T1AVX512GFNI_group
+	VMOVUPS      Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q3SymX16T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q3SymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI
+TEXT ·q3SymX16T4AVX512GFNI(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Z19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Z20
+	VPBROADCASTD mask40<>+0(SB), Z21
+	VPBROADCASTD xor80<>+0(SB), Z22
+	VPBROADCASTD mask04<>+0(SB), Z23
+	VPBROADCASTD mask07<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q3SymX16T4AVX512GFNI_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+72(FP), DX
+
+q3SymX16T4AVX512GFNI_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64    (SI), Y16
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z16, Z16
+	VMOVDQU64    32(SI), Y17
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z17, Z17
+	VMOVDQU64    64(SI), Y18
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z18, Z18
+	VPANDD       Z15, Z16, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z8
+	VPBROADCASTD   4(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   4(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   4(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   4(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VPANDD       Z15, Z17, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VGF2P8AFFINEQB $0x00, Z19, Z17, Z8
+	VPBROADCASTD   12(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   12(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   12(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   12(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VPANDD       Z15, Z18, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VGF2P8AFFINEQB $0x00, Z19, Z18, Z8
+	VPBROADCASTD   20(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   20(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   20(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   20(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z8
+	VPTESTMB       Z21, Z18, K1
+	VPADDB         Z23, Z8, K1, Z8
+	VPBROADCASTD   24(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   24(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   24(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   24(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VGF2P8AFFINEQB $0x00, Z20, Z17, Z8
+	VPTESTMB       Z22, Z18, K1
+	VPADDB         Z23, Z8, K1, Z8
+	VPBROADCASTD   28(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   28(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   28(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   28(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3SymX16T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q3SymX16T4AVX512GFNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
 // func q3AsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q3AsymX8T1AVX2(SB), NOSPLIT, $0-64
@@ -17752,6 +18433,605 @@ q3AsymX16T4AVX512_chunk:
 	JNZ          q3AsymX16T4AVX512_chunk
 	DECQ         CX
 	JNZ          q3AsymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3AsymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI, MMX+
+TEXT ·q3AsymX8T1AVX512GFNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Y19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Y20
+	VPBROADCASTD mask40<>+0(SB), Y21
+	VPBROADCASTD xor80<>+0(SB), Y22
+	VPBROADCASTD mask04<>+0(SB), Y23
+	VPBROADCASTD mask07<>+0(SB), Y15
+
+q3AsymX8T1AVX512GFNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   ds+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q3AsymX8T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	ADDQ      $0x20, SI
+	MOVQ      cpg+48(FP), DX
+
+q3AsymX8T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64    (SI), Y16
+	VMOVDQU64    32(SI), Y17
+	VMOVDQU64    64(SI), Y18
+	VPANDD       Y15, Y16, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y2
+	VPBROADCASTD   4(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VPANDD       Y15, Y17, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VGF2P8AFFINEQB $0x00, Y19, Y17, Y2
+	VPBROADCASTD   12(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VPANDD       Y15, Y18, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VGF2P8AFFINEQB $0x00, Y19, Y18, Y2
+	VPBROADCASTD   20(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y2
+	VPTESTMB       Y21, Y18, K1
+	VPADDB         Y23, Y2, K1, Y2
+	VPBROADCASTD   24(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VGF2P8AFFINEQB $0x00, Y20, Y17, Y2
+	VPTESTMB       Y22, Y18, K1
+	VPADDB         Y23, Y2, K1, Y2
+	VPBROADCASTD   28(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+	VPADDD         Y3, Y1, Y1
+	VCVTDQ2PS      Y1, Y1
+	VBROADCASTSS   (R9), Y6
+	VMULPS         Y12, Y6, Y6
+	VFMADD231PS    Y6, Y1, Y0
+
+	// m-term: m * (d * sum(q))
+	VBROADCASTSS (R10), Y7
+	VFMADD231PS  Y7, Y11, Y9
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3AsymX8T1AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q3AsymX8T1AVX512GFNI_group
+	VADDPS       Y9, Y0, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         R11
+	JNZ          q3AsymX8T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q3AsymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI
+TEXT ·q3AsymX8T4AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         ds+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Y19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Y20
+	VPBROADCASTD mask40<>+0(SB), Y21
+	VPBROADCASTD xor80<>+0(SB), Y22
+	VPBROADCASTD mask04<>+0(SB), Y23
+	VPBROADCASTD mask07<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q3AsymX8T4AVX512GFNI_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	ADDQ      $0x20, SI
+	MOVQ      cpg+64(FP), DX
+
+q3AsymX8T4AVX512GFNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64    (SI), Y16
+	VMOVDQU64    32(SI), Y17
+	VMOVDQU64    64(SI), Y18
+	VPANDD       Y15, Y16, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y8
+	VPBROADCASTD   4(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   4(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   4(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   4(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VPANDD       Y15, Y17, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VGF2P8AFFINEQB $0x00, Y19, Y17, Y8
+	VPBROADCASTD   12(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   12(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   12(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   12(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VPANDD       Y15, Y18, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VGF2P8AFFINEQB $0x00, Y19, Y18, Y8
+	VPBROADCASTD   20(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   20(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   20(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   20(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y8
+	VPTESTMB       Y21, Y18, K1
+	VPADDB         Y23, Y8, K1, Y8
+	VPBROADCASTD   24(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   24(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   24(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   24(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VGF2P8AFFINEQB $0x00, Y20, Y17, Y8
+	VPTESTMB       Y22, Y18, K1
+	VPADDB         Y23, Y8, K1, Y8
+	VPBROADCASTD   28(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   28(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   28(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   28(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// token 0: scale the rows' chunk sums
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VBROADCASTSS (R10), Y11
+	VFMADD231PS  Y11, Y13, Y0
+
+	// token 1: scale the rows' chunk sums
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VBROADCASTSS (R10)(R13*1), Y11
+	VFMADD231PS  Y11, Y13, Y1
+
+	// token 2: scale the rows' chunk sums
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VBROADCASTSS (R10)(R13*2), Y11
+	VFMADD231PS  Y11, Y13, Y2
+
+	// token 3: scale the rows' chunk sums
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VBROADCASTSS (R10)(R14*1), Y11
+	VFMADD231PS  Y11, Y13, Y3
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3AsymX8T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q3AsymX8T4AVX512GFNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3AsymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI, MMX+
+TEXT ·q3AsymX16T1AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Z19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Z20
+	VPBROADCASTD mask40<>+0(SB), Z21
+	VPBROADCASTD xor80<>+0(SB), Z22
+	VPBROADCASTD mask04<>+0(SB), Z23
+	VPBROADCASTD mask07<>+0(SB), Z15
+
+q3AsymX16T1AVX512GFNI_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   ds+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z9, Z9, Z9
+
+q3AsymX16T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	VCVTPH2PS    16(SI), Y11
+	VCVTPH2PS    16(SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z11, Z11
+	ADDQ         $0x20, SI
+	MOVQ         cpg+56(FP), DX
+
+q3AsymX16T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64    (SI), Y16
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z16, Z16
+	VMOVDQU64    32(SI), Y17
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z17, Z17
+	VMOVDQU64    64(SI), Y18
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z18, Z18
+	VPANDD       Z15, Z16, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z2
+	VPBROADCASTD   4(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VPANDD       Z15, Z17, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VGF2P8AFFINEQB $0x00, Z19, Z17, Z2
+	VPBROADCASTD   12(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VPANDD       Z15, Z18, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VGF2P8AFFINEQB $0x00, Z19, Z18, Z2
+	VPBROADCASTD   20(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z2
+	VPTESTMB       Z21, Z18, K1
+	VPADDB         Z23, Z2, K1, Z2
+	VPBROADCASTD   24(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VGF2P8AFFINEQB $0x00, Z20, Z17, Z2
+	VPTESTMB       Z22, Z18, K1
+	VPADDB         Z23, Z2, K1, Z2
+	VPBROADCASTD   28(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+	VPADDD         Z3, Z1, Z1
+	VCVTDQ2PS      Z1, Z1
+	VBROADCASTSS   (R9), Z6
+	VMULPS         Z12, Z6, Z6
+	VFMADD231PS    Z6, Z1, Z0
+
+	// m-term: m * (d * sum(q))
+	VBROADCASTSS (R10), Z7
+	VFMADD231PS  Z7, Z11, Z9
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3AsymX16T1AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q3AsymX16T1AVX512GFNI_group
+	VADDPS       Z9, Z0, Z0
+	VMOVUPS      Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q3AsymX16T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q3AsymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI
+TEXT ·q3AsymX16T4AVX512GFNI(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         ds+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Z19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Z20
+	VPBROADCASTD mask40<>+0(SB), Z21
+	VPBROADCASTD xor80<>+0(SB), Z22
+	VPBROADCASTD mask04<>+0(SB), Z23
+	VPBROADCASTD mask07<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q3AsymX16T4AVX512GFNI_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	VCVTPH2PS    16(SI), Y13
+	VCVTPH2PS    16(SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z13, Z13
+	ADDQ         $0x20, SI
+	MOVQ         cpg+72(FP), DX
+
+q3AsymX16T4AVX512GFNI_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64    (SI), Y16
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z16, Z16
+	VMOVDQU64    32(SI), Y17
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z17, Z17
+	VMOVDQU64    64(SI), Y18
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z18, Z18
+	VPANDD       Z15, Z16, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z8
+	VPBROADCASTD   4(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   4(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   4(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   4(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VPANDD       Z15, Z17, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VGF2P8AFFINEQB $0x00, Z19, Z17, Z8
+	VPBROADCASTD   12(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   12(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   12(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   12(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VPANDD       Z15, Z18, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VGF2P8AFFINEQB $0x00, Z19, Z18, Z8
+	VPBROADCASTD   20(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   20(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   20(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   20(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z8
+	VPTESTMB       Z21, Z18, K1
+	VPADDB         Z23, Z8, K1, Z8
+	VPBROADCASTD   24(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   24(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   24(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   24(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VGF2P8AFFINEQB $0x00, Z20, Z17, Z8
+	VPTESTMB       Z22, Z18, K1
+	VPADDB         Z23, Z8, K1, Z8
+	VPBROADCASTD   28(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   28(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   28(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   28(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// token 0: scale the rows' chunk sums
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+	VBROADCASTSS (R10), Z11
+	VFMADD231PS  Z11, Z13, Z0
+
+	// token 1: scale the rows' chunk sums
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+	VBROADCASTSS (R10)(R13*1), Z11
+	VFMADD231PS  Z11, Z13, Z1
+
+	// token 2: scale the rows' chunk sums
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+	VBROADCASTSS (R10)(R13*2), Z11
+	VFMADD231PS  Z11, Z13, Z2
+
+	// token 3: scale the rows' chunk sums
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	VBROADCASTSS (R10)(R14*1), Z11
+	VFMADD231PS  Z11, Z13, Z3
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3AsymX16T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q3AsymX16T4AVX512GFNI_group
 
 	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
@@ -19446,6 +20726,652 @@ q6SymX16T4AVX512_chunk:
 	JNZ          q6SymX16T4AVX512_chunk
 	DECQ         CX
 	JNZ          q6SymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6SymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI, MMX+
+TEXT ·q6SymX8T1AVX512GFNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTQ gfniQ6Hi0<>+0(SB), Y19
+	VPBROADCASTQ gfniQ6Hi1<>+0(SB), Y20
+	VPBROADCASTQ gfniQ6Hi2<>+0(SB), Y21
+	VPBROADCASTQ gfniQ6Hi3<>+0(SB), Y22
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q6SymX8T1AVX512GFNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q6SymX8T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q6SymX8T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64      128(SI), Y16
+	VMOVDQU        (SI), Y5
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   (R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   4(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU        32(SI), Y5
+	VGF2P8AFFINEQB $0x00, Y21, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   8(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y22, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   12(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU64      160(SI), Y16
+	VMOVDQU        64(SI), Y5
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   16(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   20(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU        96(SI), Y5
+	VGF2P8AFFINEQB $0x00, Y21, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   24(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y22, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   28(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+	VPADDD         Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x05, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6SymX8T1AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q6SymX8T1AVX512GFNI_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         R11
+	JNZ          q6SymX8T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q6SymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI
+TEXT ·q6SymX8T4AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTQ gfniQ6Hi0<>+0(SB), Y19
+	VPBROADCASTQ gfniQ6Hi1<>+0(SB), Y20
+	VPBROADCASTQ gfniQ6Hi2<>+0(SB), Y21
+	VPBROADCASTQ gfniQ6Hi3<>+0(SB), Y22
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q6SymX8T4AVX512GFNI_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q6SymX8T4AVX512GFNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64      128(SI), Y16
+	VMOVDQU        (SI), Y9
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   (R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   (R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   (R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   (R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   4(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   4(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   4(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   4(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU        32(SI), Y9
+	VGF2P8AFFINEQB $0x00, Y21, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   8(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   8(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   8(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   8(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y22, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   12(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   12(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   12(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   12(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU64      160(SI), Y16
+	VMOVDQU        64(SI), Y9
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   16(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   16(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   16(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   16(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   20(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   20(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   20(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   20(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU        96(SI), Y9
+	VGF2P8AFFINEQB $0x00, Y21, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   24(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   24(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   24(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   24(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y22, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   28(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   28(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   28(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   28(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6SymX8T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q6SymX8T4AVX512GFNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6SymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI, MMX+
+TEXT ·q6SymX16T1AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTQ gfniQ6Hi0<>+0(SB), Z19
+	VPBROADCASTQ gfniQ6Hi1<>+0(SB), Z20
+	VPBROADCASTQ gfniQ6Hi2<>+0(SB), Z21
+	VPBROADCASTQ gfniQ6Hi3<>+0(SB), Z22
+	VPBROADCASTD mask0F<>+0(SB), Z15
+
+q6SymX16T1AVX512GFNI_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q6SymX16T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+56(FP), DX
+
+q6SymX16T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	PREFETCHT0 16512(SI)
+	PREFETCHT0 16512(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64      128(SI), Y16
+	VINSERTI64X4   $0x01, 128(SI)(BX*1), Z16, Z16
+	VMOVDQU        (SI), Y5
+	VINSERTI64X4   $0x01, (SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   (R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   4(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU        32(SI), Y5
+	VINSERTI64X4   $0x01, 32(SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z21, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   8(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z22, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   12(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU64      160(SI), Y16
+	VINSERTI64X4   $0x01, 160(SI)(BX*1), Z16, Z16
+	VMOVDQU        64(SI), Y5
+	VINSERTI64X4   $0x01, 64(SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   16(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   20(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU        96(SI), Y5
+	VINSERTI64X4   $0x01, 96(SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z21, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   24(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z22, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   28(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+	VPADDD         Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x05, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+	VBROADCASTSS (R9), Z6
+	VMULPS       Z12, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z0
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6SymX16T1AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q6SymX16T1AVX512GFNI_group
+	VMOVUPS      Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q6SymX16T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q6SymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI
+TEXT ·q6SymX16T4AVX512GFNI(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTQ gfniQ6Hi0<>+0(SB), Z19
+	VPBROADCASTQ gfniQ6Hi1<>+0(SB), Z20
+	VPBROADCASTQ gfniQ6Hi2<>+0(SB), Z21
+	VPBROADCASTQ gfniQ6Hi3<>+0(SB), Z22
+	VPBROADCASTD mask0F<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q6SymX16T4AVX512GFNI_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+72(FP), DX
+
+q6SymX16T4AVX512GFNI_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64      128(SI), Y16
+	VINSERTI64X4   $0x01, 128(SI)(BX*1), Z16, Z16
+	VMOVDQU        (SI), Y9
+	VINSERTI64X4   $0x01, (SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   (R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   (R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   (R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   (R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   4(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   4(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   4(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   4(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU        32(SI), Y9
+	VINSERTI64X4   $0x01, 32(SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z21, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   8(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   8(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   8(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   8(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z22, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   12(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   12(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   12(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   12(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU64      160(SI), Y16
+	VINSERTI64X4   $0x01, 160(SI)(BX*1), Z16, Z16
+	VMOVDQU        64(SI), Y9
+	VINSERTI64X4   $0x01, 64(SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   16(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   16(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   16(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   16(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   20(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   20(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   20(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   20(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU        96(SI), Y9
+	VINSERTI64X4   $0x01, 96(SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z21, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   24(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   24(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   24(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   24(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z22, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   28(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   28(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   28(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   28(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6SymX16T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q6SymX16T4AVX512GFNI_group
 
 	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
@@ -25547,6 +27473,641 @@ q3kSymX16T4AVX512_chunk:
 	VZEROUPPER
 	RET
 
+// func q3kSymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI, MMX+
+TEXT ·q3kSymX8T1AVX512GFNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Y19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Y20
+	VPBROADCASTD mask40<>+0(SB), Y21
+	VPBROADCASTD xor80<>+0(SB), Y22
+	VPBROADCASTD mask04<>+0(SB), Y23
+	VPBROADCASTD mask07<>+0(SB), Y15
+
+q3kSymX8T1AVX512GFNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q3kSymX8T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q3kSymX8T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64    (SI), Y16
+	VMOVDQU64    32(SI), Y17
+	VMOVDQU64    64(SI), Y18
+	VPANDD       Y15, Y16, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y2
+	VPBROADCASTD   4(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VPANDD       Y15, Y17, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VGF2P8AFFINEQB $0x00, Y19, Y17, Y2
+	VPBROADCASTD   12(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VPANDD       Y15, Y18, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VGF2P8AFFINEQB $0x00, Y19, Y18, Y2
+	VPBROADCASTD   20(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y2
+	VPTESTMB       Y21, Y18, K1
+	VPADDB         Y23, Y2, K1, Y2
+	VPBROADCASTD   24(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VGF2P8AFFINEQB $0x00, Y20, Y17, Y2
+	VPTESTMB       Y22, Y18, K1
+	VPADDB         Y23, Y2, K1, Y2
+	VPBROADCASTD   28(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+	VPADDD         Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x02, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kSymX8T1AVX512GFNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q3kSymX8T1AVX512GFNI_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q3kSymX8T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q3kSymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI
+TEXT ·q3kSymX8T4AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Y19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Y20
+	VPBROADCASTD mask40<>+0(SB), Y21
+	VPBROADCASTD xor80<>+0(SB), Y22
+	VPBROADCASTD mask04<>+0(SB), Y23
+	VPBROADCASTD mask07<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q3kSymX8T4AVX512GFNI_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q3kSymX8T4AVX512GFNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64    (SI), Y16
+	VMOVDQU64    32(SI), Y17
+	VMOVDQU64    64(SI), Y18
+	VPANDD       Y15, Y16, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y8
+	VPBROADCASTD   4(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   4(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   4(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   4(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VPANDD       Y15, Y17, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VGF2P8AFFINEQB $0x00, Y19, Y17, Y8
+	VPBROADCASTD   12(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   12(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   12(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   12(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VPANDD       Y15, Y18, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VGF2P8AFFINEQB $0x00, Y19, Y18, Y8
+	VPBROADCASTD   20(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   20(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   20(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   20(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y8
+	VPTESTMB       Y21, Y18, K1
+	VPADDB         Y23, Y8, K1, Y8
+	VPBROADCASTD   24(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   24(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   24(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   24(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VGF2P8AFFINEQB $0x00, Y20, Y17, Y8
+	VPTESTMB       Y22, Y18, K1
+	VPADDB         Y23, Y8, K1, Y8
+	VPBROADCASTD   28(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   28(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   28(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   28(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x02, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kSymX8T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q3kSymX8T4AVX512GFNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kSymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI, MMX+
+TEXT ·q3kSymX16T1AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Z19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Z20
+	VPBROADCASTD mask40<>+0(SB), Z21
+	VPBROADCASTD xor80<>+0(SB), Z22
+	VPBROADCASTD mask04<>+0(SB), Z23
+	VPBROADCASTD mask07<>+0(SB), Z15
+
+q3kSymX16T1AVX512GFNI_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q3kSymX16T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	VXORPS       Z13, Z13, Z13
+	MOVQ         cpg+56(FP), DX
+
+q3kSymX16T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64    (SI), Y16
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z16, Z16
+	VMOVDQU64    32(SI), Y17
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z17, Z17
+	VMOVDQU64    64(SI), Y18
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z18, Z18
+	VPANDD       Z15, Z16, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z2
+	VPBROADCASTD   4(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VPANDD       Z15, Z17, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VGF2P8AFFINEQB $0x00, Z19, Z17, Z2
+	VPBROADCASTD   12(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VPANDD       Z15, Z18, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VGF2P8AFFINEQB $0x00, Z19, Z18, Z2
+	VPBROADCASTD   20(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z2
+	VPTESTMB       Z21, Z18, K1
+	VPADDB         Z23, Z2, K1, Z2
+	VPBROADCASTD   24(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VGF2P8AFFINEQB $0x00, Z20, Z17, Z2
+	VPTESTMB       Z22, Z18, K1
+	VPADDB         Z23, Z2, K1, Z2
+	VPBROADCASTD   28(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+	VPADDD         Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x02, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VPMOVSXBD    (AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9), Z4
+	VMULPS       Z4, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z13
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kSymX16T1AVX512GFNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Z12, Z13, Z0
+	DECQ        CX
+	JNZ         q3kSymX16T1AVX512GFNI_group
+	VMOVUPS     Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q3kSymX16T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q3kSymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI
+TEXT ·q3kSymX16T4AVX512GFNI(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Z19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Z20
+	VPBROADCASTD mask40<>+0(SB), Z21
+	VPBROADCASTD xor80<>+0(SB), Z22
+	VPBROADCASTD mask04<>+0(SB), Z23
+	VPBROADCASTD mask07<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q3kSymX16T4AVX512GFNI_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	MOVQ         cpg+72(FP), DX
+
+q3kSymX16T4AVX512GFNI_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64    (SI), Y16
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z16, Z16
+	VMOVDQU64    32(SI), Y17
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z17, Z17
+	VMOVDQU64    64(SI), Y18
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z18, Z18
+	VPANDD       Z15, Z16, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z8
+	VPBROADCASTD   4(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   4(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   4(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   4(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VPANDD       Z15, Z17, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VGF2P8AFFINEQB $0x00, Z19, Z17, Z8
+	VPBROADCASTD   12(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   12(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   12(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   12(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VPANDD       Z15, Z18, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VGF2P8AFFINEQB $0x00, Z19, Z18, Z8
+	VPBROADCASTD   20(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   20(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   20(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   20(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z8
+	VPTESTMB       Z21, Z18, K1
+	VPADDB         Z23, Z8, K1, Z8
+	VPBROADCASTD   24(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   24(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   24(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   24(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VGF2P8AFFINEQB $0x00, Z20, Z17, Z8
+	VPTESTMB       Z22, Z18, K1
+	VPADDB         Z23, Z8, K1, Z8
+	VPBROADCASTD   28(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   28(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   28(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   28(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD    (AX), Y8
+	VPMOVSXBD    (AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z12, Z8, Z8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x02, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kSymX16T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q3kSymX16T4AVX512GFNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
 // func q3kAsymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·q3kAsymX8T1AVX2(SB), NOSPLIT, $0-64
@@ -27138,6 +29699,657 @@ q3kAsymX16T4AVX512_chunk:
 	JNZ          q3kAsymX16T4AVX512_chunk
 	DECQ         CX
 	JNZ          q3kAsymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kAsymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI, MMX+
+TEXT ·q3kAsymX8T1AVX512GFNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Y19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Y20
+	VPBROADCASTD mask40<>+0(SB), Y21
+	VPBROADCASTD xor80<>+0(SB), Y22
+	VPBROADCASTD mask04<>+0(SB), Y23
+	VPBROADCASTD mask07<>+0(SB), Y15
+
+q3kAsymX8T1AVX512GFNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   ds+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y9, Y9, Y9
+
+q3kAsymX8T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y11
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	VXORPS    Y13, Y13, Y13
+	VXORPS    Y14, Y14, Y14
+	MOVQ      cpg+48(FP), DX
+
+q3kAsymX8T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64    (SI), Y16
+	VMOVDQU64    32(SI), Y17
+	VMOVDQU64    64(SI), Y18
+	VPANDD       Y15, Y16, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y2
+	VPBROADCASTD   4(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VPANDD       Y15, Y17, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VGF2P8AFFINEQB $0x00, Y19, Y17, Y2
+	VPBROADCASTD   12(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VPANDD       Y15, Y18, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VGF2P8AFFINEQB $0x00, Y19, Y18, Y2
+	VPBROADCASTD   20(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y2
+	VPTESTMB       Y21, Y18, K1
+	VPADDB         Y23, Y2, K1, Y2
+	VPBROADCASTD   24(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VGF2P8AFFINEQB $0x00, Y20, Y17, Y2
+	VPTESTMB       Y22, Y18, K1
+	VPADDB         Y23, Y2, K1, Y2
+	VPBROADCASTD   28(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+	VPADDD         Y3, Y1, Y1
+	VCVTDQ2PS      Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVZXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	VPMOVZXBD    64(AX), Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R10), Y7
+	VFMADD231PS  Y7, Y5, Y14
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kAsymX8T1AVX512GFNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	VFMADD231PS Y11, Y14, Y9
+	DECQ        CX
+	JNZ         q3kAsymX8T1AVX512GFNI_group
+	VADDPS      Y9, Y0, Y0
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q3kAsymX8T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q3kAsymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI
+TEXT ·q3kAsymX8T4AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         ds+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Y19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Y20
+	VPBROADCASTD mask40<>+0(SB), Y21
+	VPBROADCASTD xor80<>+0(SB), Y22
+	VPBROADCASTD mask04<>+0(SB), Y23
+	VPBROADCASTD mask07<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q3kAsymX8T4AVX512GFNI_group:
+	VCVTPH2PS (SI), Y12
+	VCVTPH2PS 16(SI), Y13
+	LEAQ      32(SI), AX
+	ADDQ      $0x000000a0, SI
+	MOVQ      cpg+64(FP), DX
+
+q3kAsymX8T4AVX512GFNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64    (SI), Y16
+	VMOVDQU64    32(SI), Y17
+	VMOVDQU64    64(SI), Y18
+	VPANDD       Y15, Y16, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y8
+	VPBROADCASTD   4(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   4(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   4(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   4(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VPANDD       Y15, Y17, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VGF2P8AFFINEQB $0x00, Y19, Y17, Y8
+	VPBROADCASTD   12(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   12(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   12(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   12(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VPANDD       Y15, Y18, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VGF2P8AFFINEQB $0x00, Y19, Y18, Y8
+	VPBROADCASTD   20(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   20(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   20(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   20(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y8
+	VPTESTMB       Y21, Y18, K1
+	VPADDB         Y23, Y8, K1, Y8
+	VPBROADCASTD   24(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   24(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   24(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   24(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VGF2P8AFFINEQB $0x00, Y20, Y17, Y8
+	VPTESTMB       Y22, Y18, K1
+	VPADDB         Y23, Y8, K1, Y8
+	VPBROADCASTD   28(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   28(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   28(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   28(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVZXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+	VPMOVZXBD 64(AX), Y9
+	VCVTDQ2PS Y9, Y9
+	VMULPS    Y13, Y9, Y9
+
+	// token 0: scale the rows' chunk sums
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+	VBROADCASTSS (R10), Y11
+	VFMADD231PS  Y11, Y9, Y0
+
+	// token 1: scale the rows' chunk sums
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VBROADCASTSS (R10)(R13*1), Y11
+	VFMADD231PS  Y11, Y9, Y1
+
+	// token 2: scale the rows' chunk sums
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+	VBROADCASTSS (R10)(R13*2), Y11
+	VFMADD231PS  Y11, Y9, Y2
+
+	// token 3: scale the rows' chunk sums
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	VBROADCASTSS (R10)(R14*1), Y11
+	VFMADD231PS  Y11, Y9, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kAsymX8T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q3kAsymX8T4AVX512GFNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q3kAsymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI, MMX+
+TEXT ·q3kAsymX16T1AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Z19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Z20
+	VPBROADCASTD mask40<>+0(SB), Z21
+	VPBROADCASTD xor80<>+0(SB), Z22
+	VPBROADCASTD mask04<>+0(SB), Z23
+	VPBROADCASTD mask07<>+0(SB), Z15
+
+q3kAsymX16T1AVX512GFNI_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   ds+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z9, Z9, Z9
+
+q3kAsymX16T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	VCVTPH2PS    16(SI), Y11
+	VCVTPH2PS    16(SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z11, Z11
+	LEAQ         32(SI), AX
+	ADDQ         $0x000000a0, SI
+	VXORPS       Z13, Z13, Z13
+	VXORPS       Z14, Z14, Z14
+	MOVQ         cpg+56(FP), DX
+
+q3kAsymX16T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64    (SI), Y16
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z16, Z16
+	VMOVDQU64    32(SI), Y17
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z17, Z17
+	VMOVDQU64    64(SI), Y18
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z18, Z18
+	VPANDD       Z15, Z16, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z2
+	VPBROADCASTD   4(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VPANDD       Z15, Z17, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VGF2P8AFFINEQB $0x00, Z19, Z17, Z2
+	VPBROADCASTD   12(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VPANDD       Z15, Z18, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VGF2P8AFFINEQB $0x00, Z19, Z18, Z2
+	VPBROADCASTD   20(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z2
+	VPTESTMB       Z21, Z18, K1
+	VPADDB         Z23, Z2, K1, Z2
+	VPBROADCASTD   24(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VGF2P8AFFINEQB $0x00, Z20, Z17, Z2
+	VPTESTMB       Z22, Z18, K1
+	VPADDB         Z23, Z2, K1, Z2
+	VPBROADCASTD   28(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+	VPADDD         Z3, Z1, Z1
+	VCVTDQ2PS      Z1, Z1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVZXBD    (AX), Y6
+	VPMOVZXBD    (AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9), Z4
+	VMULPS       Z4, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z13
+	VPMOVZXBD    64(AX), Y5
+	VPMOVZXBD    64(AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R10), Z7
+	VFMADD231PS  Z7, Z5, Z14
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kAsymX16T1AVX512GFNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Z12, Z13, Z0
+	VFMADD231PS Z11, Z14, Z9
+	DECQ        CX
+	JNZ         q3kAsymX16T1AVX512GFNI_group
+	VADDPS      Z9, Z0, Z0
+	VMOVUPS     Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q3kAsymX16T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q3kAsymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI
+TEXT ·q3kAsymX16T4AVX512GFNI(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         ds+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTQ gfniQ3Mid<>+0(SB), Z19
+	VPBROADCASTQ gfniQ3Top<>+0(SB), Z20
+	VPBROADCASTD mask40<>+0(SB), Z21
+	VPBROADCASTD xor80<>+0(SB), Z22
+	VPBROADCASTD mask04<>+0(SB), Z23
+	VPBROADCASTD mask07<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q3kAsymX16T4AVX512GFNI_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	VCVTPH2PS    16(SI), Y13
+	VCVTPH2PS    16(SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z13, Z13
+	LEAQ         32(SI), AX
+	ADDQ         $0x000000a0, SI
+	MOVQ         cpg+72(FP), DX
+
+q3kAsymX16T4AVX512GFNI_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64    (SI), Y16
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z16, Z16
+	VMOVDQU64    32(SI), Y17
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z17, Z17
+	VMOVDQU64    64(SI), Y18
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z18, Z18
+	VPANDD       Z15, Z16, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z8
+	VPBROADCASTD   4(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   4(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   4(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   4(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VPANDD       Z15, Z17, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VGF2P8AFFINEQB $0x00, Z19, Z17, Z8
+	VPBROADCASTD   12(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   12(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   12(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   12(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VPANDD       Z15, Z18, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VGF2P8AFFINEQB $0x00, Z19, Z18, Z8
+	VPBROADCASTD   20(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   20(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   20(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   20(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z8
+	VPTESTMB       Z21, Z18, K1
+	VPADDB         Z23, Z8, K1, Z8
+	VPBROADCASTD   24(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   24(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   24(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   24(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VGF2P8AFFINEQB $0x00, Z20, Z17, Z8
+	VPTESTMB       Z22, Z18, K1
+	VPADDB         Z23, Z8, K1, Z8
+	VPBROADCASTD   28(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   28(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   28(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   28(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVZXBD    (AX), Y8
+	VPMOVZXBD    (AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z12, Z8, Z8
+	VPMOVZXBD    64(AX), Y9
+	VPMOVZXBD    64(AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z9, Z9
+	VCVTDQ2PS    Z9, Z9
+	VMULPS       Z13, Z9, Z9
+
+	// token 0: scale the rows' chunk sums
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+	VBROADCASTSS (R10), Z11
+	VFMADD231PS  Z11, Z9, Z0
+
+	// token 1: scale the rows' chunk sums
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+	VBROADCASTSS (R10)(R13*1), Z11
+	VFMADD231PS  Z11, Z9, Z1
+
+	// token 2: scale the rows' chunk sums
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+	VBROADCASTSS (R10)(R13*2), Z11
+	VFMADD231PS  Z11, Z9, Z2
+
+	// token 3: scale the rows' chunk sums
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	VBROADCASTSS (R10)(R14*1), Z11
+	VFMADD231PS  Z11, Z9, Z3
+	ADDQ         $0x08, AX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q3kAsymX16T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q3kAsymX16T4AVX512GFNI_group
 
 	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX
@@ -28904,6 +32116,690 @@ q6kSymX16T4AVX512_chunk:
 	JNZ          q6kSymX16T4AVX512_chunk
 	DECQ         CX
 	JNZ          q6kSymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6kSymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI, MMX+
+TEXT ·q6kSymX8T1AVX512GFNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTQ gfniQ6Hi0<>+0(SB), Y19
+	VPBROADCASTQ gfniQ6Hi1<>+0(SB), Y20
+	VPBROADCASTQ gfniQ6Hi2<>+0(SB), Y21
+	VPBROADCASTQ gfniQ6Hi3<>+0(SB), Y22
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q6kSymX8T1AVX512GFNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q6kSymX8T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q6kSymX8T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64      128(SI), Y16
+	VMOVDQU        (SI), Y5
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   (R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   4(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU        32(SI), Y5
+	VGF2P8AFFINEQB $0x00, Y21, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   8(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y22, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   12(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU64      160(SI), Y16
+	VMOVDQU        64(SI), Y5
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   16(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   20(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU        96(SI), Y5
+	VGF2P8AFFINEQB $0x00, Y21, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   24(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y22, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   28(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+	VPADDD         Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x05, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6kSymX8T1AVX512GFNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q6kSymX8T1AVX512GFNI_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q6kSymX8T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q6kSymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI
+TEXT ·q6kSymX8T4AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTQ gfniQ6Hi0<>+0(SB), Y19
+	VPBROADCASTQ gfniQ6Hi1<>+0(SB), Y20
+	VPBROADCASTQ gfniQ6Hi2<>+0(SB), Y21
+	VPBROADCASTQ gfniQ6Hi3<>+0(SB), Y22
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q6kSymX8T4AVX512GFNI_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q6kSymX8T4AVX512GFNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64      128(SI), Y16
+	VMOVDQU        (SI), Y9
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   (R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   (R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   (R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   (R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   4(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   4(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   4(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   4(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU        32(SI), Y9
+	VGF2P8AFFINEQB $0x00, Y21, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   8(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   8(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   8(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   8(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y22, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   12(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   12(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   12(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   12(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU64      160(SI), Y16
+	VMOVDQU        64(SI), Y9
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   16(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   16(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   16(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   16(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   20(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   20(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   20(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   20(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU        96(SI), Y9
+	VGF2P8AFFINEQB $0x00, Y21, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   24(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   24(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   24(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   24(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y22, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   28(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   28(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   28(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   28(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x05, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6kSymX8T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q6kSymX8T4AVX512GFNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q6kSymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI, MMX+
+TEXT ·q6kSymX16T1AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTQ gfniQ6Hi0<>+0(SB), Z19
+	VPBROADCASTQ gfniQ6Hi1<>+0(SB), Z20
+	VPBROADCASTQ gfniQ6Hi2<>+0(SB), Z21
+	VPBROADCASTQ gfniQ6Hi3<>+0(SB), Z22
+	VPBROADCASTD mask0F<>+0(SB), Z15
+
+q6kSymX16T1AVX512GFNI_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q6kSymX16T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	VXORPS       Z13, Z13, Z13
+	MOVQ         cpg+56(FP), DX
+
+q6kSymX16T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	PREFETCHT0 16512(SI)
+	PREFETCHT0 16512(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64      128(SI), Y16
+	VINSERTI64X4   $0x01, 128(SI)(BX*1), Z16, Z16
+	VMOVDQU        (SI), Y5
+	VINSERTI64X4   $0x01, (SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   (R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   4(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU        32(SI), Y5
+	VINSERTI64X4   $0x01, 32(SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z21, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   8(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z22, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   12(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU64      160(SI), Y16
+	VINSERTI64X4   $0x01, 160(SI)(BX*1), Z16, Z16
+	VMOVDQU        64(SI), Y5
+	VINSERTI64X4   $0x01, 64(SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   16(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   20(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU        96(SI), Y5
+	VINSERTI64X4   $0x01, 96(SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z21, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   24(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z22, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   28(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+	VPADDD         Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x05, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VPMOVSXBD    (AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9), Z4
+	VMULPS       Z4, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z13
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6kSymX16T1AVX512GFNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Z12, Z13, Z0
+	DECQ        CX
+	JNZ         q6kSymX16T1AVX512GFNI_group
+	VMOVUPS     Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q6kSymX16T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q6kSymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI
+TEXT ·q6kSymX16T4AVX512GFNI(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTQ gfniQ6Hi0<>+0(SB), Z19
+	VPBROADCASTQ gfniQ6Hi1<>+0(SB), Z20
+	VPBROADCASTQ gfniQ6Hi2<>+0(SB), Z21
+	VPBROADCASTQ gfniQ6Hi3<>+0(SB), Z22
+	VPBROADCASTD mask0F<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q6kSymX16T4AVX512GFNI_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	MOVQ         cpg+72(FP), DX
+
+q6kSymX16T4AVX512GFNI_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64      128(SI), Y16
+	VINSERTI64X4   $0x01, 128(SI)(BX*1), Z16, Z16
+	VMOVDQU        (SI), Y9
+	VINSERTI64X4   $0x01, (SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   (R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   (R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   (R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   (R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   4(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   4(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   4(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   4(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU        32(SI), Y9
+	VINSERTI64X4   $0x01, 32(SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z21, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   8(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   8(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   8(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   8(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z22, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   12(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   12(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   12(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   12(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU64      160(SI), Y16
+	VINSERTI64X4   $0x01, 160(SI)(BX*1), Z16, Z16
+	VMOVDQU        64(SI), Y9
+	VINSERTI64X4   $0x01, 64(SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   16(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   16(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   16(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   16(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   20(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   20(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   20(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   20(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU        96(SI), Y9
+	VINSERTI64X4   $0x01, 96(SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z21, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   24(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   24(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   24(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   24(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z22, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   28(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   28(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   28(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   28(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD    (AX), Y8
+	VPMOVSXBD    (AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z12, Z8, Z8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x05, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q6kSymX16T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q6kSymX16T4AVX512GFNI_group
 
 	// store token t's rows at out + t*ostride
 	MOVQ    ostride+8(FP), DX

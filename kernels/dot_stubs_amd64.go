@@ -748,6 +748,34 @@ func q3SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float3
 //go:noescape
 func q3SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
+// q3SymX8T1AVX512GFNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3Sym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3SymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q3SymX8T4AVX512GFNI computes the dot products of one row block of a Tiled8 q3Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3SymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3SymX16T1AVX512GFNI computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q3Sym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3SymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q3SymX16T4AVX512GFNI computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q3Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3SymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
 // q3AsymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3Asym
 // matrix (tiles from w on) with one 8-bit activation (values q, scales d, scale-times-sum products ds),
 // groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
@@ -804,6 +832,34 @@ func q3AsymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float
 //go:noescape
 func q3AsymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
 
+// q3AsymX8T1AVX512GFNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3Asym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, scale-times-sum products ds),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3AsymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q3AsymX8T4AVX512GFNI computes the dot products of one row block of a Tiled8 q3Asym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3AsymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3AsymX16T1AVX512GFNI computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q3Asym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, scale-times-sum products ds), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3AsymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q3AsymX16T4AVX512GFNI computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q3Asym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3AsymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
 // q6SymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q6Sym
 // matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
 // groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
@@ -859,6 +915,34 @@ func q6SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float3
 //
 //go:noescape
 func q6SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6SymX8T1AVX512GFNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q6Sym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6SymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q6SymX8T4AVX512GFNI computes the dot products of one row block of a Tiled8 q6Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6SymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6SymX16T1AVX512GFNI computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q6Sym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6SymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q6SymX16T4AVX512GFNI computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q6Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6SymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // q8SymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q8Sym
 // matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
@@ -1084,6 +1168,34 @@ func q3kSymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float
 //go:noescape
 func q3kSymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
+// q3kSymX8T1AVX512GFNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kSymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q3kSymX8T4AVX512GFNI computes the dot products of one row block of a Tiled8 q3kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kSymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kSymX16T1AVX512GFNI computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q3kSym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kSymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q3kSymX16T4AVX512GFNI computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q3kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kSymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
 // q3kAsymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3kAsym
 // matrix (tiles from w on) with one 8-bit activation (values q, scales d, scale-times-sum products ds),
 // groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
@@ -1140,6 +1252,34 @@ func q3kAsymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *floa
 //go:noescape
 func q3kAsymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
 
+// q3kAsymX8T1AVX512GFNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q3kAsym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, scale-times-sum products ds),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kAsymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q3kAsymX8T4AVX512GFNI computes the dot products of one row block of a Tiled8 q3kAsym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kAsymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q3kAsymX16T1AVX512GFNI computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q3kAsym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, scale-times-sum products ds), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kAsymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q3kAsymX16T4AVX512GFNI computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q3kAsym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and scale-times-sum products ds at ds+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q3kAsymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, ds *float32, astride uintptr, groups uintptr, cpg uintptr)
+
 // q6kSymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q6kSym
 // matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
 // groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
@@ -1195,6 +1335,34 @@ func q6kSymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float
 //
 //go:noescape
 func q6kSymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6kSymX8T1AVX512GFNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q6kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6kSymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q6kSymX8T4AVX512GFNI computes the dot products of one row block of a Tiled8 q6kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6kSymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q6kSymX16T1AVX512GFNI computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q6kSym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6kSymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q6kSymX16T4AVX512GFNI computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q6kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q6kSymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
 
 // dotF32AVX2 returns sum_i a[i]*b[i] for i < n. Reference: dotGeneric.
 //

@@ -27,6 +27,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"regexp"
@@ -587,10 +588,11 @@ var emuOps = map[string]emuOp{
 
 	// Moves. Vector moves take the width of their register operand; the
 	// scalar ones move 4 bytes and zero-extend into an X register.
-	"VMOVDQU": {2, emuMov(false)},
-	"VMOVUPS": {2, emuMov(false)},
-	"VMOVDQA": {2, emuMov(true)},
-	"VMOVSS":  {2, emuMovd},
+	"VMOVDQU":   {2, emuMov(false)},
+	"VMOVUPS":   {2, emuMov(false)},
+	"VMOVDQA":   {2, emuMov(true)},
+	"VMOVDQU64": {2, emuMov(false)},
+	"VMOVSS":    {2, emuMovd},
 	// The legacy-SSE MOVSS that avo's Load and Store of a float32 argument
 	// emit: into an X register it zeroes bits 32-127 and keeps the rest.
 	"MOVSS": {2, func(m *emuMachine, x []emuOperand) {
@@ -682,6 +684,7 @@ var emuOps = map[string]emuOp{
 	"VXORPS":  emuLanes(8, func(a, b uint64) uint64 { return b ^ a }),
 	"VPAND":   emuLanes(8, func(a, b uint64) uint64 { return b & a }),
 	"VPOR":    emuLanes(8, func(a, b uint64) uint64 { return b | a }),
+	"VPADDB":  emuLanes(1, func(a, b uint64) uint64 { return b + a }),
 	"VPADDW":  emuLanes(2, func(a, b uint64) uint64 { return b + a }),
 	"VPADDD":  emuLanes(4, func(a, b uint64) uint64 { return b + a }),
 	"VPSUBD":  emuLanes(4, func(a, b uint64) uint64 { return b - a }),
@@ -692,6 +695,46 @@ var emuOps = map[string]emuOp{
 	"VPSRLVD": emuLanes(4, func(a, b uint64) uint64 { return emuShr(b, a, 32) }),
 	"VPABSB":  emuUnary(1, func(a uint64) uint64 { return uint64(max(int8(a), -int8(a))) }), // |-128| = 0x80
 	"VPSIGNB": emuLanes(1, func(a, b uint64) uint64 { return b * uint64(cmp.Compare(int8(a), 0)) }),
+	// imm, c, b, a (= dst): each bit of dst becomes bit (a<<2 | b<<1 | c)
+	// of imm (Intel "vpternlogd a, b, c, imm")
+	"VPTERNLOGD": {4, func(m *emuMachine, x []emuOperand) {
+		n := x[3].width()
+		imm, c, b, a := uint8(m.imm(x[0])), m.read(x[1], n), m.read(x[2], n), m.read(x[3], n)
+		var r emuVec
+		for i := 0; i < 8*n; i++ {
+			bit := func(v *emuVec) int { return int(v[i/8] >> (i % 8) & 1) }
+			r[i/8] |= imm >> (bit(&a)<<2 | bit(&b)<<1 | bit(&c)) & 1 << (i % 8)
+		}
+		m.write(x[3], r, n)
+	}},
+	// a, b, K: mask bit i = (byte i of b AND byte i of a) != 0 (Intel
+	// "vptestmb k, b, a")
+	"VPTESTMB": {3, func(m *emuMachine, x []emuOperand) {
+		n := x[1].width()
+		a, b := m.read(x[0], n), m.read(x[1], n)
+		var k uint64
+		for i := 0; i < n; i++ {
+			if a[i]&b[i] != 0 {
+				k |= 1 << i
+			}
+		}
+		m.k[x[2].reg] = k
+	}},
+	// imm, A, x, dst (Intel "vgf2p8affineqb dst, x, A, imm"), from the
+	// SDM's pseudo-code: bit i of byte j of dst is the parity of (byte 7-i
+	// of qword j/8 of A) AND (byte j of x), XOR bit i of imm.
+	"VGF2P8AFFINEQB": {4, func(m *emuMachine, x []emuOperand) {
+		n := x[3].width()
+		imm, a, src := uint8(m.imm(x[0])), m.read(x[1], n), m.read(x[2], n)
+		var r emuVec
+		for j := 0; j < n; j++ {
+			for i := 0; i < 8; i++ {
+				row := a[j/8*8+7-i]
+				r[j] |= (uint8(bits.OnesCount8(row&src[j])&1) ^ imm>>i&1) << i
+			}
+		}
+		m.write(x[3], r, n)
+	}},
 	// b holds unsigned bytes, a signed ones; pair sums saturate to int16.
 	"VPMADDUBSW": emuLanes(2, func(a, b uint64) uint64 {
 		s := int32(uint8(b))*int32(int8(a)) + int32(uint8(b>>8))*int32(int8(a>>8))
@@ -869,6 +912,7 @@ var emuMaskedOps = map[string]emuOp{
 	"VMOVDQU16":   emuMaskedMov(2, false),
 	"VMOVDQU16.Z": emuMaskedMov(2, true),
 	"VMULPS.Z":    emuMasked(emuOps["VMULPS"], 4, true),
+	"VPADDB":      emuMasked(emuOps["VPADDB"], 1, false),
 }
 
 func emuMaskedMov(esz int, zero bool) emuOp {
@@ -1385,7 +1429,9 @@ func TestEmuAVX512Kernels(t *testing.T) {
 // VPDPBUSD (decoded by emuDecodeVEX) against the CPU. The 8-row kernels run
 // decode on two row blocks in one call and prefill on the second row block
 // with 4 tokens, so the first block's outputs must keep the sentinel; the
-// AVX-512 16-row kernels run both on the pair of row blocks.
+// AVX-512 16-row kernels run both on the pair of row blocks. The GFNI Q3 and
+// Q6 kernels (AVX512GFNI) are checked the same way, so on a CPU with GFNI the
+// interpreter's VGF2P8AFFINEQB, VPTESTMB and VPTERNLOGD are checked against it.
 func TestEmuTiledKernels(t *testing.T) {
 	if !hasAVX2 {
 		t.Skip("the native kernels need AVX2")
@@ -1396,14 +1442,21 @@ func TestEmuTiledKernels(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(47, 48))
 	const rows, n = 2 * TileRows, 4
+	defer func(g bool) { tiledGFNI = g }(tiledGFNI)
 	for _, tier := range []struct {
 		name   string
 		tier   Tier
 		native bool
 		pairs  bool // the 16-row (two row blocks, ZMM) kernels
 	}{{"AVX2", TierAVX2, true, false}, {"AVXVNNI", TierAVXVNNI, hasAVXVNNI, false},
-		{"AVX512", TierAVX512, hasAVX512, false}, {"AVX512", TierAVX512, hasAVX512, true}} {
+		{"AVX512", TierAVX512, hasAVX512, false}, {"AVX512", TierAVX512, hasAVX512, true},
+		{"AVX512GFNI", TierAVX512, hasGFNI, false}, {"AVX512GFNI", TierAVX512, hasGFNI, true}} {
+		gfni := tier.name == "AVX512GFNI" // the avx512-vnni tier's Q3 and Q6 kernels on CPUs with GFNI
+		tiledGFNI = gfni                  // which ones the native calls run
 		for _, f := range quantFormats() {
+			if gfni && f.Type != Q3 && f.Type != Q6 {
+				continue
+			}
 			for _, cols := range []int{f.Group, 3 * f.Group} {
 				m := emuMatrix(t, rng, f, rows, cols)
 				tm := mustTile(t, m)

@@ -18,7 +18,16 @@ var (
 	// VPDPBUSD on YMM is the EVEX (AVX-512VL) encoding in Go's assembler.
 	hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
 		cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VNNI
+	// GFNI (GF2P8AFFINEQB) unpacks the Tiled8 Q3 and Q6 levels in fewer
+	// instructions (asm/tiledgfni.go). Every AVX-512 CPU since Ice Lake and
+	// Zen 4 has it, but Cascade Lake and Cooper Lake have AVX512_VNNI
+	// without it, so the avx512-vnni tier keeps its other Q3/Q6 kernels.
+	hasGFNI = hasAVX512 && cpu.X86.HasAVX512GFNI
 )
+
+// gfniTiled reports whether the avx512-vnni tier runs f's Tiled8 products
+// with its GFNI kernels.
+func gfniTiled(f Format) bool { return tiledGFNI && (f.Type == Q3 || f.Type == Q6) }
 
 // archSets lists the SIMD tiers this CPU supports, slowest first.
 func archSets() []kernelSet {
@@ -146,8 +155,23 @@ var avx512Kernels = quantKernels{
 // stay on the stack. Symmetric kernels read the activation's sums s,
 // asymmetric ones its products ds (Activation.DS).
 func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *int32, ds *float32, groups, cpg, nblk uintptr) {
-	switch t {
-	case TierAVX512:
+	switch {
+	case t == TierAVX512 && gfniTiled(f):
+		switch {
+		case f.Super && f.Type == Q3 && !f.Asym:
+			q3kSymX8T1AVX512GFNI(out, w, q, d, s, groups, cpg, nblk)
+		case f.Super && f.Type == Q3:
+			q3kAsymX8T1AVX512GFNI(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Super:
+			q6kSymX8T1AVX512GFNI(out, w, q, d, s, groups, cpg, nblk)
+		case f.Type == Q3 && !f.Asym:
+			q3SymX8T1AVX512GFNI(out, w, q, d, s, groups, cpg, nblk)
+		case f.Type == Q3:
+			q3AsymX8T1AVX512GFNI(out, w, q, d, ds, groups, cpg, nblk)
+		default:
+			q6SymX8T1AVX512GFNI(out, w, q, d, s, groups, cpg, nblk)
+		}
+	case t == TierAVX512:
 		switch {
 		case f.Super && f.Type == Q4 && !f.Asym:
 			q4kSymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
@@ -172,7 +196,7 @@ func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *in
 		default:
 			q8SymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
 		}
-	case TierAVXVNNI:
+	case t == TierAVXVNNI:
 		switch {
 		case f.Super && f.Type == Q4 && !f.Asym:
 			q4kSymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
@@ -226,8 +250,23 @@ func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *in
 }
 
 func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, ds *float32, astride, groups, cpg uintptr) {
-	switch t {
-	case TierAVX512:
+	switch {
+	case t == TierAVX512 && gfniTiled(f):
+		switch {
+		case f.Super && f.Type == Q3 && !f.Asym:
+			q3kSymX8T4AVX512GFNI(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Super && f.Type == Q3:
+			q3kAsymX8T4AVX512GFNI(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Super:
+			q6kSymX8T4AVX512GFNI(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Type == Q3 && !f.Asym:
+			q3SymX8T4AVX512GFNI(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Type == Q3:
+			q3AsymX8T4AVX512GFNI(out, ostride, w, q, d, ds, astride, groups, cpg)
+		default:
+			q6SymX8T4AVX512GFNI(out, ostride, w, q, d, s, astride, groups, cpg)
+		}
+	case t == TierAVX512:
 		switch {
 		case f.Super && f.Type == Q4 && !f.Asym:
 			q4kSymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
@@ -252,7 +291,7 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 		default:
 			q8SymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
 		}
-	case TierAVXVNNI:
+	case t == TierAVXVNNI:
 		switch {
 		case f.Super && f.Type == Q4 && !f.Asym:
 			q4kSymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
@@ -310,7 +349,20 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 // bytes after the first) per ZMM register: decode over npair pairs, and
 // prefill of one pair with 4 tokens.
 func tiledPairT1(f Format, out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, ds *float32, groups, cpg, npair uintptr) {
+	gfni := gfniTiled(f)
 	switch {
+	case gfni && f.Super && f.Type == Q3 && !f.Asym:
+		q3kSymX16T1AVX512GFNI(out, w, wstride, q, d, s, groups, cpg, npair)
+	case gfni && f.Super && f.Type == Q3:
+		q3kAsymX16T1AVX512GFNI(out, w, wstride, q, d, ds, groups, cpg, npair)
+	case gfni && f.Super:
+		q6kSymX16T1AVX512GFNI(out, w, wstride, q, d, s, groups, cpg, npair)
+	case gfni && f.Type == Q3 && !f.Asym:
+		q3SymX16T1AVX512GFNI(out, w, wstride, q, d, s, groups, cpg, npair)
+	case gfni && f.Type == Q3:
+		q3AsymX16T1AVX512GFNI(out, w, wstride, q, d, ds, groups, cpg, npair)
+	case gfni:
+		q6SymX16T1AVX512GFNI(out, w, wstride, q, d, s, groups, cpg, npair)
 	case f.Super && f.Type == Q4 && !f.Asym:
 		q4kSymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
 	case f.Super && f.Type == Q4:
@@ -337,7 +389,20 @@ func tiledPairT1(f Format, out *float32, w *byte, wstride uintptr, q *int8, d *f
 }
 
 func tiledPairT4(f Format, out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, ds *float32, astride, groups, cpg uintptr) {
+	gfni := gfniTiled(f)
 	switch {
+	case gfni && f.Super && f.Type == Q3 && !f.Asym:
+		q3kSymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
+	case gfni && f.Super && f.Type == Q3:
+		q3kAsymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, ds, astride, groups, cpg)
+	case gfni && f.Super:
+		q6kSymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
+	case gfni && f.Type == Q3 && !f.Asym:
+		q3SymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
+	case gfni && f.Type == Q3:
+		q3AsymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, ds, astride, groups, cpg)
+	case gfni:
+		q6SymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case f.Super && f.Type == Q4 && !f.Asym:
 		q4kSymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case f.Super && f.Type == Q4:

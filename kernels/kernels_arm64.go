@@ -8,6 +8,9 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
+// hasGFNI: the GFNI kernels are amd64 ones.
+const hasGFNI = false
+
 // Advanced SIMD is part of the arm64 baseline; SDOT is optional (FEAT_DotProd:
 // Neoverse N1/V1 and later, Apple M1 and later, Cortex-A55/A75 and later;
 // not Cortex-A53/A57/A72).

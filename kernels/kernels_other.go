@@ -2,5 +2,8 @@
 
 package kernels
 
+// hasGFNI: the GFNI kernels are amd64 ones.
+const hasGFNI = false
+
 // archSets: no SIMD tiers on this build; everything runs the generic reference.
 func archSets() []kernelSet { return nil }

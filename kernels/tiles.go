@@ -31,6 +31,11 @@ const TileRows = 8
 // outside benchmarks.
 var tiledPairs = true
 
+// tiledGFNI selects the avx512-vnni tier's GFNI Tiled8 kernels for Q3 and
+// Q6 on CPUs with GFNI (kernels_amd64.go); tests and benchmarks turn it off
+// to run the tier's other ones.
+var tiledGFNI = hasGFNI
+
 func (l Layout) String() string {
 	if l == Tiled8 {
 		return "tiled8"

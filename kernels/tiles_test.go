@@ -192,6 +192,23 @@ func TestTileErrors(t *testing.T) {
 	}
 }
 
+// forEachTiledTier is forEachTier plus, on a CPU with GFNI, the avx512-vnni
+// tier without its GFNI Q3/Q6 kernels (those of CPUs without GFNI).
+func forEachTiledTier(t *testing.T, fn func(t *testing.T, tier Tier)) {
+	forEachTier(t, fn)
+	if !hasGFNI {
+		return
+	}
+	restore, err := ForceTier(TierAVX512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restore()
+	tiledGFNI = false
+	defer func() { tiledGFNI = true }()
+	t.Run("avx512-vnni-nogfni", func(t *testing.T) { fn(t, TierAVX512) })
+}
+
 // tiledRanges are row ranges of a 40-row matrix: whole blocks (an odd and an
 // even number, in pairs for the 512-bit kernels and alone), ranges that start
 // or end inside a block, and one inside a single block.
@@ -200,7 +217,7 @@ var tiledRanges = [][2]int{{0, 40}, {0, 32}, {3, 37}, {8, 16}, {9, 12}, {5, 6}, 
 // Every tier's Tiled8 products against the row-major reference: the integer
 // chunk sums agree exactly (scales 1, small levels), so outputs are equal.
 func TestTiledIntegerExact(t *testing.T) {
-	forEachTier(t, func(t *testing.T, tier Tier) {
+	forEachTiledTier(t, func(t *testing.T, tier Tier) {
 		rng := rand.New(rand.NewPCG(23, 24))
 		for _, f := range quantFormats() {
 			for _, groups := range []int{1, 3, 33} {
@@ -254,7 +271,7 @@ func TestTiledIntegerExact(t *testing.T) {
 // SIMD-vs-reference budget of TestMulVecTiers; 32896 columns (33024 for
 // superblocks) make token blocks of 4 in MulMat, so 9 tokens cross blocks.
 func TestTiledTiers(t *testing.T) {
-	forEachTier(t, func(t *testing.T, tier Tier) {
+	forEachTiledTier(t, func(t *testing.T, tier Tier) {
 		rng := rand.New(rand.NewPCG(25, 26))
 		for _, f := range quantFormats() {
 			for _, cols := range []int{colsFor(f, 7), 2304, (32896 + f.Group - 1) / f.Group * f.Group} {
@@ -311,7 +328,8 @@ func TestTiledNoAllocs(t *testing.T) {
 
 // benchTiledTiers is benchTiers plus, where the CPU has AVX-512, the
 // avx512-vnni tier with its 256-bit kernels only ("avx512-vnni-ymm"), to
-// measure the 512-bit ones against them.
+// measure the 512-bit ones against them, and where it has GFNI too, without
+// the GFNI Q3/Q6 kernels ("avx512-vnni-nogfni").
 func benchTiledTiers(b *testing.B, fn func(b *testing.B)) {
 	benchTiers(b, fn)
 	restore, err := ForceTier(TierAVX512)
@@ -319,6 +337,11 @@ func benchTiledTiers(b *testing.B, fn func(b *testing.B)) {
 		return
 	}
 	defer restore()
+	if hasGFNI {
+		tiledGFNI = false
+		b.Run("avx512-vnni-nogfni", fn)
+		tiledGFNI = true
+	}
 	tiledPairs = false
 	defer func() { tiledPairs = true }()
 	b.Run("avx512-vnni-ymm", fn)
@@ -393,7 +416,7 @@ func BenchmarkTile(b *testing.B) {
 // makes its row NaN for every token, a NaN activation its token NaN for every
 // row (the 8-bit activation then carries a NaN scale), and nothing else.
 func TestTiledNaN(t *testing.T) {
-	forEachTier(t, func(t *testing.T, tier Tier) {
+	forEachTiledTier(t, func(t *testing.T, tier Tier) {
 		rng := rand.New(rand.NewPCG(29, 30))
 		const rows, n, nanRow, nanTok = 40, 5, 13, 2
 		for _, f := range quantFormats() {
