@@ -45,8 +45,11 @@
 // kernels: Intel clients since Alder Lake, Zen 5) and avx512-vnni (AVX-512
 // F/BW/VL/DQ + VNNI: row-major kernels on EVEX VPDPBUSD, the Tiled8
 // kernels of avx-vnni with the EVEX encoding and 512-bit ones, and the f32
-// loops on 16 lanes, their n%16 tails under a mask: see "f32 loops" below),
-// all generated with avo from
+// loops on 16 lanes, their n%16 tails under a mask: see "f32 loops" below;
+// where the CPU has GFNI, as every AVX-512 CPU since Ice Lake and Zen 4 does
+// but Cascade Lake and Cooper Lake do not, its Tiled8 Q3 and Q6 kernels
+// unpack levels with GF2P8AFFINEQB instead: ../asm/tiledgfni.go), all
+// generated with avo from
 // ../asm (`make generate`); arm64 has NEON tiers. The best tier the CPU
 // supports is chosen once at init (golang.org/x/sys/cpu); CAFEQ_KERNELS names
 // another (generic, avx2, avx-vnni, avx512-vnni, neon, neon-dotprod).
@@ -162,6 +165,40 @@
 // in decode and about 5-10% in prefill, the cost of a scale and a min per
 // 32 weights (two code vectors widened and converted per chunk) where
 // q4_g64_asym converts one f16 scale and min pair per 64.
+//
+// The avx512-vnni columns above are the kernels that CPUs without GFNI
+// still run. With GFNI (asm/tiledgfni.go) the tier's Q3 and Q6 kernels
+// unpack levels with GF2P8AFFINEQB; on the same Xeon (load average 7-13 on
+// 2 cores, 2026-12-02), 4 interleaved rounds of the build with them (and
+// with them switched off, "no GFNI") and of the build before them, same
+// benchmarks and units, per byte against q4_g64_asym (median of the rounds'
+// ratios), and "speedup", GFNI against the build before (median of the
+// rounds' ratios):
+//
+//	decode (avx512-vnni)  2048x2304         2304x9216         speedup
+//	                      GFNI    no GFNI   GFNI    no GFNI   2048x2304  2304x9216
+//	q4_g64_asym GB/s      40.3    40.5      27.3    27.5
+//	q3_g32                1.09x   0.73x     0.98x   0.86x     1.47x      1.17x
+//	q3_g32_asym           1.10x   0.86x     0.97x   0.85x     1.30x      1.04x
+//	q3_k                  0.93x   0.63x     0.94x   0.79x     1.40x      1.13x
+//	q3_k_asym             0.94x   0.69x     0.92x   0.80x     1.35x      1.10x
+//	q6_g32                0.76x   0.75x     1.06x   0.97x     1.01x      1.09x
+//	q6_k                  0.75x   0.75x     1.03x   0.92x     1.02x      1.07x
+//
+//	prefill (avx512-vnni) GFNI    no GFNI   speedup
+//	q4_g64_asym GMAC/s    159.8   160.5
+//	q3_g32                1.01x   0.82x     1.17x
+//	q3_k                  0.98x   0.81x     1.15x
+//	q3_k_asym             0.99x   0.82x     1.17x
+//	q6_g32                0.85x   0.68x     1.24x
+//	q6_k                  0.84x   0.68x     1.34x
+//
+// The no-GFNI kernels ran at 0.92-1.01x the build before (the same code;
+// the spread is the load). The Q3 formats now decode at 0.92-1.10x
+// q4_g64_asym per byte. Q6 decode at 2048x2304 did not move although its
+// unpack takes fewer instructions (a VPERMB table for the 2-bit fields,
+// tried instead of the affine transform, did not move it either): what
+// bounds it there is not found.
 //
 // # f32 loops
 //
