@@ -195,10 +195,17 @@
 //
 // The no-GFNI kernels ran at 0.92-1.01x the build before (the same code;
 // the spread is the load). The Q3 formats now decode at 0.92-1.10x
-// q4_g64_asym per byte. Q6 decode at 2048x2304 did not move although its
-// unpack takes fewer instructions (a VPERMB table for the 2-bit fields,
-// tried instead of the affine transform, did not move it either): what
-// bounds it there is not found.
+// q4_g64_asym per byte at these shapes. Q6 decode at 2048x2304 did not
+// move: its matrix (3.8 MB, 2 MiB L2) streams at the 27-30 GB/s that every
+// format gets at 2304x9216. On an L2-resident 64x2304 matrix (4 rounds of
+// this build, -benchtime 2000x, load average 7-8) GFNI against no GFNI:
+// q6_g32 59.5 against 36.2 GB/s (1.65x), q6_k 54.7 against 35.5 (1.54x),
+// q3_g32 43.7 against 29.6 (1.48x), q3_k 37.5 against 26.6 (1.41x), with
+// q4_g64_asym at 56.5: in cache Q3 stays at 0.67x (q3_k) to 0.88x
+// (q3_g32_asym) per byte, its 8 VPDPBUSD per 32 weights the same as Q4's
+// for 3/4 of the bytes. A VPERMB table in place of the affine transform for
+// the fields within bits 0..5 (it runs on port 5, the affine transform and
+// VPDPBUSD on port 0) measured no faster and was dropped.
 //
 // # f32 loops
 //

@@ -65,7 +65,8 @@ func (l Layout) String() string {
 //	                  B: l_2 | l_3 << 3 | (l_7 & 3) << 6
 //	                  C: l_4 | l_5 << 3 | (l_6 >> 2) << 6 | (l_7 >> 2) << 7
 //	                so six vectors are one shift and mask each, and the last
-//	                two combine two fields.
+//	                two combine two fields (with GFNI: one instruction each,
+//	                and three for the last two; asm/tiledgfni.go).
 //	Q6 (192 bytes): [0:128] the low 4 bits as the Q4 chunk tile; [128:192]
 //	                two planes P = 0, 1 of 32 bytes, byte 4r+i bits 2s..2s+1 =
 //	                bits 4..5 of the level of weight 4(4P+s)+i of row r
