@@ -159,6 +159,14 @@ func tileVector(k kind, w Mem, v int, dst, raw, tmp VecPhysical, mask Op) {
 		case v < 6:
 			VPSRLW(U8(3), raw, dst)
 			vpand(mask, dst, dst)
+		case isZMM(dst):
+			// as below, the last AND and the OR in one VPTERNLOGD
+			tileLoad(w.Offset(32*(v-6)), dst)
+			VPSRLW(U8(6), dst, dst)
+			tileLoad(w.Offset(64), tmp)
+			VPSRLW(U8(v-2), tmp, tmp)
+			vpand(mask04, tmp, tmp)
+			VPTERNLOGD(U8(0xec), mask03, tmp, dst) // dst&3 | tmp
 		default:
 			tileLoad(w.Offset(32*(v-6)), dst)
 			VPSRLW(U8(6), dst, dst)
@@ -178,8 +186,12 @@ func tileVector(k kind, w Mem, v int, dst, raw, tmp VecPhysical, mask Op) {
 		case s == 3:
 			VPSRLW(U8(2), tmp, tmp)
 		}
-		vpand(mask30, tmp, tmp)
-		vpor(tmp, dst, dst)
+		if isZMM(dst) {
+			VPTERNLOGD(U8(0xf8), mask30, tmp, dst) // dst | tmp&0x30
+		} else {
+			vpand(mask30, tmp, tmp)
+			vpor(tmp, dst, dst)
+		}
 	case 8:
 		tileLoad(w.Offset(32*v), dst)
 	}
