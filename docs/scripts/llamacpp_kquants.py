@@ -11,8 +11,13 @@ llama.cpp's gguf-py (PYTHONPATH=llama.cpp/gguf-py).
   to-gguf   SRC_DIR OUT.gguf          the checkpoint as an F32 GGUF
   from-gguf Q.gguf SRC_DIR OUT_DIR    the quantized weights back as a checkpoint;
                                       prints bits per linear weight (all counted)
+  bench-gguf SRC_DIR OUT.gguf         a BF16 checkpoint (e.g. `cafeq synth -preset 2b
+                                      -tokenizer tokenizer.json`) as the BF16 GGUF that
+                                      llama.cpp's converter would write, for llama-bench:
+                                      norm weights + 1, the vocabulary of tokenizer.json
 """
 import json
+import re
 import shutil
 import struct
 import sys
@@ -77,6 +82,17 @@ def write_safetensors(path, tensors):
 def to_gguf(src, out):
     cfg = json.loads((Path(src) / "config.json").read_text())
     w = gguf.GGUFWriter(out, "gemma2")
+    add_hparams(w, cfg)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    for name, v in sorted(read_safetensors(Path(src) / "model.safetensors").items()):
+        w.add_tensor(gguf_name(name), v.astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def add_hparams(w, cfg):
     w.add_context_length(cfg["max_position_embeddings"])
     w.add_embedding_length(cfg["hidden_size"])
     w.add_block_count(cfg["num_hidden_layers"])
@@ -90,9 +106,58 @@ def to_gguf(src, out):
     w.add_final_logit_softcapping(cfg["final_logit_softcapping"])
     w.add_sliding_window(cfg["sliding_window"])
     w.add_rope_freq_base(cfg["rope_theta"])
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
-    for name, v in sorted(read_safetensors(Path(src) / "model.safetensors").items()):
-        w.add_tensor(gguf_name(name), v.astype(np.float32))
+
+
+def add_vocab(w, tokenizer_json, cfg):
+    """Gemma's SentencePiece vocabulary as the converter writes it (model "llama")."""
+    tok = json.loads(Path(tokenizer_json).read_text())
+    vocab = tok["model"]["vocab"]
+    special = {t["id"] for t in tok.get("added_tokens", []) if t.get("special")}
+    tokens = [""] * cfg["vocab_size"]
+    for piece, i in vocab.items():
+        if i < len(tokens):
+            tokens[i] = piece
+    types = []
+    for i, piece in enumerate(tokens):
+        if i in special or (piece.startswith("<") and piece.endswith(">") and not piece.startswith("<0x")):
+            types.append(gguf.TokenType.CONTROL)
+        elif re.fullmatch(r"<0x[0-9A-F]{2}>", piece):
+            types.append(gguf.TokenType.BYTE)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([t.encode() for t in tokens])
+    w.add_token_scores([-float(i) for i in range(len(tokens))])
+    w.add_token_types(types)
+    w.add_bos_token_id(cfg.get("bos_token_id", 2))
+    w.add_eos_token_id(cfg.get("eos_token_id", 1))
+    w.add_pad_token_id(cfg.get("pad_token_id", 0))
+    w.add_unk_token_id(3)
+    w.add_add_space_prefix(False)
+
+
+def bench_gguf(src, out):
+    """Streams one tensor at a time (a 2B checkpoint is 5 GB as BF16)."""
+    cfg = json.loads((Path(src) / "config.json").read_text())
+    path = Path(src) / "model.safetensors"
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    raw = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n)
+    w = gguf.GGUFWriter(out, "gemma2")
+    add_hparams(w, cfg)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_BF16)
+    add_vocab(w, Path(src) / "tokenizer.json", cfg)
+    for name in sorted(k for k in header if k != "__metadata__"):
+        t = header[name]
+        if t["dtype"] != "BF16":
+            raise SystemExit(f"{name}: dtype {t['dtype']}, want BF16")
+        a, b = t["data_offsets"]
+        bits = raw[a:b].view(np.uint16)
+        if name.endswith("norm.weight"):  # Gemma's RMSNorm scales by 1 + w; llama.cpp stores 1 + w
+            f32 = (bits.astype(np.uint32) << 16).view(np.float32) + 1
+            bits = ((f32.view(np.uint32) + 0x8000) >> 16).astype(np.uint16)
+        w.add_tensor(gguf_name(name), np.asarray(bits).reshape(t["shape"]), raw_dtype=gguf.GGMLQuantizationType.BF16)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -127,6 +192,8 @@ def from_gguf(qpath, src, out):
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "to-gguf":
         to_gguf(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 4 and sys.argv[1] == "bench-gguf":
+        bench_gguf(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 5 and sys.argv[1] == "from-gguf":
         from_gguf(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
