@@ -178,7 +178,7 @@ func bestSet() kernelSet {
 func CPUFeatures() string {
 	var feats []string
 	for _, f := range []cpuid.FeatureID{cpuid.AVX2, cpuid.FMA3, cpuid.F16C, cpuid.AVX512F, cpuid.AVX512BW,
-		cpuid.AVX512VL, cpuid.AVX512DQ, cpuid.AVX512VNNI, cpuid.AVX512BF16, cpuid.AVXVNNI, cpuid.ASIMD, cpuid.ASIMDDP} {
+		cpuid.AVX512VL, cpuid.AVX512DQ, cpuid.AVX512VNNI, cpuid.AVX512BF16, cpuid.GFNI, cpuid.AVXVNNI, cpuid.ASIMD, cpuid.ASIMDDP} {
 		if cpuid.CPU.Supports(f) {
 			feats = append(feats, f.String())
 		}
