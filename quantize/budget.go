@@ -33,9 +33,10 @@ import (
 var ErrBudgetTooSmall = errors.New("quantize: bit budget too small")
 
 // budgetGrids are the candidates: every 3- and 4-bit grid, q6 and q8, and
-// the superblock grids q3_k, q4_k (sym and asym) and q6_k, which are
-// candidates only when asked for (Grid.Super: quantize -k -bpw X) because
-// they have no SIMD kernels yet and would slow decoding down.
+// the superblock grids q3_k, q4_k (sym and asym) and q6_k. The superblock
+// grids are candidates by default now that they have SIMD kernels (Tiled8
+// on every amd64 tier, NEON on arm64); CheckpointOptions.NoSuperGrids
+// (quantize -k=false) leaves them out.
 var budgetGrids = func() []Grid {
 	var gs []Grid
 	for _, bits := range []int{3, 4} {
@@ -46,6 +47,20 @@ var budgetGrids = func() []Grid {
 	}
 	return append(gs, Grid{Bits: 6, Group: 32}, Grid{Bits: 8, Group: 32}, Grid{Bits: 6, Group: 32, Super: true})
 }()
+
+// budgetCandidates are the grids the budget chooses among.
+func (o CheckpointOptions) budgetCandidates() []Grid {
+	if !o.NoSuperGrids {
+		return budgetGrids
+	}
+	var gs []Grid
+	for _, g := range budgetGrids {
+		if !g.Super {
+			gs = append(gs, g)
+		}
+	}
+	return gs
+}
 
 // budgetRows is the row sample each candidate is scored on.
 const budgetRows = 128
@@ -164,10 +179,7 @@ func planBudget(ck *model.Checkpoint, opt CheckpointOptions, transformBytes int6
 				srcs = append(srcs, src)
 				u.weights += int64(m.Rows) * int64(m.Cols)
 			}
-			for _, g := range budgetGrids {
-				if g.Super && !opt.Grid.Super {
-					continue
-				}
+			for _, g := range opt.budgetCandidates() {
 				ok := true
 				var bytes int64
 				for i, name := range names {

@@ -151,3 +151,61 @@ func TestRefinedEmbedding(t *testing.T) {
 		}
 	}
 }
+
+// TestBudgetSuperGrids: the superblock grids are budget candidates by
+// default and NoSuperGrids leaves out exactly them; on the trained model the
+// plan at 3.44 bits per weight puts some matrices on them by default and
+// none with NoSuperGrids, both within the budget.
+func TestBudgetSuperGrids(t *testing.T) {
+	var super, plain int
+	for _, g := range budgetGrids {
+		if g.Super {
+			super++
+		} else {
+			plain++
+		}
+	}
+	def := CheckpointOptions{}.budgetCandidates()
+	without := CheckpointOptions{NoSuperGrids: true}.budgetCandidates()
+	if super != 5 || len(def) != len(budgetGrids) || len(without) != plain {
+		t.Fatalf("%d candidates by default, %d with NoSuperGrids, of %d grids (%d superblock)", len(def), len(without), len(budgetGrids), super)
+	}
+	for _, g := range without {
+		if g.Super {
+			t.Errorf("NoSuperGrids kept %s", g)
+		}
+	}
+
+	ck, err := model.OpenCheckpoint("../testdata/shakespeare-gemma2")
+	if err != nil {
+		t.Skipf("fixture missing: %v", err)
+	}
+	defer ck.Close()
+	for _, noSuper := range []bool{false, true} {
+		// quantize -bpw 3.44's options, -k=false when noSuper
+		opt := CheckpointOptions{Options: Options{Method: MethodCafeQ, NoBlock: true, Block: 256, Seed: 1, Diag: true, Refine: RefineClip | RefineLSQ}, BPW: 3.44, NoSuperGrids: noSuper}
+		grids, err := planBudget(ck, opt, 0, opt.budgetValid(ck.Config, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bits float64
+		var weights int64
+		onSuper := 0
+		for name, g := range grids {
+			tn, err := ck.Tensor(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bits += 8 * float64(tn.Shape[0]*g.Format().RowBytes(tn.Shape[1]))
+			weights += int64(tn.Shape[0] * tn.Shape[1])
+			if g.Super {
+				onSuper++
+			}
+		}
+		bpw := bits / float64(weights)
+		t.Logf("NoSuperGrids %v: %d of %d matrices on superblock grids, %.4f bits per weight", noSuper, onSuper, len(grids), bpw)
+		if bpw > 3.44 || (onSuper == 0) != noSuper {
+			t.Errorf("NoSuperGrids %v: %d matrices on superblock grids, %.4f bits per weight", noSuper, onSuper, bpw)
+		}
+	}
+}

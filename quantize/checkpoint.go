@@ -42,6 +42,10 @@ type CheckpointOptions struct {
 	// counted: each linear tensor gets the grid that minimises the summed
 	// proxy loss within it (see planBudget) instead of Grid.
 	BPW float64
+	// NoSuperGrids, with BPW, leaves the superblock grids (Grid.Super:
+	// q4_k, q3_k, q6_k and the asymmetric ones) out of the candidates, so
+	// that every tensor gets a plain grid.
+	NoSuperGrids bool
 
 	grids map[string]Grid // the budget's choice per tensor
 }
@@ -174,15 +178,7 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 		return nil, fmt.Errorf("quantize: bits per weight %g", opt.BPW)
 	}
 	if opt.BPW > 0 {
-		valid := func(name string, g Grid) bool {
-			_, kind, _ := model.SplitLayerName(name)
-			if blockTransforms && opt.Block%g.scaleBlock() != 0 {
-				return false
-			}
-			// Coupled V/O groups (superblocks) of o must not straddle heads.
-			return opt.Method != MethodCafeQ || (kind != model.AttnO && kind != model.AttnV) || cfg.HeadDim%g.scaleBlock() == 0
-		}
-		grids, err := planBudget(ck, opt, opt.transformBytes(cfg), valid)
+		grids, err := planBudget(ck, opt, opt.transformBytes(cfg), opt.budgetValid(cfg, blockTransforms))
 		if err != nil {
 			return nil, err
 		}
@@ -222,6 +218,18 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 	}
 	q.report.Seconds = time.Since(start).Seconds()
 	return q.report, nil
+}
+
+// budgetValid says which grids tensor name may use in a bit budget.
+func (o CheckpointOptions) budgetValid(cfg model.Config, blockTransforms bool) func(name string, g Grid) bool {
+	return func(name string, g Grid) bool {
+		_, kind, _ := model.SplitLayerName(name)
+		if blockTransforms && o.Block%g.scaleBlock() != 0 {
+			return false
+		}
+		// Coupled V/O groups (superblocks) of o must not straddle heads.
+		return o.Method != MethodCafeQ || (kind != model.AttnO && kind != model.AttnV) || cfg.HeadDim%g.scaleBlock() == 0
+	}
 }
 
 // header records the run's settings: the grid, or the bit budget when

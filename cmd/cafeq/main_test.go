@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cafeq/cafeq/model"
 	"github.com/cafeq/cafeq/runtime/eval"
 )
 
@@ -143,6 +144,42 @@ func TestQuantizeRunPipeline(t *testing.T) {
 	}
 	if code, _, _ := run(t, "bench", "-m", filepath.Join(dir, "cafeq.cq"), "-d", "-1"); code != 2 {
 		t.Errorf("bench -d -1: exit %d, want 2", code)
+	}
+}
+
+// TestQuantizeSuperFlag: with -bits, -k stores every linear weight on the
+// superblock grid and is refused with groups other than 32; without it no
+// tensor is on one.
+func TestQuantizeSuperFlag(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		k    bool
+		want string
+	}{{true, "q4_k_asym"}, {false, "q4_g32_asym"}} {
+		cq := filepath.Join(dir, c.want+".cq")
+		if code, _, stderr := run(t, "quantize", "-m", tiny, "-o", cq, "-bits", "4", "-method", "rtn", fmt.Sprintf("-k=%v", c.k)); code != 0 {
+			t.Fatalf("-k=%v: exit %d: %s", c.k, code, stderr)
+		}
+		code, out, stderr := run(t, "inspect", "-json", cq)
+		var info inspectJSON
+		if code != 0 || json.Unmarshal([]byte(out), &info) != nil {
+			t.Fatalf("inspect -json: exit %d %s", code, stderr)
+		}
+		linear := 0
+		for _, ts := range info.Tensors {
+			if _, kind, ok := model.SplitLayerName(ts.Name); ok && !strings.HasSuffix(kind, "norm") {
+				linear++
+				if ts.Format != c.want {
+					t.Errorf("-bits 4 -k=%v: %s is %s, want %s", c.k, ts.Name, ts.Format, c.want)
+				}
+			}
+		}
+		if linear == 0 {
+			t.Errorf("-bits 4 -k=%v: no linear tensors in the file", c.k)
+		}
+	}
+	if code, _, _ := run(t, "quantize", "-m", tiny, "-o", filepath.Join(dir, "x.cq"), "-bits", "4", "-k", "-group", "64"); code != 2 {
+		t.Errorf("-k -group 64: exit %d, want 2", code)
 	}
 }
 

@@ -46,7 +46,7 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	bits := fs.Int("bits", 4, "instead of -bpw: one grid of this many bits (4 or 3) for every linear weight, with -group and -sym")
 	group := fs.Int("group", 32, "quantization group along the input axis: 32, 64 or 128")
 	sym := fs.Bool("sym", false, "symmetric grid (scale only) instead of min-max (scale and min)")
-	superblock := fs.Bool("k", false, "K-style superblock grid (formats q4_k, q3_k): groups of 32 whose scales (and mins) are 6-bit codes under f16 super-scales per 256 weights; needs -group 32 and -block 0 or 256; with -bpw, they join the candidates")
+	superblock := fs.Bool("k", false, "K-style superblock grids (formats q4_k, q3_k, q6_k): groups of 32 whose scales (and mins) are 6-bit codes under f16 super-scales per 256 weights. With -bpw (or no size flag) they are among the candidates unless -k=false; with -bits, -k stores every linear weight on one (needs -group 32 and -block 0 or 256)")
 	method := fs.String("method", "cafeq", "rtn (plain min-max round to nearest), hadamard (random rotation) or cafeq")
 	block := fs.Int("block", 0, "block of the run-time input transform M (cafeq: 32..256; hadamard: a power of two, default 256); 0: cafeq applies none, only transforms folded into the weights")
 	noDiag := fs.Bool("no-diag", false, "cafeq: skip the diagonal input transforms folded into the norms and up_proj (free at run time)")
@@ -103,7 +103,7 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	opt := quantize.CheckpointOptions{
 		Options: quantize.Options{
 			Method: quantize.Method(*method),
-			Grid:   quantize.Grid{Bits: *bits, Group: *group, Asym: !*sym, Super: *superblock},
+			Grid:   quantize.Grid{Bits: *bits, Group: *group, Asym: !*sym},
 			Block:  *block, Steps: *steps, Seed: *seed,
 		},
 		EmbedFormat: embedFormat, TransformFormat: trFormat, TransformDown: *transformDown,
@@ -125,8 +125,13 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	if *method == "hadamard" && *block == 0 {
 		opt.Block = 256
 	}
+	// -k: with -bits it asks for the superblock grid; with -bpw the
+	// superblock grids are candidates unless it is set to false.
 	if !set["bits"] && !set["group"] && !set["sym"] {
 		opt.BPW = *bpw
+		opt.NoSuperGrids = set["k"] && !*superblock
+	} else {
+		opt.Grid.Super = *superblock
 	}
 	ck, err := model.OpenCheckpoint(*in)
 	if err != nil {
