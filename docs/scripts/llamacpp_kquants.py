@@ -154,9 +154,12 @@ def bench_gguf(src, out):
             raise SystemExit(f"{name}: dtype {t['dtype']}, want BF16")
         a, b = t["data_offsets"]
         bits = raw[a:b].view(np.uint16)
-        if name.endswith("norm.weight"):  # Gemma's RMSNorm scales by 1 + w; llama.cpp stores 1 + w
-            f32 = (bits.astype(np.uint32) << 16).view(np.float32) + 1
-            bits = ((f32.view(np.uint32) + 0x8000) >> 16).astype(np.uint16)
+        if len(t["shape"]) == 1:
+            # Norm weights, kept in F32 as the converter keeps 1-D tensors; Gemma's
+            # RMSNorm scales by 1 + w and llama.cpp stores 1 + w.
+            f32 = (bits.astype(np.uint32) << 16).view(np.float32)
+            w.add_tensor(gguf_name(name), f32 + 1 if name.endswith("norm.weight") else f32)
+            continue
         w.add_tensor(gguf_name(name), np.asarray(bits).reshape(t["shape"]), raw_dtype=gguf.GGMLQuantizationType.BF16)
     w.write_header_to_file()
     w.write_kv_data_to_file()
