@@ -163,6 +163,17 @@ type ptr struct {
 	size int
 }
 
+// nextIteration ends one iteration of a counted loop over n elements: it
+// advances each pointer by count elements, takes count from n and jumps
+// back to label.
+func nextIteration(label string, n GPPhysical, count int, ptrs ...ptr) {
+	for _, p := range ptrs {
+		ADDQ(imm(count*p.size), p.r)
+	}
+	SUBQ(U8(count), n)
+	JMP(LabelRef(label))
+}
+
 // loop emits the loop of an element-wise kernel over n (CX) elements:
 // full steps (label prefix<lanes>) while n >= lanes, each followed by the
 // pointers' advances in order, and for zmm the masked tail step
@@ -177,11 +188,7 @@ func (v vec) loop(prefix, done string, ptrs []ptr, body func(s step)) {
 	CMPQ(n, U8(l))
 	JB(LabelRef(next))
 	body(step{v: v})
-	for _, p := range ptrs {
-		ADDQ(imm(l*p.size), p.r)
-	}
-	SUBQ(U8(l), n)
-	JMP(LabelRef(fmt.Sprintf("%s%d", prefix, l)))
+	nextIteration(fmt.Sprintf("%s%d", prefix, l), n, l, ptrs...)
 	if v.zmm {
 		Label(next)
 		TESTQ(n, n)
@@ -227,19 +234,13 @@ func dotF32(v vec) {
 		VMOVUPS(Mem{Base: a, Disp: w * i}, v.r(4))
 		VFMADD231PS(Mem{Base: b, Disp: w * i}, v.r(4), r)
 	}
-	ADDQ(imm(4*w), a)
-	ADDQ(imm(4*w), b)
-	SUBQ(U8(4*l), n)
-	JMP(LabelRef(wide))
+	nextIteration(wide, n, 4*l, ptr{a, 4}, ptr{b, 4})
 	Label(one)
 	CMPQ(n, U8(l))
 	JB(LabelRef("dot1"))
 	VMOVUPS(Mem{Base: a}, v.r(4))
 	VFMADD231PS(Mem{Base: b}, v.r(4), v.r(0))
-	ADDQ(U8(w), a)
-	ADDQ(U8(w), b)
-	SUBQ(U8(l), n)
-	JMP(LabelRef(one))
+	nextIteration(one, n, l, ptr{a, 4}, ptr{b, 4})
 	Label("dot1")
 	if v.zmm {
 		TESTQ(n, n)
@@ -295,20 +296,14 @@ func axpyF32(v vec) {
 		VFMADD231PS(Mem{Base: x, Disp: w * i}, v.r(15), r)
 		VMOVUPS(r, Mem{Base: y, Disp: w * i})
 	}
-	ADDQ(imm(4*w), x)
-	ADDQ(imm(4*w), y)
-	SUBQ(U8(4*l), n)
-	JMP(LabelRef(wide))
+	nextIteration(wide, n, 4*l, ptr{x, 4}, ptr{y, 4})
 	Label(one)
 	CMPQ(n, U8(l))
 	JB(LabelRef("axpy1"))
 	VMOVUPS(Mem{Base: y}, v.r(0))
 	VFMADD231PS(Mem{Base: x}, v.r(15), v.r(0))
 	VMOVUPS(v.r(0), Mem{Base: y})
-	ADDQ(U8(w), x)
-	ADDQ(U8(w), y)
-	SUBQ(U8(l), n)
-	JMP(LabelRef(one))
+	nextIteration(one, n, l, ptr{x, 4}, ptr{y, 4})
 	Label("axpy1")
 	TESTQ(n, n)
 	JZ(LabelRef("axpydone"))
@@ -399,10 +394,7 @@ func axpyX4(v vec, f16 bool) {
 	for i, r := range acc {
 		VMOVUPS(r, Mem{Base: y, Disp: w * i})
 	}
-	ADDQ(imm(4*l*esize), x)
-	ADDQ(imm(4*w), y)
-	SUBQ(U8(4*l), n)
-	JMP(LabelRef(fmt.Sprintf("%s_%d", label, 4*l)))
+	nextIteration(fmt.Sprintf("%s_%d", label, 4*l), n, 4*l, ptr{x, esize}, ptr{y, 4})
 	v.loop(label+"_", label+"_done", []ptr{{x, esize}, {y, 4}}, func(s step) {
 		s.load(Mem{Base: y}, v.r(0))
 		for r, a := range alpha {
@@ -792,10 +784,7 @@ func dotHalf(bf16 bool) {
 		widen(Mem{Base: w, Disp: 16 * i}, Y4)
 		VFMADD231PS(Mem{Base: x, Disp: 32 * i}, Y4, r)
 	}
-	ADDQ(U8(64), w)
-	ADDQ(U8(128), x)
-	SUBQ(U8(32), n)
-	JMP(LabelRef(name + "32"))
+	nextIteration(name+"32", n, 32, ptr{w, 2}, ptr{x, 4})
 	Label(name + "8")
 	CMPQ(n, U8(8))
 	JB(LabelRef(name + "done"))
@@ -861,10 +850,7 @@ func floatT4(typ string) {
 		VFMADD231PS(xt(t, 0), Y8, acc[t])
 		VFMADD231PS(xt(t, 32), Y9, acc[4+t])
 	}
-	ADDQ(U8(16*esz), w)
-	ADDQ(U8(64), x)
-	SUBQ(U8(16), n)
-	JMP(LabelRef(name + "16"))
+	nextIteration(name+"16", n, 16, ptr{w, esz}, ptr{x, 4})
 	Label(name + "8")
 	CMPQ(n, U8(8))
 	JB(LabelRef(name + "done"))
@@ -1067,10 +1053,7 @@ func dotF16X4(v vec) {
 		VCVTPH2PS(row(r, 2*l), R(11))
 		VFMADD231PS(R(11), R(9), odd[r])
 	}
-	ADDQ(U8(4*l), w)
-	ADDQ(imm(8*l), x)
-	SUBQ(U8(2*l), n)
-	JMP(LabelRef(two))
+	nextIteration(two, n, 2*l, ptr{w, 2}, ptr{x, 4})
 	// ymm: one step of 8 (n is a multiple of 8); zmm: steps of 16, then the tail
 	body := func(s step) {
 		s.load(Mem{Base: x}, R(8))
