@@ -218,9 +218,11 @@ func parseRevision(data []byte) (*Revision, error) {
 	return &r, nil
 }
 
-// safeName refuses names that would escape the snapshot directory.
+// safeName refuses names that would escape the snapshot directory or name
+// the directory itself (".").
 func safeName(name string) bool {
-	return name != "" && !strings.HasPrefix(name, "/") && path.Clean(name) == name && !strings.HasPrefix(name, "../") && name != ".."
+	return name != "" && name != "." && name != ".." && !strings.HasPrefix(name, "/") &&
+		path.Clean(name) == name && !strings.HasPrefix(name, "../")
 }
 
 // RepoDir is the cache directory of repo.
