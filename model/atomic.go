@@ -101,15 +101,28 @@ func WriteFileAtomic(path string, data []byte) error {
 	return f.Commit()
 }
 
-// RefuseInputAsOutput fails when writing out would replace one of the
-// inputs: out, resolved through symlinks and hard links (os.SameFile), is an
-// input file, a file of an input directory, or an input directory itself.
-// An output that does not exist yet replaces nothing; one that exists must
-// be a regular file (or a directory, for commands that write into one).
-func RefuseInputAsOutput(out string, inputs ...string) error {
+// CheckOutputFile fails, before any long work starts, when the file out
+// cannot or must not be written: its directory does not exist, or writing it
+// would replace an input (see CheckOutputDir).
+func CheckOutputFile(out string, inputs ...string) error {
+	if _, err := os.Stat(out); err != nil {
+		if dir := filepath.Dir(out); !isDir(dir) {
+			return fmt.Errorf("model: cannot write %s: directory %s does not exist", out, dir)
+		}
+	}
+	return CheckOutputDir(out, inputs...)
+}
+
+// CheckOutputDir fails when writing out would replace one of the inputs:
+// out, resolved through symlinks and hard links (os.SameFile), is an input
+// file, a file of an input directory, or an input directory itself. An
+// output that does not exist yet replaces nothing (a directory output is
+// created with its parents); one that exists must be a regular file or a
+// directory.
+func CheckOutputDir(out string, inputs ...string) error {
 	ost, err := os.Stat(out)
 	if err != nil {
-		return nil // nothing there, or unreachable: the write itself will say
+		return nil // nothing there yet, or unreachable: the write itself will say
 	}
 	if !ost.IsDir() && !ost.Mode().IsRegular() {
 		// Renaming a file onto /dev/null or a FIFO would replace it.
@@ -138,4 +151,9 @@ func RefuseInputAsOutput(out string, inputs ...string) error {
 		}
 	}
 	return nil
+}
+
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }

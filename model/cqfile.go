@@ -564,7 +564,7 @@ func CreateCQ(path string, hdr CQHeader, specs []CQTensorSpec) (*CQWriter, error
 		w.index[s.Name] = i
 	}
 	if w.tmp, err = CreateAtomic(path); err != nil {
-		return nil, fmt.Errorf("model: cq: %w", err)
+		return nil, err // CreateAtomic's error already names the package
 	}
 	if h.Tokenizer != nil {
 		if _, err := w.tmp.WriteAt(hdr.Tokenizer.Data, dataStart); err != nil {

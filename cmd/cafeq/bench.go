@@ -226,7 +226,7 @@ func cmdOutliers(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer ck.Close()
-	if err := model.RefuseInputAsOutput(*out, *in); err != nil {
+	if err := model.CheckOutputDir(*out, *in); err != nil {
 		return err
 	}
 	if err := model.WriteOutlierCheckpoint(ck, *out, *seed); err != nil {

@@ -75,6 +75,20 @@ func TestQuantizeNeverOverwritesItsInput(t *testing.T) {
 	}
 }
 
+// TestQuantizeMissingOutputDirFailsFirst: -o in a directory that does not
+// exist used to fail only after the whole model was quantized.
+func TestQuantizeMissingOutputDirFailsFirst(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "no-such-dir", "m.cq")
+	code, stdout, stderr := run(t, "quantize", "-m", tiny, "-o", out, "-method", "rtn")
+	if code == 0 || !strings.Contains(stderr, "does not exist") || strings.Contains(stderr, "100%") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	out = filepath.Join(t.TempDir(), "no-such-dir", "l.npy")
+	if code, _, stderr := run(t, "logits", "-m", tiny, "-o", out, "-p", "hi"); code == 0 || !strings.Contains(stderr, "does not exist") {
+		t.Fatalf("logits: exit %d, stderr %q", code, stderr)
+	}
+}
+
 // TestQuantizeSignalRemovesPartialOutput: an interrupted quantize left its
 // hidden .NAME.cq.tmp-N file, up to the model's size. On SIGTERM (and
 // SIGINT) it is removed before the process exits.

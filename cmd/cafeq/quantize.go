@@ -89,7 +89,7 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	if st, err := os.Stat(*out); err == nil && st.IsDir() {
 		return usagef("-o %s is a directory; give the output file's name", *out)
 	}
-	if err := model.RefuseInputAsOutput(*out, *in, *evalText); err != nil {
+	if err := model.CheckOutputFile(*out, *in, *evalText); err != nil {
 		return err
 	}
 	embedFormat, err := kernels.ParseFormat(*embed)

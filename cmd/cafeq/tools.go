@@ -109,7 +109,7 @@ func cmdLogits(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if err := model.RefuseInputAsOutput(*outPath, *modelPath); err != nil {
+	if err := model.CheckOutputFile(*outPath, *modelPath); err != nil {
 		return err
 	}
 	e, err := loadEngine(*modelPath, engineOptions(*threads, kv), stderr)
