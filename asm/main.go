@@ -54,14 +54,7 @@ func main() {
 	gfniConsts()
 	for _, k := range []kind{{4, false, false}, {4, true, false}, {3, false, false}, {3, true, false}, {6, false, false}, {8, false, false},
 		{4, false, true}, {4, true, true}, {3, false, true}, {3, true, true}, {6, false, true}} {
-		tiledDecode(avx2, k)
-		tiledPrefill(avx2, k)
-		for _, t := range []tier{avxvnni, avx512} {
-			tiledDecodeVNNI(t, k, false)
-			tiledPrefillVNNI(t, k, false)
-		}
-		tiledDecodeVNNI(avx512, k, true)
-		tiledPrefillVNNI(avx512, k, true)
+		tiledKernels(k)
 		if k.bits == 3 || k.bits == 6 {
 			for _, zmm := range []bool{false, true} {
 				tiledDecodeVNNI(avx512gfni, k, zmm)
@@ -70,7 +63,53 @@ func main() {
 		}
 	}
 	f32Kernels()
+	q5Kernels()
 	Generate()
+}
+
+// tiledKernels generates kind k's Tiled8 kernels on the AVX2, AVX-VNNI and
+// AVX-512 tiers (256- and 512-bit).
+func tiledKernels(k kind) {
+	tiledDecode(avx2, k)
+	tiledPrefill(avx2, k)
+	for _, t := range []tier{avxvnni, avx512} {
+		tiledDecodeVNNI(t, k, false)
+		tiledPrefillVNNI(t, k, false)
+	}
+	tiledDecodeVNNI(avx512, k, true)
+	tiledPrefillVNNI(avx512, k, true)
+}
+
+// q5Kernels generates the Q5 formats' kernels (q5_g32 and q5_k), last so
+// that adding them left the other kernels' generated text where it was: the
+// row-major ones as Q6's (q5_k: AVX2 only, as every superblock format) and
+// the Tiled8 ones, with GFNI variants as Q6 (the plane stays in a register
+// and each vector's bit 4 is one affine transform).
+func q5Kernels() {
+	q5, q5k := kind{5, false, false}, kind{5, false, true}
+	for _, t := range []tier{avx2, avx512} {
+		for _, rt := range [][2]int{{4, 1}, {1, 1}, {1, 4}} {
+			dotKernel(t, q5, rt[0], rt[1])
+		}
+	}
+	for _, rt := range [][2]int{{4, 1}, {1, 1}, {1, 4}} {
+		dotKernel(avx2, q5k, rt[0], rt[1])
+	}
+	mask10 = GLOBL("mask10", RODATA|NOPTR)
+	for i := 0; i < 64; i++ { // a ZMM operand's width
+		DATA(i, U8(0x10))
+	}
+	for v := range gfniQ5Hi {
+		gfniQ5Hi[v] = GLOBL(fmt.Sprintf("gfniQ5Hi%d", v), RODATA|NOPTR)
+		DATA(0, U64(gfniMove(v, 4, 1)))
+	}
+	for _, k := range []kind{q5, q5k} {
+		tiledKernels(k)
+		for _, zmm := range []bool{false, true} {
+			tiledDecodeVNNI(avx512gfni, k, zmm)
+			tiledPrefillVNNI(avx512gfni, k, zmm)
+		}
+	}
 }
 
 // prefetchDist is how far ahead of each row the multi-row decode kernels
@@ -88,14 +127,14 @@ const (
 	avx2       tier = iota
 	avxvnni         // AVX2 + AVX-VNNI (VEX-encoded VPDPBUSD on YMM)
 	avx512          // AVX-512 F/BW/VL/DQ + AVX512_VNNI
-	avx512gfni      // avx512 + GFNI: Tiled8 Q3 and Q6 kernels only (tiledgfni.go)
+	avx512gfni      // avx512 + GFNI: Tiled8 Q3, Q5 and Q6 kernels only (tiledgfni.go)
 )
 
 func (t tier) String() string {
 	return [...]string{"AVX2", "AVXVNNI", "AVX512", "AVX512GFNI"}[t]
 }
 
-// kind is a quantized weight type: bits 3, 4 or 8, whether groups carry a
+// kind is a quantized weight type: bits 3, 4, 5, 6 or 8, whether groups carry a
 // min, and whether a group is a superblock of 8 chunks with 6-bit sub-scale
 // codes (kernels/superblock.go).
 type kind struct {
@@ -116,9 +155,9 @@ func (k kind) name() string {
 }
 
 // chunkBytes and offShift mirror kernels/blocks.go: packed bytes per 32
-// weights and log2 of the symmetric level offset (8, 4, 128).
-func (k kind) chunkBytes() int { return map[int]int{3: 12, 4: 16, 6: 24, 8: 32}[k.bits] }
-func (k kind) offShift() int   { return map[int]int{3: 2, 4: 3, 6: 5, 8: 7}[k.bits] }
+// weights and log2 of the symmetric level offset (4, 8, 16, 32, 128).
+func (k kind) chunkBytes() int { return map[int]int{3: 12, 4: 16, 5: 20, 6: 24, 8: 32}[k.bits] }
+func (k kind) offShift() int   { return map[int]int{3: 2, 4: 3, 5: 4, 6: 5, 8: 7}[k.bits] }
 func (k kind) hdrBytes() int {
 	if k.super && k.asym {
 		return 16
@@ -272,7 +311,7 @@ func dotKernel(t tier, k kind, R, T int) {
 		VXORPS(acc[i], acc[i], acc[i])
 	}
 	switch k.bits {
-	case 4, 6:
+	case 4, 5, 6:
 		VMOVDQU(mask0F, Y15)
 	case 3:
 		VMOVDQU(mask03, Y15)
@@ -525,6 +564,14 @@ func unpack(t tier, k kind, m Mem, dst VecPhysical) {
 		VPBROADCASTQ(m.Offset(16), Y12)
 		VPSRLVQ(shiftQ3lo, Y12, Y12)
 		VPAND(mask03, Y12, Y12)
+		VPSLLW(U8(4), Y12, Y12)
+		VPOR(Y12, dst, dst)
+	case 5:
+		// low 4 bits as Q4; bit 4 from the 1-bit plane as Q3's high plane
+		unpackLevels(kind{bits: 4}, m, dst, Y12, Y15, Y13)
+		VPBROADCASTD(m.Offset(16), Y12)
+		VPSRLVD(shiftQ3hi, Y12, Y12)
+		VPAND(mask01, Y12, Y12)
 		VPSLLW(U8(4), Y12, Y12)
 		VPOR(Y12, dst, dst)
 	case 8:

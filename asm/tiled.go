@@ -106,7 +106,8 @@ func tiledNextChunk(k kind, name string, groupEnd func()) {
 	JNZ(LabelRef(name + "_group"))
 }
 
-var mask04, mask07, mask30, mask40 Mem
+// mask10 (0x10 bytes, Q5's bit 4) is made by q5Kernels.
+var mask04, mask07, mask10, mask30, mask40 Mem
 
 func tiledConsts() {
 	for _, c := range []struct {
@@ -121,11 +122,11 @@ func tiledConsts() {
 }
 
 // tiledConstRegs loads the tiled kernels' constant registers: Y14 = ones16
-// and Y15 = the level mask tileVector takes (0x0F for Q4/Q6, 0x07 for Q3).
+// and Y15 = the level mask tileVector takes (0x0F for Q4/Q5/Q6, 0x07 for Q3).
 func tiledConstRegs(k kind) {
 	VMOVDQU(ones16, Y14)
 	switch k.bits {
-	case 4, 6:
+	case 4, 5, 6:
 		VMOVDQU(mask0F, Y15)
 	case 3:
 		VMOVDQU(mask07, Y15)
@@ -190,6 +191,22 @@ func tileVector(k kind, w Mem, v int, dst, raw, tmp VecPhysical, mask Op) {
 			VPTERNLOGD(U8(0xf8), mask30, tmp, dst) // dst | tmp&0x30
 		} else {
 			vpand(mask30, tmp, tmp)
+			vpor(tmp, dst, dst)
+		}
+	case 5:
+		// low 4 bits as Q4; bit 4 from the plane's bit v
+		tileVector(kind{bits: 4}, w, v, dst, raw, tmp, mask)
+		tileLoad(w.Offset(128), tmp)
+		switch {
+		case v < 4:
+			VPSLLW(U8(4-v), tmp, tmp)
+		case v > 4:
+			VPSRLW(U8(v-4), tmp, tmp)
+		}
+		if isZMM(dst) {
+			VPTERNLOGD(U8(0xf8), mask10, tmp, dst) // dst | tmp&0x10
+		} else {
+			vpand(mask10, tmp, tmp)
 			vpor(tmp, dst, dst)
 		}
 	case 8:
@@ -278,9 +295,10 @@ func (k kind) sumDoc() string {
 	return "sums s"
 }
 
-// wide reports whether a kind's products are widened to int32 per vector:
-// int16 sums of 8 vectors would overflow for Q6 (2 x 63 x 127 per pair) and Q8.
-func (k kind) wide() bool { return k.bits >= 6 }
+// wide reports whether a kind's products are widened to int32 before all 8
+// vectors are summed: int16 sums of 8 vectors would overflow for Q5 (8 x 2 x
+// 31 x 127), Q6 (2 x 63 x 127 per pair) and Q8.
+func (k kind) wide() bool { return k.bits >= 5 }
 
 // Register plan of tiledDecode (8 rows x 1 token, nblk row blocks):
 //
@@ -289,7 +307,7 @@ func (k kind) wide() bool { return k.bits >= 6 }
 //	left. Y0 f32 accumulator (8 rows), Y9 m-term accumulator (asym), Y1 int16
 //	(Q8: int32) chunk sums, Y2 levels, Y3 products, Y4 activation broadcast,
 //	Y5 raw quad / |w|, Y6 scale product, Y7 m-term factor, Y8 Q3 scratch,
-//	Y10 Q6 pair sums, Y11 mins (asym), Y12 scales, Y14 ones16, Y15 level mask.
+//	Y10 Q6 pair (Q5: quad) sums, Y11 mins (asym), Y12 scales, Y14 ones16, Y15 level mask.
 //	Superblocks: AX the chunk's codes, Y11/Y12 the rows' M/D, Y13 and Y10
 //	(asym) the superblock's code-weighted sums, Y5/Y6 codes as f32.
 func tiledDecode(t tier, k kind) {
@@ -336,6 +354,25 @@ func tiledDecode(t tier, k kind) {
 		Commentf("vector %d x activation dword %d", v, v)
 		tileVector(k, w, v, Y2, Y5, Y8, Y15)
 		VPBROADCASTD(Mem{Base: R8, Disp: 4 * v}, Y4)
+		if k.bits == 5 {
+			// int16 sums of four vectors fit (4 x 2 x 31 x 127 = 31496):
+			// widen once per four
+			if v%4 == 0 {
+				VPMADDUBSW(Y4, Y2, Y10)
+				continue
+			}
+			VPMADDUBSW(Y4, Y2, Y3)
+			VPADDW(Y3, Y10, Y10)
+			if v%4 == 3 {
+				VPMADDWD(Y14, Y10, Y10)
+				if v == 3 {
+					VMOVDQA(Y10, Y1)
+				} else {
+					VPADDD(Y10, Y1, Y1)
+				}
+			}
+			continue
+		}
 		if k.bits == 6 {
 			// int16 sums of two vectors fit (2 x 2 x 63 x 127 = 32004):
 			// widen once per pair
@@ -463,7 +500,7 @@ func superDecodeEnd(k kind, acc, macc, d, m, sbAcc, sbMin VecPhysical) func() {
 //	stride, R14 = 3*D/S stride), CX groups left, DX chunks left.
 //	Y0..Y3 f32 accumulators (token t), Y4..Y7 int16 (Q8: int32) chunk sums,
 //	Y8 levels, Y9 raw quad / |w|, Y10 activation broadcast, Y11 products and
-//	Q3 scratch, Y12 scales, Y13 mins (asym) or Q6's second vector of a pair,
+//	Q3 scratch, Y12 scales, Y13 mins (asym) or Q5/Q6's second vector of a pair,
 //	Y14 ones16, Y15 level mask. Superblocks: AX the chunk's codes, Y12/Y13
 //	the rows' D/M, Y8/Y9 the chunk's sub-scales/mins.
 func tiledPrefill(t tier, k kind) {
@@ -498,7 +535,10 @@ func tiledPrefill(t tier, k kind) {
 	Load(Param("cpg"), RDX)
 	Label(name + "_chunk")
 	w := Mem{Base: RSI}
-	for v := 0; v < 8 && k.bits == 6; v += 2 {
+	// Q5 takes Q6's pairs: four vectors' int16 sums would fit, but not
+	// four tokens' worth of registers for them
+	pairs := k.bits == 5 || k.bits == 6
+	for v := 0; v < 8 && pairs; v += 2 {
 		Commentf("vectors %d, %d x activation dwords %d, %d of each token (int16 pair sums)", v, v+1, v, v+1)
 		tileVector(k, w, v, Y8, Y9, Y11, Y15)
 		tileVector(k, w, v+1, Y13, Y9, Y11, Y15)
@@ -516,7 +556,7 @@ func tiledPrefill(t tier, k kind) {
 			}
 		}
 	}
-	for v := 0; v < 8 && k.bits != 6; v++ {
+	for v := 0; v < 8 && !pairs; v++ {
 		Commentf("vector %d x activation dword %d of each token", v, v)
 		tileVector(k, w, v, Y8, Y9, Y11, Y15)
 		lv := Y8

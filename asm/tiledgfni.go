@@ -9,7 +9,7 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-// Tiled8 Q3 and Q6 unpacking with GFNI (the avx512gfni tier: the AVX-512
+// Tiled8 Q3, Q5 and Q6 unpacking with GFNI (the avx512gfni tier: the AVX-512
 // VNNI kernels of tiledvnni.go with another tileVector). GF2P8AFFINEQB
 // multiplies every byte, as a vector of 8 bits, by an 8x8 bit matrix: with a
 // matrix whose rows each pick one source bit it moves any bits of a byte to
@@ -26,6 +26,7 @@ import (
 //	Q6, vector v:        plane v/4 bits 2s..2s+1 -> 4..5 (affine, s = v%4),
 //	                     then | (quad & 0x0F) in one VPTERNLOGD (odd vectors:
 //	                     quad >> 4)
+//	Q5, vector v:        plane bit v -> 4 (affine), then as Q6
 //
 // Every AVX-512 CPU since Ice Lake and Zen 4 has GFNI; Cascade Lake and
 // Cooper Lake have AVX512_VNNI without it and keep the avx512 kernels.
@@ -56,6 +57,7 @@ func gfniMove(from, to, n int) uint64 {
 var (
 	gfniQ3Mid, gfniQ3Top Mem    // Q3: bits 3..5 -> 0..2, bits 6..7 -> 0..1
 	gfniQ6Hi             [4]Mem // Q6: bits 2s..2s+1 -> 4..5
+	gfniQ5Hi             [8]Mem // Q5: bit v -> 4 (q5Kernels makes them)
 )
 
 func gfniConsts() {
@@ -87,7 +89,7 @@ const (
 )
 
 // gfniConstRegs loads the constants gfniVector reads: Q3 the two matrices,
-// 0x40, 0x80 and 0x04 bytes; Q6 its four matrices.
+// 0x40, 0x80 and 0x04 bytes; Q6 its four matrices, Q5 its eight.
 func gfniConstRegs(k kind, zmm bool) {
 	g := gfniRegs(zmm)
 	switch k.bits {
@@ -101,12 +103,16 @@ func gfniConstRegs(k kind, zmm bool) {
 		for s, m := range gfniQ6Hi {
 			VPBROADCASTQ(m, g[gfniConst+s])
 		}
+	case 5:
+		for v, m := range gfniQ5Hi {
+			VPBROADCASTQ(m, g[gfniConst+v])
+		}
 	}
 }
 
-// gfniVector is tileVector for Q3 and Q6 with GFNI: vector v (0..7) of the
-// chunk tile at w into dst as levels; raw holds the Q6 quad shared by
-// vectors 2j and 2j+1, tmp is scratch, mask is 0x07 (Q3) or 0x0F (Q6).
+// gfniVector is tileVector for Q3, Q5 and Q6 with GFNI: vector v (0..7) of
+// the chunk tile at w into dst as levels; raw holds the Q5/Q6 quad shared by
+// vectors 2j and 2j+1, tmp is scratch, mask is 0x07 (Q3) or 0x0F (Q5, Q6).
 func gfniVector(k kind, w Mem, v int, dst, raw, tmp, mask VecPhysical) {
 	g := gfniRegs(isZMM(dst))
 	plane := func(p int) VecPhysical { return g[gfniPlane+p] }
@@ -128,9 +134,14 @@ func gfniVector(k kind, w Mem, v int, dst, raw, tmp, mask VecPhysical) {
 			VPTESTMB(g[gfniConst+2+v-6], plane(2), K1)
 			VPADDB(g[gfniConst+4], dst, K1, dst)
 		}
-	case 6:
-		if v%4 == 0 {
+	case 5, 6:
+		// the high bits' plane: Q6 has two (vectors 0..3, 4..7), Q5 one
+		if v == 0 || (k.bits == 6 && v == 4) {
 			tileLoad(w.Offset(128+32*(v/4)), plane(0))
+		}
+		matrix := g[gfniConst+v%4]
+		if k.bits == 5 {
+			matrix = g[gfniConst+v]
 		}
 		lo := raw
 		if v%2 == 0 {
@@ -139,7 +150,7 @@ func gfniVector(k kind, w Mem, v int, dst, raw, tmp, mask VecPhysical) {
 			VPSRLW(U8(4), raw, tmp)
 			lo = tmp
 		}
-		vgf2p8affineqb(g[gfniConst+v%4], plane(0), dst)
+		vgf2p8affineqb(matrix, plane(0), dst)
 		VPTERNLOGD(U8(0xf8), mask, lo, dst) // dst | (lo & mask)
 	default:
 		panic(fmt.Sprintf("gfniVector: q%d", k.bits))

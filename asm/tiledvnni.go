@@ -67,14 +67,14 @@ func vnniRegs(zmm bool) [16]VecPhysical {
 }
 
 // vnniConstRegs loads the VNNI tiled kernels' constant registers: v[15] = the
-// level mask tileVector takes (0x0F for Q4/Q6, 0x07 for Q3), v[14] = 0x80
+// level mask tileVector takes (0x0F for Q4/Q5/Q6, 0x07 for Q3), v[14] = 0x80
 // (Q8's sign flip).
 func vnniConstRegs(t tier, k kind, v [16]VecPhysical) {
 	if t == avx512gfni {
 		gfniConstRegs(k, isZMM(v[0]))
 	}
 	switch k.bits {
-	case 4, 6:
+	case 4, 5, 6:
 		VPBROADCASTD(mask0F, v[15])
 	case 3:
 		VPBROADCASTD(mask07, v[15])
@@ -84,7 +84,7 @@ func vnniConstRegs(t tier, k kind, v [16]VecPhysical) {
 }
 
 // vnniLevels leaves vector v of the chunk tile at w in dst as unsigned levels
-// (with GFNI for Q3 and Q6 in the avx512gfni tier).
+// (with GFNI for Q3, Q5 and Q6 in the avx512gfni tier).
 func vnniLevels(t tier, k kind, w Mem, v int, dst, raw, tmp, mask, flip VecPhysical) {
 	if t == avx512gfni {
 		gfniVector(k, w, v, dst, raw, tmp, mask)

@@ -9,11 +9,11 @@ import (
 // Gemma 2 2B matrix shapes (rows x cols): attention q/o, MLP gate/up, down.
 var benchShapes = [][2]int{{64, 2304}, {2048, 2304}, {9216, 2304}, {2304, 9216}}
 
-var benchFormats = []string{"q4_g32", "q4_g32_asym", "q4_g64", "q4_g64_asym", "q4_g128", "q3_g32", "q3_g32_asym", "q6_g32", "q8_g32"}
+var benchFormats = []string{"q4_g32", "q4_g32_asym", "q4_g64", "q4_g64_asym", "q4_g128", "q3_g32", "q3_g32_asym", "q6_g32", "q5_g32", "q8_g32"}
 
 // superBenchFormats are the superblock formats the benchmarks add to
 // benchFormats.
-var superBenchFormats = []string{"q4_k", "q4_k_asym", "q3_k", "q3_k_asym", "q6_k"}
+var superBenchFormats = []string{"q4_k", "q4_k_asym", "q3_k", "q3_k_asym", "q6_k", "q5_k"}
 
 func benchTiers(b *testing.B, fn func(b *testing.B)) { benchTiersFrom(b, TierGeneric, fn) }
 

@@ -11,9 +11,9 @@ import (
 // Packed block layouts. A row of a quantized matrix is its groups one after
 // another; a group is a header (f16 scale d, then f16 min m when asymmetric,
 // both little-endian) followed by Group/32 chunks of packed levels. Levels are
-// unsigned: 0..15 (Q4), 0..7 (Q3), 0..63 (Q6), 0..255 (Q8). A weight is
+// unsigned: 0..15 (Q4), 0..7 (Q3), 0..31 (Q5), 0..63 (Q6), 0..255 (Q8). A weight is
 //
-//	symmetric:  w = d * (q - 2^(bits-1))   (q - 8 for Q4, q - 4 for Q3, q - 32 for Q6, q - 128 for Q8)
+//	symmetric:  w = d * (q - 2^(bits-1))   (q - 8 for Q4, q - 4 for Q3, q - 16 for Q5, q - 32 for Q6, q - 128 for Q8)
 //	asymmetric: w = d * q + m
 //
 // The chunk layouts below are chosen so that AVX2/AVX-512 unpack a chunk into
@@ -58,6 +58,21 @@ const q3ChunkBytes = 12
 //
 //	[0:2] d f16 | [2:26] chunk   -> 26 bytes: 6.5 bpw
 const q6ChunkBytes = 24
+
+// Q5 chunk: 20 bytes for 32 weights, the Q4 chunk of the low 4 bits, then a
+// 1-bit plane of bit 4 in the order of Q3's high plane.
+//
+//	bytes 0..15:  byte i, bits 0..3 = bits 0..3 of weight i, bits 4..7 = of weight 16+i
+//	bytes 16..19: byte 16+j, bit l = bit 4 of the level of weight 4l+j   (j = 0..3, l = 0..7)
+//
+// Unpack (AVX2): the Q4 chunk as above; broadcast the high-plane uint32 to 8
+// dwords and shift dword l right by l (VPSRLVD), mask 0x01, shift left by 4
+// and OR (NEON: the Q3 high plane's VCMTST, moved to bit 4).
+//
+// Q5 group (always 32 weights, symmetric):
+//
+//	[0:2] d f16 | [2:22] chunk   -> 22 bytes: 5.5 bpw
+const q5ChunkBytes = 20
 
 // Q8 group (always 32 weights, symmetric):
 //
@@ -155,6 +170,8 @@ func PackRow(f Format, dst []byte, levels []uint8, scales, mins []float32) error
 				packQ3Chunk(body[c*q3ChunkBytes:][:q3ChunkBytes], q)
 			case Q6:
 				packQ6Chunk(body[c*q6ChunkBytes:][:q6ChunkBytes], q)
+			case Q5:
+				packQ5Chunk(body[c*q5ChunkBytes:][:q5ChunkBytes], q)
 			case Q8:
 				for i, v := range q {
 					body[c*q8ChunkBytes+i] = v ^ 0x80
@@ -189,6 +206,24 @@ func packQ6Chunk(dst []byte, q []uint8) {
 	for e := 0; e < ChunkSize; e++ {
 		k, i := e/8, e%8
 		dst[16+i] |= (q[e] >> 4 & 3) << (2 * k)
+	}
+}
+
+func packQ5Chunk(dst []byte, q []uint8) {
+	clear(dst[16:20])
+	for i := 0; i < 16; i++ {
+		dst[i] = q[i]&0x0f | q[16+i]<<4
+	}
+	for e := 0; e < ChunkSize; e++ {
+		l, j := e/4, e%4
+		dst[16+j] |= (q[e] >> 4 & 1) << l
+	}
+}
+
+func unpackQ5Chunk(dst []uint8, src []byte) {
+	for e := 0; e < ChunkSize; e++ {
+		l, j := e/4, e%4
+		dst[e] = src[e%16]>>(4*(e/16))&0x0f | (src[16+j]>>l&1)<<4
 	}
 }
 
@@ -250,6 +285,8 @@ func UnpackRow(f Format, levels []uint8, scales, mins []float32, src []byte) err
 				unpackQ3Chunk(q, body[c*q3ChunkBytes:])
 			case Q6:
 				unpackQ6Chunk(q, body[c*q6ChunkBytes:])
+			case Q5:
+				unpackQ5Chunk(q, body[c*q5ChunkBytes:])
 			case Q8:
 				for i := range q {
 					q[i] = body[c*q8ChunkBytes+i] ^ 0x80
@@ -314,6 +351,8 @@ func dequantizeRow(f Format, dst []float32, src []byte) {
 				unpackQ3Chunk(q[:], body[c*q3ChunkBytes:])
 			case Q6:
 				unpackQ6Chunk(q[:], body[c*q6ChunkBytes:])
+			case Q5:
+				unpackQ5Chunk(q[:], body[c*q5ChunkBytes:])
 			case Q8:
 				for i := range q {
 					q[i] = body[c*q8ChunkBytes+i] ^ 0x80

@@ -170,6 +170,7 @@ func rmse(a, b []float32) float64 {
 //
 //	q8:      D = absmax/127 ~ 2.5s/127       -> 0.0057s, bound 0.007
 //	q6:      D = absmax/32  ~ 2.5s/32        -> 0.023s, bound 0.026
+//	q5:      D = absmax/16  ~ 2.5s/16        -> 0.045s, bound 0.052
 //	q4 sym:  D = absmax/8   ~ (2.5..3.1)s/8  -> 0.09..0.11s (group 32..128)
 //	q4 asym: D = range/15   ~ (4.1..5.3)s/15 -> 0.08..0.10s
 //	q3 sym:  D = absmax/4                    -> 0.18..0.22s
@@ -182,13 +183,14 @@ func TestQuantizationErrorBudget(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	const sigma = 0.02
 	bound := map[string]float64{
-		"f32": 0, "f16": 3e-4, "bf16": 2.4e-3, "q8_g32": 0.007, "q6_g32": 0.026,
+		"f32": 0, "f16": 3e-4, "bf16": 2.4e-3, "q8_g32": 0.007, "q6_g32": 0.026, "q5_g32": 0.052,
 		"q4_g32": 0.105, "q4_g64": 0.115, "q4_g128": 0.125,
 		"q4_g32_asym": 0.095, "q4_g64_asym": 0.105, "q4_g128_asym": 0.115,
 		"q3_g32": 0.21, "q3_g64": 0.23, "q3_g128": 0.25,
 		"q3_g32_asym": 0.2, "q3_g64_asym": 0.22, "q3_g128_asym": 0.25,
 		// groups of 32 under 6-bit sub-scales: within 2% of the f16-scaled g32 grids
 		"q4_k": 0.088, "q4_k_asym": 0.08, "q3_k": 0.178, "q3_k_asym": 0.173, "q6_k": 0.0215 * 1.05,
+		"q5_k": 0.0425 * 1.05,
 	}
 	const cols = 128 * 64
 	x := gaussian(rng, cols, sigma)

@@ -5,9 +5,9 @@
 //
 // # Formats
 //
-// Format names a stored weight type (F32, F16, BF16, Q8, Q6, and Q4/Q3 with groups
+// Format names a stored weight type (F32, F16, BF16, Q8, Q6, Q5, and Q4/Q3 with groups
 // of 32, 64 or 128 along the input axis, symmetric or asymmetric; and the
-// superblock formats q4_k, q3_k (sym or asym) and q6_k: 256-weight blocks of
+// superblock formats q4_k, q3_k (sym or asym), q5_k and q6_k: 256-weight blocks of
 // 32-weight sub-groups with 6-bit scale codes under f16 super-scales,
 // superblock.go). The byte
 // layout of every block is documented above its type in blocks.go and in
@@ -26,7 +26,7 @@
 //
 // # Tiers
 //
-// Superblock formats (q4_k, q3_k, q6_k, sym or asym) have a Tiled8 form too
+// Superblock formats (q4_k, q3_k, sym or asym, q5_k, q6_k) have a Tiled8 form too
 // (tiles.go: one tile per superblock, the 6-bit codes unpacked to a byte per
 // row and chunk) and Tiled8 kernels on every amd64 tier: decode multiplies
 // each chunk's sums by code x activation scale and each superblock's total
@@ -47,7 +47,7 @@
 // kernels of avx-vnni with the EVEX encoding and 512-bit ones, and the f32
 // loops on 16 lanes, their n%16 tails under a mask: see "f32 loops" below;
 // where the CPU has GFNI, as every AVX-512 CPU since Ice Lake and Zen 4 does
-// but Cascade Lake and Cooper Lake do not, its Tiled8 Q3 and Q6 kernels
+// but Cascade Lake and Cooper Lake do not, its Tiled8 Q3, Q5 and Q6 kernels
 // unpack levels with GF2P8AFFINEQB instead: ../asm/tiledgfni.go), all
 // generated with avo from
 // ../asm (`make generate`); arm64 has NEON tiers. The best tier the CPU
@@ -213,6 +213,32 @@
 // 1.04x for every Q3 and Q6 format at 64x2304 but q3_g32 (1.01x),
 // 1.01-1.02x at 2048x2304, with the unchanged q4_g64_asym at 0.97x and
 // 1.00x.
+//
+// The 5-bit formats (q5_g32, q5_k: a Q4 chunk plus a 1-bit plane,
+// blocks.go) have the kernels Q6 has, on every tier, GFNI ones included
+// (one affine transform moves a vector's bit 4 out of the plane, which
+// stays in a register). Their unpack costs what Q6's does for 0.85x (q5_k:
+// 0.84x) the bytes per weight, so per byte they run at about 0.85x Q6 and
+// per weight at Q6's speed. AMD EPYC Zen 5 ("Turin", virtualized, 2 vCPUs,
+// AVX-512 with GFNI), shared with other jobs (load average 2-5),
+// 2026-12-02, single thread, 3 rounds each running every format in turn
+// (`-bench 'MulVecTiled/...' -benchtime 200x`, best-GB/s; `-bench
+// 'MulMatTiled/...' -benchtime 20x`, 64 tokens, best-GMAC/s; `-bench
+// 'MulVec$/...' -benchtime 100x`, row-major), median of the rounds' ratios:
+//
+//	decode per byte, Tiled8   avx2              avx512-vnni (GFNI)   no GFNI
+//	                          64x2304  2048x..  64x2304  2048x..    64x2304  2048x..
+//	q5_g32 / q6_g32           0.84     0.87     0.87     0.99       0.85     0.88
+//	q5_k / q6_k               0.83     0.90     0.82     0.95       0.87     0.84
+//
+//	prefill GMAC/s, Tiled8    avx2    avx512-vnni (GFNI)   no GFNI
+//	q5_g32 / q6_g32           1.00    1.07                 1.00
+//	q5_k / q6_k               1.03    1.03                 1.00
+//
+// Row-major decode (AVX2 and AVX-512 kernels, 64x2304 and 2048x2304):
+// q5_g32 0.85-0.86x q6_g32 per byte, q5_k 0.83-0.84x q6_k. In the same
+// rounds q4_g64_asym decoded at 49.6 (avx2) and 82.8 GB/s (avx512-vnni) at
+// 64x2304 and q6_g32 at 34.0 and 77.7.
 //
 // # f32 loops
 //

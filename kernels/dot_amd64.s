@@ -35269,3 +35269,6103 @@ tof16_tail:
 tof16done:
 	VZEROUPPER
 	RET
+
+// func q5SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q5SymR4T1AVX2(SB), NOSPLIT, $0-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q5SymR4T1AVX2_group:
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
+	VCVTPH2PS    (BX), X4
+	VBROADCASTSS X4, Y4
+	ADDQ         $0x00000002, BX
+	PREFETCHT0   16384(R8)
+	VCVTPH2PS    (R8), X5
+	VBROADCASTSS X5, Y5
+	ADDQ         $0x00000002, R8
+	PREFETCHT0   16384(R12)
+	VCVTPH2PS    (R12), X6
+	VBROADCASTSS X6, Y6
+	ADDQ         $0x00000002, R12
+	PREFETCHT0   16384(R14)
+	VCVTPH2PS    (R14), X7
+	VBROADCASTSS X7, Y7
+	ADDQ         $0x00000002, R14
+	MOVQ         cpg+72(FP), DX
+
+q5SymR4T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(BX), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// unpack row 1's chunk into 32 bytes of levels
+	VBROADCASTI128 (R8), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(R8), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, R8
+
+	// row 1 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VBROADCASTI128 (R12), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(R12), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, R12
+
+	// row 2 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VBROADCASTI128 (R14), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(R14), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, R14
+
+	// row 3 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q5SymR4T1AVX2_chunk
+	DECQ        CX
+	JNZ         q5SymR4T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q5SymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q5SymR1T1AVX2(SB), NOSPLIT, $0-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q5SymR1T1AVX2_group:
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VBROADCASTSS X4, Y4
+	ADDQ         $0x00000002, BX
+	MOVQ         cpg+72(FP), DX
+
+q5SymR1T1AVX2_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(BX), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q5SymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q5SymR1T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VZEROUPPER
+	RET
+
+// func q5SymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q5SymR1T4AVX2(SB), NOSPLIT, $0-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q5SymR1T4AVX2_group:
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VBROADCASTSS X4, Y4
+	ADDQ         $0x00000002, BX
+	MOVQ         cpg+72(FP), DX
+
+q5SymR1T4AVX2_chunk:
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(BX), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, BX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 1
+	VPMADDUBSW  (SI)(R11*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 2
+	VPMADDUBSW  (SI)(R11*2), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 3
+	VPMADDUBSW  (SI)(R12*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q5SymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q5SymR1T4AVX2_group
+
+	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, (DI)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, (DI)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q5SymR4T1AVX512(SB), NOSPLIT, $0-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q5SymR4T1AVX512_group:
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	PREFETCHT0   16384(BX)
+	VCVTPH2PS    (BX), X4
+	VBROADCASTSS X4, Y4
+	ADDQ         $0x00000002, BX
+	PREFETCHT0   16384(R8)
+	VCVTPH2PS    (R8), X5
+	VBROADCASTSS X5, Y5
+	ADDQ         $0x00000002, R8
+	PREFETCHT0   16384(R12)
+	VCVTPH2PS    (R12), X6
+	VBROADCASTSS X6, Y6
+	ADDQ         $0x00000002, R12
+	PREFETCHT0   16384(R14)
+	VCVTPH2PS    (R14), X7
+	VBROADCASTSS X7, Y7
+	ADDQ         $0x00000002, R14
+	MOVQ         cpg+72(FP), DX
+
+q5SymR4T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(BX), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, BX
+
+	// row 0 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// unpack row 1's chunk into 32 bytes of levels
+	VBROADCASTI128 (R8), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(R8), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, R8
+
+	// row 1 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VBROADCASTI128 (R12), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(R12), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, R12
+
+	// row 2 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VBROADCASTI128 (R14), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(R14), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, R14
+
+	// row 3 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q5SymR4T1AVX512_chunk
+	DECQ        CX
+	JNZ         q5SymR4T1AVX512_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q5SymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q5SymR1T1AVX512(SB), NOSPLIT, $0-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q5SymR1T1AVX512_group:
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VBROADCASTSS X4, Y4
+	ADDQ         $0x00000002, BX
+	MOVQ         cpg+72(FP), DX
+
+q5SymR1T1AVX512_chunk:
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(BX), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, BX
+
+	// row 0 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q5SymR1T1AVX512_chunk
+	DECQ        CX
+	JNZ         q5SymR1T1AVX512_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VZEROUPPER
+	RET
+
+// func q5SymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q5SymR1T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q5SymR1T4AVX512_group:
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	VCVTPH2PS    (BX), X4
+	VBROADCASTSS X4, Y4
+	ADDQ         $0x00000002, BX
+	MOVQ         cpg+72(FP), DX
+
+q5SymR1T4AVX512_chunk:
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(BX), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, BX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 0
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 1
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R11*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 2
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R11*2), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 3
+	VMOVDQA     Y10, Y11
+	VPDPBUSD    (SI)(R12*1), Y8, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q5SymR1T4AVX512_chunk
+	DECQ        CX
+	JNZ         q5SymR1T4AVX512_group
+
+	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, (DI)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, (DI)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5kSymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q5kSymR4T1AVX2(SB), NOSPLIT, $128-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    wstride+24(FP), CX
+	LEAQ    (BX)(CX*1), R8
+	LEAQ    (R8)(CX*1), R12
+	LEAQ    (R12)(CX*1), R14
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q5kSymR4T1AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+
+	// row 1: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R8), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (R8), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 32(SP)
+
+	// row 2: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R12), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (R12), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 64(SP)
+
+	// row 3: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (R14), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (R14), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, 96(SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000008, BX
+	ADDQ $0x00000008, R8
+	ADDQ $0x00000008, R12
+	ADDQ $0x00000008, R14
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q5kSymR4T1AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	VBROADCASTSS 32(SP)(AX*1), Y5
+	VBROADCASTSS 64(SP)(AX*1), Y6
+	VBROADCASTSS 96(SP)(AX*1), Y7
+	ADDQ         $0x04, AX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(BX), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// unpack row 1's chunk into 32 bytes of levels
+	VBROADCASTI128 (R8), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(R8), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, R8
+
+	// row 1 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y5, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// unpack row 2's chunk into 32 bytes of levels
+	VBROADCASTI128 (R12), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(R12), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, R12
+
+	// row 2 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y6, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// unpack row 3's chunk into 32 bytes of levels
+	VBROADCASTI128 (R14), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(R14), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, R14
+
+	// row 3 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y7, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q5kSymR4T1AVX2_chunk
+	DECQ        CX
+	JNZ         q5kSymR4T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, 4(DI)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, 8(DI)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	VMOVSS       X3, 12(DI)
+	VZEROUPPER
+	RET
+
+// func q5kSymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q5kSymR1T1AVX2(SB), NOSPLIT, $32-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q5kSymR1T1AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000008, BX
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q5kSymR1T1AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	ADDQ         $0x04, AX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(BX), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, BX
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q5kSymR1T1AVX2_chunk
+	DECQ        CX
+	JNZ         q5kSymR1T1AVX2_group
+
+	// horizontal sums into out
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VZEROUPPER
+	RET
+
+// func q5kSymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q5kSymR1T4AVX2(SB), NOSPLIT, $32-80
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	MOVQ    astride+56(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+64(FP), CX
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU mask0F<>+0(SB), Y15
+	VMOVDQU ones16<>+0(SB), Y14
+
+q5kSymR1T4AVX2_group:
+	// row 0: superblock sub-scales (and sub-mins) into the stack
+	VCVTPH2PS    (BX), X9
+	VBROADCASTSS X9, Y10
+	VPBROADCASTQ (BX), Y12
+	VPSRLVQ      codeEven16<>+0(SB), Y12, Y11
+	VPSRLVQ      codeOdd16<>+0(SB), Y12, Y12
+	VPSLLQ       $0x20, Y12, Y12
+	VPBLENDD     $0xaa, Y12, Y11, Y11
+	VPAND        mask3FD<>+0(SB), Y11, Y11
+	VPSUBD       sym32D<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VMULPS       Y10, Y11, Y11
+	VMOVUPS      Y11, (SP)
+
+	// group header: d (and m) as f32 broadcasts; VCVTPH2PS reads 4 halves
+	// (d, m and 2 or 4 level bytes, all inside the group)
+	ADDQ $0x00000008, BX
+	XORQ AX, AX
+	MOVQ cpg+72(FP), DX
+
+q5kSymR1T4AVX2_chunk:
+	// this chunk's sub-scale (and sub-min) of each row, broadcast
+	VBROADCASTSS (SP)(AX*1), Y4
+	ADDQ         $0x04, AX
+
+	// unpack row 0's chunk into 32 bytes of levels
+	VBROADCASTI128 (BX), Y8
+	VPSRLVQ        shiftQ4<>+0(SB), Y8, Y8
+	VPAND          Y15, Y8, Y8
+	VPBROADCASTD   16(BX), Y12
+	VPSRLVD        shiftQ3hi<>+0(SB), Y12, Y12
+	VPAND          mask01<>+0(SB), Y12, Y12
+	VPSLLW         $0x04, Y12, Y12
+	VPOR           Y12, Y8, Y8
+	ADDQ           $0x00000014, BX
+
+	// token 0: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9), Y9
+	VMOVD        (R10), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 0
+	VPMADDUBSW  (SI), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y0
+
+	// token 1: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*1), Y9
+	VMOVD        (R10)(R13*1), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 1
+	VPMADDUBSW  (SI)(R11*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y1
+
+	// token 2: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R13*2), Y9
+	VMOVD        (R10)(R13*2), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 2
+	VPMADDUBSW  (SI)(R11*2), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y2
+
+	// token 3: activation scale (Y9) and offset or m-term (Y10)
+	VBROADCASTSS (R9)(R14*1), Y9
+	VMOVD        (R10)(R14*1), X10
+	VPSLLD       $0x04, X10, X10
+	VPXOR        X12, X12, X12
+	VPSUBD       X10, X12, X10
+
+	// row 0 x token 3
+	VPMADDUBSW  (SI)(R12*1), Y8, Y11
+	VPMADDWD    Y14, Y11, Y11
+	VPADDD      Y10, Y11, Y11
+	VCVTDQ2PS   Y11, Y11
+	VMULPS      Y4, Y9, Y12
+	VFMADD231PS Y11, Y12, Y3
+	ADDQ        $0x20, SI
+	ADDQ        $0x04, R9
+	ADDQ        $0x04, R10
+	DECQ        DX
+	JNZ         q5kSymR1T4AVX2_chunk
+	DECQ        CX
+	JNZ         q5kSymR1T4AVX2_group
+
+	// horizontal sums into out
+	MOVQ         ostride+8(FP), DX
+	SHLQ         $0x02, DX
+	VEXTRACTF128 $0x01, Y0, X12
+	VADDPS       X12, X0, X0
+	VMOVHLPS     X0, X0, X12
+	VADDPS       X12, X0, X0
+	VMOVSHDUP    X0, X12
+	VADDSS       X12, X0, X0
+	VMOVSS       X0, (DI)
+	VEXTRACTF128 $0x01, Y1, X12
+	VADDPS       X12, X1, X1
+	VMOVHLPS     X1, X1, X12
+	VADDPS       X12, X1, X1
+	VMOVSHDUP    X1, X12
+	VADDSS       X12, X1, X1
+	VMOVSS       X1, (DI)(DX*1)
+	VEXTRACTF128 $0x01, Y2, X12
+	VADDPS       X12, X2, X2
+	VMOVHLPS     X2, X2, X12
+	VADDPS       X12, X2, X2
+	VMOVSHDUP    X2, X12
+	VADDSS       X12, X2, X2
+	VMOVSS       X2, (DI)(DX*2)
+	VEXTRACTF128 $0x01, Y3, X12
+	VADDPS       X12, X3, X3
+	VMOVHLPS     X3, X3, X12
+	VADDPS       X12, X3, X3
+	VMOVSHDUP    X3, X12
+	VADDSS       X12, X3, X3
+	LEAQ         (DI)(DX*2), AX
+	VMOVSS       X3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+DATA mask10<>+0(SB)/1, $0x10
+DATA mask10<>+1(SB)/1, $0x10
+DATA mask10<>+2(SB)/1, $0x10
+DATA mask10<>+3(SB)/1, $0x10
+DATA mask10<>+4(SB)/1, $0x10
+DATA mask10<>+5(SB)/1, $0x10
+DATA mask10<>+6(SB)/1, $0x10
+DATA mask10<>+7(SB)/1, $0x10
+DATA mask10<>+8(SB)/1, $0x10
+DATA mask10<>+9(SB)/1, $0x10
+DATA mask10<>+10(SB)/1, $0x10
+DATA mask10<>+11(SB)/1, $0x10
+DATA mask10<>+12(SB)/1, $0x10
+DATA mask10<>+13(SB)/1, $0x10
+DATA mask10<>+14(SB)/1, $0x10
+DATA mask10<>+15(SB)/1, $0x10
+DATA mask10<>+16(SB)/1, $0x10
+DATA mask10<>+17(SB)/1, $0x10
+DATA mask10<>+18(SB)/1, $0x10
+DATA mask10<>+19(SB)/1, $0x10
+DATA mask10<>+20(SB)/1, $0x10
+DATA mask10<>+21(SB)/1, $0x10
+DATA mask10<>+22(SB)/1, $0x10
+DATA mask10<>+23(SB)/1, $0x10
+DATA mask10<>+24(SB)/1, $0x10
+DATA mask10<>+25(SB)/1, $0x10
+DATA mask10<>+26(SB)/1, $0x10
+DATA mask10<>+27(SB)/1, $0x10
+DATA mask10<>+28(SB)/1, $0x10
+DATA mask10<>+29(SB)/1, $0x10
+DATA mask10<>+30(SB)/1, $0x10
+DATA mask10<>+31(SB)/1, $0x10
+DATA mask10<>+32(SB)/1, $0x10
+DATA mask10<>+33(SB)/1, $0x10
+DATA mask10<>+34(SB)/1, $0x10
+DATA mask10<>+35(SB)/1, $0x10
+DATA mask10<>+36(SB)/1, $0x10
+DATA mask10<>+37(SB)/1, $0x10
+DATA mask10<>+38(SB)/1, $0x10
+DATA mask10<>+39(SB)/1, $0x10
+DATA mask10<>+40(SB)/1, $0x10
+DATA mask10<>+41(SB)/1, $0x10
+DATA mask10<>+42(SB)/1, $0x10
+DATA mask10<>+43(SB)/1, $0x10
+DATA mask10<>+44(SB)/1, $0x10
+DATA mask10<>+45(SB)/1, $0x10
+DATA mask10<>+46(SB)/1, $0x10
+DATA mask10<>+47(SB)/1, $0x10
+DATA mask10<>+48(SB)/1, $0x10
+DATA mask10<>+49(SB)/1, $0x10
+DATA mask10<>+50(SB)/1, $0x10
+DATA mask10<>+51(SB)/1, $0x10
+DATA mask10<>+52(SB)/1, $0x10
+DATA mask10<>+53(SB)/1, $0x10
+DATA mask10<>+54(SB)/1, $0x10
+DATA mask10<>+55(SB)/1, $0x10
+DATA mask10<>+56(SB)/1, $0x10
+DATA mask10<>+57(SB)/1, $0x10
+DATA mask10<>+58(SB)/1, $0x10
+DATA mask10<>+59(SB)/1, $0x10
+DATA mask10<>+60(SB)/1, $0x10
+DATA mask10<>+61(SB)/1, $0x10
+DATA mask10<>+62(SB)/1, $0x10
+DATA mask10<>+63(SB)/1, $0x10
+GLOBL mask10<>(SB), RODATA|NOPTR, $64
+
+DATA gfniQ5Hi0<>+0(SB)/8, $0x0000000001000000
+GLOBL gfniQ5Hi0<>(SB), RODATA|NOPTR, $8
+
+DATA gfniQ5Hi1<>+0(SB)/8, $0x0000000002000000
+GLOBL gfniQ5Hi1<>(SB), RODATA|NOPTR, $8
+
+DATA gfniQ5Hi2<>+0(SB)/8, $0x0000000004000000
+GLOBL gfniQ5Hi2<>(SB), RODATA|NOPTR, $8
+
+DATA gfniQ5Hi3<>+0(SB)/8, $0x0000000008000000
+GLOBL gfniQ5Hi3<>(SB), RODATA|NOPTR, $8
+
+DATA gfniQ5Hi4<>+0(SB)/8, $0x0000000010000000
+GLOBL gfniQ5Hi4<>(SB), RODATA|NOPTR, $8
+
+DATA gfniQ5Hi5<>+0(SB)/8, $0x0000000020000000
+GLOBL gfniQ5Hi5<>(SB), RODATA|NOPTR, $8
+
+DATA gfniQ5Hi6<>+0(SB)/8, $0x0000000040000000
+GLOBL gfniQ5Hi6<>(SB), RODATA|NOPTR, $8
+
+DATA gfniQ5Hi7<>+0(SB)/8, $0x0000000080000000
+GLOBL gfniQ5Hi7<>(SB), RODATA|NOPTR, $8
+
+// func q5SymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q5SymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q5SymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q5SymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q5SymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+	VPMADDUBSW   Y4, Y2, Y10
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x03, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x01, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y1
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y10
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x01, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x03, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+
+	// symmetric levels: subtract 2^(bits-1) * sum(q)
+	VPBROADCASTD (R10), Y3
+	VPSLLD       $0x04, Y3, Y3
+	VPSUBD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5SymX8T1AVX2_chunk
+	DECQ         CX
+	JNZ          q5SymX8T1AVX2_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         BX
+	JNZ          q5SymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q5SymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q5SymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q5SymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q5SymX8T4AVX2_chunk:
+	// vectors 0, 1 x activation dwords 0, 1 of each token (int16 pair sums)
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPSRLW       $0x04, Y9, Y13
+	VPAND        Y15, Y13, Y13
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y13, Y13
+	VPBROADCASTD (R8), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 4(R8), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 4(R8)(R11*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 4(R8)(R11*2), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 4(R8)(R12*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y7
+
+	// vectors 2, 3 x activation dwords 2, 3 of each token (int16 pair sums)
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPSRLW       $0x04, Y9, Y13
+	VPAND        Y15, Y13, Y13
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y13, Y13
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 12(R8), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 12(R8)(R11*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 12(R8)(R11*2), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 12(R8)(R12*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+
+	// vectors 4, 5 x activation dwords 4, 5 of each token (int16 pair sums)
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPSRLW       $0x04, Y9, Y13
+	VPAND        Y15, Y13, Y13
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y13, Y13
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 20(R8), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 20(R8)(R11*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 20(R8)(R11*2), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 20(R8)(R12*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+
+	// vectors 6, 7 x activation dwords 6, 7 of each token (int16 pair sums)
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPSRLW       $0x04, Y9, Y13
+	VPAND        Y15, Y13, Y13
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y13, Y13
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 28(R8), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 28(R8)(R11*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 28(R8)(R11*2), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 28(R8)(R12*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+
+	// token 0: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5SymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q5SymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5SymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q5SymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q5SymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q5SymX8T1AVXVNNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q5SymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x03, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x01, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x01, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x03, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE   $0xc4
+	BYTE   $0xe2
+	BYTE   $0x6d
+	BYTE   $0x50
+	BYTE   $0xdc
+	VPADDD Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5SymX8T1AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q5SymX8T1AVXVNNI_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         R11
+	JNZ          q5SymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q5SymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q5SymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q5SymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q5SymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5SymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q5SymX8T4AVXVNNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q5SymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q5SymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q5SymX8T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q5SymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x03, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x01, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x01, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x03, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5SymX8T1AVX512_chunk
+	DECQ         CX
+	JNZ          q5SymX8T1AVX512_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         R11
+	JNZ          q5SymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q5SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q5SymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q5SymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q5SymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5SymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q5SymX8T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q5SymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Z15
+
+q5SymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q5SymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+56(FP), DX
+
+q5SymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	PREFETCHT0 16512(SI)
+	PREFETCHT0 16512(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x04, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x03, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x02, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x01, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x01, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x02, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x03, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x04, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+	VBROADCASTSS (R9), Z6
+	VMULPS       Z12, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z0
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5SymX16T1AVX512_chunk
+	DECQ         CX
+	JNZ          q5SymX16T1AVX512_group
+	VMOVUPS      Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q5SymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q5SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q5SymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q5SymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+72(FP), DX
+
+q5SymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x04, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x03, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x02, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x01, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x01, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x02, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x03, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5SymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q5SymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5SymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI, MMX+
+TEXT ·q5SymX8T1AVX512GFNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTQ gfniQ5Hi0<>+0(SB), Y19
+	VPBROADCASTQ gfniQ5Hi1<>+0(SB), Y20
+	VPBROADCASTQ gfniQ5Hi2<>+0(SB), Y21
+	VPBROADCASTQ gfniQ5Hi3<>+0(SB), Y22
+	VPBROADCASTQ gfniQ5Hi4<>+0(SB), Y23
+	VPBROADCASTQ gfniQ5Hi5<>+0(SB), Y24
+	VPBROADCASTQ gfniQ5Hi6<>+0(SB), Y25
+	VPBROADCASTQ gfniQ5Hi7<>+0(SB), Y26
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q5SymX8T1AVX512GFNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q5SymX8T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+48(FP), DX
+
+q5SymX8T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64      128(SI), Y16
+	VMOVDQU        (SI), Y5
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   (R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   4(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU        32(SI), Y5
+	VGF2P8AFFINEQB $0x00, Y21, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   8(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y22, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   12(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU        64(SI), Y5
+	VGF2P8AFFINEQB $0x00, Y23, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   16(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y24, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   20(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU        96(SI), Y5
+	VGF2P8AFFINEQB $0x00, Y25, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   24(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y26, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   28(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+	VPADDD         Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R9), Y6
+	VMULPS       Y12, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y0
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5SymX8T1AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q5SymX8T1AVX512GFNI_group
+	VMOVUPS      Y0, (DI)
+	ADDQ         $0x20, DI
+	DECQ         R11
+	JNZ          q5SymX8T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q5SymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI
+TEXT ·q5SymX8T4AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTQ gfniQ5Hi0<>+0(SB), Y19
+	VPBROADCASTQ gfniQ5Hi1<>+0(SB), Y20
+	VPBROADCASTQ gfniQ5Hi2<>+0(SB), Y21
+	VPBROADCASTQ gfniQ5Hi3<>+0(SB), Y22
+	VPBROADCASTQ gfniQ5Hi4<>+0(SB), Y23
+	VPBROADCASTQ gfniQ5Hi5<>+0(SB), Y24
+	VPBROADCASTQ gfniQ5Hi6<>+0(SB), Y25
+	VPBROADCASTQ gfniQ5Hi7<>+0(SB), Y26
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q5SymX8T4AVX512GFNI_group:
+	VCVTPH2PS (SI), Y12
+	ADDQ      $0x10, SI
+	MOVQ      cpg+64(FP), DX
+
+q5SymX8T4AVX512GFNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64      128(SI), Y16
+	VMOVDQU        (SI), Y9
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   (R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   (R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   (R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   (R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   4(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   4(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   4(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   4(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU        32(SI), Y9
+	VGF2P8AFFINEQB $0x00, Y21, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   8(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   8(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   8(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   8(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y22, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   12(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   12(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   12(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   12(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU        64(SI), Y9
+	VGF2P8AFFINEQB $0x00, Y23, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   16(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   16(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   16(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   16(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y24, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   20(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   20(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   20(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   20(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU        96(SI), Y9
+	VGF2P8AFFINEQB $0x00, Y25, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   24(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   24(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   24(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   24(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y26, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   28(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   28(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   28(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   28(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y12, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5SymX8T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q5SymX8T4AVX512GFNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5SymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI, MMX+
+TEXT ·q5SymX16T1AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTQ gfniQ5Hi0<>+0(SB), Z19
+	VPBROADCASTQ gfniQ5Hi1<>+0(SB), Z20
+	VPBROADCASTQ gfniQ5Hi2<>+0(SB), Z21
+	VPBROADCASTQ gfniQ5Hi3<>+0(SB), Z22
+	VPBROADCASTQ gfniQ5Hi4<>+0(SB), Z23
+	VPBROADCASTQ gfniQ5Hi5<>+0(SB), Z24
+	VPBROADCASTQ gfniQ5Hi6<>+0(SB), Z25
+	VPBROADCASTQ gfniQ5Hi7<>+0(SB), Z26
+	VPBROADCASTD mask0F<>+0(SB), Z15
+
+q5SymX16T1AVX512GFNI_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q5SymX16T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+56(FP), DX
+
+q5SymX16T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	PREFETCHT0 16512(SI)
+	PREFETCHT0 16512(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64      128(SI), Y16
+	VINSERTI64X4   $0x01, 128(SI)(BX*1), Z16, Z16
+	VMOVDQU        (SI), Y5
+	VINSERTI64X4   $0x01, (SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   (R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   4(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU        32(SI), Y5
+	VINSERTI64X4   $0x01, 32(SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z21, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   8(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z22, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   12(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU        64(SI), Y5
+	VINSERTI64X4   $0x01, 64(SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z23, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   16(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z24, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   20(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU        96(SI), Y5
+	VINSERTI64X4   $0x01, 96(SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z25, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   24(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z26, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   28(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+	VPADDD         Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x04, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+	VBROADCASTSS (R9), Z6
+	VMULPS       Z12, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z0
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5SymX16T1AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q5SymX16T1AVX512GFNI_group
+	VMOVUPS      Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q5SymX16T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q5SymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI
+TEXT ·q5SymX16T4AVX512GFNI(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTQ gfniQ5Hi0<>+0(SB), Z19
+	VPBROADCASTQ gfniQ5Hi1<>+0(SB), Z20
+	VPBROADCASTQ gfniQ5Hi2<>+0(SB), Z21
+	VPBROADCASTQ gfniQ5Hi3<>+0(SB), Z22
+	VPBROADCASTQ gfniQ5Hi4<>+0(SB), Z23
+	VPBROADCASTQ gfniQ5Hi5<>+0(SB), Z24
+	VPBROADCASTQ gfniQ5Hi6<>+0(SB), Z25
+	VPBROADCASTQ gfniQ5Hi7<>+0(SB), Z26
+	VPBROADCASTD mask0F<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q5SymX16T4AVX512GFNI_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	ADDQ         $0x10, SI
+	MOVQ         cpg+72(FP), DX
+
+q5SymX16T4AVX512GFNI_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64      128(SI), Y16
+	VINSERTI64X4   $0x01, 128(SI)(BX*1), Z16, Z16
+	VMOVDQU        (SI), Y9
+	VINSERTI64X4   $0x01, (SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   (R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   (R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   (R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   (R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   4(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   4(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   4(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   4(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU        32(SI), Y9
+	VINSERTI64X4   $0x01, 32(SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z21, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   8(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   8(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   8(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   8(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z22, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   12(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   12(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   12(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   12(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU        64(SI), Y9
+	VINSERTI64X4   $0x01, 64(SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z23, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   16(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   16(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   16(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   16(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z24, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   20(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   20(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   20(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   20(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU        96(SI), Y9
+	VINSERTI64X4   $0x01, 96(SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z25, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   24(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   24(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   24(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   24(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z26, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   28(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   28(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   28(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   28(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z12, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5SymX16T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q5SymX16T4AVX512GFNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5kSymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·q5kSymX8T1AVX2(SB), NOSPLIT, $0-64
+	MOVQ    out+0(FP), DI
+	MOVQ    w+8(FP), SI
+	MOVQ    nblk+56(FP), BX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+
+q5kSymX8T1AVX2_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q5kSymX8T1AVX2_group:
+	// 8 rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q5kSymX8T1AVX2_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+	VPMADDUBSW   Y4, Y2, Y10
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x03, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x01, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y1
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y10
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x01, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x03, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPMADDUBSW   Y4, Y2, Y3
+	VPADDW       Y3, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y1, Y1
+
+	// symmetric levels: subtract 2^(bits-1) * sum(q)
+	VPBROADCASTD (R10), Y3
+	VPSLLD       $0x04, Y3, Y3
+	VPSUBD       Y3, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5kSymX8T1AVX2_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q5kSymX8T1AVX2_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        BX
+	JNZ         q5kSymX8T1AVX2_block
+	VZEROUPPER
+	RET
+
+// func q5kSymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·q5kSymX8T4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    out+0(FP), DI
+	MOVQ    w+16(FP), SI
+	MOVQ    q+24(FP), R8
+	MOVQ    d+32(FP), R9
+	MOVQ    s+40(FP), R10
+	MOVQ    astride+48(FP), R13
+	MOVQ    R13, R11
+	SHLQ    $0x05, R11
+	SHLQ    $0x02, R13
+	LEAQ    (R11)(R11*2), R12
+	LEAQ    (R13)(R13*2), R14
+	MOVQ    groups+56(FP), CX
+	VMOVDQU ones16<>+0(SB), Y14
+	VMOVDQU mask0F<>+0(SB), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+q5kSymX8T4AVX2_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q5kSymX8T4AVX2_chunk:
+	// vectors 0, 1 x activation dwords 0, 1 of each token (int16 pair sums)
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPSRLW       $0x04, Y9, Y13
+	VPAND        Y15, Y13, Y13
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y13, Y13
+	VPBROADCASTD (R8), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 4(R8), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 4(R8)(R11*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 4(R8)(R11*2), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 4(R8)(R12*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VMOVDQA      Y10, Y7
+
+	// vectors 2, 3 x activation dwords 2, 3 of each token (int16 pair sums)
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPSRLW       $0x04, Y9, Y13
+	VPAND        Y15, Y13, Y13
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y13, Y13
+	VPBROADCASTD 8(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 12(R8), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 12(R8)(R11*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 12(R8)(R11*2), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 12(R8)(R12*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+
+	// vectors 4, 5 x activation dwords 4, 5 of each token (int16 pair sums)
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPSRLW       $0x04, Y9, Y13
+	VPAND        Y15, Y13, Y13
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y13, Y13
+	VPBROADCASTD 16(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 20(R8), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 20(R8)(R11*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 20(R8)(R11*2), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 20(R8)(R12*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+
+	// vectors 6, 7 x activation dwords 6, 7 of each token (int16 pair sums)
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPSRLW       $0x04, Y9, Y13
+	VPAND        Y15, Y13, Y13
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y13, Y13
+	VPBROADCASTD 24(R8), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 28(R8), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 28(R8)(R11*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 28(R8)(R11*2), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPBROADCASTD 28(R8)(R12*1), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y10, Y10
+	VPMADDWD     Y14, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the 8 rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5kSymX8T4AVX2_chunk
+	DECQ         CX
+	JNZ          q5kSymX8T4AVX2_group
+
+	// store token t's 8 rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5kSymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3, MMX+
+TEXT ·q5kSymX8T1AVXVNNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q5kSymX8T1AVXVNNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q5kSymX8T1AVXVNNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q5kSymX8T1AVXVNNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x03, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x01, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x01, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xdc
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y1 (AVX-VNNI, VEX-encoded: vpdpbusd Y1, Y2, Y4)
+	BYTE $0xc4
+	BYTE $0xe2
+	BYTE $0x6d
+	BYTE $0x50
+	BYTE $0xcc
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x03, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+
+	// VPDPBUSD Y4, Y2, Y3 (AVX-VNNI, VEX-encoded: vpdpbusd Y3, Y2, Y4)
+	BYTE   $0xc4
+	BYTE   $0xe2
+	BYTE   $0x6d
+	BYTE   $0x50
+	BYTE   $0xdc
+	VPADDD Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5kSymX8T1AVXVNNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q5kSymX8T1AVXVNNI_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q5kSymX8T1AVXVNNI_block
+	VZEROUPPER
+	RET
+
+// func q5kSymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVXVNNI, F16C, FMA3
+TEXT ·q5kSymX8T4AVXVNNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q5kSymX8T4AVXVNNI_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q5kSymX8T4AVXVNNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD (R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD (R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD (R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD (R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 4(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 4(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 4(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 8(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 8(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 8(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 12(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 12(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 12(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 16(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 16(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 16(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 20(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 20(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 20(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 24(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 24(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 24(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+
+	// VPDPBUSD Y10, Y8, Y4 (AVX-VNNI, VEX-encoded: vpdpbusd Y4, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xe2
+	VPBROADCASTD 28(R8)(R11*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y5 (AVX-VNNI, VEX-encoded: vpdpbusd Y5, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xea
+	VPBROADCASTD 28(R8)(R11*2), Y10
+
+	// VPDPBUSD Y10, Y8, Y6 (AVX-VNNI, VEX-encoded: vpdpbusd Y6, Y8, Y10)
+	BYTE         $0xc4
+	BYTE         $0xc2
+	BYTE         $0x3d
+	BYTE         $0x50
+	BYTE         $0xf2
+	VPBROADCASTD 28(R8)(R12*1), Y10
+
+	// VPDPBUSD Y10, Y8, Y7 (AVX-VNNI, VEX-encoded: vpdpbusd Y7, Y8, Y10)
+	BYTE $0xc4
+	BYTE $0xc2
+	BYTE $0x3d
+	BYTE $0x50
+	BYTE $0xfa
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5kSymX8T4AVXVNNI_chunk
+	DECQ         CX
+	JNZ          q5kSymX8T4AVXVNNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5kSymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
+TEXT ·q5kSymX8T1AVX512(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q5kSymX8T1AVX512_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q5kSymX8T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q5kSymX8T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD (R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x03, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 4(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 8(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSLLW       $0x01, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 12(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 16(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x01, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 20(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VPAND        Y15, Y5, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 24(R8), Y4
+	VPDPBUSD     Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y15, Y2, Y2
+	VMOVDQU      128(SI), Y8
+	VPSRLW       $0x03, Y8, Y8
+	VPAND        mask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y2, Y2
+	VPBROADCASTD 28(R8), Y4
+	VPDPBUSD     Y4, Y2, Y3
+	VPADDD       Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5kSymX8T1AVX512_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q5kSymX8T1AVX512_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q5kSymX8T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q5kSymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512VL, AVX512VNNI, F16C, FMA3
+TEXT ·q5kSymX8T4AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q5kSymX8T4AVX512_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q5kSymX8T4AVX512_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD (R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD (R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD (R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD (R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x03, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 4(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 4(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 4(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 4(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x02, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 8(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 8(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 8(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 8(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSLLW       $0x01, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 12(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 12(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 12(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 12(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 16(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 16(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 16(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 16(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x01, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 20(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 20(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 20(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 20(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VPAND        Y15, Y9, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x02, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 24(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 24(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 24(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 24(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Y9, Y8
+	VPAND        Y15, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPSRLW       $0x03, Y11, Y11
+	VPAND        mask10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y8, Y8
+	VPBROADCASTD 28(R8), Y10
+	VPDPBUSD     Y10, Y8, Y4
+	VPBROADCASTD 28(R8)(R11*1), Y10
+	VPDPBUSD     Y10, Y8, Y5
+	VPBROADCASTD 28(R8)(R11*2), Y10
+	VPDPBUSD     Y10, Y8, Y6
+	VPBROADCASTD 28(R8)(R12*1), Y10
+	VPDPBUSD     Y10, Y8, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5kSymX8T4AVX512_chunk
+	DECQ         CX
+	JNZ          q5kSymX8T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5kSymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·q5kSymX16T1AVX512(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTD mask0F<>+0(SB), Z15
+
+q5kSymX16T1AVX512_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q5kSymX16T1AVX512_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	VXORPS       Z13, Z13, Z13
+	MOVQ         cpg+56(FP), DX
+
+q5kSymX16T1AVX512_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	PREFETCHT0 16512(SI)
+	PREFETCHT0 16512(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU      (SI), Y5
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x04, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD (R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x03, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 4(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU      32(SI), Y5
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x02, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 8(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSLLW       $0x01, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 12(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU      64(SI), Y5
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 16(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x01, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 20(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU      96(SI), Y5
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z5, Z5
+	VPANDD       Z15, Z5, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x02, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 24(R8), Z4
+	VPDPBUSD     Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VPSRLW       $0x04, Z5, Z2
+	VPANDD       Z15, Z2, Z2
+	VMOVDQU      128(SI), Y8
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z8, Z8
+	VPSRLW       $0x03, Z8, Z8
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z8, Z2
+	VPBROADCASTD 28(R8), Z4
+	VPDPBUSD     Z4, Z2, Z3
+	VPADDD       Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x04, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VPMOVSXBD    (AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9), Z4
+	VMULPS       Z4, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z13
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5kSymX16T1AVX512_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Z12, Z13, Z0
+	DECQ        CX
+	JNZ         q5kSymX16T1AVX512_group
+	VMOVUPS     Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q5kSymX16T1AVX512_block
+	VZEROUPPER
+	RET
+
+// func q5kSymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·q5kSymX16T4AVX512(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTD mask0F<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q5kSymX16T4AVX512_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	MOVQ         cpg+72(FP), DX
+
+q5kSymX16T4AVX512_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU      (SI), Y9
+	VINSERTI64X4 $0x01, (SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x04, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD (R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD (R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD (R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD (R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x03, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 4(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 4(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 4(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 4(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU      32(SI), Y9
+	VINSERTI64X4 $0x01, 32(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x02, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 8(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 8(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 8(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 8(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSLLW       $0x01, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 12(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 12(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 12(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 12(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU      64(SI), Y9
+	VINSERTI64X4 $0x01, 64(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 16(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 16(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 16(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 16(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x01, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 20(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 20(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 20(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 20(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU      96(SI), Y9
+	VINSERTI64X4 $0x01, 96(SI)(BX*1), Z9, Z9
+	VPANDD       Z15, Z9, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x02, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 24(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 24(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 24(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 24(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW       $0x04, Z9, Z8
+	VPANDD       Z15, Z8, Z8
+	VMOVDQU      128(SI), Y11
+	VINSERTI64X4 $0x01, 128(SI)(BX*1), Z11, Z11
+	VPSRLW       $0x03, Z11, Z11
+	VPTERNLOGD   $0xf8, mask10<>+0(SB), Z11, Z8
+	VPBROADCASTD 28(R8), Z10
+	VPDPBUSD     Z10, Z8, Z4
+	VPBROADCASTD 28(R8)(R11*1), Z10
+	VPDPBUSD     Z10, Z8, Z5
+	VPBROADCASTD 28(R8)(R11*2), Z10
+	VPDPBUSD     Z10, Z8, Z6
+	VPBROADCASTD 28(R8)(R12*1), Z10
+	VPDPBUSD     Z10, Z8, Z7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD    (AX), Y8
+	VPMOVSXBD    (AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z12, Z8, Z8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5kSymX16T4AVX512_chunk
+	DECQ         CX
+	JNZ          q5kSymX16T4AVX512_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5kSymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI, MMX+
+TEXT ·q5kSymX8T1AVX512GFNI(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         nblk+56(FP), R11
+	VPBROADCASTQ gfniQ5Hi0<>+0(SB), Y19
+	VPBROADCASTQ gfniQ5Hi1<>+0(SB), Y20
+	VPBROADCASTQ gfniQ5Hi2<>+0(SB), Y21
+	VPBROADCASTQ gfniQ5Hi3<>+0(SB), Y22
+	VPBROADCASTQ gfniQ5Hi4<>+0(SB), Y23
+	VPBROADCASTQ gfniQ5Hi5<>+0(SB), Y24
+	VPBROADCASTQ gfniQ5Hi6<>+0(SB), Y25
+	VPBROADCASTQ gfniQ5Hi7<>+0(SB), Y26
+	VPBROADCASTD mask0F<>+0(SB), Y15
+
+q5kSymX8T1AVX512GFNI_block:
+	MOVQ   q+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   s+32(FP), R10
+	MOVQ   groups+40(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q5kSymX8T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	VXORPS    Y13, Y13, Y13
+	MOVQ      cpg+48(FP), DX
+
+q5kSymX8T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16512(SI)
+	VPXOR      Y1, Y1, Y1
+	VPXOR      Y3, Y3, Y3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64      128(SI), Y16
+	VMOVDQU        (SI), Y5
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   (R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 1 x activation dword 1
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   4(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 2 x activation dword 2
+	VMOVDQU        32(SI), Y5
+	VGF2P8AFFINEQB $0x00, Y21, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   8(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 3 x activation dword 3
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y22, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   12(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 4 x activation dword 4
+	VMOVDQU        64(SI), Y5
+	VGF2P8AFFINEQB $0x00, Y23, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   16(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 5 x activation dword 5
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y24, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   20(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+
+	// vector 6 x activation dword 6
+	VMOVDQU        96(SI), Y5
+	VGF2P8AFFINEQB $0x00, Y25, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y5, Y2
+	VPBROADCASTD   24(R8), Y4
+	VPDPBUSD       Y4, Y2, Y1
+
+	// vector 7 x activation dword 7
+	VPSRLW         $0x04, Y5, Y8
+	VGF2P8AFFINEQB $0x00, Y26, Y16, Y2
+	VPTERNLOGD     $0xf8, Y15, Y8, Y2
+	VPBROADCASTD   28(R8), Y4
+	VPDPBUSD       Y4, Y2, Y3
+	VPADDD         Y3, Y1, Y1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPSUBD       Y4, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9), Y4
+	VMULPS       Y4, Y6, Y6
+	VFMADD231PS  Y6, Y1, Y13
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5kSymX8T1AVX512GFNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Y12, Y13, Y0
+	DECQ        CX
+	JNZ         q5kSymX8T1AVX512GFNI_group
+	VMOVUPS     Y0, (DI)
+	ADDQ        $0x20, DI
+	DECQ        R11
+	JNZ         q5kSymX8T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q5kSymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, GFNI
+TEXT ·q5kSymX8T4AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         q+24(FP), R8
+	MOVQ         d+32(FP), R9
+	MOVQ         s+40(FP), R10
+	MOVQ         astride+48(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+56(FP), CX
+	VPBROADCASTQ gfniQ5Hi0<>+0(SB), Y19
+	VPBROADCASTQ gfniQ5Hi1<>+0(SB), Y20
+	VPBROADCASTQ gfniQ5Hi2<>+0(SB), Y21
+	VPBROADCASTQ gfniQ5Hi3<>+0(SB), Y22
+	VPBROADCASTQ gfniQ5Hi4<>+0(SB), Y23
+	VPBROADCASTQ gfniQ5Hi5<>+0(SB), Y24
+	VPBROADCASTQ gfniQ5Hi6<>+0(SB), Y25
+	VPBROADCASTQ gfniQ5Hi7<>+0(SB), Y26
+	VPBROADCASTD mask0F<>+0(SB), Y15
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+
+q5kSymX8T4AVX512GFNI_group:
+	VCVTPH2PS (SI), Y12
+	LEAQ      16(SI), AX
+	ADDQ      $0x50, SI
+	MOVQ      cpg+64(FP), DX
+
+q5kSymX8T4AVX512GFNI_chunk:
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64      128(SI), Y16
+	VMOVDQU        (SI), Y9
+	VGF2P8AFFINEQB $0x00, Y19, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   (R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   (R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   (R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   (R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y20, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   4(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   4(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   4(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   4(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU        32(SI), Y9
+	VGF2P8AFFINEQB $0x00, Y21, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   8(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   8(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   8(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   8(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y22, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   12(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   12(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   12(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   12(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU        64(SI), Y9
+	VGF2P8AFFINEQB $0x00, Y23, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   16(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   16(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   16(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   16(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y24, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   20(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   20(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   20(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   20(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU        96(SI), Y9
+	VGF2P8AFFINEQB $0x00, Y25, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y9, Y8
+	VPBROADCASTD   24(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   24(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   24(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   24(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW         $0x04, Y9, Y11
+	VGF2P8AFFINEQB $0x00, Y26, Y16, Y8
+	VPTERNLOGD     $0xf8, Y15, Y11, Y8
+	VPBROADCASTD   28(R8), Y10
+	VPDPBUSD       Y10, Y8, Y4
+	VPBROADCASTD   28(R8)(R11*1), Y10
+	VPDPBUSD       Y10, Y8, Y5
+	VPBROADCASTD   28(R8)(R11*2), Y10
+	VPDPBUSD       Y10, Y8, Y6
+	VPBROADCASTD   28(R8)(R12*1), Y10
+	VPDPBUSD       Y10, Y8, Y7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD (AX), Y8
+	VCVTDQ2PS Y8, Y8
+	VMULPS    Y12, Y8, Y8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (R9), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y4, Y0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (R9)(R13*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (R9)(R13*2), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y6, Y2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Y10
+	VPSLLD       $0x04, Y10, Y10
+	VPSUBD       Y10, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (R9)(R14*1), Y10
+	VMULPS       Y8, Y10, Y10
+	VFMADD231PS  Y10, Y7, Y3
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5kSymX8T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q5kSymX8T4AVX512GFNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, (DI)(DX*1)
+	VMOVUPS Y2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Y3, (AX)(DX*1)
+	VZEROUPPER
+	RET
+
+// func q5kSymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI, MMX+
+TEXT ·q5kSymX16T1AVX512GFNI(SB), NOSPLIT, $0-72
+	MOVQ         out+0(FP), DI
+	MOVQ         w+8(FP), SI
+	MOVQ         wstride+16(FP), BX
+	MOVQ         npair+64(FP), R11
+	VPBROADCASTQ gfniQ5Hi0<>+0(SB), Z19
+	VPBROADCASTQ gfniQ5Hi1<>+0(SB), Z20
+	VPBROADCASTQ gfniQ5Hi2<>+0(SB), Z21
+	VPBROADCASTQ gfniQ5Hi3<>+0(SB), Z22
+	VPBROADCASTQ gfniQ5Hi4<>+0(SB), Z23
+	VPBROADCASTQ gfniQ5Hi5<>+0(SB), Z24
+	VPBROADCASTQ gfniQ5Hi6<>+0(SB), Z25
+	VPBROADCASTQ gfniQ5Hi7<>+0(SB), Z26
+	VPBROADCASTD mask0F<>+0(SB), Z15
+
+q5kSymX16T1AVX512GFNI_block:
+	MOVQ   q+24(FP), R8
+	MOVQ   d+32(FP), R9
+	MOVQ   s+40(FP), R10
+	MOVQ   groups+48(FP), CX
+	VXORPS Z0, Z0, Z0
+
+q5kSymX16T1AVX512GFNI_group:
+	// rows' scales (and mins) as f32
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y10
+	VINSERTF64X4 $0x01, Y10, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	VXORPS       Z13, Z13, Z13
+	MOVQ         cpg+56(FP), DX
+
+q5kSymX16T1AVX512GFNI_chunk:
+	PREFETCHT0 16384(SI)
+	PREFETCHT0 16384(SI)(BX*1)
+	PREFETCHT0 16448(SI)
+	PREFETCHT0 16448(SI)(BX*1)
+	PREFETCHT0 16512(SI)
+	PREFETCHT0 16512(SI)(BX*1)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z3, Z3, Z3
+
+	// vector 0 x activation dword 0
+	VMOVDQU64      128(SI), Y16
+	VINSERTI64X4   $0x01, 128(SI)(BX*1), Z16, Z16
+	VMOVDQU        (SI), Y5
+	VINSERTI64X4   $0x01, (SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   (R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 1 x activation dword 1
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   4(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 2 x activation dword 2
+	VMOVDQU        32(SI), Y5
+	VINSERTI64X4   $0x01, 32(SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z21, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   8(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 3 x activation dword 3
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z22, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   12(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 4 x activation dword 4
+	VMOVDQU        64(SI), Y5
+	VINSERTI64X4   $0x01, 64(SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z23, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   16(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 5 x activation dword 5
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z24, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   20(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+
+	// vector 6 x activation dword 6
+	VMOVDQU        96(SI), Y5
+	VINSERTI64X4   $0x01, 96(SI)(BX*1), Z5, Z5
+	VGF2P8AFFINEQB $0x00, Z25, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z5, Z2
+	VPBROADCASTD   24(R8), Z4
+	VPDPBUSD       Z4, Z2, Z1
+
+	// vector 7 x activation dword 7
+	VPSRLW         $0x04, Z5, Z8
+	VGF2P8AFFINEQB $0x00, Z26, Z16, Z2
+	VPTERNLOGD     $0xf8, Z15, Z8, Z2
+	VPBROADCASTD   28(R8), Z4
+	VPDPBUSD       Z4, Z2, Z3
+	VPADDD         Z3, Z1, Z1
+
+	// levels are offset by 2^(bits-1): subtract that times sum(q)
+	VPBROADCASTD (R10), Z4
+	VPSLLD       $0x04, Z4, Z4
+	VPSUBD       Z4, Z1, Z1
+	VCVTDQ2PS    Z1, Z1
+
+	// superblock: code x d x sum, and min code x (d * sum(q))
+	VPMOVSXBD    (AX), Y6
+	VPMOVSXBD    (AX)(BX*1), Y8
+	VINSERTI64X4 $0x01, Y8, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9), Z4
+	VMULPS       Z4, Z6, Z6
+	VFMADD231PS  Z6, Z1, Z13
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5kSymX16T1AVX512GFNI_chunk
+
+	// superblock done: times the rows' D (and M)
+	VFMADD231PS Z12, Z13, Z0
+	DECQ        CX
+	JNZ         q5kSymX16T1AVX512GFNI_group
+	VMOVUPS     Z0, (DI)
+
+	// skip the pair's second row block, which the high halves read
+	ADDQ BX, SI
+	ADDQ $0x40, DI
+	DECQ R11
+	JNZ  q5kSymX16T1AVX512GFNI_block
+	VZEROUPPER
+	RET
+
+// func q5kSymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, GFNI
+TEXT ·q5kSymX16T4AVX512GFNI(SB), NOSPLIT, $0-80
+	MOVQ         out+0(FP), DI
+	MOVQ         w+16(FP), SI
+	MOVQ         wstride+24(FP), BX
+	MOVQ         q+32(FP), R8
+	MOVQ         d+40(FP), R9
+	MOVQ         s+48(FP), R10
+	MOVQ         astride+56(FP), R13
+	MOVQ         R13, R11
+	SHLQ         $0x05, R11
+	SHLQ         $0x02, R13
+	LEAQ         (R11)(R11*2), R12
+	LEAQ         (R13)(R13*2), R14
+	MOVQ         groups+64(FP), CX
+	VPBROADCASTQ gfniQ5Hi0<>+0(SB), Z19
+	VPBROADCASTQ gfniQ5Hi1<>+0(SB), Z20
+	VPBROADCASTQ gfniQ5Hi2<>+0(SB), Z21
+	VPBROADCASTQ gfniQ5Hi3<>+0(SB), Z22
+	VPBROADCASTQ gfniQ5Hi4<>+0(SB), Z23
+	VPBROADCASTQ gfniQ5Hi5<>+0(SB), Z24
+	VPBROADCASTQ gfniQ5Hi6<>+0(SB), Z25
+	VPBROADCASTQ gfniQ5Hi7<>+0(SB), Z26
+	VPBROADCASTD mask0F<>+0(SB), Z15
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	VXORPS       Z2, Z2, Z2
+	VXORPS       Z3, Z3, Z3
+
+q5kSymX16T4AVX512GFNI_group:
+	VCVTPH2PS    (SI), Y12
+	VCVTPH2PS    (SI)(BX*1), Y11
+	VINSERTF64X4 $0x01, Y11, Z12, Z12
+	LEAQ         16(SI), AX
+	ADDQ         $0x50, SI
+	MOVQ         cpg+72(FP), DX
+
+q5kSymX16T4AVX512GFNI_chunk:
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+	// vector 0 x activation dword 0 of each token
+	VMOVDQU64      128(SI), Y16
+	VINSERTI64X4   $0x01, 128(SI)(BX*1), Z16, Z16
+	VMOVDQU        (SI), Y9
+	VINSERTI64X4   $0x01, (SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z19, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   (R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   (R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   (R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   (R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 1 x activation dword 1 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z20, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   4(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   4(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   4(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   4(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 2 x activation dword 2 of each token
+	VMOVDQU        32(SI), Y9
+	VINSERTI64X4   $0x01, 32(SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z21, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   8(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   8(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   8(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   8(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 3 x activation dword 3 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z22, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   12(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   12(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   12(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   12(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 4 x activation dword 4 of each token
+	VMOVDQU        64(SI), Y9
+	VINSERTI64X4   $0x01, 64(SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z23, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   16(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   16(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   16(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   16(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 5 x activation dword 5 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z24, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   20(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   20(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   20(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   20(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 6 x activation dword 6 of each token
+	VMOVDQU        96(SI), Y9
+	VINSERTI64X4   $0x01, 96(SI)(BX*1), Z9, Z9
+	VGF2P8AFFINEQB $0x00, Z25, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z9, Z8
+	VPBROADCASTD   24(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   24(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   24(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   24(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// vector 7 x activation dword 7 of each token
+	VPSRLW         $0x04, Z9, Z11
+	VGF2P8AFFINEQB $0x00, Z26, Z16, Z8
+	VPTERNLOGD     $0xf8, Z15, Z11, Z8
+	VPBROADCASTD   28(R8), Z10
+	VPDPBUSD       Z10, Z8, Z4
+	VPBROADCASTD   28(R8)(R11*1), Z10
+	VPDPBUSD       Z10, Z8, Z5
+	VPBROADCASTD   28(R8)(R11*2), Z10
+	VPDPBUSD       Z10, Z8, Z6
+	VPBROADCASTD   28(R8)(R12*1), Z10
+	VPDPBUSD       Z10, Z8, Z7
+
+	// the chunk's sub-scales (and sub-mins) from their codes
+	VPMOVSXBD    (AX), Y8
+	VPMOVSXBD    (AX)(BX*1), Y10
+	VINSERTI64X4 $0x01, Y10, Z8, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       Z12, Z8, Z8
+
+	// token 0: scale the rows' chunk sums
+	VPBROADCASTD (R10), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z4, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSS (R9), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z4, Z0
+
+	// token 1: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*1), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z5, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSS (R9)(R13*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z5, Z1
+
+	// token 2: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R13*2), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z6, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSS (R9)(R13*2), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z6, Z2
+
+	// token 3: scale the rows' chunk sums
+	VPBROADCASTD (R10)(R14*1), Z10
+	VPSLLD       $0x04, Z10, Z10
+	VPSUBD       Z10, Z7, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSS (R9)(R14*1), Z10
+	VMULPS       Z8, Z10, Z10
+	VFMADD231PS  Z10, Z7, Z3
+	ADDQ         $0x08, AX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x20, R8
+	ADDQ         $0x04, R9
+	ADDQ         $0x04, R10
+	DECQ         DX
+	JNZ          q5kSymX16T4AVX512GFNI_chunk
+	DECQ         CX
+	JNZ          q5kSymX16T4AVX512GFNI_group
+
+	// store token t's rows at out + t*ostride
+	MOVQ    ostride+8(FP), DX
+	SHLQ    $0x02, DX
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, (DI)(DX*1)
+	VMOVUPS Z2, (DI)(DX*2)
+	LEAQ    (DI)(DX*2), AX
+	VMOVUPS Z3, (AX)(DX*1)
+	VZEROUPPER
+	RET

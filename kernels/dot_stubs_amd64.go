@@ -1553,3 +1553,243 @@ func axpyF16X4AVX512(a *float32, x *uint16, xstride uintptr, y *float32, n uintp
 //
 //go:noescape
 func toF16AVX512(dst *uint16, src *float32, n uintptr)
+
+// q5SymR4T1AVX2 computes the dot products of 4 packed q5Sym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q5SymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5SymR1T1AVX2 computes the dot products of 1 packed q5Sym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q5SymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5SymR1T4AVX2 computes the dot products of 1 packed q5Sym rows (row r at w+r*wstride)
+// with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q5SymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5SymR4T1AVX512 computes the dot products of 4 packed q5Sym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q5SymR4T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5SymR1T1AVX512 computes the dot products of 1 packed q5Sym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q5SymR1T1AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5SymR1T4AVX512 computes the dot products of 1 packed q5Sym rows (row r at w+r*wstride)
+// with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q5SymR1T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5kSymR4T1AVX2 computes the dot products of 4 packed q5kSym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q5kSymR4T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5kSymR1T1AVX2 computes the dot products of 1 packed q5kSym rows (row r at w+r*wstride)
+// with 1 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q5kSymR1T1AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5kSymR1T4AVX2 computes the dot products of 1 packed q5kSym rows (row r at w+r*wstride)
+// with 4 8-bit activations (token t's values at q+t*32*astride, scales and sums at
+// d/s+t*astride), over groups groups of cpg 32-weight chunks, into out[r+t*ostride].
+// Reference: dotRowGeneric (same integer chunk sums, f32 additions in another order).
+//
+//go:noescape
+func q5kSymR1T4AVX2(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5SymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q5Sym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5SymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q5SymX8T4AVX2 computes the dot products of one row block of a Tiled8 q5Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5SymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5SymX8T1AVXVNNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q5Sym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5SymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q5SymX8T4AVXVNNI computes the dot products of one row block of a Tiled8 q5Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5SymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5SymX8T1AVX512 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q5Sym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5SymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q5SymX8T4AVX512 computes the dot products of one row block of a Tiled8 q5Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5SymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5SymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q5Sym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5SymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q5SymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q5Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5SymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5SymX8T1AVX512GFNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q5Sym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5SymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q5SymX8T4AVX512GFNI computes the dot products of one row block of a Tiled8 q5Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5SymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5SymX16T1AVX512GFNI computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q5Sym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5SymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q5SymX16T4AVX512GFNI computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q5Sym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5SymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5kSymX8T1AVX2 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q5kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5kSymX8T1AVX2(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q5kSymX8T4AVX2 computes the dot products of one row block of a Tiled8 q5kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5kSymX8T4AVX2(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5kSymX8T1AVXVNNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q5kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5kSymX8T1AVXVNNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q5kSymX8T4AVXVNNI computes the dot products of one row block of a Tiled8 q5kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5kSymX8T4AVXVNNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5kSymX8T1AVX512 computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q5kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5kSymX8T1AVX512(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q5kSymX8T4AVX512 computes the dot products of one row block of a Tiled8 q5kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5kSymX8T4AVX512(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5kSymX16T1AVX512 computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q5kSym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5kSymX16T1AVX512(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q5kSymX16T4AVX512 computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q5kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5kSymX16T4AVX512(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5kSymX8T1AVX512GFNI computes out[0:8*nblk], the dot products of nblk row blocks of a Tiled8 q5kSym
+// matrix (tiles from w on) with one 8-bit activation (values q, scales d, sums s),
+// groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5kSymX8T1AVX512GFNI(out *float32, w *byte, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, nblk uintptr)
+
+// q5kSymX8T4AVX512GFNI computes the dot products of one row block of a Tiled8 q5kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..7. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5kSymX8T4AVX512GFNI(out *float32, ostride uintptr, w *byte, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)
+
+// q5kSymX16T1AVX512GFNI computes out[0:16*npair], the dot products of npair pairs of row blocks of a Tiled8
+// q5kSym matrix (tiles from w on, wstride bytes per row block) with one 8-bit activation
+// (values q, scales d, sums s), groups groups of cpg chunks per row. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5kSymX16T1AVX512GFNI(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups uintptr, cpg uintptr, npair uintptr)
+
+// q5kSymX16T4AVX512GFNI computes the dot products of two row blocks (the second wstride bytes after the first) of a Tiled8 q5kSym matrix
+// (tiles from w on) with 4 8-bit activations (token t's values at q+t*32*astride, scales
+// and sums s at s+t*astride) into out[r+t*ostride], r = 0..15. Reference: mulVecTiledGeneric.
+//
+//go:noescape
+func q5kSymX16T4AVX512GFNI(out *float32, ostride uintptr, w *byte, wstride uintptr, q *int8, d *float32, s *int32, astride uintptr, groups uintptr, cpg uintptr)

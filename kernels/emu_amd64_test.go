@@ -1180,7 +1180,7 @@ func emuTable(t testing.TB, qk *quantKernels, tier string) *quantKernels {
 	}
 	e := *qk
 	for _, f := range []Format{{Type: Q4, Group: 32}, {Type: Q4, Group: 32, Asym: true},
-		{Type: Q3, Group: 32}, {Type: Q3, Group: 32, Asym: true}, FormatQ6, FormatQ8} {
+		{Type: Q3, Group: 32}, {Type: Q3, Group: 32, Asym: true}, FormatQ6, FormatQ5, FormatQ8} {
 		k, base := e.lookup(f), fmt.Sprintf("q%d%s", f.Type.Bits(), map[bool]string{false: "Sym", true: "Asym"}[f.Asym])
 		k.rnt1 = emuDot(t, p, fmt.Sprintf("%sR%dT1%s", base, k.rows, tier))
 		k.r1t1 = emuDot(t, p, base+"R1T1"+tier)
@@ -1429,8 +1429,8 @@ func TestEmuAVX512Kernels(t *testing.T) {
 // VPDPBUSD (decoded by emuDecodeVEX) against the CPU. The 8-row kernels run
 // decode on two row blocks in one call and prefill on the second row block
 // with 4 tokens, so the first block's outputs must keep the sentinel; the
-// AVX-512 16-row kernels run both on the pair of row blocks. The GFNI Q3 and
-// Q6 kernels (AVX512GFNI) are checked the same way, so on a CPU with GFNI the
+// AVX-512 16-row kernels run both on the pair of row blocks. The GFNI Q3, Q5
+// and Q6 kernels (AVX512GFNI) are checked the same way, so on a CPU with GFNI the
 // interpreter's VGF2P8AFFINEQB, VPTESTMB and VPTERNLOGD are checked against it.
 func TestEmuTiledKernels(t *testing.T) {
 	if !hasAVX2 {
@@ -1451,10 +1451,10 @@ func TestEmuTiledKernels(t *testing.T) {
 	}{{"AVX2", TierAVX2, true, false}, {"AVXVNNI", TierAVXVNNI, hasAVXVNNI, false},
 		{"AVX512", TierAVX512, hasAVX512, false}, {"AVX512", TierAVX512, hasAVX512, true},
 		{"AVX512GFNI", TierAVX512, hasGFNI, false}, {"AVX512GFNI", TierAVX512, hasGFNI, true}} {
-		gfni := tier.name == "AVX512GFNI" // the avx512-vnni tier's Q3 and Q6 kernels on CPUs with GFNI
+		gfni := tier.name == "AVX512GFNI" // the avx512-vnni tier's Q3, Q5 and Q6 kernels on CPUs with GFNI
 		tiledGFNI = gfni                  // which ones the native calls run
 		for _, f := range quantFormats() {
-			if gfni && f.Type != Q3 && f.Type != Q6 {
+			if gfni && f.Type != Q3 && f.Type != Q5 && f.Type != Q6 {
 				continue
 			}
 			for _, cols := range []int{f.Group, 3 * f.Group} {

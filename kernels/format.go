@@ -21,9 +21,10 @@ const (
 	Q4               // 4-bit, symmetric or asymmetric, groups 32/64/128
 	Q3               // 3-bit, symmetric or asymmetric, groups 32/64/128
 	Q6               // 6-bit symmetric, group 32, f16 scale (embedding/output)
+	Q5               // 5-bit symmetric, group 32, f16 scale
 )
 
-var typeNames = [...]string{TypeInvalid: "invalid", F32: "f32", F16: "f16", BF16: "bf16", Q8: "q8", Q4: "q4", Q3: "q3", Q6: "q6"}
+var typeNames = [...]string{TypeInvalid: "invalid", F32: "f32", F16: "f16", BF16: "bf16", Q8: "q8", Q4: "q4", Q3: "q3", Q6: "q6", Q5: "q5"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) {
@@ -32,16 +33,18 @@ func (t Type) String() string {
 	return "type(" + strconv.Itoa(int(t)) + ")"
 }
 
-// Quantized reports whether t is a packed integer type (Q8, Q6, Q4, Q3).
-func (t Type) Quantized() bool { return t == Q8 || t == Q6 || t == Q4 || t == Q3 }
+// Quantized reports whether t is a packed integer type (Q8, Q6, Q5, Q4, Q3).
+func (t Type) Quantized() bool { return t == Q8 || t == Q6 || t == Q5 || t == Q4 || t == Q3 }
 
-// Bits is the number of bits of one integer level (8, 6, 4, 3), or 0 for float types.
+// Bits is the number of bits of one integer level (8, 6, 5, 4, 3), or 0 for float types.
 func (t Type) Bits() int {
 	switch t {
 	case Q8:
 		return 8
 	case Q6:
 		return 6
+	case Q5:
+		return 5
 	case Q4:
 		return 4
 	case Q3:
@@ -71,7 +74,7 @@ type Format struct {
 	Asym  bool // asymmetric: w = d*q + m; symmetric: w = d*(q - 2^(bits-1))
 	// Super: the group is a superblock of SuperBlock weights made of
 	// 32-weight sub-groups whose scales (and mins) are 6-bit codes times f16
-	// super-scales (superblock.go). Q3, Q4 and Q6 (symmetric) only.
+	// super-scales (superblock.go). Q3, Q4, Q5 and Q6 (Q5, Q6 symmetric) only.
 	Super bool
 }
 
@@ -82,13 +85,14 @@ var (
 	FormatBF16 = Format{Type: BF16}
 	FormatQ8   = Format{Type: Q8, Group: 32}
 	FormatQ6   = Format{Type: Q6, Group: 32}
+	FormatQ5   = Format{Type: Q5, Group: 32}
 )
 
 // check reports whether the format itself (ignoring shapes) is well formed.
 func (f Format) check() error {
 	if f.Super {
-		if f.Group != SuperBlock || (f.Type != Q4 && f.Type != Q3 && f.Type != Q6) || (f.Type == Q6 && f.Asym) {
-			return fmt.Errorf("%w: superblock formats are q3/q4 (sym or asym) and q6 (sym) with %d-weight blocks (got %s group %d asym %v)",
+		if f.Group != SuperBlock || (f.Type != Q4 && f.Type != Q3 && f.Type != Q6 && f.Type != Q5) || ((f.Type == Q6 || f.Type == Q5) && f.Asym) {
+			return fmt.Errorf("%w: superblock formats are q3/q4 (sym or asym) and q5/q6 (sym) with %d-weight blocks (got %s group %d asym %v)",
 				ErrFormat, SuperBlock, f.Type, f.Group, f.Asym)
 		}
 		return nil
@@ -98,7 +102,7 @@ func (f Format) check() error {
 		if f.Group != 0 || f.Asym {
 			return fmt.Errorf("%w: %s takes no group or asym flag", ErrFormat, f.Type)
 		}
-	case Q8, Q6:
+	case Q8, Q6, Q5:
 		if f.Group != 32 || f.Asym {
 			return fmt.Errorf("%w: %s is symmetric with group 32 (got group %d asym %v)", ErrFormat, f.Type, f.Group, f.Asym)
 		}
@@ -147,6 +151,8 @@ func (t Type) chunkBytes() int {
 		return 32
 	case Q6:
 		return 24
+	case Q5:
+		return 20
 	case Q4:
 		return 16
 	case Q3:
@@ -163,7 +169,7 @@ func (f Format) BlockBytes() int {
 		return 4
 	case F16, BF16:
 		return 2
-	case Q8, Q6, Q4, Q3:
+	case Q8, Q6, Q5, Q4, Q3:
 		return f.headerBytes() + f.Group/ChunkSize*f.Type.chunkBytes()
 	}
 	return 0
@@ -214,11 +220,12 @@ func (f Format) String() string {
 }
 
 // ParseFormat parses a format name as written by Format.String, e.g.
-// "q4_g32_asym" or "q4_k". "q8" and "q6" alone are accepted for q8_g32 and q6_g32.
+// "q4_g32_asym" or "q4_k". "q8", "q6" and "q5" alone are accepted for q8_g32,
+// q6_g32 and q5_g32.
 func ParseFormat(s string) (Format, error) {
 	parts := strings.Split(s, "_")
 	var f Format
-	for t := F32; t <= Q6; t++ {
+	for t := F32; int(t) < len(typeNames); t++ {
 		if parts[0] == t.String() {
 			f.Type = t
 		}
@@ -227,7 +234,7 @@ func ParseFormat(s string) (Format, error) {
 		return Format{}, fmt.Errorf("%w: unknown type in %q", ErrFormat, s)
 	}
 	rest := parts[1:]
-	if (f.Type == Q8 || f.Type == Q6) && len(rest) == 0 {
+	if (f.Type == Q8 || f.Type == Q6 || f.Type == Q5) && len(rest) == 0 {
 		return Format{Type: f.Type, Group: 32}, nil
 	}
 	if f.Type.Quantized() && len(rest) > 0 && rest[0] == "k" {
@@ -269,15 +276,16 @@ func Formats() []Format {
 			fs = append(fs, Format{Type: t, Group: g}, Format{Type: t, Group: g, Asym: true})
 		}
 	}
-	return append(fs, SuperFormats()...)
+	// newer formats go last, so that FuzzMatrix's corpus keeps its formats
+	return append(append(fs, SuperFormats()...), FormatQ5)
 }
 
 // SuperFormats lists the superblock formats: q4_k, q4_k_asym, q3_k,
-// q3_k_asym, q6_k.
+// q3_k_asym, q6_k, q5_k.
 func SuperFormats() []Format {
 	var fs []Format
 	for _, t := range []Type{Q4, Q3} {
 		fs = append(fs, Format{Type: t, Group: SuperBlock, Super: true}, Format{Type: t, Group: SuperBlock, Asym: true, Super: true})
 	}
-	return append(fs, Format{Type: Q6, Group: SuperBlock, Super: true})
+	return append(fs, Format{Type: Q6, Group: SuperBlock, Super: true}, Format{Type: Q5, Group: SuperBlock, Super: true})
 }

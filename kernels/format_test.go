@@ -12,7 +12,7 @@ func TestBlockBytes(t *testing.T) {
 		bytes int
 		bpw   float64
 	}{
-		"f32": {4, 32}, "f16": {2, 16}, "bf16": {2, 16}, "q8_g32": {34, 8.5}, "q6_g32": {26, 6.5},
+		"f32": {4, 32}, "f16": {2, 16}, "bf16": {2, 16}, "q8_g32": {34, 8.5}, "q6_g32": {26, 6.5}, "q5_g32": {22, 5.5},
 		"q4_g32": {18, 4.5}, "q4_g64": {34, 4.25}, "q4_g128": {66, 4.125},
 		"q4_g32_asym": {20, 5}, "q4_g64_asym": {36, 4.5}, "q4_g128_asym": {68, 4.25},
 		"q3_g32": {14, 3.5}, "q3_g64": {26, 3.25}, "q3_g128": {50, 3.125},
@@ -20,6 +20,7 @@ func TestBlockBytes(t *testing.T) {
 		// superblocks of 256: f16 super-scale(s), 6-bit codes, 8 chunks
 		"q4_k": {2 + 6 + 128, 4.25}, "q4_k_asym": {4 + 12 + 128, 4.5},
 		"q3_k": {2 + 6 + 96, 3.25}, "q3_k_asym": {4 + 12 + 96, 3.5}, "q6_k": {2 + 6 + 192, 6.25},
+		"q5_k": {2 + 6 + 160, 5.25},
 	}
 	fs := Formats()
 	if len(fs) != len(want) {
@@ -43,6 +44,9 @@ func TestBlockBytes(t *testing.T) {
 	if q3 := q3ChunkBytes * 8; q3 != 3*ChunkSize {
 		t.Errorf("q3 chunk has %d bits for 32 weights, want 96", q3)
 	}
+	if q5 := q5ChunkBytes * 8; q5 != 5*ChunkSize {
+		t.Errorf("q5 chunk has %d bits for 32 weights, want 160", q5)
+	}
 }
 
 func TestParseFormatRoundTrip(t *testing.T) {
@@ -55,7 +59,10 @@ func TestParseFormatRoundTrip(t *testing.T) {
 	if f, err := ParseFormat("q8"); err != nil || f != FormatQ8 {
 		t.Errorf("ParseFormat(q8) = %v, %v", f, err)
 	}
-	for _, bad := range []string{"", "q4", "q4_g16", "q4_g32_sym", "q4_gx", "q8_g64", "q8_g32_asym", "f16_g32", "f32_asym", "q5_g32", "q4_g32_asym_x", "q8_k", "q6_k_asym", "q4_k_g32", "q4_k_asym_x", "f16_k"} {
+	if f, err := ParseFormat("q5"); err != nil || f != FormatQ5 {
+		t.Errorf("ParseFormat(q5) = %v, %v", f, err)
+	}
+	for _, bad := range []string{"", "q4", "q4_g16", "q4_g32_sym", "q4_gx", "q8_g64", "q8_g32_asym", "f16_g32", "f32_asym", "q5_g64", "q5_g32_asym", "q4_g32_asym_x", "q8_k", "q6_k_asym", "q5_k_asym", "q4_k_g32", "q4_k_asym_x", "f16_k"} {
 		if f, err := ParseFormat(bad); err == nil {
 			t.Errorf("ParseFormat(%q) = %v, want error", bad, f)
 		} else if !errors.Is(err, ErrFormat) {
@@ -93,7 +100,7 @@ func TestValidRejects(t *testing.T) {
 // FuzzParseFormat: any string either fails cleanly or parses to a format
 // whose String parses back to itself.
 func FuzzParseFormat(f *testing.F) {
-	for _, s := range []string{"q4_g32_asym", "q3_g128", "q8", "bf16", "q4_g", "q4_g-32", "_", "q3_g64_asym_asym"} {
+	for _, s := range []string{"q4_g32_asym", "q3_g128", "q8", "q5", "q5_k", "bf16", "q4_g", "q4_g-32", "_", "q3_g64_asym_asym"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -18,16 +18,16 @@ var (
 	// VPDPBUSD on YMM is the EVEX (AVX-512VL) encoding in Go's assembler.
 	hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
 		cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VNNI
-	// GFNI (GF2P8AFFINEQB) unpacks the Tiled8 Q3 and Q6 levels in fewer
+	// GFNI (GF2P8AFFINEQB) unpacks the Tiled8 Q3, Q5 and Q6 levels in fewer
 	// instructions (asm/tiledgfni.go). Every AVX-512 CPU since Ice Lake and
 	// Zen 4 has it, but Cascade Lake and Cooper Lake have AVX512_VNNI
-	// without it, so the avx512-vnni tier keeps its other Q3/Q6 kernels.
+	// without it, so the avx512-vnni tier keeps its other Q3/Q5/Q6 kernels.
 	hasGFNI = hasAVX512 && cpu.X86.HasAVX512GFNI
 )
 
 // gfniTiled reports whether the avx512-vnni tier runs f's Tiled8 products
 // with its GFNI kernels.
-func gfniTiled(f Format) bool { return tiledGFNI && (f.Type == Q3 || f.Type == Q6) }
+func gfniTiled(f Format) bool { return tiledGFNI && (f.Type == Q3 || f.Type == Q5 || f.Type == Q6) }
 
 // archSets lists the SIMD tiers this CPU supports, slowest first.
 func archSets() []kernelSet {
@@ -67,10 +67,10 @@ type sbKernel func(out *float32, ostride uintptr, w *byte, q *int8, d *float32, 
 // quantKernels holds a tier's kernels for each packed format; lookup picks
 // them by Format.
 type quantKernels struct {
-	q4, q4a, q3, q3a, q6, q8 dotKernels
-	// superblock formats (q4_k, q4_k_asym, q3_k, q3_k_asym, q6_k): the AVX2
-	// kernels on every tier (row-major matrices; Tiled8 ones take tiledT1...)
-	q4k, q4ka, q3k, q3ka, q6k dotKernels
+	q4, q4a, q3, q3a, q6, q5, q8 dotKernels
+	// superblock formats (q4_k, q4_k_asym, q3_k, q3_k_asym, q6_k, q5_k): the
+	// AVX2 kernels on every tier (row-major matrices; Tiled8 ones take tiledT1...)
+	q4k, q4ka, q3k, q3ka, q6k, q5k dotKernels
 }
 
 func (qk *quantKernels) lookup(f Format) *dotKernels {
@@ -85,6 +85,8 @@ func (qk *quantKernels) lookup(f Format) *dotKernels {
 		return &qk.q3ka
 	case f.Super && f.Type == Q6:
 		return &qk.q6k
+	case f.Super && f.Type == Q5:
+		return &qk.q5k
 	case f.Super:
 		return nil
 	case f.Type == Q4 && !f.Asym:
@@ -97,6 +99,8 @@ func (qk *quantKernels) lookup(f Format) *dotKernels {
 		return &qk.q3a
 	case f.Type == Q6:
 		return &qk.q6
+	case f.Type == Q5:
+		return &qk.q5
 	case f.Type == Q8:
 		return &qk.q8
 	}
@@ -113,12 +117,14 @@ var avx2Kernels = quantKernels{
 	q3a: dotKernels{4, q3AsymR4T1AVX2, q3AsymR1T1AVX2, q3AsymR1T4AVX2,
 		[3]sbKernel{q3AsymG32SBT4AVX2, q3AsymG64SBT4AVX2, q3AsymG128SBT4AVX2}},
 	q6:   dotKernels{4, q6SymR4T1AVX2, q6SymR1T1AVX2, q6SymR1T4AVX2, [3]sbKernel{}},
+	q5:   dotKernels{4, q5SymR4T1AVX2, q5SymR1T1AVX2, q5SymR1T4AVX2, [3]sbKernel{}},
 	q8:   dotKernels{4, q8SymR4T1AVX2, q8SymR1T1AVX2, q8SymR1T4AVX2, [3]sbKernel{}},
 	q4k:  superKernels.q4k,
 	q4ka: superKernels.q4ka,
 	q3k:  superKernels.q3k,
 	q3ka: superKernels.q3ka,
 	q6k:  superKernels.q6k,
+	q5k:  superKernels.q5k,
 }
 
 // superKernels are the superblock formats' AVX2 kernels, shared by every tier.
@@ -128,6 +134,7 @@ var superKernels = quantKernels{
 	q3k:  dotKernels{4, q3kSymR4T1AVX2, q3kSymR1T1AVX2, q3kSymR1T4AVX2, [3]sbKernel{}},
 	q3ka: dotKernels{4, q3kAsymR4T1AVX2, q3kAsymR1T1AVX2, q3kAsymR1T4AVX2, [3]sbKernel{}},
 	q6k:  dotKernels{4, q6kSymR4T1AVX2, q6kSymR1T1AVX2, q6kSymR1T4AVX2, [3]sbKernel{}},
+	q5k:  dotKernels{4, q5kSymR4T1AVX2, q5kSymR1T1AVX2, q5kSymR1T4AVX2, [3]sbKernel{}},
 }
 
 var avx512Kernels = quantKernels{
@@ -140,12 +147,14 @@ var avx512Kernels = quantKernels{
 	q3a: dotKernels{4, q3AsymR4T1AVX512, q3AsymR1T1AVX512, q3AsymR1T4AVX512,
 		[3]sbKernel{q3AsymG32SBT4AVX512, q3AsymG64SBT4AVX512, q3AsymG128SBT4AVX512}},
 	q6:   dotKernels{4, q6SymR4T1AVX512, q6SymR1T1AVX512, q6SymR1T4AVX512, [3]sbKernel{}},
+	q5:   dotKernels{4, q5SymR4T1AVX512, q5SymR1T1AVX512, q5SymR1T4AVX512, [3]sbKernel{}},
 	q8:   dotKernels{4, q8SymR4T1AVX512, q8SymR1T1AVX512, q8SymR1T4AVX512, [3]sbKernel{}},
 	q4k:  superKernels.q4k,
 	q4ka: superKernels.q4ka,
 	q3k:  superKernels.q3k,
 	q3ka: superKernels.q3ka,
 	q6k:  superKernels.q6k,
+	q5k:  superKernels.q5k,
 }
 
 // tiledT1 and tiledT4 call tier t's Tiled8 decode (8 rows x 1 token, nblk
@@ -162,12 +171,16 @@ func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *in
 			q3kSymX8T1AVX512GFNI(out, w, q, d, s, groups, cpg, nblk)
 		case f.Super && f.Type == Q3:
 			q3kAsymX8T1AVX512GFNI(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Super && f.Type == Q5:
+			q5kSymX8T1AVX512GFNI(out, w, q, d, s, groups, cpg, nblk)
 		case f.Super:
 			q6kSymX8T1AVX512GFNI(out, w, q, d, s, groups, cpg, nblk)
 		case f.Type == Q3 && !f.Asym:
 			q3SymX8T1AVX512GFNI(out, w, q, d, s, groups, cpg, nblk)
 		case f.Type == Q3:
 			q3AsymX8T1AVX512GFNI(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Type == Q5:
+			q5SymX8T1AVX512GFNI(out, w, q, d, s, groups, cpg, nblk)
 		default:
 			q6SymX8T1AVX512GFNI(out, w, q, d, s, groups, cpg, nblk)
 		}
@@ -181,6 +194,8 @@ func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *in
 			q3kSymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
 		case f.Super && f.Type == Q3:
 			q3kAsymX8T1AVX512(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Super && f.Type == Q5:
+			q5kSymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
 		case f.Super:
 			q6kSymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
 		case f.Type == Q4 && !f.Asym:
@@ -193,6 +208,8 @@ func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *in
 			q3AsymX8T1AVX512(out, w, q, d, ds, groups, cpg, nblk)
 		case f.Type == Q6:
 			q6SymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
+		case f.Type == Q5:
+			q5SymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
 		default:
 			q8SymX8T1AVX512(out, w, q, d, s, groups, cpg, nblk)
 		}
@@ -206,6 +223,8 @@ func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *in
 			q3kSymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
 		case f.Super && f.Type == Q3:
 			q3kAsymX8T1AVXVNNI(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Super && f.Type == Q5:
+			q5kSymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
 		case f.Super:
 			q6kSymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
 		case f.Type == Q4 && !f.Asym:
@@ -218,6 +237,8 @@ func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *in
 			q3AsymX8T1AVXVNNI(out, w, q, d, ds, groups, cpg, nblk)
 		case f.Type == Q6:
 			q6SymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
+		case f.Type == Q5:
+			q5SymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
 		default:
 			q8SymX8T1AVXVNNI(out, w, q, d, s, groups, cpg, nblk)
 		}
@@ -231,6 +252,8 @@ func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *in
 			q3kSymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 		case f.Super && f.Type == Q3:
 			q3kAsymX8T1AVX2(out, w, q, d, ds, groups, cpg, nblk)
+		case f.Super && f.Type == Q5:
+			q5kSymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 		case f.Super:
 			q6kSymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 		case f.Type == Q4 && !f.Asym:
@@ -243,6 +266,8 @@ func tiledT1(t Tier, f Format, out *float32, w *byte, q *int8, d *float32, s *in
 			q3AsymX8T1AVX2(out, w, q, d, ds, groups, cpg, nblk)
 		case f.Type == Q6:
 			q6SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
+		case f.Type == Q5:
+			q5SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 		default:
 			q8SymX8T1AVX2(out, w, q, d, s, groups, cpg, nblk)
 		}
@@ -257,12 +282,16 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 			q3kSymX8T4AVX512GFNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Super && f.Type == Q3:
 			q3kAsymX8T4AVX512GFNI(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Super && f.Type == Q5:
+			q5kSymX8T4AVX512GFNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Super:
 			q6kSymX8T4AVX512GFNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Type == Q3 && !f.Asym:
 			q3SymX8T4AVX512GFNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Type == Q3:
 			q3AsymX8T4AVX512GFNI(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Type == Q5:
+			q5SymX8T4AVX512GFNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		default:
 			q6SymX8T4AVX512GFNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		}
@@ -276,6 +305,8 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 			q3kSymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Super && f.Type == Q3:
 			q3kAsymX8T4AVX512(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Super && f.Type == Q5:
+			q5kSymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Super:
 			q6kSymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Type == Q4 && !f.Asym:
@@ -288,6 +319,8 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 			q3AsymX8T4AVX512(out, ostride, w, q, d, ds, astride, groups, cpg)
 		case f.Type == Q6:
 			q6SymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Type == Q5:
+			q5SymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
 		default:
 			q8SymX8T4AVX512(out, ostride, w, q, d, s, astride, groups, cpg)
 		}
@@ -301,6 +334,8 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 			q3kSymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Super && f.Type == Q3:
 			q3kAsymX8T4AVXVNNI(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Super && f.Type == Q5:
+			q5kSymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Super:
 			q6kSymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Type == Q4 && !f.Asym:
@@ -313,6 +348,8 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 			q3AsymX8T4AVXVNNI(out, ostride, w, q, d, ds, astride, groups, cpg)
 		case f.Type == Q6:
 			q6SymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Type == Q5:
+			q5SymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		default:
 			q8SymX8T4AVXVNNI(out, ostride, w, q, d, s, astride, groups, cpg)
 		}
@@ -326,6 +363,8 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 			q3kSymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Super && f.Type == Q3:
 			q3kAsymX8T4AVX2(out, ostride, w, q, d, ds, astride, groups, cpg)
+		case f.Super && f.Type == Q5:
+			q5kSymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Super:
 			q6kSymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 		case f.Type == Q4 && !f.Asym:
@@ -338,6 +377,8 @@ func tiledT4(t Tier, f Format, out *float32, ostride uintptr, w *byte, q *int8, 
 			q3AsymX8T4AVX2(out, ostride, w, q, d, ds, astride, groups, cpg)
 		case f.Type == Q6:
 			q6SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
+		case f.Type == Q5:
+			q5SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 		default:
 			q8SymX8T4AVX2(out, ostride, w, q, d, s, astride, groups, cpg)
 		}
@@ -355,12 +396,16 @@ func tiledPairT1(f Format, out *float32, w *byte, wstride uintptr, q *int8, d *f
 		q3kSymX16T1AVX512GFNI(out, w, wstride, q, d, s, groups, cpg, npair)
 	case gfni && f.Super && f.Type == Q3:
 		q3kAsymX16T1AVX512GFNI(out, w, wstride, q, d, ds, groups, cpg, npair)
+	case gfni && f.Super && f.Type == Q5:
+		q5kSymX16T1AVX512GFNI(out, w, wstride, q, d, s, groups, cpg, npair)
 	case gfni && f.Super:
 		q6kSymX16T1AVX512GFNI(out, w, wstride, q, d, s, groups, cpg, npair)
 	case gfni && f.Type == Q3 && !f.Asym:
 		q3SymX16T1AVX512GFNI(out, w, wstride, q, d, s, groups, cpg, npair)
 	case gfni && f.Type == Q3:
 		q3AsymX16T1AVX512GFNI(out, w, wstride, q, d, ds, groups, cpg, npair)
+	case gfni && f.Type == Q5:
+		q5SymX16T1AVX512GFNI(out, w, wstride, q, d, s, groups, cpg, npair)
 	case gfni:
 		q6SymX16T1AVX512GFNI(out, w, wstride, q, d, s, groups, cpg, npair)
 	case f.Super && f.Type == Q4 && !f.Asym:
@@ -371,6 +416,8 @@ func tiledPairT1(f Format, out *float32, w *byte, wstride uintptr, q *int8, d *f
 		q3kSymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
 	case f.Super && f.Type == Q3:
 		q3kAsymX16T1AVX512(out, w, wstride, q, d, ds, groups, cpg, npair)
+	case f.Super && f.Type == Q5:
+		q5kSymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
 	case f.Super:
 		q6kSymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
 	case f.Type == Q4 && !f.Asym:
@@ -383,6 +430,8 @@ func tiledPairT1(f Format, out *float32, w *byte, wstride uintptr, q *int8, d *f
 		q3AsymX16T1AVX512(out, w, wstride, q, d, ds, groups, cpg, npair)
 	case f.Type == Q6:
 		q6SymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
+	case f.Type == Q5:
+		q5SymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
 	default:
 		q8SymX16T1AVX512(out, w, wstride, q, d, s, groups, cpg, npair)
 	}
@@ -395,12 +444,16 @@ func tiledPairT4(f Format, out *float32, ostride uintptr, w *byte, wstride uintp
 		q3kSymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case gfni && f.Super && f.Type == Q3:
 		q3kAsymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, ds, astride, groups, cpg)
+	case gfni && f.Super && f.Type == Q5:
+		q5kSymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case gfni && f.Super:
 		q6kSymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case gfni && f.Type == Q3 && !f.Asym:
 		q3SymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case gfni && f.Type == Q3:
 		q3AsymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, ds, astride, groups, cpg)
+	case gfni && f.Type == Q5:
+		q5SymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case gfni:
 		q6SymX16T4AVX512GFNI(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case f.Super && f.Type == Q4 && !f.Asym:
@@ -411,6 +464,8 @@ func tiledPairT4(f Format, out *float32, ostride uintptr, w *byte, wstride uintp
 		q3kSymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case f.Super && f.Type == Q3:
 		q3kAsymX16T4AVX512(out, ostride, w, wstride, q, d, ds, astride, groups, cpg)
+	case f.Super && f.Type == Q5:
+		q5kSymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case f.Super:
 		q6kSymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	case f.Type == Q4 && !f.Asym:
@@ -423,6 +478,8 @@ func tiledPairT4(f Format, out *float32, ostride uintptr, w *byte, wstride uintp
 		q3AsymX16T4AVX512(out, ostride, w, wstride, q, d, ds, astride, groups, cpg)
 	case f.Type == Q6:
 		q6SymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
+	case f.Type == Q5:
+		q5SymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	default:
 		q8SymX16T4AVX512(out, ostride, w, wstride, q, d, s, astride, groups, cpg)
 	}

@@ -48,9 +48,9 @@ type formatDots struct {
 }
 
 // rowDots holds one tier's kernels by format. The superblock formats'
-// kernels (q4k ... q6k) take a superblock as their group (groups = cols/256,
+// kernels (q4k ... q5k) take a superblock as their group (groups = cols/256,
 // cpg = 8) and decode its sub-scales once per block.
-type rowDots struct{ q4, q4a, q3, q3a, q8, q4k, q4ka, q3k, q3ka, q6k formatDots }
+type rowDots struct{ q4, q4a, q3, q3a, q5, q8, q4k, q4ka, q3k, q3ka, q6k, q5k formatDots }
 
 func (k *rowDots) lookup(f Format) *formatDots {
 	switch {
@@ -64,6 +64,8 @@ func (k *rowDots) lookup(f Format) *formatDots {
 		return &k.q3ka
 	case f.Super && f.Type == Q6:
 		return &k.q6k
+	case f.Super && f.Type == Q5:
+		return &k.q5k
 	case f.Super:
 		return nil
 	case f.Type == Q4 && !f.Asym:
@@ -74,6 +76,8 @@ func (k *rowDots) lookup(f Format) *formatDots {
 		return &k.q3
 	case f.Type == Q3:
 		return &k.q3a
+	case f.Type == Q5:
+		return &k.q5
 	case f.Type == Q8:
 		return &k.q8
 	}
@@ -91,6 +95,8 @@ var neonDots = rowDots{
 	q3k:  formatDots{q3kSymNEON, q3kSymT4NEON, q3kSymR4NEON},
 	q3ka: formatDots{q3kAsymNEON, q3kAsymT4NEON, q3kAsymR4NEON},
 	q6k:  formatDots{q6kSymNEON, q6kSymT4NEON, q6kSymR4NEON},
+	q5:   formatDots{q5SymNEON, q5SymT4NEON, q5SymR4NEON},
+	q5k:  formatDots{q5kSymNEON, q5kSymT4NEON, q5kSymR4NEON},
 }
 
 var sdotDots = rowDots{
@@ -104,6 +110,8 @@ var sdotDots = rowDots{
 	q3k:  formatDots{q3kSymSDOT, q3kSymT4SDOT, q3kSymR4SDOT},
 	q3ka: formatDots{q3kAsymSDOT, q3kAsymT4SDOT, q3kAsymR4SDOT},
 	q6k:  formatDots{q6kSymSDOT, q6kSymT4SDOT, q6kSymR4SDOT},
+	q5:   formatDots{q5SymSDOT, q5SymT4SDOT, q5SymR4SDOT},
+	q5k:  formatDots{q5kSymSDOT, q5kSymT4SDOT, q5kSymR4SDOT},
 }
 
 var neonSet = func() kernelSet {
@@ -311,7 +319,7 @@ func axpyNEON(alpha float32, x, y []float32) {
 }
 
 // Kernels in dot_arm64.s. Each quantized one computes dotRowGeneric(f, row,
-// q, d, s) for its format f (q4k...q6k: the superblock formats, f.Super).
+// q, d, s) for its format f (q4k...q5k: the superblock formats, f.Super).
 
 //go:noescape
 func q4SymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
@@ -359,6 +367,12 @@ func q3kAsymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) fl
 func q6kSymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
 
 //go:noescape
+func q5SymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q5kSymNEON(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
 func q4kSymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
 
 //go:noescape
@@ -372,6 +386,12 @@ func q3kAsymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) fl
 
 //go:noescape
 func q6kSymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q5SymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
+
+//go:noescape
+func q5kSymSDOT(w *byte, q *int8, d *float32, s *int32, groups, cpg uintptr) float32
 
 // The prefill kernels: out[t] = dotRowGeneric(f, row, token t's q, d, s) for t < 4.
 
@@ -421,6 +441,12 @@ func q3kAsymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride
 func q6kSymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
 
 //go:noescape
+func q5SymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q5kSymT4NEON(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
 func q4kSymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
 
 //go:noescape
@@ -434,6 +460,12 @@ func q3kAsymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride
 
 //go:noescape
 func q6kSymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q5SymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
+
+//go:noescape
+func q5kSymT4SDOT(out *float32, w *byte, q *int8, d *float32, s *int32, astride, groups, cpg uintptr)
 
 // The decode kernels: out[r] = dotRowGeneric(f, row r, q, d, s) for r < 4,
 // row r starting at w + r*wstride.
@@ -484,6 +516,12 @@ func q3kAsymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, 
 func q6kSymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
 
 //go:noescape
+func q5SymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q5kSymR4NEON(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
 func q4kSymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
 
 //go:noescape
@@ -497,6 +535,12 @@ func q3kAsymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, 
 
 //go:noescape
 func q6kSymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q5SymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
+
+//go:noescape
+func q5kSymR4SDOT(out *float32, w *byte, wstride uintptr, q *int8, d *float32, s *int32, groups, cpg uintptr)
 
 // quantActNEON quantizes nb full blocks of 32 values of x into q, d and s
 // (quantizeActGeneric, bit-identical).

@@ -234,6 +234,9 @@ func dotRowGeneric(f Format, row []byte, q []int8, d []float32, s []int32) float
 			case Q6:
 				unpackQ6Chunk(lv[:], body[c*q6ChunkBytes:])
 				isum = dotLevels(&lv, qa)
+			case Q5:
+				unpackQ5Chunk(lv[:], body[c*q5ChunkBytes:])
+				isum = dotLevels(&lv, qa)
 			case Q8:
 				ch := body[c*q8ChunkBytes:][:q8ChunkBytes]
 				for i, v := range ch {

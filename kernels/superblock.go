@@ -5,19 +5,20 @@ import (
 	"math"
 )
 
-// Superblock formats (q4_k, q4_k_asym, q3_k, q3_k_asym, q6_k): a row is
-// blocks of SuperBlock = 256 weights, each made of 8 sub-groups of 32 weights
-// (one chunk each, packed exactly as the plain formats' Q4/Q3/Q6 chunks).
+// Superblock formats (q4_k, q4_k_asym, q3_k, q3_k_asym, q6_k, q5_k): a row
+// is blocks of SuperBlock = 256 weights, each made of 8 sub-groups of 32
+// weights (one chunk each, packed exactly as the plain formats' Q4/Q3/Q6/Q5
+// chunks).
 // Every sub-group has its own scale (and min), stored as a 6-bit code times
 // an f16 super-scale shared by the block, so small groups cost 0.1875 bits of
 // scale per weight instead of 0.5 (f16 per 32).
 //
 // Symmetric superblock (q4_k 136 bytes, 4.25 bpw; q3_k 104 bytes, 3.25 bpw;
-// q6_k 200 bytes, 6.25 bpw):
+// q6_k 200 bytes, 6.25 bpw; q5_k 168 bytes, 5.25 bpw):
 //
 //	[0:2]   D f16 super-scale
 //	[2:8]   8 scale codes c_0..c_7 (6 bits each, code j at bits 6j..6j+5 of the little-endian 48-bit integer)
-//	[8:...] 8 chunks, chunk j = weights 32j..32j+31 (Q4: 16, Q3: 12, Q6: 24 bytes each)
+//	[8:...] 8 chunks, chunk j = weights 32j..32j+31 (Q4: 16, Q3: 12, Q6: 24, Q5: 20 bytes each)
 //
 //	sub-scale d_j = D * (c_j - 32)      (signed: -32..31 steps of D)
 //	weight      w = d_j * (q - 2^(bits-1))
@@ -303,6 +304,8 @@ func unpackChunk(t Type, dst []uint8, src []byte) {
 		unpackQ3Chunk(dst, src)
 	case Q6:
 		unpackQ6Chunk(dst, src)
+	case Q5:
+		unpackQ5Chunk(dst, src)
 	case Q8:
 		for i := range dst {
 			dst[i] = src[i] ^ 0x80

@@ -71,6 +71,10 @@ func (l Layout) String() string {
 //	                two planes P = 0, 1 of 32 bytes, byte 4r+i bits 2s..2s+1 =
 //	                bits 4..5 of the level of weight 4(4P+s)+i of row r
 //	                (vector 4P+s).
+//	Q5 (160 bytes): [0:128] the low 4 bits as the Q4 chunk tile; [128:160]
+//	                one plane, byte 4r+i bit k = bit 4 of the level of
+//	                weight 4k+i of row r (vector k): row r's dword is the
+//	                RowMajor chunk's high plane as it is.
 //	Q8 (256 bytes): vector k as 32 bytes: byte 4r+i = weight 4k+i of row r as
 //	                the signed byte q-128, as in RowMajor.
 //
@@ -227,6 +231,11 @@ func tileChunkRow(t Type, tile []byte, r int, src []byte) {
 			sh := 4 * P
 			le.PutUint32(tile[128+32*P+4*r:], x>>sh&lo2|(y>>sh&lo2)<<2|(x>>(sh+2)&lo2)<<4|(y>>(sh+2)&lo2)<<6)
 		}
+	case Q5:
+		// low 4 bits as Q4; the high plane's byte i bit k is already bit 4
+		// of weight 4k+i
+		tileChunkRow(Q4, tile, r, src[:16])
+		copy(tile[128+4*r:][:4], src[16:20])
 	case Q3:
 		// levels of vector k: low plane byte 4(k%2)+i bits 2(k/2) (words x,
 		// y), high plane byte 8+i bit k (word h)
@@ -324,6 +333,8 @@ func packChunk(t Type, dst []byte, q []uint8) {
 		packQ3Chunk(dst, q)
 	case Q6:
 		packQ6Chunk(dst, q)
+	case Q5:
+		packQ5Chunk(dst, q)
 	case Q8:
 		copy(dst, q)
 	}
@@ -341,6 +352,8 @@ func chunkTileLevels(t Type, dst []uint8, src []byte, r int) {
 			dst[e] = [8]uint8{a & 7, a >> 3 & 7, b & 7, b >> 3 & 7, c & 7, c >> 3 & 7, a>>6 | c>>6&1<<2, b>>6 | c>>7<<2}[k]
 		case Q6:
 			dst[e] = src[32*(k/2)+4*r+i]>>(4*(k%2))&0x0f | (src[128+32*(k/4)+4*r+i]>>(2*(k%4))&3)<<4
+		case Q5:
+			dst[e] = src[32*(k/2)+4*r+i]>>(4*(k%2))&0x0f | (src[128+4*r+i]>>k&1)<<4
 		case Q8:
 			dst[e] = src[32*k+4*r+i]
 		}

@@ -39,6 +39,9 @@ func packChunkTile(t Type, dst []byte, lv *[TileRows][ChunkSize]uint8) {
 			case Q6:
 				dst[32*(k/2)+4*r+i] |= (q & 0x0f) << (4 * (k % 2))
 				dst[128+32*(k/4)+4*r+i] |= (q >> 4) << (2 * (k % 4))
+			case Q5:
+				dst[32*(k/2)+4*r+i] |= (q & 0x0f) << (4 * (k % 2))
+				dst[128+4*r+i] |= (q >> 4) << k
 			case Q8:
 				dst[32*k+4*r+i] = q
 			}
@@ -92,7 +95,7 @@ func TestTileRoundTrip(t *testing.T) {
 
 func TestTileChunkRowMatchesDefinition(t *testing.T) {
 	rng := rand.New(rand.NewPCG(29, 30))
-	for _, typ := range []Type{Q4, Q3, Q6, Q8} {
+	for _, typ := range []Type{Q4, Q3, Q6, Q5, Q8} {
 		f := Format{Type: typ, Group: 32}
 		cb := typ.chunkBytes()
 		var lv [TileRows][ChunkSize]uint8
@@ -193,7 +196,7 @@ func TestTileErrors(t *testing.T) {
 }
 
 // forEachTiledTier is forEachTier plus, on a CPU with GFNI, the avx512-vnni
-// tier without its GFNI Q3/Q6 kernels (those of CPUs without GFNI).
+// tier without its GFNI Q3/Q5/Q6 kernels (those of CPUs without GFNI).
 func forEachTiledTier(t *testing.T, fn func(t *testing.T, tier Tier)) {
 	forEachTier(t, fn)
 	if !hasGFNI {
@@ -329,7 +332,7 @@ func TestTiledNoAllocs(t *testing.T) {
 // benchTiledTiers is benchTiers plus, where the CPU has AVX-512, the
 // avx512-vnni tier with its 256-bit kernels only ("avx512-vnni-ymm"), to
 // measure the 512-bit ones against them, and where it has GFNI too, without
-// the GFNI Q3/Q6 kernels ("avx512-vnni-nogfni").
+// the GFNI Q3/Q5/Q6 kernels ("avx512-vnni-nogfni").
 func benchTiledTiers(b *testing.B, fn func(b *testing.B)) {
 	benchTiers(b, fn)
 	restore, err := ForceTier(TierAVX512)
@@ -371,7 +374,7 @@ func BenchmarkMulVecTiled(b *testing.B) {
 
 func BenchmarkMulMatTiled(b *testing.B) {
 	const n = 64
-	for _, fs := range append([]string{"q4_g32", "q4_g128", "q3_g32", "q4_g64_asym", "q6_g32", "q8_g32"}, superBenchFormats...) {
+	for _, fs := range append([]string{"q4_g32", "q4_g128", "q3_g32", "q4_g64_asym", "q6_g32", "q5_g32", "q8_g32"}, superBenchFormats...) {
 		f, _ := ParseFormat(fs)
 		sh := [2]int{2304, 2304}
 		rng := rand.New(rand.NewPCG(1, 1))

@@ -379,7 +379,7 @@ func TestCQMalformedDirectory(t *testing.T) {
 		{"no name", wrap(tensor("", 0, 64, "")), "has no name"},
 		{"negative offset", wrap(tensor("a", -64, 64, "")), "out of range"},
 		{"beyond end", wrap(tensor("a", 0, 64, ""), tensor("b", 1<<20, 64, "")), `tensor "b": ends beyond the end of the file`},
-		{"bad format", strings.Replace(wrap(tensor("a", 0, 64, "")), `"f32"`, `"q5_g32"`, 1), "unknown type"},
+		{"bad format", strings.Replace(wrap(tensor("a", 0, 64, "")), `"f32"`, `"q2_g32"`, 1), "unknown type"},
 		{"bad shape", strings.Replace(wrap(tensor("a", 0, 64, "")), `[2,8]`, `[2,0,8]`, 1), "dimension 0"},
 		{"huge shape", strings.Replace(wrap(tensor("a", 0, 64, "")), `[2,8]`, `[268435456,268435456,268435456]`, 1), "too many elements"},
 		{"huge size", strings.Replace(wrap(tensor("a", 0, 64, "")), `[2,8]`, `[268435456,268435456,64]`, 1), "too large"},
