@@ -32,8 +32,8 @@ import (
 // ErrBudgetTooSmall is returned when no choice of grids fits the budget.
 var ErrBudgetTooSmall = errors.New("quantize: bit budget too small")
 
-// budgetGrids are the candidates: every 3- and 4-bit grid, q6 and q8, and
-// the superblock grids q3_k, q4_k (sym and asym) and q6_k. The superblock
+// budgetGrids are the candidates: every 3- and 4-bit grid, q5, q6 and q8,
+// and the superblock grids q3_k, q4_k (sym and asym), q5_k and q6_k. The superblock
 // grids are candidates by default now that they have SIMD kernels (Tiled8
 // on every amd64 tier, NEON on arm64); CheckpointOptions.NoSuperGrids
 // (quantize -k=false) leaves them out.
@@ -45,7 +45,8 @@ var budgetGrids = func() []Grid {
 		}
 		gs = append(gs, Grid{Bits: bits, Group: 32, Super: true}, Grid{Bits: bits, Group: 32, Asym: true, Super: true})
 	}
-	return append(gs, Grid{Bits: 6, Group: 32}, Grid{Bits: 8, Group: 32}, Grid{Bits: 6, Group: 32, Super: true})
+	return append(gs, Grid{Bits: 6, Group: 32}, Grid{Bits: 8, Group: 32}, Grid{Bits: 6, Group: 32, Super: true},
+		Grid{Bits: 5, Group: 32}, Grid{Bits: 5, Group: 32, Super: true})
 }()
 
 // budgetCandidates are the grids the budget chooses among.

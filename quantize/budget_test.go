@@ -167,7 +167,7 @@ func TestBudgetSuperGrids(t *testing.T) {
 	}
 	def := CheckpointOptions{}.budgetCandidates()
 	without := CheckpointOptions{NoSuperGrids: true}.budgetCandidates()
-	if super != 5 || len(def) != len(budgetGrids) || len(without) != plain {
+	if super != 6 || len(def) != len(budgetGrids) || len(without) != plain {
 		t.Fatalf("%d candidates by default, %d with NoSuperGrids, of %d grids (%d superblock)", len(def), len(without), len(budgetGrids), super)
 	}
 	for _, g := range without {

@@ -43,7 +43,7 @@ type CheckpointOptions struct {
 	// proxy loss within it (see planBudget) instead of Grid.
 	BPW float64
 	// NoSuperGrids, with BPW, leaves the superblock grids (Grid.Super:
-	// q4_k, q3_k, q6_k and the asymmetric ones) out of the candidates, so
+	// q4_k, q3_k, q5_k, q6_k and the asymmetric ones) out of the candidates, so
 	// that every tensor gets a plain grid.
 	NoSuperGrids bool
 

@@ -20,15 +20,15 @@ import (
 // Scales and mins are rounded to float16 before the levels are chosen, so
 // every error this package reports is the error of what is stored.
 //
-// 6 and 8 bits exist only as symmetric groups of 32 (the q6 and q8
+// 5, 6 and 8 bits exist only as symmetric groups of 32 (the q5, q6 and q8
 // formats); the bit-budget search (-bpw) uses them for sensitive matrices.
 //
-// Super grids (the kernels' q4_k/q3_k formats) are groups of 32 whose scales
+// Super grids (the kernels' q4_k/q3_k/q5_k/q6_k formats) are groups of 32 whose scales
 // (and mins) are 6-bit codes under f16 super-scales shared by 256 weights:
 // every scale this package chooses for them is snapped to its superblock's
 // codes (kernels.SnapSuperScales, kernels.SnapSub) before levels are rounded.
 type Grid struct {
-	Bits  int  // 3 or 4 (6 or 8: group 32, symmetric)
+	Bits  int  // 3 or 4 (5, 6 or 8: group 32, symmetric)
 	Group int  // 32, 64 or 128 (Super: 32)
 	Asym  bool // scale+min instead of scale only
 	Super bool // 6-bit sub-scale codes under f16 super-scales per 256 weights
@@ -37,16 +37,16 @@ type Grid struct {
 // Validate reports whether g is a supported grid for rows of cols weights.
 func (g Grid) Validate(cols int) error {
 	switch {
-	case g.Bits == 6 || g.Bits == 8:
+	case g.Bits == 5 || g.Bits == 6 || g.Bits == 8:
 		if g.Group != 32 || g.Asym {
 			return fmt.Errorf("quantize: %d-bit grids are symmetric groups of 32", g.Bits)
 		}
 	case g.Bits != 3 && g.Bits != 4:
-		return fmt.Errorf("quantize: grid bits %d: want 3, 4, 6 or 8", g.Bits)
+		return fmt.Errorf("quantize: grid bits %d: want 3, 4, 5, 6 or 8", g.Bits)
 	}
 	if g.Super {
 		if g.Bits == 8 || g.Group != kernels.ChunkSize {
-			return fmt.Errorf("quantize: superblock grid of %d bits, group %d: want 3, 4 or 6 bits and group %d", g.Bits, g.Group, kernels.ChunkSize)
+			return fmt.Errorf("quantize: superblock grid of %d bits, group %d: want 3, 4, 5 or 6 bits and group %d", g.Bits, g.Group, kernels.ChunkSize)
 		}
 		if cols <= 0 || cols%kernels.SuperBlock != 0 {
 			return fmt.Errorf("quantize: %d columns not a positive multiple of the %d-weight superblock", cols, kernels.SuperBlock)
@@ -93,7 +93,7 @@ func (g Grid) kappa() float64 {
 
 // Format is the kernels format that stores this grid.
 func (g Grid) Format() kernels.Format {
-	t := map[int]kernels.Type{3: kernels.Q3, 4: kernels.Q4, 6: kernels.Q6, 8: kernels.Q8}[g.Bits]
+	t := map[int]kernels.Type{3: kernels.Q3, 4: kernels.Q4, 5: kernels.Q5, 6: kernels.Q6, 8: kernels.Q8}[g.Bits]
 	if g.Super {
 		return kernels.Format{Type: t, Group: kernels.SuperBlock, Asym: g.Asym, Super: true}
 	}
@@ -107,7 +107,7 @@ func gridOf(f kernels.Format) (Grid, error) {
 		return Grid{}, fmt.Errorf("quantize: %w", err)
 	}
 	switch f.Type {
-	case kernels.Q3, kernels.Q4, kernels.Q6, kernels.Q8:
+	case kernels.Q3, kernels.Q4, kernels.Q5, kernels.Q6, kernels.Q8:
 	default:
 		return Grid{}, fmt.Errorf("quantize: format %s is not a quantized grid", f)
 	}

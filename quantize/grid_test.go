@@ -93,7 +93,8 @@ func TestGridValidate(t *testing.T) {
 	if _, err := RTN(Grid{Bits: 4, Group: 32}, []float32{1, 2}, 1, 32); err == nil {
 		t.Error("short matrix accepted")
 	}
-	wide := []Grid{{Bits: 6, Group: 32}, {Bits: 8, Group: 32}, {Bits: 3, Group: 32, Super: true}, {Bits: 4, Group: 32, Asym: true, Super: true}, {Bits: 6, Group: 32, Super: true}}
+	wide := []Grid{{Bits: 5, Group: 32}, {Bits: 6, Group: 32}, {Bits: 8, Group: 32}, {Bits: 3, Group: 32, Super: true}, {Bits: 4, Group: 32, Asym: true, Super: true},
+		{Bits: 5, Group: 32, Super: true}, {Bits: 6, Group: 32, Super: true}}
 	for _, g := range append(allGrids(), wide...) {
 		g2, err := gridOf(g.Format())
 		if err != nil || g2 != g {
@@ -107,7 +108,7 @@ func TestGridValidate(t *testing.T) {
 	}
 }
 
-// TestWideGrids: the 6- and 8-bit grids round through the q6 and q8
+// TestWideGrids: the 5-, 6- and 8-bit grids round through the q5, q6 and q8
 // formats, and every extra bit lowers the error of the same matrix.
 func TestWideGrids(t *testing.T) {
 	rows, cols := 16, 256
@@ -116,7 +117,7 @@ func TestWideGrids(t *testing.T) {
 		w[i] = float32(math.Sin(float64(i)*0.37) + 0.3*math.Cos(float64(i)*1.91))
 	}
 	prev := math.Inf(1)
-	for _, g := range []Grid{{Bits: 3, Group: 32}, {Bits: 4, Group: 32}, {Bits: 6, Group: 32}, {Bits: 8, Group: 32}} {
+	for _, g := range []Grid{{Bits: 3, Group: 32}, {Bits: 4, Group: 32}, {Bits: 5, Group: 32}, {Bits: 6, Group: 32}, {Bits: 8, Group: 32}} {
 		q, err := RTN(g, w, rows, cols)
 		if err != nil {
 			t.Fatal(g, err)
@@ -133,6 +134,9 @@ func TestWideGrids(t *testing.T) {
 	}
 	if err := (Grid{Bits: 6, Group: 64}).Validate(256); err == nil {
 		t.Error("q6 with groups of 64 accepted")
+	}
+	if err := (Grid{Bits: 5, Group: 32, Asym: true}).Validate(256); err == nil {
+		t.Error("asymmetric q5 accepted")
 	}
 	if err := (Grid{Bits: 8, Group: 32, Asym: true}).Validate(256); err == nil {
 		t.Error("asymmetric q8 accepted")

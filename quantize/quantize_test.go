@@ -28,7 +28,7 @@ func TestBadInput(t *testing.T) {
 		{"widths differ", func() error { _, err := QuantizeShared([]Matrix{ok, narrow}, Options{Grid: g}); return err }},
 		{"method", func() error { _, err := QuantizeMatrix(ok, Options{Method: "gptq", Grid: g}); return err }},
 		{"grid", func() error {
-			_, err := QuantizeMatrix(ok, Options{Method: MethodRTN, Grid: Grid{Bits: 5, Group: 32}})
+			_, err := QuantizeMatrix(ok, Options{Method: MethodRTN, Grid: Grid{Bits: 7, Group: 32}})
 			return err
 		}},
 		{"cafeq block", func() error { _, err := QuantizeMatrix(ok, Options{Grid: g, Block: 512}); return err }},

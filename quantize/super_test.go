@@ -15,7 +15,7 @@ func superGrids() []Grid {
 			gs = append(gs, Grid{Bits: b, Group: 32, Asym: a, Super: true})
 		}
 	}
-	return append(gs, Grid{Bits: 6, Group: 32, Super: true})
+	return append(gs, Grid{Bits: 6, Group: 32, Super: true}, Grid{Bits: 5, Group: 32, Super: true})
 }
 
 // checkStored packs q and checks that what the kernels dequantize is, bit for
