@@ -2,6 +2,7 @@ package quantize
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -46,6 +47,11 @@ type CheckpointOptions struct {
 	// q4_k, q3_k, q5_k, q6_k and the asymmetric ones) out of the candidates, so
 	// that every tensor gets a plain grid.
 	NoSuperGrids bool
+	// InputCov (cafeq, without block transforms) re-rounds q/k/v and
+	// gate/up GPTQ-style for the input covariance the embedding implies
+	// (see inputcov.go), keeping the result where it lowers that weighted
+	// error.
+	InputCov bool
 
 	grids map[string]Grid // the budget's choice per tensor
 }
@@ -209,6 +215,14 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 		return nil, err
 	}
 	q := &checkpointWriter{ck: ck, w: w, opt: opt, report: &CheckpointReport{}}
+	if opt.InputCov && opt.Method == MethodCafeQ && !blockTransforms {
+		if q.cov, err = newInputCov(ck, opt.Seed); errors.Is(err, errNoInputCov) {
+			q.cov = nil // a degenerate embedding: quantize without one
+		} else if err != nil {
+			w.Abort()
+			return nil, err
+		}
+	}
 	if err := q.run(); err != nil {
 		w.Abort()
 		return nil, err
@@ -278,6 +292,7 @@ type checkpointWriter struct {
 	report *CheckpointReport
 	done   int
 	total  int
+	cov    *inputCov // the embedding's input covariance (opt.InputCov), or nil
 }
 
 func (q *checkpointWriter) progress(what string, work int) {
@@ -379,7 +394,7 @@ func (q *checkpointWriter) layer(l int) error {
 	if err != nil {
 		return err
 	}
-	attn, err := q.shared(qkv, q.opt.forMatrices(name(model.AttnQ), name(model.AttnK), name(model.AttnV)), p.attnIn, !p.useVO)
+	attn, err := q.shared(qkv, q.opt.forMatrices(name(model.AttnQ), name(model.AttnK), name(model.AttnV)), p.attnIn, !p.useVO, name(model.AttnNorm))
 	if err != nil {
 		return err
 	}
@@ -396,7 +411,7 @@ func (q *checkpointWriter) layer(l int) error {
 		if err != nil {
 			return err
 		}
-		if _, err := q.shared(o, q.methodFor(p.attnOut, name(model.AttnO)), p.attnOut, true); err != nil {
+		if _, err := q.shared(o, q.methodFor(p.attnOut, name(model.AttnO)), p.attnOut, true, ""); err != nil {
 			return err
 		}
 	}
@@ -425,7 +440,7 @@ func (q *checkpointWriter) layer(l int) error {
 			up.Data[i] /= d[i/up.Cols]
 		}
 	}
-	ffn, err := q.shared(gateUp, q.opt.forMatrices(name(model.FFNGate), name(model.FFNUp)), p.ffnIn, true)
+	ffn, err := q.shared(gateUp, q.opt.forMatrices(name(model.FFNGate), name(model.FFNUp)), p.ffnIn, true, name(model.FFNNorm))
 	if err != nil {
 		return err
 	}
@@ -466,13 +481,92 @@ func (q *checkpointWriter) methodFor(transformName, matrix string) Options {
 
 // shared quantizes matrices that read one input and writes them (all of
 // them, or all but the last when writeLast is false) with their transform
-// (identity blocks when the method kept none).
-func (q *checkpointWriter) shared(ms []Matrix, opt Options, transformName string, writeLast bool) (*Result, error) {
+// (identity blocks when the method kept none). norm names the RMSNorm that
+// makes their input ("" for none): with an input covariance, the written
+// matrices are re-rounded for it.
+func (q *checkpointWriter) shared(ms []Matrix, opt Options, transformName string, writeLast bool, norm string) (*Result, error) {
 	res, err := QuantizeShared(ms, opt)
 	if err != nil {
 		return nil, err
 	}
+	written := len(ms)
+	if !writeLast {
+		written--
+	}
+	if err := q.reround(ms[:written], res, norm); err != nil {
+		return nil, err
+	}
 	return res, q.write(ms, res, transformName, writeLast)
+}
+
+// reround re-rounds each of ms (as res stores them) for the input
+// covariance behind the RMSNorm norm, where that lowers the weighted
+// error (see inputcov.go). It does nothing without a covariance, without
+// a norm, or when res has a block transform (S·H0·S is the covariance of
+// the input before M^-1, not after).
+func (q *checkpointWriter) reround(ms []Matrix, res *Result, norm string) error {
+	if q.cov == nil || norm == "" || res.Transform != nil {
+		return nil
+	}
+	w, err := q.normWeight(norm)
+	if err != nil {
+		return err
+	}
+	q.reroundWith(ms, res, q.cov.factorFor(inputScale(w, res.Diag)))
+	return nil
+}
+
+// normWeight loads an RMSNorm weight that scales the model's inputs.
+func (q *checkpointWriter) normWeight(norm string) ([]float32, error) {
+	t, err := q.ck.Tensor(norm)
+	if err != nil {
+		return nil, err
+	}
+	w, err := t.Float32s()
+	if err != nil {
+		return nil, err
+	}
+	if len(w) != q.cov.n {
+		return nil, fmt.Errorf("quantize: %q has %d values for inputs of %d", norm, len(w), q.cov.n)
+	}
+	return w, nil
+}
+
+// reroundWith re-rounds each of ms for the input covariance f, keeping
+// the result where it lowers the weighted error, and reports it.
+func (q *checkpointWriter) reroundWith(ms []Matrix, res *Result, f *gptqFactor) {
+	for i, m := range ms {
+		x := m.Data
+		if res.Diag != nil {
+			x = scaleCols(x, m.Rows, m.Cols, res.Diag)
+		}
+		nq, ratio := reround(x, res.Q[i], f)
+		if nq == nil {
+			continue
+		}
+		res.Q[i] = nq
+		res.Report[i].InputCovRatio = ratio
+		res.Report[i].RelErr = relErrThrough(m.Data, nq, res.Diag)
+	}
+}
+
+// relErrThrough is ||W - Q·D^-1||_F / ||W||_F for q storing W·D (diag nil:
+// D = I).
+func relErrThrough(w []float32, q *Quantized, diag []float32) float64 {
+	row := make([]float32, q.Cols)
+	var num, den float64
+	for r := range q.Rows {
+		q.DequantizeRow(row, r)
+		for j, v := range row {
+			if diag != nil {
+				v /= diag[j]
+			}
+			o := float64(w[r*q.Cols+j])
+			num += (o - float64(v)) * (o - float64(v))
+			den += o * o
+		}
+	}
+	return math.Sqrt(num / math.Max(den, 1e-30))
 }
 
 // write stores a QuantizeShared result (see shared).

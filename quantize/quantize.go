@@ -22,7 +22,11 @@ type Entry struct {
 	Grid      string  `json:"grid"`        // format name, e.g. q4_g32_asym
 	RelErr    float64 `json:"rel_err"`     // exact ||W - Q(W·M)·M^-1||_F / ||W||_F (V/O: see QuantizeVO)
 	RTNRelErr float64 `json:"rtn_rel_err"` // the same for plain RTN on this grid
-	Seconds   float64 `json:"seconds"`     // wall time attributed to the tensor (shared work split evenly)
+	// InputCovRatio, when set, is the input-covariance-weighted error of
+	// the stored GPTQ-style rounding over the plain rounding's (below 1;
+	// see inputcov.go); RelErr is then that rounding's, usually higher.
+	InputCovRatio float64 `json:"input_cov_ratio,omitempty"`
+	Seconds       float64 `json:"seconds"` // wall time attributed to the tensor (shared work split evenly)
 }
 
 // Result is the output for matrices that share one input: one Quantized per

@@ -54,6 +54,7 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 	noClip := fs.Bool("no-clip", false, "cafeq: skip the per-group range (clipping) search")
 	noLSQ := fs.Bool("no-lsq", false, "cafeq: skip the HQQ-style least-squares scale/min updates")
 	noRounding := fs.Bool("no-rounding", false, "cafeq: skip alternating rounding of the V/O pairs")
+	noInputCov := fs.Bool("no-input-cov", false, "cafeq: skip re-rounding q/k/v and gate/up for the input covariance the embedding implies (GPTQ without calibration data; only with -block 0)")
 	transformDown := fs.Bool("transform-down", false, "cafeq: also transform down_proj's input (costly at run time)")
 	embed := fs.String("embed", "q6", "format of the embedding/output matrix: q6, q8, q5, f16, bf16, f32, or a 4/3-bit format such as q4_g32_asym")
 	transformFormat := fs.String("transform-format", "q8", "format of the stored M⁻¹: q8 or f32")
@@ -118,6 +119,7 @@ func cmdQuantize(args []string, stdout, stderr io.Writer) error {
 		}
 		opt.Rounding = !*noRounding
 		opt.Diag = !*noDiag
+		opt.InputCov = !*noInputCov
 		if *block == 0 {
 			opt.NoBlock, opt.Block = true, 256
 		}
