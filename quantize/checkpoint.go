@@ -216,8 +216,8 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 	}
 	q := &checkpointWriter{ck: ck, w: w, opt: opt, report: &CheckpointReport{}}
 	if opt.InputCov && opt.Method == MethodCafeQ && !blockTransforms {
-		if q.cov, err = newInputCov(ck, opt.Seed); errors.Is(err, errNoInputCov) {
-			q.cov = nil // a degenerate embedding: quantize without one
+		if q.stats, err = newInputStats(ck, opt.Seed); errors.Is(err, errNoInputCov) {
+			q.stats = nil // a degenerate embedding: quantize without
 		} else if err != nil {
 			w.Abort()
 			return nil, err
@@ -292,7 +292,10 @@ type checkpointWriter struct {
 	report *CheckpointReport
 	done   int
 	total  int
-	cov    *inputCov // the embedding's input covariance (opt.InputCov), or nil
+	// With opt.InputCov: what the input covariances are made from, and the
+	// covariance of the input being quantized now (nil: none).
+	stats *inputStats
+	cov   *inputCov
 }
 
 func (q *checkpointWriter) progress(what string, work int) {
@@ -394,6 +397,9 @@ func (q *checkpointWriter) layer(l int) error {
 	if err != nil {
 		return err
 	}
+	if err := q.nextCov(); err != nil {
+		return err
+	}
 	attn, err := q.shared(qkv, q.opt.forMatrices(name(model.AttnQ), name(model.AttnK), name(model.AttnV)), p.attnIn, !p.useVO, name(model.AttnNorm))
 	if err != nil {
 		return err
@@ -416,6 +422,14 @@ func (q *checkpointWriter) layer(l int) error {
 		}
 	}
 	q.progress(fmt.Sprintf("layer %d attention output", l), work[1])
+	if q.stats != nil {
+		if err := q.stats.stream.attention(q, l); err != nil {
+			return err
+		}
+		if err := q.nextCov(); err != nil {
+			return err
+		}
+	}
 	// down_proj first: the diagonal of its input folds into up's rows,
 	// which gate/up then quantize as stored.
 	down, err := q.loadAll(name(model.FFNDown))
@@ -452,7 +466,24 @@ func (q *checkpointWriter) layer(l int) error {
 		return err
 	}
 	q.progress(fmt.Sprintf("layer %d ffn output", l), work[3])
+	if q.stats != nil {
+		return q.stats.stream.mlp(q, l)
+	}
 	return nil
+}
+
+// nextCov makes the covariance of the stream's current states the one
+// the next matrices are re-rounded for (none if it is degenerate).
+func (q *checkpointWriter) nextCov() error {
+	if q.stats == nil {
+		return nil
+	}
+	var err error
+	if q.cov, err = q.stats.cov(); errors.Is(err, errNoInputCov) {
+		q.cov = nil
+		return nil
+	}
+	return err
 }
 
 // loadAll loads the named matrices as float32.
@@ -516,13 +547,18 @@ func (q *checkpointWriter) reround(ms []Matrix, res *Result, norm string) error 
 	return nil
 }
 
-// normWeight loads an RMSNorm weight that scales the model's inputs.
-func (q *checkpointWriter) normWeight(norm string) ([]float32, error) {
-	t, err := q.ck.Tensor(norm)
+// vector loads a 1-D tensor as float32.
+func (q *checkpointWriter) vector(name string) ([]float32, error) {
+	t, err := q.ck.Tensor(name)
 	if err != nil {
 		return nil, err
 	}
-	w, err := t.Float32s()
+	return t.Float32s()
+}
+
+// normWeight loads an RMSNorm weight that scales the model's inputs.
+func (q *checkpointWriter) normWeight(norm string) ([]float32, error) {
+	w, err := q.vector(norm)
 	if err != nil {
 		return nil, err
 	}

@@ -6,47 +6,62 @@ import (
 	"math"
 	"math/rand/v2"
 
+	"github.com/cafeq/cafeq/kernels"
 	"github.com/cafeq/cafeq/model"
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
 	"gonum.org/v1/gonum/mat"
 )
 
-// Input covariance from the embedding: GPTQ without calibration data.
+// Input covariances without calibration data: GPTQ on what the model
+// itself says its inputs look like.
 //
 // Rounding to nearest (with any scale search) minimises ||W - Q||_F, which
 // treats every input channel alike. What the model feels is ||(W - Q)·x||
 // over its inputs, whose mean square is tr(Δ H Δᵀ) with H = E[x xᵀ]. GPTQ
-// minimises that with calibration activations; cafeq has none, but the
-// model itself says what a layer's input looks like: the residual stream
-// starts as a token's embedding row, and every attention and MLP input is
-// that stream RMS-normalised and scaled by the norm weight (1+w). So
+// minimises that with calibration activations. cafeq has none, but it can
+// make inputs from the model alone: a token's residual stream starts as its
+// embedding row, and a sequence of one token needs no context (its
+// attention returns its own v). So sampled vocabulary rows are carried
+// through the layers as one-token sequences (stream.go, with the
+// checkpoint's weights), and every attention and MLP input is that stream
+// RMS-normalised and scaled by the norm weight (1+w):
 //
-//	H0 = mean over sampled vocabulary rows e of u·uᵀ, u = e / rms(e),
+//	H = S·(α·Ĥ + (1-α)·H0)·S,  S = diag((1+w)/d),
 //
-// and the matrices after the norm w that store W·D (D: the diagonal input
-// transform folded into that norm) see H = S·H0·S with S = diag((1+w)/d).
-// Later layers' streams are not the embedding, but they keep much of its
-// channel structure, and on the trained test model this weighting helps in
-// every layer (docs/QUANTIZATION.md, "Input covariances from the
-// embedding").
+// where Ĥ is the mean of u·uᵀ over the stream states u at unit RMS, H0 the
+// same over more embedding rows (inputCovSamples·d_model of them: the
+// stream has fewer samples than channels at 2B, and H0 fills the
+// directions they miss), α = m/(m + d_model) for m stream samples, and D
+// the diagonal input transform folded into the norm (the matrices store
+// W·D). On the trained test model the stream took the default 4.5-bit KL
+// from 0.00153 (H0 alone) to 0.00129 (docs/QUANTIZATION.md, "Input
+// covariances").
 //
-// GPTQ needs U, upper triangular with H^-1 = UᵀU. H0 is factored once per
-// model: damping H0 by 1% of its mean diagonal, (S·H0·S)^-1 = S^-1 U0ᵀ U0
-// S^-1, so U = U0·S^-1 for every layer, a column scaling.
+// GPTQ needs U, upper triangular with H^-1 = UᵀU. Each mixed moment is
+// factored once per norm: damping it by 1% of its mean diagonal,
+// (S·M·S)^-1 = S^-1 U0ᵀ U0 S^-1, so U = U0·S^-1, a column scaling.
 //
 // The rounding keeps each group's (refined) scale and min and chooses the
 // levels column by column, feeding each column's rounding error into the
 // columns not yet rounded. A matrix keeps the result only if its
 // H-weighted error, measured on sampled rows, is lower than the plain
-// result's.
+// result's. down_proj is left alone: the same rounding with a covariance
+// of its sampled inputs made KL worse (docs).
 
-// inputCov is H0, the second moment of an RMS-normalised embedding row, and
-// the factor GPTQ rounds with.
+// inputStats is what the input covariances are made from: H0 and the
+// stream of sampled token states, which the quantizer advances layer by
+// layer.
+type inputStats struct {
+	n      int
+	h0     []float64 // n x n, row-major
+	stream *stream
+}
+
+// inputCov is one input's second moment (without S) and the factor GPTQ
+// rounds with.
 type inputCov struct {
 	n  int
-	h0 []float64     // n x n, row-major, undamped: what errors are scored with
-	u0 *mat.TriDense // upper, (H0 + damping)^-1 = U0ᵀ U0
+	h  []float64     // n x n, row-major, undamped: what errors are scored with
+	u0 *mat.TriDense // upper, (h + damping)^-1 = U0ᵀ U0
 }
 
 // inputCovSamples is how many embedding rows H0 averages, per input
@@ -54,9 +69,15 @@ type inputCov struct {
 // enough that the 2B's 256,000 x 2304 table costs seconds.
 const inputCovSamples = 4
 
-// newInputCov estimates H0 from up to inputCovSamples·d rows of the
-// embedding, chosen at random with seed (all rows of a small vocabulary).
-func newInputCov(ck *model.Checkpoint, seed uint64) (*inputCov, error) {
+// streamSamples is how many of those rows the stream carries through the
+// layers: its cost is that many tokens' forward pass plus a moment per
+// norm (about 25 CPU-seconds per 2B layer).
+const streamSamples = 1024
+
+// newInputStats estimates H0 from up to inputCovSamples·d rows of the
+// embedding, chosen at random with seed (all rows of a small vocabulary),
+// and starts the stream from the first streamSamples of them.
+func newInputStats(ck *model.Checkpoint, seed uint64) (*inputStats, error) {
 	t, err := ck.Tensor(model.NameEmbed)
 	if err != nil {
 		return nil, err
@@ -74,12 +95,15 @@ func newInputCov(ck *model.Checkpoint, seed uint64) (*inputCov, error) {
 		rng.Shuffle(vocab, func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
 		rows = rows[:want]
 	}
+	// Gemma scales the embedding by sqrt(d_model) before the first layer.
+	normalizer := float32(math.Sqrt(float64(n)))
 	// Accumulate u·uᵀ a chunk of rows at a time (one SYRK each).
 	const chunk = 512
 	sum := mat.NewSymDense(n, nil)
 	buf := make([]float64, chunk*n)
 	row := make([]float32, n)
 	used := 0
+	var states []float32
 	for c0 := 0; c0 < len(rows); c0 += chunk {
 		k := 0
 		for _, r := range rows[c0:min(c0+chunk, len(rows))] {
@@ -96,6 +120,11 @@ func newInputCov(ck *model.Checkpoint, seed uint64) (*inputCov, error) {
 			inv := 1 / math.Sqrt(ss/float64(n))
 			for j, v := range row {
 				buf[k*n+j] = float64(v) * inv
+			}
+			if len(states) < streamSamples*n {
+				for _, v := range row {
+					states = append(states, v*normalizer)
+				}
 			}
 			k++
 		}
@@ -115,20 +144,33 @@ func newInputCov(ck *model.Checkpoint, seed uint64) (*inputCov, error) {
 			h0[i*n+j] = sum.At(i, j) / float64(used)
 		}
 	}
-	return inputCovOf(h0, n)
+	return &inputStats{n: n, h0: h0, stream: &stream{cfg: ck.Config, m: len(states) / n, x: states}}, nil
 }
 
-// inputCovOf factors the second moment h0 (n x n, row-major).
-func inputCovOf(h0 []float64, n int) (*inputCov, error) {
+// cov is the covariance of the stream's current states (before a norm),
+// mixed with H0 as above and factored; errNoInputCov when the mix is not
+// positive definite even damped.
+func (st *inputStats) cov() (*inputCov, error) {
+	h := st.stream.moment()
+	m, n := float64(st.stream.m), float64(st.n)
+	alpha := m / (m + n)
+	for i := range h {
+		h[i] = alpha*h[i] + (1-alpha)*st.h0[i]
+	}
+	return inputCovOf(h, st.n)
+}
+
+// inputCovOf factors the second moment h (n x n, row-major).
+func inputCovOf(h []float64, n int) (*inputCov, error) {
 	var tr float64
 	for i := range n {
-		tr += h0[i*n+i]
+		tr += h[i*n+i]
 	}
 	damped := mat.NewSymDense(n, nil)
 	lambda := 0.01*tr/float64(n) + 1e-30
 	for i := range n {
 		for j := i; j < n; j++ {
-			v := 0.5 * (h0[i*n+j] + h0[j*n+i])
+			v := 0.5 * (h[i*n+j] + h[j*n+i])
 			if i == j {
 				v += lambda
 			}
@@ -139,27 +181,27 @@ func inputCovOf(h0 []float64, n int) (*inputCov, error) {
 	if err != nil {
 		return nil, errNoInputCov
 	}
-	return &inputCov{n: n, h0: h0, u0: u0}, nil
+	return &inputCov{n: n, h: h, u0: u0}, nil
 }
 
-// errNoInputCov says the embedding gives no usable covariance (no nonzero
-// row, or not positive definite even damped): the model is quantized
-// without one.
-var errNoInputCov = errors.New("quantize: the embedding gives no input covariance")
+// errNoInputCov says there is no usable covariance (an embedding with no
+// nonzero row, or a moment not positive definite even damped): those
+// matrices are quantized without one.
+var errNoInputCov = errors.New("quantize: no input covariance")
 
 // invUpperFactor returns U, upper triangular, with a^-1 = UᵀU.
 func invUpperFactor(a *mat.SymDense) (*mat.TriDense, error) {
 	var ch mat.Cholesky
 	if !ch.Factorize(a) {
-		return nil, fmt.Errorf("quantize: the embedding's input covariance is not positive definite")
+		return nil, fmt.Errorf("quantize: an input covariance is not positive definite")
 	}
 	var inv mat.SymDense
 	if err := ch.InverseTo(&inv); err != nil {
-		return nil, fmt.Errorf("quantize: inverting the embedding's input covariance: %w", err)
+		return nil, fmt.Errorf("quantize: inverting an input covariance: %w", err)
 	}
 	var ch2 mat.Cholesky
 	if !ch2.Factorize(&inv) {
-		return nil, fmt.Errorf("quantize: the embedding's inverse input covariance is not positive definite")
+		return nil, fmt.Errorf("quantize: an inverse input covariance is not positive definite")
 	}
 	var u mat.TriDense
 	ch2.UTo(&u)
@@ -199,6 +241,7 @@ type gptqFactor struct {
 	n, width int
 	h        []float64 // n/width blocks, each width x width row-major
 	u        []float32 // the same layout
+	h32      []float32 // h as float32, made on first use
 }
 
 // at returns the offset of entry (i, j), which must lie in one block.
@@ -213,7 +256,7 @@ func (ic *inputCov) factorFor(s []float64) *gptqFactor {
 	f := &gptqFactor{n: n, width: n, h: make([]float64, n*n), u: make([]float32, n*n)}
 	for i := range n {
 		for j := range n {
-			f.h[i*n+j] = s[i] * ic.h0[i*n+j] * s[j]
+			f.h[i*n+j] = s[i] * ic.h[i*n+j] * s[j]
 		}
 		for j := i; j < n; j++ {
 			f.u[i*n+j] = float32(ic.u0.At(i, j) / s[j])
@@ -251,24 +294,32 @@ func (f *gptqFactor) weightedErr(x []float32, q *Quantized) float64 {
 	for r := 0; r < q.Rows; r += step {
 		picked = append(picked, r)
 	}
-	d := mat.NewDense(len(picked), n, nil)
-	deq := make([]float32, n)
-	for k, r := range picked {
-		q.DequantizeRow(deq, r)
-		dr := d.RawRowView(k)
+	// δ block by block (k rows x w), times H's block (symmetric, so
+	// H·δᵀ is δ·Hᵀ), in float32: only the two roundings' order matters.
+	k := len(picked)
+	d := make([]float32, k*n)
+	for i, r := range picked {
+		q.DequantizeRow(d[i*n:(i+1)*n], r)
 		for j := range n {
-			dr[j] = float64(x[r*n+j] - deq[j])
+			d[i*n+j] = x[r*n+j] - d[i*n+j]
 		}
 	}
+	if f.h32 == nil {
+		f.h32 = make([]float32, len(f.h))
+		for i, v := range f.h {
+			f.h32[i] = float32(v)
+		}
+	}
+	db := make([]float32, k*w)
+	hd := make([]float32, k*w)
 	var e float64
 	for b0 := 0; b0 < n; b0 += w {
-		db := d.Slice(0, len(picked), b0, b0+w)
-		var hd mat.Dense
-		hd.Mul(db, mat.NewDense(w, w, f.h[b0*w:(b0+w)*w]))
-		for k := range picked {
-			for j := range w {
-				e += db.At(k, j) * hd.At(k, j)
-			}
+		for i := range k {
+			copy(db[i*w:(i+1)*w], d[i*n+b0:i*n+b0+w])
+		}
+		mulNT(hd, db, k, w, f.h32[b0*w:(b0+w)*w], w)
+		for i, v := range db {
+			e += float64(v) * float64(hd[i])
 		}
 	}
 	return e
@@ -293,18 +344,15 @@ func roundWithFeedback(x []float32, q *Quantized, f *gptqFactor, batch int) *Qua
 		b1 = min(b0+batch, end)
 		nb := b1 - b0
 		parallelFor((rows+rowChunk-1)/rowChunk, func(c int) {
-			one, val := make([]uint8, 1), make([]float32, 1)
 			for r := c * rowChunk; r < min((c+1)*rowChunk, rows); r++ {
 				wr := w[r*n : (r+1)*n]
 				er := errs[r*nb : (r+1)*nb]
 				for i := b0; i < b1; i++ {
 					gi := r*gpr + i/q.Group
-					sc, mn := q.Scales[gi], q.minAt(gi)
-					val[0] = wr[i]
-					q.levelsFor(one, val, sc, mn)
-					out.Levels[r*n+i] = one[0]
+					l, v := q.roundOne(wr[i], q.Scales[gi], q.minAt(gi))
+					out.Levels[r*n+i] = l
 					ii := f.at(i, i)
-					e := (wr[i] - q.value(one[0], sc, mn)) / f.u[ii]
+					e := (wr[i] - v) / f.u[ii]
 					er[i-b0] = e
 					ui := f.u[ii-i%fw : ii-i%fw+fw]
 					for j := i + 1; j < b1; j++ {
@@ -314,12 +362,23 @@ func roundWithFeedback(x []float32, q *Quantized, f *gptqFactor, batch int) *Qua
 			}
 		})
 		if b1 < end {
-			// W[:, b1:end] -= E · U[b0:b1, b1:end].
-			a := blas32.General{Rows: rows, Cols: nb, Stride: nb, Data: errs[:rows*nb]}
-			o := f.at(b0, b1)
-			b := blas32.General{Rows: nb, Cols: end - b1, Stride: fw, Data: f.u[o : o+(nb-1)*fw+end-b1]}
-			cm := blas32.General{Rows: rows, Cols: end - b1, Stride: n, Data: w[b1 : (rows-1)*n+end]}
-			blas32.Gemm(blas.NoTrans, blas.NoTrans, -1, a, b, 1, cm)
+			// W[:, b1:end] -= E · U[b0:b1, b1:end], row by row as sums
+			// of U's rows (copied together, so they stay in cache).
+			rest := end - b1
+			ub := make([]float32, nb*rest)
+			for k := range nb {
+				o := f.at(b0+k, b1)
+				copy(ub[k*rest:(k+1)*rest], f.u[o:o+rest])
+			}
+			parallelFor((rows+rowChunk-1)/rowChunk, func(c int) {
+				neg := make([]float32, nb)
+				for r := c * rowChunk; r < min((c+1)*rowChunk, rows); r++ {
+					for k, e := range errs[r*nb : (r+1)*nb] {
+						neg[k] = -e
+					}
+					kernels.AxpyRows(w[r*n+b1:r*n+end], neg, ub)
+				}
+			})
 		}
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cafeq/cafeq/model"
+	"github.com/cafeq/cafeq/runtime"
 )
 
 // correlatedCov returns a second moment of n inputs with a few loud
@@ -192,29 +193,40 @@ func TestInputScale(t *testing.T) {
 	}
 }
 
-// H0 is the mean of u·uᵀ with u at unit RMS, so its trace is d_model.
-func TestInputCovFromEmbedding(t *testing.T) {
-	ck, err := model.OpenCheckpoint("../testdata/gemma2-tiny")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ck.Close()
-	ic, err := newInputCov(ck, 1)
+// H0 is the mean of u·uᵀ with u at unit RMS, so its trace is d_model; the
+// stream starts at the sampled rows times sqrt(d_model).
+func TestInputStatsFromEmbedding(t *testing.T) {
+	ck := openTiny(t)
+	st, err := newInputStats(ck, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := ck.Config.HiddenSize
 	var tr float64
 	for i := range n {
-		tr += ic.h0[i*n+i]
+		tr += st.h0[i*n+i]
 		for j := range n {
-			if ic.h0[i*n+j] != ic.h0[j*n+i] {
+			if st.h0[i*n+j] != st.h0[j*n+i] {
 				t.Fatalf("H0 not symmetric at %d,%d", i, j)
 			}
 		}
 	}
 	if math.Abs(tr-float64(n)) > 1e-9*float64(n) {
 		t.Errorf("trace(H0) = %v, want %d", tr, n)
+	}
+	if want := min(streamSamples, inputCovSamples*n, ck.Config.VocabSize); st.stream.m != want {
+		t.Errorf("stream of %d samples, want %d", st.stream.m, want)
+	}
+	ic, err := st.cov()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trc float64
+	for i := range n {
+		trc += ic.h[i*n+i]
+	}
+	if math.Abs(trc-float64(n)) > 1e-4*float64(n) {
+		t.Errorf("trace of the mixed moment = %v, want %d (both parts have unit RMS)", trc, n)
 	}
 }
 
@@ -272,5 +284,91 @@ func TestRoundWithFeedbackBlockDiagonal(t *testing.T) {
 	}
 	if e0, e1 := f.weightedErr(x, q), f.weightedErr(x, got); !(e1 < e0) {
 		t.Errorf("weighted error %v -> %v, want lower", e0, e1)
+	}
+}
+
+// The stream is Gemma 2's forward pass of one-token sequences: after every
+// layer, its final norm times the embedding gives the runtime's logits.
+func TestStreamMatchesRuntime(t *testing.T) {
+	ck := openTiny(t)
+	cfg := ck.Config
+	n := cfg.HiddenSize
+	tokens := []int{2, 17, 100, cfg.VocabSize - 1}
+	emb := tensor(t, ck, model.NameEmbed)
+	st := &stream{cfg: cfg, m: len(tokens)}
+	for _, tok := range tokens {
+		for _, v := range emb.Data[tok*n : (tok+1)*n] {
+			st.x = append(st.x, v*float32(math.Sqrt(float64(n))))
+		}
+	}
+	q := &checkpointWriter{ck: ck}
+	for l := range cfg.NumHiddenLayers {
+		if err := st.attention(q, l); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.mlp(q, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final, err := q.vector(model.NameFinalNorm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := times(st.normed(st.x, final), st.m, emb)
+	if c := float32(cfg.FinalLogitSoftcapping); c > 0 {
+		for i, v := range got {
+			got[i] = c * float32(math.Tanh(float64(v/c)))
+		}
+	}
+	e, err := runtime.Load("../testdata/gemma2-tiny", runtime.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for i, tok := range tokens {
+		s, err := e.NewSession(8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := s.Forward([]int{tok}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var scale, worst float64
+		for j, w := range want {
+			scale = math.Max(scale, math.Abs(float64(w)))
+			worst = math.Max(worst, math.Abs(float64(w-got[i*cfg.VocabSize+j])))
+		}
+		if worst > 1e-3*scale {
+			t.Errorf("token %d: logits differ by %g (scale %g)", tok, worst, scale)
+		}
+	}
+}
+
+func TestMulNT(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, sz := range [][3]int{{1, 1, 1}, {3, 7, 5}, {17, 33, 130}, {64, 300, 9}} {
+		m, k, n := sz[0], sz[1], sz[2]
+		a, b := make([]float32, m*k), make([]float32, n*k)
+		for i := range a {
+			a[i] = float32(rng.NormFloat64())
+		}
+		for i := range b {
+			b[i] = float32(rng.NormFloat64())
+		}
+		c := make([]float32, m*n)
+		mulNT(c, a, m, k, b, n)
+		at := transpose32(a, m, k)
+		for i := range m {
+			for j := range n {
+				var want float64
+				for l := range k {
+					want += float64(at[l*m+i]) * float64(b[j*k+l])
+				}
+				if math.Abs(float64(c[i*n+j])-want) > 1e-4*math.Sqrt(float64(k)) {
+					t.Fatalf("%v: C[%d][%d] = %v, want %v", sz, i, j, c[i*n+j], want)
+				}
+			}
+		}
 	}
 }

@@ -3,6 +3,8 @@ package quantize
 import (
 	"errors"
 
+	"github.com/cafeq/cafeq/kernels"
+
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 	"gonum.org/v1/gonum/mat"
@@ -101,4 +103,37 @@ func grow64(s []float64, n int) []float64 {
 		return make([]float64, n)
 	}
 	return s[:n]
+}
+
+// mulNT computes C = A·Bᵀ for A (m x k), B (n x k) and C (m x n), all
+// row-major and dense, with the runtime's SIMD dot kernels: several times
+// gonum's pure-Go sgemm, which dominated the input covariances' cost. B
+// is taken a chunk of rows at a time, sized to stay in a core's L2 while
+// every row of A passes over it.
+func mulNT(c, a []float32, m, k int, b []float32, n int) {
+	chunk := max(4, (256<<10)/(4*max(k, 1)))
+	parallelFor((n+chunk-1)/chunk, func(ch int) {
+		j0 := ch * chunk
+		j1 := min(j0+chunk, n)
+		rows := b[j0*k : j1*k]
+		for i := range m {
+			kernels.DotRows(c[i*n+j0:i*n+j1], rows, a[i*k:(i+1)*k])
+		}
+	})
+}
+
+// transpose32 returns the n x m transpose of a (m x n).
+func transpose32(a []float32, m, n int) []float32 {
+	t := make([]float32, len(a))
+	const blk = 64
+	for i0 := 0; i0 < m; i0 += blk {
+		for j0 := 0; j0 < n; j0 += blk {
+			for i := i0; i < min(i0+blk, m); i++ {
+				for j := j0; j < min(j0+blk, n); j++ {
+					t[j*m+i] = a[i*n+j]
+				}
+			}
+		}
+	}
+	return t
 }

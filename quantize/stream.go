@@ -1,0 +1,125 @@
+package quantize
+
+import (
+	"math"
+
+	"github.com/cafeq/cafeq/kernels"
+	"github.com/cafeq/cafeq/model"
+)
+
+// stream carries sampled tokens' residual-stream states through the
+// model's layers, each token as a sequence of one: its attention returns
+// its own v, so no position or context is needed.
+type stream struct {
+	cfg model.Config
+	m   int
+	x   []float32 // m x d_model
+}
+
+// moment is the mean of u·uᵀ over the states u = x/rms(x).
+func (st *stream) moment() []float64 {
+	n := st.cfg.HiddenSize
+	u := make([]float32, len(st.x))
+	for r := range st.m {
+		row := st.x[r*n : (r+1)*n]
+		var ss float64
+		for _, v := range row {
+			ss += float64(v) * float64(v)
+		}
+		inv := float32(1 / math.Sqrt(ss/float64(n)+1e-30))
+		for j, v := range row {
+			u[r*n+j] = v * inv
+		}
+	}
+	h := make([]float32, n*n)
+	ut := transpose32(u, st.m, n)
+	mulNT(h, ut, n, st.m, ut, n)
+	out := make([]float64, n*n)
+	for i := range out {
+		out[i] = float64(h[i]) / float64(st.m)
+	}
+	return out
+}
+
+// normed is RMSNorm(x)·(1+w) of every state.
+func (st *stream) normed(x []float32, w []float32) []float32 {
+	n := len(w)
+	rows := len(x) / n
+	out := make([]float32, len(x))
+	for r := range rows {
+		row := x[r*n : (r+1)*n]
+		var ss float64
+		for _, v := range row {
+			ss += float64(v) * float64(v)
+		}
+		inv := 1 / math.Sqrt(ss/float64(n)+st.cfg.RMSNormEps)
+		for j, v := range row {
+			out[r*n+j] = float32(float64(v) * inv * (1 + float64(w[j])))
+		}
+	}
+	return out
+}
+
+// times returns a·wᵀ for a (m x in) and w (out x in).
+func times(a []float32, m int, w Matrix) []float32 {
+	out := make([]float32, m*w.Rows)
+	mulNT(out, a, m, w.Cols, w.Data, w.Rows)
+	return out
+}
+
+// attention adds layer l's attention output to the states.
+func (st *stream) attention(q *checkpointWriter, l int) error {
+	cfg := st.cfg
+	ms, err := q.loadAll(model.LayerName(l, model.AttnV), model.LayerName(l, model.AttnO))
+	if err != nil {
+		return err
+	}
+	norm, err := q.vector(model.LayerName(l, model.AttnNorm))
+	if err != nil {
+		return err
+	}
+	post, err := q.vector(model.LayerName(l, model.PostAttnNorm))
+	if err != nil {
+		return err
+	}
+	v := times(st.normed(st.x, norm), st.m, ms[0])
+	hd, nq, nkv := cfg.HeadDim, cfg.NumAttentionHeads, cfg.NumKeyValueHeads
+	a := make([]float32, st.m*nq*hd)
+	for r := range st.m {
+		for h := range nq {
+			kv := h / (nq / nkv)
+			copy(a[(r*nq+h)*hd:(r*nq+h+1)*hd], v[(r*nkv+kv)*hd:(r*nkv+kv+1)*hd])
+		}
+	}
+	st.add(times(a, st.m, ms[1]), post)
+	return nil
+}
+
+// mlp adds layer l's MLP output to the states.
+func (st *stream) mlp(q *checkpointWriter, l int) error {
+	ms, err := q.loadAll(model.LayerName(l, model.FFNGate), model.LayerName(l, model.FFNUp), model.LayerName(l, model.FFNDown))
+	if err != nil {
+		return err
+	}
+	norm, err := q.vector(model.LayerName(l, model.FFNNorm))
+	if err != nil {
+		return err
+	}
+	post, err := q.vector(model.LayerName(l, model.PostFFNNorm))
+	if err != nil {
+		return err
+	}
+	h := st.normed(st.x, norm)
+	g, u := times(h, st.m, ms[0]), times(h, st.m, ms[1])
+	kernels.GELUMul(g, u)
+	st.add(times(g, st.m, ms[2]), post)
+	return nil
+}
+
+// add adds RMSNorm(y)·(1+post) to the states.
+func (st *stream) add(y []float32, post []float32) {
+	y = st.normed(y, post)
+	for i, v := range y {
+		st.x[i] += v
+	}
+}
