@@ -86,3 +86,35 @@ func BenchmarkCafeQ2BLayer(b *testing.B) {
 	}
 	b.ReportMetric((cpuTime()-c0).Seconds()/float64(b.N), "cpu-s/op")
 }
+
+// BenchmarkReround2BGateUp: the input-covariance re-rounding of one
+// 9216 x 2304 matrix (gate or up at the 2B shape) on q4_k.
+func BenchmarkReround2BGateUp(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const rows, n = 9216, 2304
+	h := make([]float64, n*n)
+	for i := range n {
+		h[i*n+i] = 1 + rng.Float64()
+	}
+	ic, err := inputCovOf(h, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := make([]float64, n)
+	for j := range s {
+		s[j] = 1
+	}
+	x := make([]float32, rows*n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	q, err := RTN(Grid{Bits: 4, Group: 32, Super: true}, x, rows, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := ic.factorFor(s)
+	b.ResetTimer()
+	for range b.N {
+		roundWithFeedback(x, q, f, gptqBlock)
+	}
+}

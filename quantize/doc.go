@@ -22,6 +22,10 @@
 //     QuantizeVO, the V/O driver.
 //   - select.go: per block, the transform or the identity, whichever is
 //     exactly better; the choice every method ends with.
+//   - inputcov.go: input covariances made from the model alone, and the
+//     GPTQ-style re-rounding of q/k/v, gate/up and the output projection
+//     for them; stream.go: the sampled one-token sequences carried through
+//     the layers that they come from.
 //   - budget.go: a size in bits per linear weight, everything counted
 //     (-bpw): each tensor's grid, chosen by the proxy loss within it.
 //   - checkpoint.go: a whole Gemma 2 checkpoint into a .cq file;
@@ -63,7 +67,11 @@
 // norms of M^-1, see surrogate) but keep an iterate only when its exact
 // error is lower, and fall back to the identity per block (a shared block
 // is kept only if no matrix of the group gets worse): CafeQ is never worse
-// than RTN on any matrix, nor on the V/O paired error.
+// than RTN on any matrix, nor on the V/O paired error. The input-covariance
+// re-rounding (inputcov.go, CheckpointOptions.InputCov) then trades this
+// error for the one the model feels, tr(Δ H Δᵀ), and is kept only where
+// that falls; the report gives its ratio (input_cov_ratio) and the larger
+// Frobenius error.
 //
 // # Cost
 //

@@ -136,7 +136,7 @@ func TestOutlierModelSameFunction(t *testing.T) {
 }
 
 // TestOutlierModelQuantizes: quantized with the default settings, the
-// outlier model's KL on unseen text stays within 2.5x the trained model's
+// outlier model's KL on unseen text stays within 3x the trained model's
 // (plain RTN's grows about 30x): the learned diagonals fold the outlier
 // channels back into the norms and up_proj. (-steps 8 for time.) The ratio
 // was 1.96 (0.00494 / 0.00252) until the bit budget counted the blocks after
@@ -144,7 +144,9 @@ func TestOutlierModelSameFunction(t *testing.T) {
 // and moved the outlier model's to 0.00515 (2.2x); on all of eval.txt at 64
 // steps the outlier model's was 0.00516 before and 0.00518 after. With the
 // superblock grids among the default candidates: 0.00444 / 0.00206 (2.2x);
-// with the 5-bit grids too: 0.00405 / 0.00189 (2.1x).
+// with the 5-bit grids too: 0.00405 / 0.00189 (2.1x). The input covariances
+// lowered both and the trained model's more: 0.00300 / 0.00123 (2.4x), so the
+// bound went from 2.5x to 3x; the absolute bound stays.
 func TestOutlierModelQuantizes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("quality test")
@@ -160,8 +162,33 @@ func TestOutlierModelQuantizes(t *testing.T) {
 		kl[name] = *r.KLD
 		t.Logf("%s: KL %.5f, top-1 %.4f over %d tokens", name, *r.KLD, *r.Top1Agree, r.Tokens)
 	}
-	if kl["outliers"] > 2.5*kl["trained"] || kl["outliers"] > 0.01 {
-		t.Errorf("outlier model KL %.5f: above 0.01 or 2.5x the trained model's %.5f", kl["outliers"], kl["trained"])
+	if kl["outliers"] > 3*kl["trained"] || kl["outliers"] > 0.01 {
+		t.Errorf("outlier model KL %.5f: above 0.01 or 3x the trained model's %.5f", kl["outliers"], kl["trained"])
+	}
+}
+
+// TestInputCovariances: the default re-rounding for the input covariances
+// the model itself gives (quantize/inputcov.go) lowers the trained model's
+// KL on unseen text well below -no-input-cov's (all of eval.txt at 64
+// steps: 0.00122 against 0.00183). (-steps 8 for time.)
+func TestInputCovariances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quality test")
+	}
+	text := heldOut(t, 6000)
+	kl := map[string]float64{}
+	for name, extra := range map[string][]string{"default": nil, "none": {"-no-input-cov"}} {
+		cq := filepath.Join(t.TempDir(), name+".cq")
+		args := append([]string{"quantize", "-m", shakespeare, "-o", cq, "-steps", "8"}, extra...)
+		if code, _, stderr := run(t, args...); code != 0 {
+			t.Fatal(stderr)
+		}
+		r := perplexityAgainstRef(t, cq, text)
+		kl[name] = *r.KLD
+		t.Logf("%s: KL %.5f, top-1 %.4f over %d tokens", name, *r.KLD, *r.Top1Agree, r.Tokens)
+	}
+	if kl["default"] > 0.85*kl["none"] {
+		t.Errorf("KL %.5f with input covariances, %.5f without: want at most 0.85x", kl["default"], kl["none"])
 	}
 }
 
