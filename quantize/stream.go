@@ -67,23 +67,33 @@ func times(a []float32, m int, w Matrix) []float32 {
 	return out
 }
 
+// block loads what one block of layer l reads: its matrices, the norm
+// before it and the norm after it.
+func (q *checkpointWriter) block(l int, pre, post string, matrices ...string) (ms []Matrix, preW, postW []float32, err error) {
+	names := make([]string, len(matrices))
+	for i, m := range matrices {
+		names[i] = model.LayerName(l, m)
+	}
+	if ms, err = q.loadAll(names...); err != nil {
+		return nil, nil, nil, err
+	}
+	if preW, err = q.vector(model.LayerName(l, pre)); err != nil {
+		return nil, nil, nil, err
+	}
+	if postW, err = q.vector(model.LayerName(l, post)); err != nil {
+		return nil, nil, nil, err
+	}
+	return ms, preW, postW, nil
+}
+
 // attention adds layer l's attention output to the states.
 func (st *stream) attention(q *checkpointWriter, l int) error {
-	cfg := st.cfg
-	ms, err := q.loadAll(model.LayerName(l, model.AttnV), model.LayerName(l, model.AttnO))
-	if err != nil {
-		return err
-	}
-	norm, err := q.vector(model.LayerName(l, model.AttnNorm))
-	if err != nil {
-		return err
-	}
-	post, err := q.vector(model.LayerName(l, model.PostAttnNorm))
+	ms, norm, post, err := q.block(l, model.AttnNorm, model.PostAttnNorm, model.AttnV, model.AttnO)
 	if err != nil {
 		return err
 	}
 	v := times(st.normed(st.x, norm), st.m, ms[0])
-	hd, nq, nkv := cfg.HeadDim, cfg.NumAttentionHeads, cfg.NumKeyValueHeads
+	hd, nq, nkv := st.cfg.HeadDim, st.cfg.NumAttentionHeads, st.cfg.NumKeyValueHeads
 	a := make([]float32, st.m*nq*hd)
 	for r := range st.m {
 		for h := range nq {
@@ -97,15 +107,7 @@ func (st *stream) attention(q *checkpointWriter, l int) error {
 
 // mlp adds layer l's MLP output to the states.
 func (st *stream) mlp(q *checkpointWriter, l int) error {
-	ms, err := q.loadAll(model.LayerName(l, model.FFNGate), model.LayerName(l, model.FFNUp), model.LayerName(l, model.FFNDown))
-	if err != nil {
-		return err
-	}
-	norm, err := q.vector(model.LayerName(l, model.FFNNorm))
-	if err != nil {
-		return err
-	}
-	post, err := q.vector(model.LayerName(l, model.PostFFNNorm))
+	ms, norm, post, err := q.block(l, model.FFNNorm, model.PostFFNNorm, model.FFNGate, model.FFNUp, model.FFNDown)
 	if err != nil {
 		return err
 	}
