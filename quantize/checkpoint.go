@@ -47,10 +47,10 @@ type CheckpointOptions struct {
 	// q4_k, q3_k, q5_k, q6_k and the asymmetric ones) out of the candidates, so
 	// that every tensor gets a plain grid.
 	NoSuperGrids bool
-	// InputCov (cafeq, without block transforms) re-rounds q/k/v and
-	// gate/up GPTQ-style for the input covariance the embedding implies
-	// (see inputcov.go), keeping the result where it lowers that weighted
-	// error.
+	// InputCov (cafeq, without block transforms) re-rounds q/k/v, gate/up
+	// and the output projection GPTQ-style for input covariances made from
+	// the model alone (see inputcov.go), keeping the result where it
+	// lowers that weighted error.
 	InputCov bool
 
 	grids map[string]Grid // the budget's choice per tensor
@@ -294,9 +294,8 @@ type checkpointWriter struct {
 	total  int
 	// With opt.InputCov: what the input covariances are made from, and the
 	// covariance of the input being quantized now (nil: none).
-	stats     *inputStats
-	cov       *inputCov
-	embFactor *gptqFactor
+	stats *inputStats
+	cov   *inputCov
 }
 
 func (q *checkpointWriter) progress(what string, work int) {
