@@ -107,4 +107,16 @@
 // besides the 14 plain ones), a whole synthetic 2B at the default settings
 // took 20 minutes 8 seconds of wall time and 2,238 CPU-seconds on 2
 // otherwise idle cores (2-core Intel Xeon, 2026-12-02; peak RSS 5.9 GiB).
+//
+// The input covariances (inputcov.go, on by default since 2026-12-03) add
+// about 9 CPU-seconds once (H0 from 9,216 embedding rows), the stream's
+// forward pass, a moment and a factorisation per norm, and the re-rounding
+// of q/k/v, gate/up and the 256,000-row output projection. A whole
+// synthetic 2B at the default settings then took 25 minutes 52 seconds of
+// wall time and 2,735 CPU-seconds on 2 cores (2-core Intel Xeon,
+// 2026-12-03; peak RSS 6.5 GiB; `/usr/bin/time cafeq quantize -m 2b -o
+// 2b.cq` on `cafeq synth -preset 2b`; a few niced small-model jobs ran
+// beside it in its first 18 minutes). The build before the re-rounding's
+// in-batch feedback moved to the SIMD axpy took 28 minutes 32 seconds and
+// 3,049 CPU-seconds.
 package quantize
