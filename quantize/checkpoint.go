@@ -598,27 +598,25 @@ func (q *checkpointWriter) reroundWith(ms []Matrix, res *Result, f *gptqFactor) 
 		}
 		res.Q[i] = nq
 		res.Report[i].InputCovRatio = ratio
-		res.Report[i].RelErr = relErrThrough(m.Data, nq, res.Diag)
+		res.Report[i].RelErr = relErrThrough(m.Data, x, nq, res.Diag)
 	}
 }
 
-// relErrThrough is ||W - Q·D^-1||_F / ||W||_F for q storing W·D (diag nil:
-// D = I).
-func relErrThrough(w []float32, q *Quantized, diag []float32) float64 {
-	row := make([]float32, q.Cols)
-	var num, den float64
-	for r := range q.Rows {
-		q.DequantizeRow(row, r)
-		for j, v := range row {
-			if diag != nil {
-				v /= diag[j]
-			}
-			o := float64(w[r*q.Cols+j])
-			num += (o - float64(v)) * (o - float64(v))
-			den += o * o
+// relErrThrough is ||W - Q·D^-1||_F / ||W||_F for q storing x = W·D (diag
+// nil: D = I, x = W).
+func relErrThrough(w, x []float32, q *Quantized, diag []float32) float64 {
+	var inv []float32
+	if diag != nil {
+		inv = make([]float32, len(diag))
+		for j, d := range diag {
+			inv[j] = 1 / d
 		}
 	}
-	return math.Sqrt(num / math.Max(den, 1e-30))
+	var ww float64
+	for _, v := range w {
+		ww += float64(v) * float64(v)
+	}
+	return math.Sqrt(plainBlockErr(x, q, q.Cols, inv)[0] / math.Max(ww, 1e-30))
 }
 
 // write stores a QuantizeShared result (see shared).

@@ -180,19 +180,12 @@ func (g Grid) levelsFor(levels []uint8, x []float32, scale, mn float32) {
 	}
 }
 
-// roundOne is levelsFor of one weight (the same arithmetic), with the
-// level's value.
+// roundOne is levelsFor of one weight, with the level's value.
 func (g Grid) roundOne(v, scale, mn float32) (uint8, float32) {
-	off := float32(0)
-	if !g.Asym {
-		off, mn = float32(g.zero()), 0
-	}
-	var inv float32
-	if scale != 0 {
-		inv = 1 / scale
-	}
-	l := uint8(max(0, min(float32(g.maxLevel()), float32(math.Round(float64((v-mn)*inv+off))))))
-	return l, g.value(l, scale, mn)
+	var l [1]uint8
+	x := [1]float32{v}
+	g.levelsFor(l[:], x[:], scale, mn)
+	return l[0], g.value(l[0], scale, mn)
 }
 
 // value is the dequantized weight of a level.

@@ -162,25 +162,11 @@ func (st *inputStats) cov() (*inputCov, error) {
 	return inputCovOf(h, st.n)
 }
 
-// inputCovOf factors the second moment h (n x n, row-major).
+// inputCovOf factors the second moment h (n x n, row-major), damped by 1%
+// of its mean diagonal as GPTQ (invCholUpper).
 func inputCovOf(h []float64, n int) (*inputCov, error) {
-	var tr float64
-	for i := range n {
-		tr += h[i*n+i]
-	}
-	damped := mat.NewSymDense(n, nil)
-	lambda := 0.01*tr/float64(n) + 1e-30
-	for i := range n {
-		for j := i; j < n; j++ {
-			v := 0.5 * (h[i*n+j] + h[j*n+i])
-			if i == j {
-				v += lambda
-			}
-			damped.SetSym(i, j, v)
-		}
-	}
-	u0, err := invUpperFactor(damped)
-	if err != nil {
+	u0 := invCholUpper(mat.NewDense(n, n, h))
+	if u0 == nil {
 		return nil, errNoInputCov
 	}
 	return &inputCov{n: n, h: h, u0: u0}, nil
@@ -190,25 +176,6 @@ func inputCovOf(h []float64, n int) (*inputCov, error) {
 // nonzero row, or a moment not positive definite even damped): those
 // matrices are quantized without one.
 var errNoInputCov = errors.New("quantize: no input covariance")
-
-// invUpperFactor returns U, upper triangular, with a^-1 = UᵀU.
-func invUpperFactor(a *mat.SymDense) (*mat.TriDense, error) {
-	var ch mat.Cholesky
-	if !ch.Factorize(a) {
-		return nil, fmt.Errorf("quantize: an input covariance is not positive definite")
-	}
-	var inv mat.SymDense
-	if err := ch.InverseTo(&inv); err != nil {
-		return nil, fmt.Errorf("quantize: inverting an input covariance: %w", err)
-	}
-	var ch2 mat.Cholesky
-	if !ch2.Factorize(&inv) {
-		return nil, fmt.Errorf("quantize: an inverse input covariance is not positive definite")
-	}
-	var u mat.TriDense
-	ch2.UTo(&u)
-	return &u, nil
-}
 
 // inputScale is S = diag((1+w)/d) for the norm weight w and the diagonal d
 // folded into it (nil: d = 1). A zero entry (a channel the norm switches
@@ -236,28 +203,21 @@ func inputScale(normWeight, diag []float32) []float64 {
 // with one matrix product (GPTQ's lazy batch).
 const gptqBlock = 128
 
-// gptqFactor is one matrix input's covariance H, block diagonal (Width x
-// Width blocks; Width = N: one full matrix), with GPTQ's factor U of the
-// damped H: upper triangular, (H + damping)^-1 = UᵀU, block by block.
+// gptqFactor is one matrix input's covariance H with GPTQ's factor U of
+// the damped H: upper triangular, (H + damping)^-1 = UᵀU.
 type gptqFactor struct {
-	n, width int
-	h        []float64 // n/width blocks, each width x width row-major
-	u        []float32 // the same layout
-	h32      []float32 // h as float32, made on first use
+	n   int
+	h   []float64 // n x n, row-major
+	u   []float32 // n x n, row-major, upper triangle
+	h32 []float32 // h as float32, made on first use
 	// sampleRows is how many rows weightedErr scores (0: weightedErrRows).
 	sampleRows int
-}
-
-// at returns the offset of entry (i, j), which must lie in one block.
-func (f *gptqFactor) at(i, j int) int {
-	b := i / f.width
-	return (b*f.width+i%f.width)*f.width + j%f.width
 }
 
 // factorFor is the full factor for S·H0·S: U = U0·S^-1 (see above).
 func (ic *inputCov) factorFor(s []float64) *gptqFactor {
 	n := ic.n
-	f := &gptqFactor{n: n, width: n, h: make([]float64, n*n), u: make([]float32, n*n)}
+	f := &gptqFactor{n: n, h: make([]float64, n*n), u: make([]float32, n*n)}
 	for i := range n {
 		for j := range n {
 			f.h[i*n+j] = s[i] * ic.h[i*n+j] * s[j]
@@ -292,7 +252,7 @@ const weightedErrRows = 256
 // weightedErr is Σ_r δ_rᵀ H δ_r over evenly spaced rows r, where δ_r is
 // row r of x minus q's dequantized matrix.
 func (f *gptqFactor) weightedErr(x []float32, q *Quantized) float64 {
-	n, w := q.Cols, f.width
+	n := q.Cols
 	want := f.sampleRows
 	if want == 0 {
 		want = weightedErrRows
@@ -302,8 +262,8 @@ func (f *gptqFactor) weightedErr(x []float32, q *Quantized) float64 {
 	for r := 0; r < q.Rows; r += step {
 		picked = append(picked, r)
 	}
-	// δ block by block (k rows x w), times H's block (symmetric, so
-	// H·δᵀ is δ·Hᵀ), in float32: only the two roundings' order matters.
+	// δ (k rows) times H (symmetric, so H·δᵀ is δ·Hᵀ), in float32: only
+	// the two roundings' order matters.
 	k := len(picked)
 	d := make([]float32, k*n)
 	for i, r := range picked {
@@ -318,40 +278,31 @@ func (f *gptqFactor) weightedErr(x []float32, q *Quantized) float64 {
 			f.h32[i] = float32(v)
 		}
 	}
-	db := make([]float32, k*w)
-	hd := make([]float32, k*w)
+	hd := make([]float32, k*n)
+	mulNT(hd, d, k, n, f.h32, n)
 	var e float64
-	for b0 := 0; b0 < n; b0 += w {
-		for i := range k {
-			copy(db[i*w:(i+1)*w], d[i*n+b0:i*n+b0+w])
-		}
-		mulNT(hd, db, k, w, f.h32[b0*w:(b0+w)*w], w)
-		for i, v := range db {
-			e += float64(v) * float64(hd[i])
-		}
+	for i, v := range d {
+		e += float64(v) * float64(hd[i])
 	}
 	return e
 }
 
 // roundWithFeedback rounds x (rows x cols) column by column on q's scales
 // and mins, subtracting each column's error, divided by U's diagonal, times
-// U's row from the columns not yet rounded in its block of f (GPTQ).
-// Columns are taken batch at a time: within a batch the feedback is
-// applied column by column, to the rest of the block once per batch as one
-// matrix product.
+// U's row from the columns not yet rounded (GPTQ). Columns are taken batch
+// at a time: within a batch the feedback is applied column by column, to
+// the rest of the matrix once per batch.
 func roundWithFeedback(x []float32, q *Quantized, f *gptqFactor, batch int) *Quantized {
-	rows, n, fw := q.Rows, q.Cols, f.width
+	rows, n := q.Rows, q.Cols
 	w := append([]float32(nil), x...)
 	out := &Quantized{Grid: q.Grid, Rows: rows, Cols: n, Levels: make([]uint8, len(q.Levels)),
 		Scales: q.Scales, Mins: q.Mins, Supers: q.Supers, SuperMins: q.SuperMins}
 	gpr := n / q.Group
 	const rowChunk = 32
 	errs := make([]float32, rows*batch)
-	for b0, b1 := 0, 0; b0 < n; b0 = b1 {
-		end := (b0/fw + 1) * fw // the end of b0's block of f
-		b1 = min(b0+batch, end)
+	for b0 := 0; b0 < n; b0 += batch {
+		b1 := min(b0+batch, n)
 		nb := b1 - b0
-		bs := end - fw // the first column of the block
 		parallelFor((rows+rowChunk-1)/rowChunk, func(c int) {
 			neg := make([]float32, 1)
 			for r := c * rowChunk; r < min((c+1)*rowChunk, rows); r++ {
@@ -361,24 +312,23 @@ func roundWithFeedback(x []float32, q *Quantized, f *gptqFactor, batch int) *Qua
 					gi := r*gpr + i/q.Group
 					l, v := q.roundOne(wr[i], q.Scales[gi], q.minAt(gi))
 					out.Levels[r*n+i] = l
-					ui := f.u[f.at(i, bs) : f.at(i, bs)+fw] // row i of its block
-					e := (wr[i] - v) / ui[i-bs]
+					ui := f.u[i*n : (i+1)*n]
+					e := (wr[i] - v) / ui[i]
 					er[i-b0] = e
 					if i+1 < b1 {
 						neg[0] = -e
-						kernels.AxpyRows(wr[i+1:b1], neg, ui[i+1-bs:b1-bs])
+						kernels.AxpyRows(wr[i+1:b1], neg, ui[i+1:b1])
 					}
 				}
 			}
 		})
-		if b1 < end {
-			// W[:, b1:end] -= E · U[b0:b1, b1:end], row by row as sums
-			// of U's rows (copied together, so they stay in cache).
-			rest := end - b1
+		if b1 < n {
+			// W[:, b1:] -= E · U[b0:b1, b1:], row by row as sums of U's
+			// rows (copied together, so they stay in cache).
+			rest := n - b1
 			ub := make([]float32, nb*rest)
 			for k := range nb {
-				o := f.at(b0+k, b1)
-				copy(ub[k*rest:(k+1)*rest], f.u[o:o+rest])
+				copy(ub[k*rest:(k+1)*rest], f.u[(b0+k)*n+b1:(b0+k+1)*n])
 			}
 			parallelFor((rows+rowChunk-1)/rowChunk, func(c int) {
 				neg := make([]float32, nb)
@@ -386,7 +336,7 @@ func roundWithFeedback(x []float32, q *Quantized, f *gptqFactor, batch int) *Qua
 					for k, e := range errs[r*nb : (r+1)*nb] {
 						neg[k] = -e
 					}
-					kernels.AxpyRows(w[r*n+b1:r*n+end], neg, ub)
+					kernels.AxpyRows(w[r*n+b1:(r+1)*n], neg, ub)
 				}
 			})
 		}

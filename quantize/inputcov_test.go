@@ -230,63 +230,6 @@ func TestInputStatsFromEmbedding(t *testing.T) {
 	}
 }
 
-// A block-diagonal factor is the full algorithm on each block alone.
-func TestRoundWithFeedbackBlockDiagonal(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	const rows, n, w = 24, 128, 64
-	ones := make([]float64, w)
-	for j := range ones {
-		ones[j] = 1
-	}
-	f := &gptqFactor{n: n, width: w, h: make([]float64, n*w), u: make([]float32, n*w)}
-	var blocks []*gptqFactor
-	for b := range n / w {
-		ic, err := inputCovOf(correlatedCov(w, rng), w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fb := ic.factorFor(ones)
-		copy(f.h[b*w*w:], fb.h)
-		copy(f.u[b*w*w:], fb.u)
-		blocks = append(blocks, fb)
-	}
-	x := make([]float32, rows*n)
-	for i := range x {
-		x[i] = float32(rng.NormFloat64())
-	}
-	g := Grid{Bits: 4, Group: 32, Asym: true}
-	q, err := RTN(g, x, rows, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := roundWithFeedback(x, q, f, 48) // batches that straddle no block
-	for b, fb := range blocks {
-		xb := make([]float32, rows*w)
-		for r := range rows {
-			copy(xb[r*w:(r+1)*w], x[r*n+b*w:r*n+(b+1)*w])
-		}
-		qb, err := RTN(g, xb, rows, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ref := gptqReference(xb, qb, fb.u)
-		diff := 0
-		for r := range rows {
-			for j := range w {
-				if got.Levels[r*n+b*w+j] != ref[r*w+j] {
-					diff++
-				}
-			}
-		}
-		if diff > rows*w/200 {
-			t.Errorf("block %d: %d of %d levels differ from the block alone", b, diff, rows*w)
-		}
-	}
-	if e0, e1 := f.weightedErr(x, q), f.weightedErr(x, got); !(e1 < e0) {
-		t.Errorf("weighted error %v -> %v, want lower", e0, e1)
-	}
-}
-
 // The stream is Gemma 2's forward pass of one-token sequences: after every
 // layer, its final norm times the embedding gives the runtime's logits.
 func TestStreamMatchesRuntime(t *testing.T) {

@@ -41,21 +41,12 @@ func (st *stream) moment() []float64 {
 	return out
 }
 
-// normed is RMSNorm(x)·(1+w) of every state.
+// normed is RMSNorm(x)·(1+w) of every state, with the runtime's kernel.
 func (st *stream) normed(x []float32, w []float32) []float32 {
 	n := len(w)
-	rows := len(x) / n
 	out := make([]float32, len(x))
-	for r := range rows {
-		row := x[r*n : (r+1)*n]
-		var ss float64
-		for _, v := range row {
-			ss += float64(v) * float64(v)
-		}
-		inv := 1 / math.Sqrt(ss/float64(n)+st.cfg.RMSNormEps)
-		for j, v := range row {
-			out[r*n+j] = float32(float64(v) * inv * (1 + float64(w[j])))
-		}
+	for r := range len(x) / n {
+		kernels.RMSNorm(out[r*n:(r+1)*n], x[r*n:(r+1)*n], w, float32(st.cfg.RMSNormEps))
 	}
 	return out
 }
