@@ -170,6 +170,9 @@ func planBudget(ck *model.Checkpoint, opt CheckpointOptions, transformBytes int6
 				if err != nil {
 					return nil, err
 				}
+				if err := checkMatrix(data, t.Shape[0], t.Shape[1]); err != nil {
+					return nil, fmt.Errorf("quantize: %q: %w", name, err)
+				}
 				m := Matrix{Name: name, Rows: t.Shape[0], Cols: t.Shape[1], Data: data}
 				src := sampleRows(m, budgetRows, opt.Seed)
 				w, err := budgetWeight(gains, name, int64(m.Rows)*int64(m.Cols))
@@ -239,7 +242,7 @@ func planBudget(ck *model.Checkpoint, opt CheckpointOptions, transformBytes int6
 			for c, cand := range u.cands {
 				db := cand.bytes - cur.bytes
 				dl := cur.loss - cand.loss
-				if dl <= 0 || used+db > budget {
+				if !(dl > 0) || used+db > budget { // a NaN loss is no gain either
 					continue
 				}
 				rate := math.Inf(1)
@@ -376,6 +379,9 @@ func meanSquare(ck *model.Checkpoint, name string, offset float64) (float64, err
 			f := float64(v) + offset
 			s += f * f
 		}
+	}
+	if math.IsNaN(s) || math.IsInf(s, 0) {
+		return 0, fmt.Errorf("quantize: %q holds NaN or infinite values", name)
 	}
 	return s / float64(rows*cols), nil
 }

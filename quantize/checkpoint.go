@@ -223,6 +223,14 @@ func QuantizeCheckpoint(ck *model.Checkpoint, tok *tokenizer.Tokenizer, outPath 
 			return nil, err
 		}
 	}
+	if q.stats != nil {
+		// The output projection is then quantized last: refuse a
+		// non-finite one before the layers' work, not after it.
+		if _, err := meanSquare(ck, outputName(cfg), 0); err != nil {
+			w.Abort()
+			return nil, err
+		}
+	}
 	if err := q.run(); err != nil {
 		w.Abort()
 		return nil, err
@@ -355,9 +363,8 @@ func (q *checkpointWriter) run() error {
 	}
 	// The output projection (the tied embedding) is written last when the
 	// stream's states at the end of the layers give its input covariance.
-	output := model.NameEmbed
-	if !cfg.TieWordEmbeddings {
-		output = model.NameOutput
+	output := outputName(cfg)
+	if output != model.NameEmbed {
 		if err := q.writeEmbedding(model.NameEmbed, nil); err != nil {
 			return err
 		}
@@ -736,6 +743,15 @@ func (q *checkpointWriter) writeEmbedding(name string, cov *gptqFactor) error {
 	}
 	q.report.Bytes += int64(len(out))
 	return q.w.WriteTensor(name, out)
+}
+
+// outputName is the tensor that is the output projection: the embedding
+// when tied (Gemma 2's layout).
+func outputName(cfg model.Config) string {
+	if cfg.TieWordEmbeddings {
+		return model.NameEmbed
+	}
+	return model.NameOutput
 }
 
 // finalFactor is the input covariance of the output projection: the

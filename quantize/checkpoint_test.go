@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -87,6 +88,50 @@ func TestQuantizeRefusesNonFiniteNorms(t *testing.T) {
 	}
 	if err := quantizeDir(t, copyTiny(t, "", 0), nil); err != nil {
 		t.Fatalf("the clean checkpoint: %v", err)
+	}
+}
+
+// TestQuantizeRefusesNonFiniteWeights: a NaN in the embedding or in a
+// layer's matrix made the bit budget's greedy walk loop forever (a NaN loss
+// passed for a gain). Both are refused with the tensor's name before any
+// quantization work, also when the output projection is quantized last
+// (input covariances, one grid for all).
+func TestQuantizeRefusesNonFiniteWeights(t *testing.T) {
+	for _, tensor := range []string{model.NameEmbed, model.LayerName(1, model.FFNUp)} {
+		t.Run(tensor, func(t *testing.T) { refusesNonFinite(t, tensor) })
+	}
+}
+
+func refusesNonFinite(t *testing.T, tensor string) {
+	dir := copyTiny(t, tensor, 0x7fc0)
+	ck, err := model.OpenCheckpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cafeq := Options{Method: MethodCafeQ, Grid: Grid{Bits: 4, Group: 32}, Block: 256, NoBlock: true, Steps: 2}
+	opts := map[string]CheckpointOptions{"budget": {Options: cafeq, BPW: 4.5, InputCov: true}}
+	if tensor == model.NameEmbed {
+		opts["one grid, input covariances"] = CheckpointOptions{Options: cafeq, InputCov: true}
+	}
+	for name, opt := range opts {
+		var progressed bool
+		opt.Progress = func(done, _ int, what string) { progressed = progressed || !strings.HasPrefix(what, "bit budget") }
+		outDir := t.TempDir()
+		_, err := QuantizeCheckpoint(ck, tok, filepath.Join(outDir, "m.cq"), opt)
+		if err == nil || !strings.Contains(err.Error(), strconv.Quote(tensor)) {
+			t.Errorf("%s: got %v, want an error naming %q", name, err, tensor)
+		}
+		if progressed {
+			t.Errorf("%s: the error came after quantization work", name)
+		}
+		if left, _ := os.ReadDir(outDir); len(left) != 0 {
+			t.Errorf("%s: a failed quantization left %v", name, left)
+		}
 	}
 }
 
