@@ -1,8 +1,6 @@
 package quantize
 
 import (
-	"math"
-
 	"github.com/cafeq/cafeq/kernels"
 	"github.com/cafeq/cafeq/model"
 )
@@ -19,18 +17,7 @@ type stream struct {
 // moment is the mean of u·uᵀ over the states u = x/rms(x).
 func (st *stream) moment() []float64 {
 	n := st.cfg.HiddenSize
-	u := make([]float32, len(st.x))
-	for r := range st.m {
-		row := st.x[r*n : (r+1)*n]
-		var ss float64
-		for _, v := range row {
-			ss += float64(v) * float64(v)
-		}
-		inv := float32(1 / math.Sqrt(ss/float64(n)+1e-30))
-		for j, v := range row {
-			u[r*n+j] = v * inv
-		}
-	}
+	u := st.normed(st.x, make([]float32, n)) // unit RMS: a norm with w = 0
 	h := make([]float32, n*n)
 	ut := transpose32(u, st.m, n)
 	mulNT(h, ut, n, st.m, ut, n)
